@@ -1,0 +1,239 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/kdesk/portalgate/storage"
+)
+
+// Identity headers set on requests passed to the portal. Copies sent by the
+// client are always removed first.
+const (
+	HeaderContactID    = "X-Portal-Contact-Id"
+	HeaderContactEmail = "X-Portal-Contact-Email"
+	HeaderContactName  = "X-Portal-Contact-Name"
+	HeaderWorkspace    = "X-Portal-Workspace"
+	// HeaderCSRF carries the session's sign-out token to the portal, so its
+	// pages can render a sign-out form.
+	HeaderCSRF = "X-Portal-Csrf"
+)
+
+var identityHeaders = []string{HeaderContactID, HeaderContactEmail, HeaderContactName, HeaderWorkspace, HeaderCSRF}
+
+// Cookie names; on HTTPS the __Host- prefix pins them to this host.
+const (
+	cookieSession = "portal_session"
+	cookieFlow    = "portal_flow"
+)
+
+// Gate guards one workspace's portal.
+type Gate struct {
+	Portal    *Portal
+	Workspace *Workspace
+	// AuthPath is the reserved prefix of the sign-in pages, like "/_portal".
+	AuthPath string
+}
+
+// ServeHTTP passes signed-in requests to next with the contact's identity,
+// serves the sign-in pages under AuthPath, and sends everyone else to sign
+// in.
+func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	for _, h := range identityHeaders {
+		r.Header.Del(h)
+	}
+	ws := g.Workspace
+	store := g.Portal.Store()
+	if ws.Disabled || store == nil {
+		return g.unavailable(w, r)
+	}
+	if p := r.URL.Path; p == g.AuthPath || strings.HasPrefix(p, g.AuthPath+"/") {
+		return g.serveAuth(w, r, store, strings.TrimPrefix(p, g.AuthPath))
+	}
+
+	sess, contact, err := g.signedIn(r, store)
+	switch {
+	case err == nil:
+		r.Header.Set(HeaderContactID, contact.ID)
+		r.Header.Set(HeaderContactEmail, contact.Email)
+		r.Header.Set(HeaderContactName, contact.Name)
+		r.Header.Set(HeaderWorkspace, ws.Name)
+		r.Header.Set(HeaderCSRF, sess.CSRF)
+		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+			repl.Set("http.auth.user.id", contact.ID)
+			repl.Set("http.auth.user.email", contact.Email)
+		}
+		return next.ServeHTTP(w, r)
+	case errors.Is(err, errUnavailable):
+		return g.unavailable(w, r)
+	}
+	return g.challenge(w, r, store)
+}
+
+// errSignedOut is any reason a request has no valid session.
+var errSignedOut = errors.New("not signed in")
+
+// signedIn finds the request's session and its still-active contact. This
+// is the hot path: it reads through the store's cache and writes only when
+// the session's last activity needs refreshing.
+func (g *Gate) signedIn(r *http.Request, store storage.Store) (storage.Session, storage.Contact, error) {
+	c, err := r.Cookie(cookieName(r, cookieSession))
+	if err != nil || !validID(c.Value) {
+		return storage.Session{}, storage.Contact{}, errSignedOut
+	}
+	ctx := r.Context()
+	hash := hashID(c.Value)
+	sess, err := store.Session(ctx, hash)
+	if err != nil {
+		return sess, storage.Contact{}, g.storeErr(err)
+	}
+	if sess.Workspace != g.Workspace.Name {
+		return sess, storage.Contact{}, errSignedOut
+	}
+	contact, err := store.Contact(ctx, sess.Workspace, sess.ContactID)
+	if err != nil {
+		return sess, contact, g.storeErr(err)
+	}
+	if !contact.Active() {
+		return sess, contact, errSignedOut
+	}
+	now := g.Portal.Now()
+	if now.Sub(sess.LastSeen) > touchEvery(sess.Idle) {
+		if err := store.TouchSession(context.WithoutCancel(ctx), hash, now); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			g.Portal.Logger.Warn("refreshing session activity", zap.Error(err))
+		}
+	}
+	return sess, contact, nil
+}
+
+// touchEvery is how stale a session's last activity may get before a
+// request records it: a small part of the idle timeout, so most requests
+// write nothing.
+func touchEvery(idle time.Duration) time.Duration {
+	if idle <= 0 {
+		return time.Hour
+	}
+	return min(idle/20, 5*time.Minute)
+}
+
+func (g *Gate) storeErr(err error) error {
+	if errors.Is(err, storage.ErrNotFound) {
+		return errSignedOut
+	}
+	g.Portal.Logger.Error("reading session", zap.Error(err))
+	return errUnavailable
+}
+
+// challenge answers a request that is not signed in: API calls get 401
+// JSON, page loads are sent to the sign-in page with the wanted path kept
+// server-side in the sign-in flow.
+func (g *Gate) challenge(w http.ResponseWriter, r *http.Request, store storage.Store) error {
+	signin := g.AuthPath + "/signin"
+	if isAPI(r) {
+		w.Header().Set("WWW-Authenticate", `Portal realm="`+g.Workspace.Name+`"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]string{
+			"error":      "sign_in_required",
+			"message":    "Sign in to " + g.Workspace.Title + " first.",
+			"signin_url": signin,
+		})
+		return nil
+	}
+	returnTo := "/"
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		if p, ok := SafeReturnPath(r.URL.RequestURI()); ok && !g.isAuthPath(p) {
+			returnTo = p
+		}
+	}
+	if _, err := g.startFlow(w, r, store, returnTo, true); err != nil {
+		g.Portal.Logger.Error("starting sign-in flow", zap.Error(err))
+		return g.unavailable(w, r)
+	}
+	http.Redirect(w, r, signin, http.StatusSeeOther)
+	return nil
+}
+
+func (g *Gate) isAuthPath(p string) bool {
+	return p == g.AuthPath || strings.HasPrefix(p, g.AuthPath+"/") || strings.HasPrefix(p, g.AuthPath+"?")
+}
+
+// isAPI tells API calls from page loads: an XHR marker, or no HTML in
+// Accept.
+func isAPI(r *http.Request) bool {
+	if r.Header.Get("X-Requested-With") != "" {
+		return true
+	}
+	return !strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+// unavailable answers with "Portal unavailable" (503).
+func (g *Gate) unavailable(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Retry-After", "60")
+	if isAPI(r) {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{
+			"error":   "portal_unavailable",
+			"message": "The portal is not currently available.",
+		})
+		return nil
+	}
+	return g.Portal.Pages.render(w, http.StatusServiceUnavailable, pageMessage, pageData{
+		WorkspaceTitle: g.Workspace.Title,
+		AuthPath:       g.AuthPath,
+		Heading:        "Portal unavailable",
+		Message:        "The " + g.Workspace.Title + " portal is not currently available.",
+		Next:           "Please try again later, or contact your service provider.",
+	})
+}
+
+// cookieName adds the __Host- prefix on HTTPS.
+func cookieName(r *http.Request, base string) string {
+	if r.TLS != nil {
+		return "__Host-" + base
+	}
+	return base
+}
+
+func setCookie(w http.ResponseWriter, r *http.Request, base, value string, maxAge time.Duration) {
+	c := &http.Cookie{
+		Name:     cookieName(r, base),
+		Value:    value,
+		Path:     "/",
+		HttpOnly: true,
+		Secure:   r.TLS != nil,
+		SameSite: http.SameSiteLaxMode,
+		MaxAge:   int(maxAge / time.Second),
+	}
+	if maxAge < 0 {
+		c.MaxAge = -1
+	}
+	http.SetCookie(w, c)
+}
+
+// clientIP is the client address as Caddy resolved it (trusted proxies
+// honoured), or the connection's peer.
+func clientIP(r *http.Request) string {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		return ip
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func userAgent(r *http.Request) string {
+	ua := r.UserAgent()
+	if len(ua) > 256 {
+		ua = ua[:256]
+	}
+	return ua
+}

@@ -1,0 +1,149 @@
+package handlers
+
+import (
+	"bytes"
+	"embed"
+	"fmt"
+	htmltemplate "html/template"
+	"io/fs"
+	"net/http"
+	"os"
+	"strconv"
+	texttemplate "text/template"
+)
+
+//go:embed templates/*
+var embedded embed.FS
+
+// Page names. Each is a file in templates/ that defines "content" and is
+// rendered inside layout.html.
+const (
+	pageSignIn  = "signin.html"
+	pageCode    = "code.html"
+	pageMessage = "message.html"
+)
+
+// Pages holds the parsed HTML pages and email templates.
+type Pages struct {
+	html map[string]*htmltemplate.Template
+	mail *htmltemplate.Template
+	text *texttemplate.Template
+}
+
+// LoadPages parses the embedded templates; a file of the same name in dir,
+// when dir is not empty, replaces the embedded one.
+func LoadPages(dir string) (*Pages, error) {
+	read := func(name string) ([]byte, error) {
+		if dir != "" {
+			b, err := os.ReadFile(dir + "/" + name)
+			if err == nil {
+				return b, nil
+			}
+			if !os.IsNotExist(err) {
+				return nil, err
+			}
+		}
+		return fs.ReadFile(embedded, "templates/"+name)
+	}
+	layout, err := read("layout.html")
+	if err != nil {
+		return nil, fmt.Errorf("template layout.html: %w", err)
+	}
+	p := &Pages{html: map[string]*htmltemplate.Template{}}
+	for _, name := range []string{pageSignIn, pageCode, pageMessage} {
+		body, err := read(name)
+		if err != nil {
+			return nil, fmt.Errorf("template %s: %w", name, err)
+		}
+		t, err := htmltemplate.New(name).Parse(string(layout))
+		if err == nil {
+			_, err = t.Parse(string(body))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("template %s: %w", name, err)
+		}
+		p.html[name] = t
+	}
+	b, err := read("code_email.html")
+	if err != nil {
+		return nil, fmt.Errorf("template code_email.html: %w", err)
+	}
+	if p.mail, err = htmltemplate.New("code_email.html").Parse(string(b)); err != nil {
+		return nil, fmt.Errorf("template code_email.html: %w", err)
+	}
+	if b, err = read("code_email.txt"); err != nil {
+		return nil, fmt.Errorf("template code_email.txt: %w", err)
+	}
+	if p.text, err = texttemplate.New("code_email.txt").Parse(string(b)); err != nil {
+		return nil, fmt.Errorf("template code_email.txt: %w", err)
+	}
+	return p, nil
+}
+
+// pageData is what every page template sees.
+type pageData struct {
+	WorkspaceTitle string
+	AuthPath       string
+	Heading        string
+	CSRF           string
+	Error          string
+	Notice         string
+
+	// sign-in page
+	EmailInput     string
+	SSO            []ssoButton
+	DirectoryMatch bool
+
+	// code page
+	MaskedEmail string
+	CodeTTL     string
+	Wait        int
+
+	// message page
+	Message     string
+	Next        string
+	ActionURL   string
+	ActionLabel string
+}
+
+type ssoButton struct {
+	Name  string
+	Label string
+}
+
+// render writes a page with status. Pages are never cached: they carry
+// CSRF tokens and per-contact state.
+func (p *Pages) render(w http.ResponseWriter, status int, name string, d pageData) error {
+	var buf bytes.Buffer
+	if err := p.html[name].ExecuteTemplate(&buf, "layout", d); err != nil {
+		return fmt.Errorf("rendering %s: %w", name, err)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("Referrer-Policy", "same-origin")
+	h.Set("Content-Length", strconv.Itoa(buf.Len()))
+	w.WriteHeader(status)
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+// mailData is what the code email templates see.
+type mailData struct {
+	WorkspaceTitle string
+	Code           string
+	CodeTTL        string
+}
+
+func (p *Pages) codeMail(d mailData) (text, html string, err error) {
+	var tb, hb bytes.Buffer
+	if err := p.text.Execute(&tb, d); err != nil {
+		return "", "", fmt.Errorf("rendering code email: %w", err)
+	}
+	if err := p.mail.Execute(&hb, d); err != nil {
+		return "", "", fmt.Errorf("rendering code email: %w", err)
+	}
+	return tb.String(), hb.String(), nil
+}

@@ -1,0 +1,117 @@
+// Package mail sends portalgate's messages: over SMTP with go-mail, or to
+// the log for local runs, always from the persistent outbox worker and
+// never inside an HTTP request.
+package mail
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"time"
+
+	gomail "github.com/wneessen/go-mail"
+	"go.uber.org/zap"
+)
+
+// Message is one email.
+type Message struct {
+	To      string
+	Subject string
+	Text    string
+	HTML    string
+}
+
+// Sender delivers a message. An error wrapping ErrPermanent will not
+// succeed on retry; any other error is temporary.
+type Sender interface {
+	Send(ctx context.Context, m Message) error
+}
+
+// ErrPermanent marks a delivery failure that retrying cannot fix, such as a
+// 5xx answer from the SMTP server.
+var ErrPermanent = errors.New("permanent delivery failure")
+
+// SMTP sends through an SMTP server with go-mail.
+type SMTP struct {
+	Host     string
+	Port     int
+	Username string
+	Password string
+	From     string
+	// TLS is "starttls" (required), "tls" (implicit) or "none".
+	TLS     string
+	Timeout time.Duration
+	// TLSConfig overrides the TLS client configuration (tests: a private CA).
+	TLSConfig *tls.Config
+}
+
+// Send implements Sender.
+func (s *SMTP) Send(ctx context.Context, m Message) error {
+	msg := gomail.NewMsg()
+	if err := msg.From(s.From); err != nil {
+		return fmt.Errorf("%w: from address: %v", ErrPermanent, err)
+	}
+	if err := msg.To(m.To); err != nil {
+		return fmt.Errorf("%w: recipient: %v", ErrPermanent, err)
+	}
+	msg.Subject(m.Subject)
+	msg.SetDate()
+	msg.SetMessageID()
+	msg.SetBodyString(gomail.TypeTextPlain, m.Text)
+	if m.HTML != "" {
+		msg.AddAlternativeString(gomail.TypeTextHTML, m.HTML)
+	}
+
+	opts := []gomail.Option{gomail.WithPort(s.Port), gomail.WithTimeout(s.timeout())}
+	switch s.TLS {
+	case "tls":
+		opts = append(opts, gomail.WithSSL())
+	case "none":
+		opts = append(opts, gomail.WithTLSPolicy(gomail.NoTLS))
+	default:
+		opts = append(opts, gomail.WithTLSPolicy(gomail.TLSMandatory))
+	}
+	if s.TLSConfig != nil {
+		opts = append(opts, gomail.WithTLSConfig(s.TLSConfig))
+	}
+	if s.Username != "" {
+		opts = append(opts, gomail.WithSMTPAuth(gomail.SMTPAuthAutoDiscover),
+			gomail.WithUsername(s.Username), gomail.WithPassword(s.Password))
+	}
+	c, err := gomail.NewClient(s.Host, opts...)
+	if err != nil {
+		return fmt.Errorf("%w: smtp client: %v", ErrPermanent, err)
+	}
+	err = c.DialAndSendWithContext(ctx, msg)
+	if err == nil {
+		return nil
+	}
+	var se *gomail.SendError
+	if errors.As(err, &se) && !se.IsTemp() && se.ErrorCode() >= 500 {
+		return fmt.Errorf("%w: %v", ErrPermanent, err)
+	}
+	return err
+}
+
+func (s *SMTP) timeout() time.Duration {
+	if s.Timeout > 0 {
+		return s.Timeout
+	}
+	return 15 * time.Second
+}
+
+// Log writes each message to a logger instead of sending it: for local runs
+// and demos only, since the log then holds sign-in codes.
+type Log struct {
+	Logger *zap.Logger
+}
+
+// Send implements Sender.
+func (l Log) Send(_ context.Context, m Message) error {
+	l.Logger.Info("mail (log mailer: not sent)",
+		zap.String("to", m.To),
+		zap.String("subject", m.Subject),
+		zap.String("text", m.Text))
+	return nil
+}

@@ -1,0 +1,155 @@
+package mail
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/kdesk/portalgate/storage"
+)
+
+// Outbox runs a pool of workers that claim messages from the store's outbox
+// and hand them to Deliver. Temporary failures are retried with backoff
+// until the message's NotAfter; permanent ones, and messages past NotAfter,
+// are dropped and reported through GiveUp. A message is only removed after
+// Deliver returns, so nothing queued is lost when the process stops.
+type Outbox struct {
+	Store storage.Store
+	// Deliver does the work of one message.
+	Deliver func(ctx context.Context, m storage.OutboxMessage) error
+	// GiveUp is told about a message that will not be retried.
+	GiveUp func(m storage.OutboxMessage, err error)
+	// Workers is the number of concurrent deliveries. Default 4.
+	Workers int
+	// Lease is how long a claimed message is hidden from other workers.
+	// Default 2 minutes.
+	Lease time.Duration
+	// Poll is how often the outbox is scanned when nobody wakes it.
+	// Default 1 second.
+	Poll   time.Duration
+	Logger *zap.Logger
+	Now    func() time.Time
+
+	wake   chan struct{}
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// Start launches the workers; they run until Stop.
+func (o *Outbox) Start() {
+	if o.Workers <= 0 {
+		o.Workers = 4
+	}
+	if o.Lease <= 0 {
+		o.Lease = 2 * time.Minute
+	}
+	if o.Poll <= 0 {
+		o.Poll = time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	o.wake = make(chan struct{}, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	o.cancel = cancel
+	jobs := make(chan storage.OutboxMessage)
+	o.wg.Add(1)
+	go o.claimLoop(ctx, jobs)
+	for range o.Workers {
+		o.wg.Add(1)
+		go func() {
+			defer o.wg.Done()
+			for m := range jobs {
+				o.deliver(ctx, m)
+			}
+		}()
+	}
+}
+
+// Stop ends the workers and waits for deliveries in progress.
+func (o *Outbox) Stop() {
+	if o.cancel != nil {
+		o.cancel()
+		o.wg.Wait()
+	}
+}
+
+// Wake asks the workers to look at the outbox now, after an Enqueue.
+func (o *Outbox) Wake() {
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (o *Outbox) claimLoop(ctx context.Context, jobs chan<- storage.OutboxMessage) {
+	defer o.wg.Done()
+	defer close(jobs)
+	t := time.NewTicker(o.Poll)
+	defer t.Stop()
+	failing := false
+	for {
+		msgs, err := o.Store.ClaimOutbox(ctx, o.Lease, o.Workers)
+		switch {
+		case err != nil && !failing:
+			o.Logger.Error("claiming outbox messages", zap.Error(err))
+			failing = true
+		case err == nil && failing:
+			o.Logger.Info("outbox reachable again")
+			failing = false
+		}
+		for _, m := range msgs {
+			select {
+			case jobs <- m:
+			case <-ctx.Done():
+				return
+			}
+		}
+		if len(msgs) == o.Workers {
+			continue // there may be more
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-o.wake:
+		case <-t.C:
+		}
+	}
+}
+
+func (o *Outbox) deliver(ctx context.Context, m storage.OutboxMessage) {
+	dctx, cancel := context.WithTimeout(ctx, o.Lease/2)
+	err := o.Deliver(dctx, m)
+	cancel()
+	// Finish the bookkeeping even when stopping, so the message is not
+	// sent twice after a restart.
+	bg := context.WithoutCancel(ctx)
+	if err == nil {
+		if err := o.Store.AckOutbox(bg, m.ID); err != nil {
+			o.Logger.Error("acknowledging outbox message", zap.String("id", m.ID), zap.Error(err))
+		}
+		return
+	}
+	now := o.Now()
+	backoff := min(time.Duration(1<<min(m.Attempts, 10))*time.Second, 5*time.Minute)
+	if errors.Is(err, ErrPermanent) || (!m.NotAfter.IsZero() && !now.Add(backoff).Before(m.NotAfter)) {
+		if ackErr := o.Store.AckOutbox(bg, m.ID); ackErr != nil {
+			o.Logger.Error("dropping outbox message", zap.String("id", m.ID), zap.Error(ackErr))
+		}
+		if o.GiveUp != nil {
+			o.GiveUp(m, err)
+		}
+		return
+	}
+	o.Logger.Warn("mail delivery failed, will retry",
+		zap.String("id", m.ID), zap.Int("attempts", m.Attempts), zap.Duration("backoff", backoff), zap.Error(err))
+	if err := o.Store.RetryOutbox(bg, m.ID, now.Add(backoff), err.Error()); err != nil {
+		o.Logger.Error("rescheduling outbox message", zap.String("id", m.ID), zap.Error(err))
+	}
+}

@@ -1,0 +1,355 @@
+package module
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/kdesk/portalgate/handlers"
+	"github.com/kdesk/portalgate/storage"
+)
+
+func init() {
+	caddy.RegisterModule(AdminAPI{})
+}
+
+// AdminAPI is the admin.api.portal module: contacts, links, sessions and
+// the audit trail of each workspace, on Caddy's admin endpoint under
+// /portal/workspaces/{ws}/.
+type AdminAPI struct{}
+
+// CaddyModule returns the Caddy module information.
+func (AdminAPI) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "admin.api.portal",
+		New: func() caddy.Module { return new(AdminAPI) },
+	}
+}
+
+// Routes returns the admin routes.
+func (AdminAPI) Routes() []caddy.AdminRoute {
+	return []caddy.AdminRoute{{Pattern: "/portal/", Handler: caddy.AdminHandlerFunc(serveAdmin)}}
+}
+
+// maxAdminBody bounds admin request bodies (bulk contact imports).
+const maxAdminBody = 32 << 20
+
+func apiErr(status int, format string, a ...any) error {
+	err := fmt.Errorf(format, a...)
+	return caddy.APIError{HTTPStatus: status, Err: err, Message: err.Error()}
+}
+
+func serveAdmin(w http.ResponseWriter, r *http.Request) error {
+	parts := strings.Split(strings.Trim(strings.TrimPrefix(r.URL.Path, "/portal/"), "/"), "/")
+	if len(parts) < 3 || parts[0] != "workspaces" {
+		return apiErr(http.StatusNotFound, "no such portal resource: %s (want /portal/workspaces/{ws}/contacts|links|sessions|audit)", r.URL.Path)
+	}
+	a := active.Load()
+	if a == nil {
+		return apiErr(http.StatusServiceUnavailable, "the portal app is not running")
+	}
+	ws, ok := a.portal.Workspaces[parts[1]]
+	if !ok {
+		return apiErr(http.StatusNotFound, "unknown workspace %q", parts[1])
+	}
+	store := a.portal.Store()
+	if store == nil {
+		return apiErr(http.StatusServiceUnavailable, "portal storage is not open")
+	}
+	api := adminCall{app: a, ws: ws, store: store}
+	switch {
+	case parts[2] == "contacts" && len(parts) == 3:
+		switch r.Method {
+		case http.MethodGet:
+			return api.listContacts(w, r)
+		case http.MethodPut, http.MethodPost:
+			return api.putContacts(w, r)
+		}
+	case parts[2] == "contacts" && len(parts) == 4:
+		switch r.Method {
+		case http.MethodGet:
+			return api.getContact(w, r, parts[3])
+		case http.MethodDelete:
+			return api.deleteContact(w, r, parts[3])
+		}
+	case parts[2] == "links" && len(parts) == 3:
+		if r.Method == http.MethodPost {
+			return api.mintLink(w, r)
+		}
+	case parts[2] == "sessions" && len(parts) == 3:
+		switch r.Method {
+		case http.MethodGet:
+			return api.listSessions(w, r)
+		case http.MethodDelete:
+			return api.revokeSessions(w, r)
+		}
+	case parts[2] == "audit" && len(parts) == 3:
+		if r.Method == http.MethodGet {
+			return api.audit(w, r)
+		}
+	default:
+		return apiErr(http.StatusNotFound, "no such portal resource: %s", r.URL.Path)
+	}
+	return apiErr(http.StatusMethodNotAllowed, "method %s not allowed on %s", r.Method, r.URL.Path)
+}
+
+type adminCall struct {
+	app   *App
+	ws    *handlers.Workspace
+	store storage.Store
+}
+
+func (c adminCall) storeErr(err error) error {
+	if errors.Is(err, storage.ErrNotFound) {
+		return apiErr(http.StatusNotFound, "not found")
+	}
+	return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: err, Message: "storage error: " + err.Error()}
+}
+
+func writeAdminJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	return json.NewEncoder(w).Encode(v)
+}
+
+func (c adminCall) listContacts(w http.ResponseWriter, r *http.Request) error {
+	cs, err := c.store.Contacts(r.Context(), c.ws.Name)
+	if err != nil {
+		return c.storeErr(err)
+	}
+	if cs == nil {
+		cs = []storage.Contact{}
+	}
+	return writeAdminJSON(w, http.StatusOK, cs)
+}
+
+// putContacts upserts contacts from a JSON array, or from CSV (Content-Type
+// text/csv) with a header row naming the fields. Nothing is written unless
+// every record is valid.
+func (c adminCall) putContacts(w http.ResponseWriter, r *http.Request) error {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAdminBody))
+	if err != nil {
+		return apiErr(http.StatusRequestEntityTooLarge, "reading body: %v", err)
+	}
+	var cs []storage.Contact
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "text/csv") {
+		cs, err = ParseContactsCSV(body)
+	} else {
+		cs, err = ParseContacts(body)
+	}
+	if err != nil {
+		return apiErr(http.StatusBadRequest, "%v; nothing was imported", err)
+	}
+	if err := c.store.PutContacts(r.Context(), c.ws.Name, cs); err != nil {
+		if errors.Is(err, storage.ErrUnavailable) {
+			return c.storeErr(err)
+		}
+		return apiErr(http.StatusBadRequest, "%v; nothing was imported", err)
+	}
+	return writeAdminJSON(w, http.StatusOK, map[string]int{"upserted": len(cs)})
+}
+
+// ParseContactsCSV reads contacts from CSV whose header row names the
+// columns (id, email, name, status, source, directory_id).
+func ParseContactsCSV(b []byte) ([]storage.Contact, error) {
+	rd := csv.NewReader(strings.NewReader(string(b)))
+	rd.FieldsPerRecord = -1
+	rows, err := rd.ReadAll()
+	if err != nil {
+		return nil, fmt.Errorf("csv: %w", err)
+	}
+	if len(rows) == 0 {
+		return nil, errors.New("csv: no header row")
+	}
+	col := map[string]int{}
+	for i, h := range rows[0] {
+		h = strings.ToLower(strings.TrimSpace(h))
+		switch h {
+		case "id", "email", "name", "status", "source", "directory_id":
+			col[h] = i
+		default:
+			return nil, fmt.Errorf("csv: unknown column %q", h)
+		}
+	}
+	if _, ok := col["id"]; !ok {
+		return nil, errors.New("csv: the header needs an id column")
+	}
+	if _, ok := col["email"]; !ok {
+		return nil, errors.New("csv: the header needs an email column")
+	}
+	cs := make([]storage.Contact, 0, len(rows)-1)
+	for n, row := range rows[1:] {
+		if len(row) != len(rows[0]) {
+			return nil, fmt.Errorf("csv row %d: %d fields, want %d", n+2, len(row), len(rows[0]))
+		}
+		get := func(k string) string {
+			if i, ok := col[k]; ok {
+				return row[i]
+			}
+			return ""
+		}
+		cs = append(cs, storage.Contact{ID: get("id"), Email: get("email"), Name: get("name"),
+			Status: get("status"), Source: get("source"), DirectoryID: get("directory_id")})
+	}
+	if err := ValidateContacts(cs); err != nil {
+		// Records are counted from the first data row; name the CSV row.
+		var rec int
+		if _, scanErr := fmt.Sscanf(err.Error(), "record %d:", &rec); scanErr == nil {
+			return nil, fmt.Errorf("csv row %d%s", rec+1, strings.TrimPrefix(err.Error(), fmt.Sprintf("record %d", rec)))
+		}
+		return nil, err
+	}
+	return cs, nil
+}
+
+func (c adminCall) getContact(w http.ResponseWriter, r *http.Request, id string) error {
+	ct, err := c.store.Contact(r.Context(), c.ws.Name, id)
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return apiErr(http.StatusNotFound, "no contact %q in workspace %s", id, c.ws.Name)
+		}
+		return c.storeErr(err)
+	}
+	return writeAdminJSON(w, http.StatusOK, ct)
+}
+
+func (c adminCall) deleteContact(w http.ResponseWriter, r *http.Request, id string) error {
+	if err := c.store.DeleteContact(r.Context(), c.ws.Name, id); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return apiErr(http.StatusNotFound, "no contact %q in workspace %s", id, c.ws.Name)
+		}
+		return c.storeErr(err)
+	}
+	n, err := c.store.DeleteContactSessions(r.Context(), c.ws.Name, id)
+	if err != nil {
+		return c.storeErr(err)
+	}
+	return writeAdminJSON(w, http.StatusOK, map[string]any{"deleted": id, "sessions_ended": n})
+}
+
+func (c adminCall) mintLink(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		ContactID string `json:"contact_id"`
+		ReturnTo  string `json:"return_to"`
+		TTL       string `json:"ttl"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return apiErr(http.StatusBadRequest, "want a JSON object {\"contact_id\", \"return_to\", \"ttl\"}: %v", err)
+	}
+	if req.ContactID == "" {
+		return apiErr(http.StatusBadRequest, "contact_id is required")
+	}
+	var ttl time.Duration
+	if req.TTL != "" {
+		d, err := caddy.ParseDuration(req.TTL)
+		if err != nil || d <= 0 {
+			return apiErr(http.StatusBadRequest, "ttl %q: want a duration such as 72h or 7d", req.TTL)
+		}
+		ttl = d
+	}
+	link, err := c.app.portal.MintLink(r.Context(), c.ws.Name, req.ContactID, req.ReturnTo, ttl)
+	var ie *handlers.InputError
+	switch {
+	case errors.As(err, &ie):
+		return apiErr(http.StatusBadRequest, "%s", ie.Msg)
+	case err != nil:
+		return c.storeErr(err)
+	}
+	return writeAdminJSON(w, http.StatusCreated, link)
+}
+
+// sessionView is a session as the admin API shows it: never its id.
+type sessionView struct {
+	ContactID string    `json:"contact_id"`
+	Method    string    `json:"method"`
+	ClientIP  string    `json:"client_ip,omitempty"`
+	UserAgent string    `json:"user_agent,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	LastSeen  time.Time `json:"last_seen"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+func (c adminCall) listSessions(w http.ResponseWriter, r *http.Request) error {
+	ss, err := c.store.Sessions(r.Context(), c.ws.Name, r.URL.Query().Get("contact_id"))
+	if err != nil {
+		return c.storeErr(err)
+	}
+	out := make([]sessionView, 0, len(ss))
+	for _, s := range ss {
+		out = append(out, sessionView{ContactID: s.ContactID, Method: s.Method, ClientIP: s.ClientIP, UserAgent: s.UserAgent,
+			CreatedAt: s.CreatedAt, LastSeen: s.LastSeen, ExpiresAt: s.Expiry()})
+	}
+	return writeAdminJSON(w, http.StatusOK, out)
+}
+
+func (c adminCall) revokeSessions(w http.ResponseWriter, r *http.Request) error {
+	id := r.URL.Query().Get("contact_id")
+	if id == "" {
+		return apiErr(http.StatusBadRequest, "contact_id is required: DELETE /portal/workspaces/%s/sessions?contact_id=ID", c.ws.Name)
+	}
+	n, err := c.store.DeleteContactSessions(r.Context(), c.ws.Name, id)
+	if err != nil {
+		return c.storeErr(err)
+	}
+	c.app.portal.Audit(r.Context(), storage.AuditEvent{Workspace: c.ws.Name, Event: handlers.EventSessionRevoked,
+		ContactID: id, Method: "admin", Reason: strconv.Itoa(n) + " sessions"})
+	return writeAdminJSON(w, http.StatusOK, map[string]int{"revoked": n})
+}
+
+func (c adminCall) audit(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	aq := storage.AuditQuery{Workspace: c.ws.Name, ContactID: q.Get("contact_id"), Event: q.Get("event"), Cursor: q.Get("cursor")}
+	for _, p := range []struct {
+		name string
+		dst  *time.Time
+	}{{"since", &aq.Since}, {"until", &aq.Until}} {
+		if v := q.Get(p.name); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				return apiErr(http.StatusBadRequest, "%s %q: want an RFC 3339 time such as 2026-11-25T08:00:00Z", p.name, v)
+			}
+			*p.dst = t
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return apiErr(http.StatusBadRequest, "limit %q: want 1 to 1000", v)
+		}
+		aq.Limit = n
+	}
+	if aq.Cursor != "" && !isHex(aq.Cursor) {
+		return apiErr(http.StatusBadRequest, "cursor %q is not valid", aq.Cursor)
+	}
+	events, next, err := c.store.Audit(r.Context(), aq)
+	if err != nil {
+		return c.storeErr(err)
+	}
+	if events == nil {
+		events = []storage.AuditEvent{}
+	}
+	return writeAdminJSON(w, http.StatusOK, map[string]any{"events": events, "next_cursor": next})
+}
+
+func isHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return len(s) > 0 && len(s) <= 64
+}
+
+// Interface guards
+var _ caddy.AdminRouter = AdminAPI{}

@@ -1,0 +1,391 @@
+// Package module wires portalgate into Caddy: the portal app, the
+// portal_auth HTTP handler, the admin API routes and the CLI commands. It
+// holds lifecycle and configuration only; the flows live in handlers.
+package module
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/kdesk/portalgate/handlers"
+	"github.com/kdesk/portalgate/mail"
+	"github.com/kdesk/portalgate/storage"
+	_ "github.com/kdesk/portalgate/storage/badgerstore" // the default backend
+)
+
+func init() {
+	caddy.RegisterModule(new(App))
+}
+
+// active is the running portal app, for the admin API and CLI. A reload
+// starts the new app before it stops the old one.
+var active atomic.Pointer[App]
+
+// App is the `portal` app: the state every portal_auth handler of the
+// config shares (storage, mail, keys, workspaces and contacts).
+type App struct {
+	// StorageRaw is the storage backend, a module in the portal.storage
+	// namespace. Default: portal.storage.badger in Caddy's data directory.
+	StorageRaw json.RawMessage `json:"storage,omitempty" caddy:"namespace=portal.storage inline_key=backend"`
+
+	// Secret signs links and keys code hashes. It should be at least 32
+	// characters; placeholders such as {env.PORTAL_SECRET} are resolved.
+	// Default: a random secret generated once and kept in storage.
+	Secret string `json:"secret,omitempty"`
+
+	// Mail configures how code emails leave. Default: the log mailer,
+	// which only suits local runs.
+	Mail *MailConfig `json:"mail,omitempty"`
+
+	// Workspaces are the portals, by name.
+	Workspaces map[string]*WorkspaceConfig `json:"workspaces,omitempty"`
+
+	// TemplatesDir holds HTML and email templates that replace the
+	// embedded ones of the same file name. Default: none.
+	TemplatesDir string `json:"templates_dir,omitempty"`
+
+	// Limits are the rate limits on code sends and tries. Default:
+	// handlers.DefaultLimits.
+	Limits *handlers.Limits `json:"limits,omitempty"`
+
+	// OutboxWorkers is the number of concurrent mail deliveries. Default 4.
+	OutboxWorkers int `json:"outbox_workers,omitempty"`
+
+	backend  storage.Backend
+	portal   *handlers.Portal
+	contacts map[string][]storage.Contact
+	logger   *zap.Logger
+}
+
+// MailConfig selects and configures the mailer.
+type MailConfig struct {
+	// Mailer is "smtp" or "log". The log mailer writes every message,
+	// code included, to Caddy's log: for local runs only.
+	Mailer string `json:"mailer"`
+	// Host is the SMTP server's host name.
+	Host string `json:"host,omitempty"`
+	// Port is the SMTP server's port. Default: 587, or 465 with tls.
+	Port int `json:"port,omitempty"`
+	// Username and Password authenticate to the SMTP server when set.
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+	// From is the sender address, like "Acme Support <support@acme.example>".
+	From string `json:"from,omitempty"`
+	// TLS is "starttls" (required, the default), "tls" (implicit TLS) or
+	// "none" (only for a relay on localhost).
+	TLS string `json:"tls,omitempty"`
+}
+
+// WorkspaceConfig is one portal.
+type WorkspaceConfig struct {
+	// Title is shown on every page and email. Default: the workspace name.
+	Title string `json:"title,omitempty"`
+	// URL is the public base URL used in emailed links, like
+	// https://support.acme.example. Required for personalized links.
+	URL string `json:"url,omitempty"`
+	// ContactsFile is a JSON array of contacts upserted at start.
+	ContactsFile string `json:"contacts_file,omitempty"`
+	// AuthPath is the reserved path prefix of the sign-in pages.
+	// Default: /_portal.
+	AuthPath string `json:"auth_path,omitempty"`
+	// CodeTTL is how long an emailed code works. Default: 10m.
+	CodeTTL caddy.Duration `json:"code_ttl,omitempty"`
+	// ResendCooldown is the wait before another code may be sent to the
+	// same address. Default: 30s.
+	ResendCooldown caddy.Duration `json:"resend_cooldown,omitempty"`
+	// SessionTTL is the absolute lifetime of a session. Default: 12h.
+	SessionTTL caddy.Duration `json:"session_ttl,omitempty"`
+	// SessionIdle ends a session after this long without a request.
+	// Default: 2h (never longer than SessionTTL).
+	SessionIdle caddy.Duration `json:"session_idle,omitempty"`
+	// LinkTTL is the default lifetime of a personalized link. Default: 72h.
+	LinkTTL caddy.Duration `json:"link_ttl,omitempty"`
+	// LinkMaxTTL is the longest lifetime a link may ask for. Default: 30 days.
+	LinkMaxTTL caddy.Duration `json:"link_max_ttl,omitempty"`
+	// SSODirectoryMatch allows SSO only for contacts synced from a directory.
+	SSODirectoryMatch bool `json:"sso_directory_match,omitempty"`
+	// Disabled shows "Portal unavailable" (503) to everyone.
+	Disabled bool `json:"disabled,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (*App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "portal",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision loads the storage module (without opening it), resolves
+// placeholders, fills defaults and reads the contacts files, so that
+// `caddy validate` reports every configuration error.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	repl := caddy.NewReplacer()
+
+	if a.StorageRaw == nil {
+		a.StorageRaw = json.RawMessage(`{"backend":"badger"}`)
+	}
+	mod, err := ctx.LoadModule(a, "StorageRaw")
+	if err != nil {
+		return fmt.Errorf("loading storage module: %w", err)
+	}
+	backend, ok := mod.(storage.Backend)
+	if !ok {
+		return fmt.Errorf("storage module %T is not a portal storage backend", mod)
+	}
+	a.backend = backend
+
+	var secret []byte
+	if a.Secret != "" {
+		s := repl.ReplaceKnown(a.Secret, "")
+		if len(s) < 32 {
+			return errors.New("secret: must be at least 32 characters (or leave it out to have one generated and kept in storage)")
+		}
+		secret = []byte(s)
+	}
+
+	sender, err := a.sender(repl)
+	if err != nil {
+		return err
+	}
+
+	pages, err := handlers.LoadPages(repl.ReplaceKnown(a.TemplatesDir, ""))
+	if err != nil {
+		return fmt.Errorf("templates: %w", err)
+	}
+
+	a.contacts = map[string][]storage.Contact{}
+	workspaces := map[string]*handlers.Workspace{}
+	for name, wc := range a.Workspaces {
+		ws, err := wc.resolve(name, repl)
+		if err != nil {
+			return fmt.Errorf("workspace %s: %w", name, err)
+		}
+		workspaces[name] = ws
+		if wc.ContactsFile != "" {
+			file := repl.ReplaceKnown(wc.ContactsFile, "")
+			cs, err := ReadContactsFile(file)
+			if err != nil {
+				return fmt.Errorf("workspace %s: %w", name, err)
+			}
+			a.contacts[name] = cs
+		}
+	}
+
+	limits := handlers.Limits{}
+	if a.Limits != nil {
+		limits = *a.Limits
+	}
+	a.portal = &handlers.Portal{
+		Workspaces:       workspaces,
+		Sender:           sender,
+		Pages:            pages,
+		Logger:           a.logger,
+		AuditLog:         a.logger.Named("audit"),
+		Limits:           limits,
+		ConfiguredSecret: secret,
+		OutboxWorkers:    a.OutboxWorkers,
+	}
+	return nil
+}
+
+func (a *App) sender(repl *caddy.Replacer) (mail.Sender, error) {
+	mc := a.Mail
+	if mc == nil || mc.Mailer == "log" {
+		return mail.Log{Logger: a.logger.Named("mail")}, nil
+	}
+	if mc.Mailer != "smtp" {
+		return nil, fmt.Errorf("mail: unknown mailer %q (want smtp or log)", mc.Mailer)
+	}
+	s := &mail.SMTP{
+		Host:     repl.ReplaceKnown(mc.Host, ""),
+		Port:     mc.Port,
+		Username: repl.ReplaceKnown(mc.Username, ""),
+		Password: repl.ReplaceKnown(mc.Password, ""),
+		From:     repl.ReplaceKnown(mc.From, ""),
+		TLS:      mc.TLS,
+	}
+	if s.Host == "" {
+		return nil, errors.New("mail smtp: host is required")
+	}
+	if s.From == "" {
+		return nil, errors.New("mail smtp: from is required")
+	}
+	switch s.TLS {
+	case "":
+		s.TLS = "starttls"
+	case "starttls", "tls", "none":
+	default:
+		return nil, fmt.Errorf("mail smtp: tls %q: want starttls, tls or none", s.TLS)
+	}
+	if s.Port == 0 {
+		s.Port = 587
+		if s.TLS == "tls" {
+			s.Port = 465
+		}
+	}
+	if s.Port < 1 || s.Port > 65535 {
+		return nil, fmt.Errorf("mail smtp: port %d is out of range", s.Port)
+	}
+	return s, nil
+}
+
+func durOr(d caddy.Duration, def time.Duration) time.Duration {
+	if d > 0 {
+		return time.Duration(d)
+	}
+	return def
+}
+
+func (wc *WorkspaceConfig) resolve(name string, repl *caddy.Replacer) (*handlers.Workspace, error) {
+	if !storage.ValidName(name) {
+		return nil, errors.New("name must be lowercase letters, digits, - or _, starting with a letter")
+	}
+	ws := &handlers.Workspace{
+		Name:              name,
+		Title:             repl.ReplaceKnown(wc.Title, ""),
+		AuthPath:          wc.AuthPath,
+		CodeTTL:           durOr(wc.CodeTTL, 10*time.Minute),
+		ResendCooldown:    durOr(wc.ResendCooldown, 30*time.Second),
+		SessionTTL:        durOr(wc.SessionTTL, 12*time.Hour),
+		SessionIdle:       durOr(wc.SessionIdle, 2*time.Hour),
+		LinkTTL:           durOr(wc.LinkTTL, 72*time.Hour),
+		LinkMaxTTL:        durOr(wc.LinkMaxTTL, 30*24*time.Hour),
+		Disabled:          wc.Disabled,
+		SSODirectoryMatch: wc.SSODirectoryMatch,
+	}
+	if ws.Title == "" {
+		ws.Title = name
+	}
+	if ws.AuthPath == "" {
+		ws.AuthPath = "/_portal"
+	}
+	if !strings.HasPrefix(ws.AuthPath, "/") || strings.HasSuffix(ws.AuthPath, "/") || strings.ContainsAny(ws.AuthPath, "?#%\\ ") {
+		return nil, fmt.Errorf("auth_path %q: must be a path like /_portal", ws.AuthPath)
+	}
+	ws.SessionIdle = min(ws.SessionIdle, ws.SessionTTL)
+	if ws.CodeTTL < 30*time.Second || ws.CodeTTL > 24*time.Hour {
+		return nil, fmt.Errorf("code_ttl %s: must be between 30s and 24h", ws.CodeTTL)
+	}
+	if ws.ResendCooldown > ws.CodeTTL {
+		return nil, fmt.Errorf("resend_cooldown %s: must not be longer than code_ttl %s", ws.ResendCooldown, ws.CodeTTL)
+	}
+	if ws.SessionTTL < time.Minute {
+		return nil, fmt.Errorf("session_ttl %s: must be at least 1m", ws.SessionTTL)
+	}
+	if ws.LinkTTL > ws.LinkMaxTTL {
+		return nil, fmt.Errorf("link_ttl %s: must not be longer than link_max_ttl %s", ws.LinkTTL, ws.LinkMaxTTL)
+	}
+	if raw := repl.ReplaceKnown(wc.URL, ""); raw != "" {
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return nil, fmt.Errorf("url %q: must be an absolute http(s) URL without query, like https://support.acme.example", raw)
+		}
+		ws.URL = u
+	}
+	return ws, nil
+}
+
+// ReadContactsFile reads and validates a JSON array of contacts. An invalid
+// record is an error naming its position.
+func ReadContactsFile(file string) ([]storage.Contact, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("contacts_file: %w", err)
+	}
+	cs, err := ParseContacts(b)
+	if err != nil {
+		return nil, fmt.Errorf("contacts_file %s: %w", file, err)
+	}
+	return cs, nil
+}
+
+// ParseContacts decodes and validates a JSON array of contacts. Ids and
+// emails must be unique within it.
+func ParseContacts(b []byte) ([]storage.Contact, error) {
+	var cs []storage.Contact
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cs); err != nil {
+		return nil, fmt.Errorf("want a JSON array of contacts: %w", err)
+	}
+	return cs, ValidateContacts(cs)
+}
+
+// ValidateContacts normalises contacts in place and checks that ids and
+// emails are unique; the error names the first bad record (1-based).
+func ValidateContacts(cs []storage.Contact) error {
+	ids, emails := map[string]int{}, map[string]int{}
+	for i := range cs {
+		if err := cs[i].Normalize(); err != nil {
+			return fmt.Errorf("record %d: %w", i+1, err)
+		}
+		if j, dup := ids[cs[i].ID]; dup {
+			return fmt.Errorf("record %d: id %s repeats record %d", i+1, cs[i].ID, j)
+		}
+		if j, dup := emails[cs[i].Email]; dup {
+			return fmt.Errorf("record %d: email %s repeats record %d", i+1, cs[i].Email, j)
+		}
+		ids[cs[i].ID], emails[cs[i].Email] = i+1, i+1
+	}
+	return nil
+}
+
+// Validate checks the configuration without side effects.
+func (a *App) Validate() error {
+	if len(a.Workspaces) == 0 {
+		return errors.New("portal: at least one workspace is required")
+	}
+	return nil
+}
+
+// Start opens storage, upserts the contacts files and starts the outbox.
+func (a *App) Start() error {
+	store, err := a.backend.Open()
+	if err != nil {
+		return fmt.Errorf("opening portal storage: %w", err)
+	}
+	names := make([]string, 0, len(a.contacts))
+	for n := range a.contacts {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, ws := range names {
+		if err := store.PutContacts(context.Background(), ws, a.contacts[ws]); err != nil {
+			return fmt.Errorf("workspace %s: importing contacts_file: %w", ws, err)
+		}
+		a.logger.Info("contacts imported", zap.String("workspace", ws), zap.Int("count", len(a.contacts[ws])))
+	}
+	if err := a.portal.Start(store); err != nil {
+		return err
+	}
+	active.Store(a)
+	return nil
+}
+
+// Stop ends the outbox workers; queued mail stays in storage.
+func (a *App) Stop() error {
+	active.CompareAndSwap(a, nil)
+	a.portal.Stop()
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.App         = (*App)(nil)
+	_ caddy.Provisioner = (*App)(nil)
+	_ caddy.Validator   = (*App)(nil)
+)

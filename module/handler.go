@@ -1,0 +1,64 @@
+package module
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/kdesk/portalgate/handlers"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler is the http.handlers.portal_auth module: it guards one
+// workspace's portal. Signed-in requests go to the next handler with the
+// contact's identity in X-Portal-* headers; everyone else is sent to sign
+// in.
+type Handler struct {
+	// Workspace names the workspace (configured in the portal app) this
+	// handler guards. Required.
+	Workspace string `json:"workspace"`
+
+	gate *handlers.Gate
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.portal_auth",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision finds the workspace in the portal app.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	if h.Workspace == "" {
+		return fmt.Errorf("portal_auth: workspace is required")
+	}
+	appIface, err := ctx.App("portal")
+	if err != nil {
+		return fmt.Errorf("portal_auth: loading portal app: %w", err)
+	}
+	app := appIface.(*App)
+	ws, ok := app.portal.Workspaces[h.Workspace]
+	if !ok {
+		return fmt.Errorf("portal_auth: unknown workspace %q (configure it in the portal global option)", h.Workspace)
+	}
+	h.gate = &handlers.Gate{Portal: app.portal, Workspace: ws, AuthPath: ws.AuthPath}
+	return nil
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	return h.gate.ServeHTTP(w, r, next)
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

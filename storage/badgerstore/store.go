@@ -1,0 +1,905 @@
+// Package badgerstore is portalgate's embedded storage backend: state in a
+// Badger database on local disk, for one Caddy on one machine.
+package badgerstore
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"go.uber.org/zap"
+
+	"github.com/kdesk/portalgate/storage"
+)
+
+// Options tune a Store.
+type Options struct {
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// AuditRetention is how long audit events are kept; default 90 days.
+	AuditRetention time.Duration
+	// Logger receives Badger's own messages; default no-op.
+	Logger *zap.Logger
+	// InMemory keeps everything in memory (tests only).
+	InMemory bool
+	// GCInterval is how often value-log GC runs; default 5 minutes.
+	GCInterval time.Duration
+}
+
+// Store is a storage.Store on Badger.
+type Store struct {
+	db        *badger.DB
+	now       func() time.Time
+	retention time.Duration
+	log       *zap.Logger
+
+	stop chan struct{}
+	done chan struct{}
+
+	cache *cache
+}
+
+// Open opens (creating if needed) the database in dir.
+func Open(dir string, o Options) (*Store, error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.AuditRetention <= 0 {
+		o.AuditRetention = 90 * 24 * time.Hour
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.GCInterval <= 0 {
+		o.GCInterval = 5 * time.Minute
+	}
+	// Badger's defaults reserve hundreds of MB (64 MB memtables, 1 GB
+	// value-log files, a 256 MB block cache); a sign-in gate needs little.
+	opts := badger.DefaultOptions(dir).
+		WithLogger(badgerLogger{o.Logger.Sugar()}).
+		WithLoggingLevel(badger.WARNING).
+		WithMemTableSize(8 << 20).
+		WithNumMemtables(2).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(8).
+		WithBaseTableSize(2 << 20).
+		WithValueLogFileSize(32 << 20).
+		WithBlockCacheSize(16 << 20).
+		WithIndexCacheSize(8 << 20).
+		WithValueThreshold(1 << 10).
+		WithNumCompactors(2).
+		WithNumVersionsToKeep(1).
+		WithMetricsEnabled(false)
+	if o.InMemory {
+		opts = opts.WithDir("").WithValueDir("").WithInMemory(true)
+	}
+	db, err := badger.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("opening badger database in %s: %w", dir, err)
+	}
+	s := &Store{
+		db:        db,
+		now:       o.Now,
+		retention: o.AuditRetention,
+		log:       o.Logger,
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
+		cache:     newCache(8192),
+	}
+	go s.gcLoop(o.GCInterval, o.InMemory)
+	return s, nil
+}
+
+// Close stops value-log GC, waits for it, and closes the database.
+func (s *Store) Close() error {
+	close(s.stop)
+	<-s.done
+	return s.db.Close()
+}
+
+// gcLoop repeats value-log GC until there is nothing to rewrite, on a ticker.
+func (s *Store) gcLoop(every time.Duration, inMemory bool) {
+	defer close(s.done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		if inMemory {
+			continue
+		}
+		for {
+			err := s.db.RunValueLogGC(0.5)
+			if err == nil {
+				continue
+			}
+			if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
+				s.log.Warn("badger value log gc", zap.Error(err))
+			}
+			break
+		}
+	}
+}
+
+// Key prefixes. Workspace names are validated names without '/'.
+const (
+	kSecret   = "secret"
+	kContact  = "c/"  // c/<ws>/<id>
+	kEmail    = "ce/" // ce/<ws>/<email> -> id
+	kDir      = "cd/" // cd/<ws>/<directory id> -> id
+	kFlow     = "f/"  // f/<hash>
+	kCode     = "k/"  // k/<ws>/<contact id>
+	kSession  = "s/"  // s/<hash>
+	kSessIdx  = "si/" // si/<ws>/<contact id>/<hash>
+	kHit      = "r/"  // r/<key>/<window start>
+	kCooldown = "w/"  // w/<key>
+	kOnce     = "o/"  // o/<key>
+	kOutbox   = "q/"  // q/<id>
+	kAudit    = "a/"  // a/<ws>/<inverted time><random>
+)
+
+// update runs fn in a read-write transaction, retrying on conflicts.
+func (s *Store) update(fn func(txn *badger.Txn) error) error {
+	var err error
+	for range 20 {
+		err = s.db.Update(fn)
+		if !errors.Is(err, badger.ErrConflict) {
+			return err
+		}
+	}
+	return err
+}
+
+func getJSON(txn *badger.Txn, key string, v any) error {
+	item, err := txn.Get([]byte(key))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return storage.ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	return item.Value(func(b []byte) error { return json.Unmarshal(b, v) })
+}
+
+func setJSON(txn *badger.Txn, key string, v any, ttl time.Duration) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	e := badger.NewEntry([]byte(key), b)
+	if ttl > 0 {
+		// Badger's TTL has one-second resolution; round up so the entry
+		// never disappears before the expiry kept inside the value.
+		e = e.WithTTL(ttl + time.Second)
+	}
+	return txn.SetEntry(e)
+}
+
+// Secret implements storage.Store.
+func (s *Store) Secret(_ context.Context, generate func() ([]byte, error)) ([]byte, error) {
+	var out []byte
+	err := s.update(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(kSecret))
+		if err == nil {
+			out, err = item.ValueCopy(nil)
+			return err
+		}
+		if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		b, err := generate()
+		if err != nil {
+			return err
+		}
+		out = b
+		return txn.Set([]byte(kSecret), b)
+	})
+	return out, err
+}
+
+// PutContacts implements storage.Store.
+func (s *Store) PutContacts(_ context.Context, ws string, contacts []storage.Contact) error {
+	now := s.now().UTC()
+	err := s.update(func(txn *badger.Txn) error {
+		for _, c := range contacts {
+			key := kContact + ws + "/" + c.ID
+			var old storage.Contact
+			switch err := getJSON(txn, key, &old); {
+			case err == nil:
+				if err := txn.Delete([]byte(kEmail + ws + "/" + old.Email)); err != nil {
+					return err
+				}
+				if old.DirectoryID != "" {
+					if err := txn.Delete([]byte(kDir + ws + "/" + old.DirectoryID)); err != nil {
+						return err
+					}
+				}
+			case !errors.Is(err, storage.ErrNotFound):
+				return err
+			}
+			// Another contact may already hold this email.
+			if item, err := txn.Get([]byte(kEmail + ws + "/" + c.Email)); err == nil {
+				var other []byte
+				if other, err = item.ValueCopy(nil); err != nil {
+					return err
+				}
+				if string(other) != c.ID {
+					return fmt.Errorf("contact %s: email %s already belongs to contact %s", c.ID, c.Email, other)
+				}
+			}
+			c.UpdatedAt = now
+			if err := setJSON(txn, key, c, 0); err != nil {
+				return err
+			}
+			if err := txn.Set([]byte(kEmail+ws+"/"+c.Email), []byte(c.ID)); err != nil {
+				return err
+			}
+			if c.DirectoryID != "" {
+				if err := txn.Set([]byte(kDir+ws+"/"+c.DirectoryID), []byte(c.ID)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		s.cache.dropPrefix(kContact + ws + "/")
+	}
+	if errors.Is(err, badger.ErrTxnTooBig) {
+		return fmt.Errorf("too many contacts in one call (%d): send them in smaller batches", len(contacts))
+	}
+	return err
+}
+
+// Contact implements storage.Store.
+func (s *Store) Contact(_ context.Context, ws, id string) (storage.Contact, error) {
+	key := kContact + ws + "/" + id
+	if v, ok := s.cache.get(key); ok {
+		return v.(storage.Contact), nil
+	}
+	gen := s.cache.generation()
+	var c storage.Contact
+	err := s.db.View(func(txn *badger.Txn) error { return getJSON(txn, key, &c) })
+	if err == nil {
+		s.cache.putIf(key, c, gen)
+	}
+	return c, err
+}
+
+func (s *Store) contactByIndex(ws, key string) (storage.Contact, error) {
+	var c storage.Contact
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(key))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return storage.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		id, err := item.ValueCopy(nil)
+		if err != nil {
+			return err
+		}
+		return getJSON(txn, kContact+ws+"/"+string(id), &c)
+	})
+	return c, err
+}
+
+// ContactByEmail implements storage.Store.
+func (s *Store) ContactByEmail(_ context.Context, ws, email string) (storage.Contact, error) {
+	return s.contactByIndex(ws, kEmail+ws+"/"+strings.ToLower(strings.TrimSpace(email)))
+}
+
+// ContactByDirectoryID implements storage.Store.
+func (s *Store) ContactByDirectoryID(_ context.Context, ws, dirID string) (storage.Contact, error) {
+	if dirID == "" {
+		return storage.Contact{}, storage.ErrNotFound
+	}
+	return s.contactByIndex(ws, kDir+ws+"/"+dirID)
+}
+
+// Contacts implements storage.Store.
+func (s *Store) Contacts(_ context.Context, ws string) ([]storage.Contact, error) {
+	var out []storage.Contact
+	err := s.db.View(func(txn *badger.Txn) error {
+		prefix := []byte(kContact + ws + "/")
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 100})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var c storage.Contact
+			if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &c) }); err != nil {
+				return err
+			}
+			out = append(out, c)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// DeleteContact implements storage.Store.
+func (s *Store) DeleteContact(_ context.Context, ws, id string) error {
+	key := kContact + ws + "/" + id
+	err := s.update(func(txn *badger.Txn) error {
+		var c storage.Contact
+		if err := getJSON(txn, key, &c); err != nil {
+			return err
+		}
+		for _, k := range []string{key, kEmail + ws + "/" + c.Email, kCode + ws + "/" + id} {
+			if err := txn.Delete([]byte(k)); err != nil {
+				return err
+			}
+		}
+		if c.DirectoryID != "" {
+			return txn.Delete([]byte(kDir + ws + "/" + c.DirectoryID))
+		}
+		return nil
+	})
+	s.cache.drop(key)
+	return err
+}
+
+// PutFlow implements storage.Store.
+func (s *Store) PutFlow(_ context.Context, f storage.SignInFlow) error {
+	ttl := f.ExpiresAt.Sub(s.now())
+	if ttl <= 0 {
+		return errors.New("flow already expired")
+	}
+	return s.update(func(txn *badger.Txn) error { return setJSON(txn, kFlow+f.IDHash, f, ttl) })
+}
+
+// Flow implements storage.Store.
+func (s *Store) Flow(_ context.Context, idHash string) (storage.SignInFlow, error) {
+	var f storage.SignInFlow
+	err := s.db.View(func(txn *badger.Txn) error { return getJSON(txn, kFlow+idHash, &f) })
+	if err == nil && !s.now().Before(f.ExpiresAt) {
+		return storage.SignInFlow{}, storage.ErrNotFound
+	}
+	return f, err
+}
+
+// DeleteFlow implements storage.Store.
+func (s *Store) DeleteFlow(_ context.Context, idHash string) error {
+	return s.update(func(txn *badger.Txn) error { return txn.Delete([]byte(kFlow + idHash)) })
+}
+
+// PutCode implements storage.Store.
+func (s *Store) PutCode(_ context.Context, ws, contactID string, c storage.Code) error {
+	ttl := c.ExpiresAt.Sub(s.now())
+	if ttl <= 0 {
+		return errors.New("code already expired")
+	}
+	return s.update(func(txn *badger.Txn) error { return setJSON(txn, kCode+ws+"/"+contactID, c, ttl) })
+}
+
+// RedeemCode implements storage.Store.
+func (s *Store) RedeemCode(_ context.Context, ws, contactID string, hash []byte, maxTries int) (storage.CodeResult, error) {
+	key := kCode + ws + "/" + contactID
+	var res storage.CodeResult
+	err := s.update(func(txn *badger.Txn) error {
+		var c storage.Code
+		err := getJSON(txn, key, &c)
+		if errors.Is(err, storage.ErrNotFound) {
+			res = storage.CodeMissing
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		now := s.now()
+		if !now.Before(c.ExpiresAt) || c.Tries >= maxTries {
+			res = storage.CodeMissing
+			return txn.Delete([]byte(key))
+		}
+		if subtle.ConstantTimeCompare(c.Hash, hash) == 1 {
+			res = storage.CodeAccepted
+			return txn.Delete([]byte(key))
+		}
+		c.Tries++
+		if c.Tries >= maxTries {
+			res = storage.CodeDead
+			return txn.Delete([]byte(key))
+		}
+		res = storage.CodeWrong
+		return setJSON(txn, key, c, c.ExpiresAt.Sub(now))
+	})
+	return res, err
+}
+
+// PutSession implements storage.Store.
+func (s *Store) PutSession(_ context.Context, sess storage.Session) error {
+	ttl := sess.Expiry().Sub(s.now())
+	if ttl <= 0 {
+		return errors.New("session already expired")
+	}
+	err := s.update(func(txn *badger.Txn) error {
+		if err := setJSON(txn, kSession+sess.IDHash, sess, ttl); err != nil {
+			return err
+		}
+		idx := badger.NewEntry([]byte(kSessIdx+sess.Workspace+"/"+sess.ContactID+"/"+sess.IDHash), nil).
+			WithTTL(sess.ExpiresAt.Sub(s.now()) + time.Second)
+		return txn.SetEntry(idx)
+	})
+	return err
+}
+
+// Session implements storage.Store.
+func (s *Store) Session(_ context.Context, idHash string) (storage.Session, error) {
+	key := kSession + idHash
+	now := s.now()
+	if v, ok := s.cache.get(key); ok {
+		sess := v.(storage.Session)
+		if now.Before(sess.Expiry()) {
+			return sess, nil
+		}
+		return storage.Session{}, storage.ErrNotFound
+	}
+	gen := s.cache.generation()
+	var sess storage.Session
+	err := s.db.View(func(txn *badger.Txn) error { return getJSON(txn, key, &sess) })
+	if err != nil {
+		return storage.Session{}, err
+	}
+	if !now.Before(sess.Expiry()) {
+		return storage.Session{}, storage.ErrNotFound
+	}
+	s.cache.putIf(key, sess, gen)
+	return sess, nil
+}
+
+// TouchSession implements storage.Store.
+func (s *Store) TouchSession(_ context.Context, idHash string, seen time.Time) error {
+	key := kSession + idHash
+	var sess storage.Session
+	err := s.update(func(txn *badger.Txn) error {
+		if err := getJSON(txn, key, &sess); err != nil {
+			return err
+		}
+		if !seen.After(sess.LastSeen) {
+			return nil
+		}
+		sess.LastSeen = seen
+		ttl := sess.Expiry().Sub(s.now())
+		if ttl <= 0 {
+			return storage.ErrNotFound
+		}
+		return setJSON(txn, key, sess, ttl)
+	})
+	// Dropped, not replaced: a concurrent delete must win.
+	s.cache.drop(key)
+	return err
+}
+
+// DeleteSession implements storage.Store.
+func (s *Store) DeleteSession(_ context.Context, idHash string) error {
+	key := kSession + idHash
+	defer s.cache.drop(key)
+	return s.update(func(txn *badger.Txn) error {
+		var sess storage.Session
+		switch err := getJSON(txn, key, &sess); {
+		case errors.Is(err, storage.ErrNotFound):
+			return nil
+		case err != nil:
+			return err
+		}
+		if err := txn.Delete([]byte(kSessIdx + sess.Workspace + "/" + sess.ContactID + "/" + idHash)); err != nil {
+			return err
+		}
+		return txn.Delete([]byte(key))
+	})
+}
+
+// Sessions implements storage.Store.
+func (s *Store) Sessions(_ context.Context, ws, contactID string) ([]storage.Session, error) {
+	prefix := kSessIdx + ws + "/"
+	if contactID != "" {
+		prefix += contactID + "/"
+	}
+	now := s.now()
+	var out []storage.Session
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefix)})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := string(it.Item().Key())
+			hash := k[strings.LastIndexByte(k, '/')+1:]
+			var sess storage.Session
+			if err := getJSON(txn, kSession+hash, &sess); errors.Is(err, storage.ErrNotFound) {
+				continue
+			} else if err != nil {
+				return err
+			}
+			if now.Before(sess.Expiry()) {
+				out = append(out, sess)
+			}
+		}
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	return out, err
+}
+
+// DeleteContactSessions implements storage.Store.
+func (s *Store) DeleteContactSessions(_ context.Context, ws, contactID string) (int, error) {
+	prefix := []byte(kSessIdx + ws + "/" + contactID + "/")
+	n := 0
+	var hashes []string
+	err := s.update(func(txn *badger.Txn) error {
+		n, hashes = 0, hashes[:0]
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		var keys [][]byte
+		for it.Rewind(); it.Valid(); it.Next() {
+			keys = append(keys, it.Item().KeyCopy(nil))
+		}
+		it.Close()
+		for _, k := range keys {
+			hash := string(k[bytes.LastIndexByte(k, '/')+1:])
+			if _, err := txn.Get([]byte(kSession + hash)); err == nil {
+				n++
+			}
+			hashes = append(hashes, hash)
+			if err := txn.Delete(k); err != nil {
+				return err
+			}
+			if err := txn.Delete([]byte(kSession + hash)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	for _, h := range hashes {
+		s.cache.drop(kSession + h)
+	}
+	return n, err
+}
+
+// Hit implements storage.Store.
+func (s *Store) Hit(_ context.Context, key string, limit int, window time.Duration) (bool, time.Duration, error) {
+	now := s.now()
+	start := now.Truncate(window)
+	reset := start.Add(window)
+	k := []byte(kHit + key + "/" + strconv.FormatInt(start.Unix(), 10))
+	var count uint64
+	err := s.update(func(txn *badger.Txn) error {
+		count = 0
+		item, err := txn.Get(k)
+		switch {
+		case err == nil:
+			if err := item.Value(func(b []byte) error {
+				if len(b) == 8 {
+					count = binary.BigEndian.Uint64(b)
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+		case !errors.Is(err, badger.ErrKeyNotFound):
+			return err
+		}
+		count++
+		var b [8]byte
+		binary.BigEndian.PutUint64(b[:], count)
+		return txn.SetEntry(badger.NewEntry(k, b[:]).WithTTL(reset.Sub(now) + time.Second))
+	})
+	if err != nil {
+		return false, 0, err
+	}
+	if count > uint64(limit) {
+		return false, reset.Sub(now), nil
+	}
+	return true, 0, nil
+}
+
+// Cooldown implements storage.Store.
+func (s *Store) Cooldown(_ context.Context, key string, d time.Duration) (bool, time.Duration, error) {
+	now := s.now()
+	k := []byte(kCooldown + key)
+	var ok bool
+	var wait time.Duration
+	err := s.update(func(txn *badger.Txn) error {
+		item, err := txn.Get(k)
+		if err == nil {
+			var until int64
+			if err := item.Value(func(b []byte) error {
+				if len(b) == 8 {
+					until = int64(binary.BigEndian.Uint64(b))
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			if left := time.Unix(0, until).Sub(now); left > 0 {
+				ok, wait = false, left
+				return nil
+			}
+		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		ok, wait = true, 0
+		var b [8]byte
+		binary.BigEndian.PutUint64(b[:], uint64(now.Add(d).UnixNano()))
+		return txn.SetEntry(badger.NewEntry(k, b[:]).WithTTL(d + time.Second))
+	})
+	return ok, wait, err
+}
+
+type onceValue struct {
+	Value     []byte    `json:"v"`
+	ExpiresAt time.Time `json:"e"`
+}
+
+// PutOnce implements storage.Store.
+func (s *Store) PutOnce(_ context.Context, key string, value []byte, ttl time.Duration) error {
+	v := onceValue{Value: value, ExpiresAt: s.now().Add(ttl)}
+	return s.update(func(txn *badger.Txn) error { return setJSON(txn, kOnce+key, v, ttl) })
+}
+
+// TakeOnce implements storage.Store.
+func (s *Store) TakeOnce(_ context.Context, key string) ([]byte, error) {
+	var v onceValue
+	err := s.update(func(txn *badger.Txn) error {
+		if err := getJSON(txn, kOnce+key, &v); err != nil {
+			return err
+		}
+		return txn.Delete([]byte(kOnce + key))
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !s.now().Before(v.ExpiresAt) {
+		return nil, storage.ErrNotFound
+	}
+	return v.Value, nil
+}
+
+// sortableID is a time-ordered unique id: hex nanoseconds then randomness.
+func sortableID(t time.Time) string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%016x%s", uint64(t.UnixNano()), hex.EncodeToString(b[:]))
+}
+
+// Enqueue implements storage.Store.
+func (s *Store) Enqueue(_ context.Context, m storage.OutboxMessage) error {
+	now := s.now()
+	if m.ID == "" {
+		m.ID = sortableID(now)
+	}
+	if m.CreatedAt.IsZero() {
+		m.CreatedAt = now
+	}
+	if m.Due.IsZero() {
+		m.Due = now
+	}
+	return s.update(func(txn *badger.Txn) error { return setJSON(txn, kOutbox+m.ID, m, 0) })
+}
+
+// ClaimOutbox implements storage.Store.
+func (s *Store) ClaimOutbox(_ context.Context, lease time.Duration, max int) ([]storage.OutboxMessage, error) {
+	now := s.now()
+	var out []storage.OutboxMessage
+	err := s.update(func(txn *badger.Txn) error {
+		out = out[:0]
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(kOutbox), PrefetchValues: true, PrefetchSize: 16})
+		defer it.Close()
+		for it.Rewind(); it.Valid() && len(out) < max; it.Next() {
+			var m storage.OutboxMessage
+			if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &m) }); err != nil {
+				return err
+			}
+			if now.Before(m.Due) || now.Before(m.LeaseUntil) {
+				continue
+			}
+			m.LeaseUntil = now.Add(lease)
+			m.Attempts++
+			out = append(out, m)
+		}
+		for _, m := range out {
+			if err := setJSON(txn, kOutbox+m.ID, m, 0); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, badger.ErrConflict) {
+		return nil, nil
+	}
+	return out, err
+}
+
+// AckOutbox implements storage.Store.
+func (s *Store) AckOutbox(_ context.Context, id string) error {
+	return s.update(func(txn *badger.Txn) error { return txn.Delete([]byte(kOutbox + id)) })
+}
+
+// RetryOutbox implements storage.Store.
+func (s *Store) RetryOutbox(_ context.Context, id string, due time.Time, lastErr string) error {
+	return s.update(func(txn *badger.Txn) error {
+		var m storage.OutboxMessage
+		if err := getJSON(txn, kOutbox+id, &m); err != nil {
+			return err
+		}
+		m.Due, m.LeaseUntil, m.LastError = due, time.Time{}, lastErr
+		return setJSON(txn, kOutbox+id, m, 0)
+	})
+}
+
+// OutboxLen implements storage.Store.
+func (s *Store) OutboxLen(_ context.Context) (int, error) {
+	n := 0
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(kOutbox)})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+// AppendAudit implements storage.Store.
+func (s *Store) AppendAudit(_ context.Context, e storage.AuditEvent) error {
+	if e.Time.IsZero() {
+		e.Time = s.now()
+	}
+	e.Time = e.Time.UTC()
+	var r [4]byte
+	_, _ = rand.Read(r[:])
+	// Inverted time so a forward scan yields newest first.
+	inv := uint64(math.MaxInt64 - e.Time.UnixNano())
+	e.ID = fmt.Sprintf("%016x%s", inv, hex.EncodeToString(r[:]))
+	ttl := s.retention - s.now().Sub(e.Time)
+	if ttl <= 0 {
+		return nil
+	}
+	return s.update(func(txn *badger.Txn) error { return setJSON(txn, kAudit+e.Workspace+"/"+e.ID, e, ttl) })
+}
+
+// Audit implements storage.Store.
+func (s *Store) Audit(_ context.Context, q storage.AuditQuery) ([]storage.AuditEvent, string, error) {
+	limit := q.Limit
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	prefix := []byte(kAudit + q.Workspace + "/")
+	seek := prefix
+	if q.Cursor != "" {
+		seek = append(append([]byte{}, prefix...), q.Cursor...)
+	} else if !q.Until.IsZero() {
+		inv := uint64(math.MaxInt64 - q.Until.UnixNano())
+		seek = fmt.Appendf(append([]byte{}, prefix...), "%016x", inv)
+	}
+	oldest := time.Now().Add(-s.retention)
+	var out []storage.AuditEvent
+	next := ""
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 64})
+		defer it.Close()
+		for it.Seek(seek); it.Valid(); it.Next() {
+			k := it.Item().Key()
+			if q.Cursor != "" && string(k[len(prefix):]) == q.Cursor {
+				continue
+			}
+			var e storage.AuditEvent
+			if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &e) }); err != nil {
+				return err
+			}
+			if !q.Since.IsZero() && e.Time.Before(q.Since) || e.Time.Before(oldest) {
+				break
+			}
+			if !q.Until.IsZero() && !e.Time.Before(q.Until) {
+				continue
+			}
+			if q.ContactID != "" && e.ContactID != q.ContactID || q.Event != "" && e.Event != q.Event {
+				continue
+			}
+			if len(out) == limit {
+				next = out[len(out)-1].ID
+				break
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	return out, next, err
+}
+
+// cache keeps hot records (sessions, contacts) in memory. Badger has one
+// writer per directory, so every write goes through this Store and the
+// cache is invalidated in the same call: a revoked session or a disabled
+// contact is refused on the very next request.
+type cache struct {
+	mu  sync.RWMutex
+	max int
+	m   map[string]any
+	// gen counts invalidations, so a value read from disk before an
+	// invalidation is never cached after it (see putIf).
+	gen uint64
+}
+
+// generation is read before loading a value from disk.
+func (c *cache) generation() uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.gen
+}
+
+// putIf caches v unless an invalidation happened since gen was read.
+func (c *cache) putIf(k string, v any, gen uint64) {
+	c.mu.RLock()
+	same := c.gen == gen
+	c.mu.RUnlock()
+	if same {
+		c.put(k, v)
+	}
+}
+
+func newCache(max int) *cache { return &cache{max: max, m: make(map[string]any, max)} }
+
+func (c *cache) get(k string) (any, bool) {
+	c.mu.RLock()
+	v, ok := c.m[k]
+	c.mu.RUnlock()
+	return v, ok
+}
+
+func (c *cache) put(k string, v any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= c.max {
+		// Evict an arbitrary tenth; map iteration order is random.
+		n := c.max / 10
+		for key := range c.m {
+			delete(c.m, key)
+			if n--; n <= 0 {
+				break
+			}
+		}
+	}
+	c.m[k] = v
+}
+
+func (c *cache) drop(k string) {
+	c.mu.Lock()
+	c.gen++
+	delete(c.m, k)
+	c.mu.Unlock()
+}
+
+func (c *cache) dropPrefix(p string) {
+	c.mu.Lock()
+	c.gen++
+	for k := range c.m {
+		if strings.HasPrefix(k, p) {
+			delete(c.m, k)
+		}
+	}
+	c.mu.Unlock()
+}
+
+type badgerLogger struct{ s *zap.SugaredLogger }
+
+func (l badgerLogger) Errorf(f string, a ...any)   { l.s.Errorf(strings.TrimSpace(f), a...) }
+func (l badgerLogger) Warningf(f string, a ...any) { l.s.Warnf(strings.TrimSpace(f), a...) }
+func (l badgerLogger) Infof(f string, a ...any)    { l.s.Infof(strings.TrimSpace(f), a...) }
+func (l badgerLogger) Debugf(f string, a ...any)   { l.s.Debugf(strings.TrimSpace(f), a...) }
+
+// Interface guards
+var _ storage.Store = (*Store)(nil)

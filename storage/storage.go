@@ -1,0 +1,332 @@
+// Package storage holds portalgate's state behind one small interface:
+// contacts, sign-in flows, codes, sessions, rate-limit counters, single-use
+// tokens, the mail outbox, the audit trail and the instance secret.
+//
+// Every operation that must be atomic (consume a code once, count a try,
+// claim an outbox message, start a cooldown) is a single call, so callers
+// never read and then write. Backends are Caddy guest modules in the
+// portal.storage namespace; the package knows nothing of HTTP.
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/mail"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// ErrNotFound is returned when a record does not exist or has expired.
+var ErrNotFound = errors.New("not found")
+
+// ErrUnavailable wraps errors that mean the backend cannot be reached right
+// now; callers fail closed and retry later.
+var ErrUnavailable = errors.New("storage unavailable")
+
+// Store is the state every flow needs. Implementations must be safe for
+// concurrent use; times are compared against the clock the store was built
+// with, so expiry is testable without sleeping.
+type Store interface {
+	// Secret returns the instance secret, creating and keeping a new one
+	// from generate when none is stored yet. Concurrent callers get the same
+	// value.
+	Secret(ctx context.Context, generate func() ([]byte, error)) ([]byte, error)
+
+	// PutContacts upserts contacts of a workspace in one transaction: either
+	// all are written or none. The caller validates them first.
+	PutContacts(ctx context.Context, workspace string, contacts []Contact) error
+	// Contact returns one contact by id.
+	Contact(ctx context.Context, workspace, id string) (Contact, error)
+	// ContactByEmail returns the contact whose email matches, ignoring case.
+	ContactByEmail(ctx context.Context, workspace, email string) (Contact, error)
+	// ContactByDirectoryID returns the contact synced with that directory id.
+	ContactByDirectoryID(ctx context.Context, workspace, directoryID string) (Contact, error)
+	// Contacts lists every contact of a workspace, ordered by id.
+	Contacts(ctx context.Context, workspace string) ([]Contact, error)
+	// DeleteContact removes a contact and its indexes. ErrNotFound if absent.
+	DeleteContact(ctx context.Context, workspace, id string) error
+
+	// PutFlow creates or replaces a sign-in flow until f.ExpiresAt.
+	PutFlow(ctx context.Context, f SignInFlow) error
+	// Flow returns a live sign-in flow by the hash of its id.
+	Flow(ctx context.Context, idHash string) (SignInFlow, error)
+	// DeleteFlow ends a sign-in flow; deleting a missing flow is not an error.
+	DeleteFlow(ctx context.Context, idHash string) error
+
+	// PutCode stores a code for a contact, replacing any previous one.
+	PutCode(ctx context.Context, workspace, contactID string, c Code) error
+	// RedeemCode compares hash against the contact's live code in one
+	// atomic step: a match consumes the code; a mismatch counts a try and
+	// kills the code once maxTries wrong tries are reached.
+	RedeemCode(ctx context.Context, workspace, contactID string, hash []byte, maxTries int) (CodeResult, error)
+
+	// PutSession stores a session until its absolute or idle expiry.
+	PutSession(ctx context.Context, s Session) error
+	// Session returns a live session by the hash of its id.
+	Session(ctx context.Context, idHash string) (Session, error)
+	// TouchSession records activity, extending the idle expiry.
+	TouchSession(ctx context.Context, idHash string, seen time.Time) error
+	// DeleteSession ends one session; deleting a missing one is not an error.
+	DeleteSession(ctx context.Context, idHash string) error
+	// Sessions lists the live sessions of a workspace, of one contact when
+	// contactID is not empty.
+	Sessions(ctx context.Context, workspace, contactID string) ([]Session, error)
+	// DeleteContactSessions ends every session of a contact and reports how
+	// many there were.
+	DeleteContactSessions(ctx context.Context, workspace, contactID string) (int, error)
+
+	// Hit counts one event against key in a fixed window. It reports whether
+	// the count is still within limit and, when not, how long until the
+	// window resets.
+	Hit(ctx context.Context, key string, limit int, window time.Duration) (ok bool, retryAfter time.Duration, err error)
+	// Cooldown starts a cooldown of length d on key unless one is running,
+	// in which case it reports the time left.
+	Cooldown(ctx context.Context, key string, d time.Duration) (ok bool, wait time.Duration, err error)
+
+	// PutOnce stores a single-use value until ttl passes.
+	PutOnce(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	// TakeOnce returns and deletes a single-use value atomically; of two
+	// concurrent callers only one gets it, the other gets ErrNotFound.
+	TakeOnce(ctx context.Context, key string) ([]byte, error)
+
+	// Enqueue adds a message to the outbox.
+	Enqueue(ctx context.Context, m OutboxMessage) error
+	// ClaimOutbox leases up to max due messages for lease; a message is
+	// handed to one claimer at a time and comes back when its lease lapses.
+	ClaimOutbox(ctx context.Context, lease time.Duration, max int) ([]OutboxMessage, error)
+	// AckOutbox removes a delivered (or abandoned) message.
+	AckOutbox(ctx context.Context, id string) error
+	// RetryOutbox releases a message to be tried again at due.
+	RetryOutbox(ctx context.Context, id string, due time.Time, lastErr string) error
+	// OutboxLen reports how many messages wait in the outbox.
+	OutboxLen(ctx context.Context) (int, error)
+
+	// AppendAudit records an event, kept for the store's audit retention.
+	AppendAudit(ctx context.Context, e AuditEvent) error
+	// Audit returns events of a workspace matching q, newest first, and a
+	// cursor for the next page (empty on the last page).
+	Audit(ctx context.Context, q AuditQuery) ([]AuditEvent, string, error)
+}
+
+// Contact is a person who may sign in to a workspace's portal.
+type Contact struct {
+	// ID is the contact's id in the support system.
+	ID string `json:"id"`
+	// Email is the primary email; matched case-insensitively.
+	Email string `json:"email"`
+	// Name is shown to the portal.
+	Name string `json:"name,omitempty"`
+	// Status is "active" or "disabled". Default: active.
+	Status string `json:"status,omitempty"`
+	// Source is "manual" or "directory" (synced from the customer's
+	// directory). Default: manual.
+	Source string `json:"source,omitempty"`
+	// DirectoryID is the id of the directory record this contact was
+	// synced from, such as an Entra object id.
+	DirectoryID string `json:"directory_id,omitempty"`
+	// UpdatedAt is set by the store on every write.
+	UpdatedAt time.Time `json:"updated_at,omitzero"`
+}
+
+// Contact statuses and sources.
+const (
+	StatusActive    = "active"
+	StatusDisabled  = "disabled"
+	SourceManual    = "manual"
+	SourceDirectory = "directory"
+)
+
+var contactIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$`)
+
+// Normalize fills defaults and lowercases the email. It returns an error
+// that names what is wrong with the record.
+func (c *Contact) Normalize() error {
+	c.ID = strings.TrimSpace(c.ID)
+	if !contactIDPattern.MatchString(c.ID) {
+		return fmt.Errorf("id %q: must be 1-128 letters, digits or ._:@- and start with a letter or digit", c.ID)
+	}
+	email, err := NormalizeEmail(c.Email)
+	if err != nil {
+		return fmt.Errorf("contact %s: %w", c.ID, err)
+	}
+	c.Email = email
+	c.Name = strings.TrimSpace(c.Name)
+	if len(c.Name) > 200 || strings.ContainsAny(c.Name, "\r\n\x00") {
+		return fmt.Errorf("contact %s: name must be one line of at most 200 characters", c.ID)
+	}
+	switch c.Status {
+	case "":
+		c.Status = StatusActive
+	case StatusActive, StatusDisabled:
+	default:
+		return fmt.Errorf("contact %s: status %q: must be active or disabled", c.ID, c.Status)
+	}
+	switch c.Source {
+	case "":
+		c.Source = SourceManual
+	case SourceManual, SourceDirectory:
+	default:
+		return fmt.Errorf("contact %s: source %q: must be manual or directory", c.ID, c.Source)
+	}
+	c.DirectoryID = strings.TrimSpace(c.DirectoryID)
+	if len(c.DirectoryID) > 256 || strings.ContainsAny(c.DirectoryID, "\r\n\x00/") {
+		return fmt.Errorf("contact %s: directory_id is not valid", c.ID)
+	}
+	return nil
+}
+
+// Active reports whether the contact may sign in.
+func (c Contact) Active() bool { return c.Status == StatusActive }
+
+// NormalizeEmail lowercases and checks a bare email address.
+func NormalizeEmail(s string) (string, error) {
+	s = strings.ToLower(strings.TrimSpace(s))
+	if s == "" {
+		return "", errors.New("email is required")
+	}
+	if len(s) > 254 {
+		return "", errors.New("email is too long")
+	}
+	a, err := mail.ParseAddress(s)
+	if err != nil || a.Address != s || a.Name != "" || !strings.Contains(s[strings.LastIndexByte(s, '@')+1:], ".") && !strings.HasSuffix(s, "@localhost") {
+		return "", fmt.Errorf("email %q is not a valid address", s)
+	}
+	return s, nil
+}
+
+// SignInFlow is one browser's sign-in in progress: where the contact wanted
+// to go and which email they gave. Its id lives in a cookie; the store only
+// sees the hash.
+type SignInFlow struct {
+	IDHash    string `json:"id_hash"`
+	Workspace string `json:"workspace"`
+	ReturnTo  string `json:"return_to"`
+	Email     string `json:"email,omitempty"`
+	Method    string `json:"method,omitempty"`
+	// ContactID is set when the flow is tied to one contact (a
+	// personalized link); a shared-link flow finds the contact by Email.
+	ContactID string `json:"contact_id,omitempty"`
+	// ResendAt is when the page may offer another code.
+	ResendAt  time.Time `json:"resend_at,omitzero"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Code is a one-time sign-in code, stored only as a keyed hash.
+type Code struct {
+	Hash      []byte    `json:"hash"`
+	IssuedAt  time.Time `json:"issued_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+	Tries     int       `json:"tries"`
+}
+
+// CodeResult is the outcome of RedeemCode.
+type CodeResult int
+
+// Outcomes of redeeming a code.
+const (
+	// CodeMissing: no live code (never sent, used, expired or dead).
+	CodeMissing CodeResult = iota
+	// CodeAccepted: the code matched and is now consumed.
+	CodeAccepted
+	// CodeWrong: no match; the try was counted.
+	CodeWrong
+	// CodeDead: no match, and that was the last allowed try.
+	CodeDead
+)
+
+func (r CodeResult) String() string {
+	switch r {
+	case CodeAccepted:
+		return "accepted"
+	case CodeWrong:
+		return "wrong"
+	case CodeDead:
+		return "dead"
+	default:
+		return "missing"
+	}
+}
+
+// Session is a signed-in contact. The id lives in a cookie; the store only
+// sees its hash.
+type Session struct {
+	IDHash    string `json:"id_hash"`
+	Workspace string `json:"workspace"`
+	ContactID string `json:"contact_id"`
+	Method    string `json:"method"`
+	// CSRF is the token that sign-out forms of this session must carry.
+	CSRF      string        `json:"csrf"`
+	ClientIP  string        `json:"client_ip,omitempty"`
+	UserAgent string        `json:"user_agent,omitempty"`
+	CreatedAt time.Time     `json:"created_at"`
+	LastSeen  time.Time     `json:"last_seen"`
+	ExpiresAt time.Time     `json:"expires_at"`
+	Idle      time.Duration `json:"idle"`
+}
+
+// Expiry is when the session ends if nothing touches it again.
+func (s Session) Expiry() time.Time {
+	if s.Idle > 0 {
+		if idle := s.LastSeen.Add(s.Idle); idle.Before(s.ExpiresAt) {
+			return idle
+		}
+	}
+	return s.ExpiresAt
+}
+
+// OutboxMessage is a unit of mail work. Payload is opaque to the store.
+type OutboxMessage struct {
+	ID         string    `json:"id"`
+	Kind       string    `json:"kind"`
+	Payload    []byte    `json:"payload"`
+	Attempts   int       `json:"attempts"`
+	Due        time.Time `json:"due"`
+	NotAfter   time.Time `json:"not_after,omitzero"`
+	LeaseUntil time.Time `json:"lease_until,omitzero"`
+	LastError  string    `json:"last_error,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+}
+
+// AuditEvent is one entry of the audit trail. It never holds a code, a
+// token or a secret.
+type AuditEvent struct {
+	ID        string    `json:"id"`
+	Time      time.Time `json:"time"`
+	Workspace string    `json:"workspace"`
+	Event     string    `json:"event"`
+	ContactID string    `json:"contact_id,omitempty"`
+	Email     string    `json:"email,omitempty"`
+	Method    string    `json:"method,omitempty"`
+	ClientIP  string    `json:"client_ip,omitempty"`
+	UserAgent string    `json:"user_agent,omitempty"`
+	Reason    string    `json:"reason,omitempty"`
+}
+
+// AuditQuery filters the audit trail of one workspace.
+type AuditQuery struct {
+	Workspace string
+	ContactID string
+	Event     string
+	Since     time.Time
+	Until     time.Time
+	Limit     int
+	Cursor    string
+}
+
+// ValidName reports whether s may name a workspace or an SSO provider:
+// lowercase letters, digits, - and _, starting with a letter.
+func ValidName(s string) bool {
+	return namePattern.MatchString(s)
+}
+
+var namePattern = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
+
+// Backend is implemented by the guest modules in the portal.storage
+// namespace. Provision must not connect or take locks (so `caddy validate`
+// works beside a running server); Open does, and may be called again.
+type Backend interface {
+	Open() (Store, error)
+}
