@@ -107,7 +107,7 @@ func (p pooled) Destruct() error { return p.Close() }
 
 // Interface guards
 var (
-	_ caddy.Provisioner = (*Backend)(nil)
+	_ caddy.Provisioner  = (*Backend)(nil)
 	_ caddy.CleanerUpper = (*Backend)(nil)
 	_ storage.Backend    = (*Backend)(nil)
 )

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	mrand "math/rand/v2"
 	"sort"
 	"strconv"
 	"strings"
@@ -50,6 +51,10 @@ type Store struct {
 	done chan struct{}
 
 	cache *cache
+
+	// hitMu serializes Hit: under a burst on one counter, optimistic
+	// transactions keep conflicting and run out of retries.
+	hitMu sync.Mutex
 }
 
 // Open opens (creating if needed) the database in dir.
@@ -157,11 +162,13 @@ const (
 // update runs fn in a read-write transaction, retrying on conflicts.
 func (s *Store) update(fn func(txn *badger.Txn) error) error {
 	var err error
-	for range 20 {
+	for i := range 50 {
 		err = s.db.Update(fn)
 		if !errors.Is(err, badger.ErrConflict) {
 			return err
 		}
+		// Back off a little, with jitter, so contending writers spread out.
+		time.Sleep(time.Duration(mrand.Int64N(int64(50*time.Microsecond) << min(i, 6))))
 	}
 	return err
 }
@@ -471,6 +478,11 @@ func (s *Store) TouchSession(_ context.Context, idHash string, seen time.Time) e
 		if err := getJSON(txn, key, &sess); err != nil {
 			return err
 		}
+		// Badger's TTL runs on real time with a second's grace: an entry
+		// may outlive its expiry, and a touch must not revive it.
+		if !s.now().Before(sess.Expiry()) {
+			return storage.ErrNotFound
+		}
 		if !seen.After(sess.LastSeen) {
 			return nil
 		}
@@ -538,6 +550,7 @@ func (s *Store) Sessions(_ context.Context, ws, contactID string) ([]storage.Ses
 // DeleteContactSessions implements storage.Store.
 func (s *Store) DeleteContactSessions(_ context.Context, ws, contactID string) (int, error) {
 	prefix := []byte(kSessIdx + ws + "/" + contactID + "/")
+	now := s.now()
 	n := 0
 	var hashes []string
 	err := s.update(func(txn *badger.Txn) error {
@@ -550,8 +563,14 @@ func (s *Store) DeleteContactSessions(_ context.Context, ws, contactID string) (
 		it.Close()
 		for _, k := range keys {
 			hash := string(k[bytes.LastIndexByte(k, '/')+1:])
-			if _, err := txn.Get([]byte(kSession + hash)); err == nil {
-				n++
+			var sess storage.Session
+			switch err := getJSON(txn, kSession+hash, &sess); {
+			case err == nil:
+				if now.Before(sess.Expiry()) {
+					n++
+				}
+			case !errors.Is(err, storage.ErrNotFound):
+				return err
 			}
 			hashes = append(hashes, hash)
 			if err := txn.Delete(k); err != nil {
@@ -576,6 +595,8 @@ func (s *Store) Hit(_ context.Context, key string, limit int, window time.Durati
 	reset := start.Add(window)
 	k := []byte(kHit + key + "/" + strconv.FormatInt(start.Unix(), 10))
 	var count uint64
+	s.hitMu.Lock()
+	defer s.hitMu.Unlock()
 	err := s.update(func(txn *badger.Txn) error {
 		count = 0
 		item, err := txn.Get(k)
@@ -786,7 +807,7 @@ func (s *Store) Audit(_ context.Context, q storage.AuditQuery) ([]storage.AuditE
 		inv := uint64(math.MaxInt64 - q.Until.UnixNano())
 		seek = fmt.Appendf(append([]byte{}, prefix...), "%016x", inv)
 	}
-	oldest := time.Now().Add(-s.retention)
+	oldest := s.now().Add(-s.retention)
 	var out []storage.AuditEvent
 	next := ""
 	err := s.db.View(func(txn *badger.Txn) error {
@@ -843,11 +864,10 @@ func (c *cache) generation() uint64 {
 
 // putIf caches v unless an invalidation happened since gen was read.
 func (c *cache) putIf(k string, v any, gen uint64) {
-	c.mu.RLock()
-	same := c.gen == gen
-	c.mu.RUnlock()
-	if same {
-		c.put(k, v)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen == gen {
+		c.putLocked(k, v)
 	}
 }
 
@@ -860,9 +880,7 @@ func (c *cache) get(k string) (any, bool) {
 	return v, ok
 }
 
-func (c *cache) put(k string, v any) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+func (c *cache) putLocked(k string, v any) {
 	if len(c.m) >= c.max {
 		// Evict an arbitrary tenth; map iteration order is random.
 		n := c.max / 10
