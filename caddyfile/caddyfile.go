@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -14,7 +13,6 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
-	"github.com/kdesk/portalgate/handlers"
 	"github.com/kdesk/portalgate/module"
 	"github.com/kdesk/portalgate/storage"
 	"github.com/kdesk/portalgate/storage/badgerstore"
@@ -70,11 +68,11 @@ func init() {
 //		}
 //	}
 func parsePortal(d *caddyfile.Dispenser, existing any) (any, error) {
+	d.Next() // "portal"
 	if existing != nil {
 		return nil, d.Err("the portal global option may appear only once")
 	}
 	app := new(module.App)
-	d.Next() // "portal"
 	if d.NextArg() {
 		return nil, d.ArgErr()
 	}
@@ -184,13 +182,14 @@ func parsePortal(d *caddyfile.Dispenser, existing any) (any, error) {
 }
 
 func intArg(d *caddyfile.Dispenser, lo, hi int) (int, error) {
+	opt := d.Val()
 	var s string
 	if !d.AllArgs(&s) {
 		return 0, d.ArgErr()
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n < lo || n > hi {
-		return 0, d.Errf("%s %q: want a whole number from %d to %d", d.Val(), s, lo, hi)
+		return 0, d.Errf("%s %q: want a whole number from %d to %d", opt, s, lo, hi)
 	}
 	return n, nil
 }
@@ -218,7 +217,12 @@ func parseStorage(d *caddyfile.Dispenser) (json.RawMessage, error) {
 			return nil, d.ArgErr()
 		}
 		var b badgerstore.Backend
+		seen := map[string]bool{}
 		for nesting := d.Nesting(); d.NextBlock(nesting); {
+			if seen[d.Val()] {
+				return nil, d.Errf("storage badger: %s is set twice", d.Val())
+			}
+			seen[d.Val()] = true
 			switch d.Val() {
 			case "dir":
 				if !d.AllArgs(&b.Dir) {
@@ -309,9 +313,14 @@ func parseMail(d *caddyfile.Dispenser) (*module.MailConfig, error) {
 	return mc, nil
 }
 
-func parseLimits(d *caddyfile.Dispenser) (*handlers.Limits, error) {
-	l := new(handlers.Limits)
+func parseLimits(d *caddyfile.Dispenser) (*module.LimitsConfig, error) {
+	l := new(module.LimitsConfig)
+	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if seen[d.Val()] {
+			return nil, d.Errf("limits: %s is set twice", d.Val())
+		}
+		seen[d.Val()] = true
 		var dst *int
 		switch d.Val() {
 		case "sends_per_email":
@@ -329,7 +338,7 @@ func parseLimits(d *caddyfile.Dispenser) (*handlers.Limits, error) {
 			if err != nil {
 				return nil, err
 			}
-			l.Window = time.Duration(v)
+			l.Window = v
 			continue
 		default:
 			return nil, d.Errf("unrecognized limits option %q", d.Val())

@@ -58,7 +58,7 @@ type App struct {
 
 	// Limits are the rate limits on code sends and tries. Default:
 	// handlers.DefaultLimits.
-	Limits *handlers.Limits `json:"limits,omitempty"`
+	Limits *LimitsConfig `json:"limits,omitempty"`
 
 	// OutboxWorkers is the number of concurrent mail deliveries. Default 4.
 	OutboxWorkers int `json:"outbox_workers,omitempty"`
@@ -86,6 +86,25 @@ type MailConfig struct {
 	// TLS is "starttls" (required, the default), "tls" (implicit TLS) or
 	// "none" (only for a relay on localhost).
 	TLS string `json:"tls,omitempty"`
+}
+
+// LimitsConfig is the rate limits on code sends and tries; a zero field
+// takes its value from handlers.DefaultLimits.
+type LimitsConfig struct {
+	// SendsPerEmail caps code emails to one address per Window. Default: 5.
+	SendsPerEmail int `json:"sends_per_email,omitempty"`
+	// SendsPerIP caps code requests from one client IP per Window. Default: 30.
+	SendsPerIP int `json:"sends_per_ip,omitempty"`
+	// SendsPerWorkspace caps code requests to one workspace per Window.
+	// Default: 2000.
+	SendsPerWorkspace int `json:"sends_per_workspace,omitempty"`
+	// TriesPerIP caps code entries from one client IP per Window. Default: 60.
+	TriesPerIP int `json:"tries_per_ip,omitempty"`
+	// TriesPerWorkspace caps code entries in one workspace per Window.
+	// Default: 5000.
+	TriesPerWorkspace int `json:"tries_per_workspace,omitempty"`
+	// Window is the period the counters cover. Default: 10m.
+	Window caddy.Duration `json:"window,omitempty"`
 }
 
 // WorkspaceConfig is one portal.
@@ -186,8 +205,15 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 
 	limits := handlers.Limits{}
-	if a.Limits != nil {
-		limits = *a.Limits
+	if l := a.Limits; l != nil {
+		limits = handlers.Limits{
+			SendsPerEmail:     l.SendsPerEmail,
+			SendsPerIP:        l.SendsPerIP,
+			SendsPerWorkspace: l.SendsPerWorkspace,
+			TriesPerIP:        l.TriesPerIP,
+			TriesPerWorkspace: l.TriesPerWorkspace,
+			Window:            time.Duration(l.Window),
+		}
 	}
 	a.portal = &handlers.Portal{
 		Workspaces:       workspaces,

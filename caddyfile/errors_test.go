@@ -1,0 +1,613 @@
+package caddyfile
+
+import (
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// site is a minimal site block guarding workspace acme, appended to configs
+// whose error is in the global options.
+const site = `
+
+:8080 {
+	portal_auth acme
+	respond "portal"
+}
+`
+
+// adaptErrorCases must all fail to adapt. Line is the Caddyfile line the
+// error must point at (Caddy appends ", at Caddyfile:LINE"); the Caddyfiles
+// start on line 1 with no leading newline, so count from the backquote.
+var adaptErrorCases = []struct {
+	name      string
+	caddyfile string
+	want      []string // substrings of the error
+	line      int
+}{
+	{
+		name: "unknown portal option",
+		caddyfile: `{
+	portal {
+		storage_dir /srv/portalgate
+		bogus 1
+		workspace acme
+	}
+}` + site,
+		want: []string{`unrecognized portal option "bogus"`},
+		line: 4,
+	},
+	{
+		name: "portal takes no arguments",
+		caddyfile: `{
+	portal acme {
+		workspace acme
+	}
+}` + site,
+		want: []string{"wrong argument count"},
+		line: 2,
+	},
+	{
+		name: "portal option twice",
+		caddyfile: `{
+	portal {
+		workspace acme
+	}
+	portal {
+		workspace other
+	}
+}` + site,
+		want: []string{"the portal global option may appear only once"},
+		line: 5,
+	},
+	{
+		name: "no workspace",
+		caddyfile: `{
+	portal {
+		mail log
+	}
+}`,
+		want: []string{"at least one workspace is required"},
+		line: 4,
+	},
+	{
+		name: "unknown workspace option",
+		caddyfile: `{
+	portal {
+		workspace acme {
+			title "Acme Support"
+			colour blue
+		}
+	}
+}` + site,
+		want: []string{`unrecognized workspace option "colour"`},
+		line: 5,
+	},
+	{
+		name: "repeated workspace option",
+		caddyfile: `{
+	portal {
+		workspace acme {
+			code_ttl 10m
+			session_ttl 12h
+			code_ttl 5m
+		}
+	}
+}` + site,
+		want: []string{"workspace option code_ttl is set twice"},
+		line: 6,
+	},
+	{
+		name: "repeated portal option",
+		caddyfile: `{
+	portal {
+		secret {env.PORTAL_SECRET}
+		workspace acme
+		secret {env.OTHER_SECRET}
+	}
+}` + site,
+		want: []string{"secret is set twice"},
+		line: 5,
+	},
+	{
+		name: "storage_dir and storage together",
+		caddyfile: `{
+	portal {
+		storage_dir /srv/a
+		storage badger {
+			dir /srv/b
+		}
+		workspace acme
+	}
+}` + site,
+		want: []string{"storage is set twice"},
+		line: 4,
+	},
+	{
+		name: "mail twice",
+		caddyfile: `{
+	portal {
+		mail log
+		mail log
+		workspace acme
+	}
+}` + site,
+		want: []string{"mail is set twice"},
+		line: 4,
+	},
+	{
+		name: "repeated mail smtp option",
+		caddyfile: `{
+	portal {
+		mail smtp {
+			host smtp.example.com
+			from support@acme.example
+			host smtp2.example.com
+		}
+		workspace acme
+	}
+}` + site,
+		want: []string{"mail smtp: host is set twice"},
+		line: 6,
+	},
+	{
+		// The message names the line of `mail smtp`; Caddy's location is
+		// the closing brace, where the parser notices.
+		name: "mail smtp without from",
+		caddyfile: `{
+	portal {
+		mail smtp {
+			host smtp.example.com
+			port 587
+		}
+		workspace acme
+	}
+}` + site,
+		want: []string{"mail smtp (line 3): from is required"},
+		line: 6,
+	},
+	{
+		name: "mail smtp without host",
+		caddyfile: `{
+	portal {
+		workspace acme
+		mail smtp {
+			from "Acme Support <support@acme.example>"
+		}
+	}
+}` + site,
+		want: []string{"mail smtp (line 4): host is required"},
+		line: 6,
+	},
+	{
+		name: "mail smtp bad tls",
+		caddyfile: `{
+	portal {
+		mail smtp {
+			host smtp.example.com
+			from support@acme.example
+			tls ssl
+		}
+		workspace acme
+	}
+}` + site,
+		want: []string{`mail smtp: tls "ssl": want starttls, tls or none`},
+		line: 6,
+	},
+	{
+		name: "mail smtp port out of range",
+		caddyfile: `{
+	portal {
+		mail smtp {
+			host smtp.example.com
+			port 70000
+			from support@acme.example
+		}
+		workspace acme
+	}
+}` + site,
+		want: []string{`"70000": want a whole number from 1 to 65535`},
+		line: 5,
+	},
+	{
+		name: "mail smtp port not a number",
+		caddyfile: `{
+	portal {
+		mail smtp {
+			host smtp.example.com
+			from support@acme.example
+			port submission
+		}
+		workspace acme
+	}
+}` + site,
+		want: []string{`"submission": want a whole number from 1 to 65535`},
+		line: 6,
+	},
+	{
+		name: "bad port error names the option",
+		caddyfile: `{
+	portal {
+		mail smtp {
+			host smtp.example.com
+			port 70000
+			from support@acme.example
+		}
+		workspace acme
+	}
+}` + site,
+		want: []string{`port "70000": want a whole number from 1 to 65535`},
+		line: 5,
+	},
+	{
+		name: "unknown mailer",
+		caddyfile: `{
+	portal {
+		mail sendgrid
+		workspace acme
+	}
+}` + site,
+		want: []string{`unknown mailer "sendgrid" (want smtp or log)`},
+		line: 3,
+	},
+	{
+		name: "mail log takes no block",
+		caddyfile: `{
+	portal {
+		mail log {
+			level debug
+		}
+		workspace acme
+	}
+}` + site,
+		want: []string{"mail log takes no options"},
+		line: 4,
+	},
+	{
+		name: "bad duration",
+		caddyfile: `{
+	portal {
+		workspace acme {
+			title "Acme Support"
+			code_ttl soon
+		}
+	}
+}` + site,
+		want: []string{`code_ttl "soon": want a positive duration`},
+		line: 5,
+	},
+	{
+		name: "negative duration",
+		caddyfile: `{
+	portal {
+		workspace acme {
+			session_ttl -1h
+		}
+	}
+}` + site,
+		want: []string{`session_ttl "-1h": want a positive duration`},
+		line: 4,
+	},
+	{
+		name: "bad auth_path",
+		caddyfile: `{
+	portal {
+		workspace acme {
+			auth_path _portal/
+		}
+	}
+}` + site,
+		want: []string{`auth_path "_portal/": must be a path like /_portal`},
+		line: 4,
+	},
+	{
+		name: "missing contacts_file",
+		caddyfile: `{
+	portal {
+		workspace acme {
+			title "Acme Support"
+			contacts_file testdata/no-such-contacts.json
+		}
+	}
+}` + site,
+		want: []string{"contacts_file", "testdata/no-such-contacts.json", "no such file"},
+		line: 5,
+	},
+	{
+		name: "contacts_file with an invalid record",
+		caddyfile: `{
+	portal {
+		workspace acme {
+			contacts_file testdata/contacts-bad-email.json
+		}
+	}
+}` + site,
+		want: []string{"testdata/contacts-bad-email.json", "record 2", "c-2", `"not-an-email" is not a valid address`},
+		line: 4,
+	},
+	{
+		name: "workspace name with uppercase",
+		caddyfile: `{
+	portal {
+		storage_dir /srv/portalgate
+		workspace Acme {
+			title "Acme Support"
+		}
+	}
+}` + site,
+		want: []string{`workspace name "Acme"`, "lowercase"},
+		line: 4,
+	},
+	{
+		name: "workspace without a name",
+		caddyfile: `{
+	portal {
+		workspace {
+			title "Acme Support"
+		}
+	}
+}`,
+		want: []string{"wrong argument count"},
+		line: 3,
+	},
+	{
+		name: "duplicate workspace",
+		caddyfile: `{
+	portal {
+		workspace acme {
+			title "Acme Support"
+		}
+		workspace acme {
+			title "Acme again"
+		}
+	}
+}` + site,
+		want: []string{"workspace acme is defined twice"},
+		line: 6,
+	},
+	{
+		name: "short literal secret",
+		caddyfile: `{
+	portal {
+		secret hunter2
+		workspace acme
+	}
+}` + site,
+		want: []string{"secret must be at least 32 characters", "{env.PORTAL_SECRET}"},
+		line: 3,
+	},
+	{
+		name: "storage redis not available",
+		caddyfile: `{
+	portal {
+		storage redis {
+			address redis.internal:6379
+		}
+		workspace acme
+	}
+}` + site,
+		want: []string{`unknown storage backend "redis"`, "available: badger"},
+		line: 3,
+	},
+	{
+		name: "unknown storage badger option",
+		caddyfile: `{
+	portal {
+		storage badger {
+			dir /srv/portalgate
+			sync_writes
+		}
+		workspace acme
+	}
+}` + site,
+		want: []string{`unrecognized storage badger option "sync_writes"`},
+		line: 5,
+	},
+	{
+		name: "bad audit_retention",
+		caddyfile: `{
+	portal {
+		storage badger {
+			audit_retention forever
+		}
+		workspace acme
+	}
+}` + site,
+		want: []string{`audit_retention "forever": want a positive duration`},
+		line: 4,
+	},
+	{
+		name: "repeated storage badger option",
+		caddyfile: `{
+	portal {
+		storage badger {
+			dir /srv/a
+			dir /srv/b
+		}
+		workspace acme
+	}
+}` + site,
+		want: []string{"dir is set twice"},
+		line: 5,
+	},
+	{
+		name: "unknown limits option",
+		caddyfile: `{
+	portal {
+		limits {
+			sends_per_ip 10
+			codes_per_hour 3
+		}
+		workspace acme
+	}
+}` + site,
+		want: []string{`unrecognized limits option "codes_per_hour"`},
+		line: 5,
+	},
+	{
+		name: "limits zero",
+		caddyfile: `{
+	portal {
+		limits {
+			tries_per_ip 0
+		}
+		workspace acme
+	}
+}` + site,
+		want: []string{`"0": want a whole number from 1 to 1000000`},
+		line: 4,
+	},
+	{
+		name: "repeated limits option",
+		caddyfile: `{
+	portal {
+		limits {
+			sends_per_ip 10
+			sends_per_ip 20
+		}
+		workspace acme
+	}
+}` + site,
+		want: []string{"sends_per_ip is set twice"},
+		line: 5,
+	},
+	{
+		name: "outbox_workers out of range",
+		caddyfile: `{
+	portal {
+		outbox_workers 0
+		workspace acme
+	}
+}` + site,
+		want: []string{`"0": want a whole number from 1 to 64`},
+		line: 3,
+	},
+	{
+		name: "sso block",
+		caddyfile: `{
+	portal {
+		workspace acme {
+			title "Acme Support"
+			sso google {
+				client_id {env.GOOGLE_ID}
+				client_secret {env.GOOGLE_SECRET}
+			}
+		}
+	}
+}` + site,
+		want: []string{"sso is not available in this version of portalgate yet"},
+		line: 5,
+	},
+	{
+		name: "portal_auth unknown workspace",
+		caddyfile: `{
+	portal {
+		workspace acme
+	}
+}
+
+support.acme.example {
+	portal_auth globex
+	reverse_proxy 127.0.0.1:8080
+}
+`,
+		want: []string{"portal_auth", `unknown workspace "globex"`},
+		line: 8,
+	},
+	{
+		name: "portal_auth without the portal option",
+		caddyfile: `support.acme.example {
+	reverse_proxy 127.0.0.1:8080
+	portal_auth acme
+}
+`,
+		want: []string{"portal_auth acme: no portal global option configures workspaces"},
+		line: 3,
+	},
+	{
+		name: "portal_auth with two arguments",
+		caddyfile: `{
+	portal {
+		workspace acme
+		workspace globex
+	}
+}
+
+support.acme.example {
+	portal_auth acme globex
+	reverse_proxy 127.0.0.1:8080
+}
+`,
+		want: []string{"portal_auth", "wrong argument count"},
+		line: 9,
+	},
+	{
+		name: "portal_auth without argument",
+		caddyfile: `{
+	portal {
+		workspace acme
+	}
+}
+
+support.acme.example {
+	reverse_proxy 127.0.0.1:8080
+	portal_auth
+}
+`,
+		want: []string{"portal_auth", "wrong argument count"},
+		line: 9,
+	},
+	{
+		name: "portal_auth with a block",
+		caddyfile: `{
+	portal {
+		workspace acme
+	}
+}
+
+support.acme.example {
+	portal_auth acme {
+		workspace acme
+	}
+	reverse_proxy 127.0.0.1:8080
+}
+`,
+		want: []string{"portal_auth takes no block"},
+		line: 9,
+	},
+}
+
+func TestAdaptErrors(t *testing.T) {
+	for _, tc := range adaptErrorCases {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := adapt(t, tc.caddyfile)
+			if err == nil {
+				t.Fatalf("adapting succeeded, want an error containing %q; got:\n%s", tc.want, out)
+			}
+			msg := err.Error()
+			for _, w := range tc.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error does not contain %q:\n%s", w, msg)
+				}
+			}
+			if got := errorLine(msg); got != tc.line {
+				t.Errorf("error points at line %d, want Caddyfile:%d:\n%s", got, tc.line, msg)
+			}
+		})
+	}
+}
+
+// locationPattern finds Caddy's location suffix; the last one is the
+// innermost (directive errors get wrapped once more by the adapter).
+var locationPattern = regexp.MustCompile(`Caddyfile:(\d+)\b`)
+
+// errorLine returns the line of the last "Caddyfile:N" in msg, or 0.
+func errorLine(msg string) int {
+	m := locationPattern.FindAllStringSubmatch(msg, -1)
+	if len(m) == 0 {
+		return 0
+	}
+	n, _ := strconv.Atoi(m[len(m)-1][1])
+	return n
+}
