@@ -44,6 +44,7 @@ func TestCodeSignInReturnsToWantedPage(t *testing.T) {
 	if r.Status != http.StatusSeeOther || r.Location != "/tickets/1042?tab=history" {
 		t.Fatalf("right code: %d %q\n%s", r.Status, r.Location, r.Body)
 	}
+	signedIn := r
 	sc := r.Header.Get("Set-Cookie")
 	if !strings.Contains(strings.Join(r.Header.Values("Set-Cookie"), ";"), "HttpOnly") || !strings.Contains(sc, "SameSite=Lax") {
 		t.Fatalf("session cookie flags: %q", r.Header.Values("Set-Cookie"))
@@ -64,6 +65,20 @@ func TestCodeSignInReturnsToWantedPage(t *testing.T) {
 			t.Errorf("%s = %q, want only %q", k, got, want)
 		}
 	}
+	// Neither the code, the CSRF token nor the session id is ever logged.
+	cookies := strings.Join(signedIn.Header.Values("Set-Cookie"), ";")
+	sessionID := cookies[strings.Index(cookies, "portal_session=")+len("portal_session="):]
+	sessionID = sessionID[:strings.IndexByte(sessionID, ';')]
+	logs := g.logText()
+	if !strings.Contains(logs, "code_accepted") {
+		t.Fatal("the sign-in was not logged")
+	}
+	for _, secret := range []string{code, code[:3] + "-" + code[3:], csrf, sessionID} {
+		if strings.Contains(logs, secret) {
+			t.Fatalf("the log contains a secret %q", secret)
+		}
+	}
+
 	// The code works once (and the cooldown holds back another mail).
 	csrf2 := b.submitEmail("jane@acme.example")
 	if r := b.enterCode(csrf2, code); r.Status != http.StatusUnauthorized || !strings.Contains(r.Body, "Sign-in failed") {

@@ -217,6 +217,12 @@ func newGateway(t testing.TB) *gateway {
 	return g
 }
 
+// logText is everything Caddy has logged so far.
+func (g *gateway) logText() string {
+	b, _ := os.ReadFile(g.dir + "/caddy.log")
+	return string(b)
+}
+
 func (g *gateway) base() string { return fmt.Sprintf("http://127.0.0.1:%d", g.httpPort) }
 
 func (g *gateway) admin() string { return fmt.Sprintf("http://127.0.0.1:%d", g.adminPort) }
@@ -233,7 +239,8 @@ func (g *gateway) caddyfile() string {
 	auto_https off
 	storage file_system %[2]s/caddy
 	log {
-		level WARN
+		output file %[2]s/caddy.log
+		level DEBUG
 	}
 	portal {
 		storage_dir %[2]s/portal
