@@ -63,6 +63,16 @@ func init() {
 //			session_idle <duration>
 //			link_ttl <duration>
 //			link_max_ttl <duration>
+//			sso <name> {
+//				provider google|microsoft|oidc
+//				issuer <url>
+//				client_id <id>
+//				client_secret <secret>
+//				tenant common|organizations|<tenant id>
+//				allowed_tenants <tenant id>...
+//				scopes <scope>...
+//				label <button label>
+//			}
 //			sso_directory_match
 //			disabled
 //		}
@@ -410,7 +420,17 @@ func parseWorkspace(d *caddyfile.Dispenser) (*module.WorkspaceConfig, error) {
 			}
 			ws.Disabled = true
 		case "sso":
-			return nil, d.Err("sso is not available in this version of portalgate yet")
+			delete(seen, opt) // several providers
+			sc, err := parseSSO(d)
+			if err != nil {
+				return nil, err
+			}
+			for _, o := range ws.SSO {
+				if o.Name == sc.Name {
+					return nil, d.Errf("sso %s is defined twice", sc.Name)
+				}
+			}
+			ws.SSO = append(ws.SSO, sc)
 		default:
 			return nil, d.Errf("unrecognized workspace option %q", opt)
 		}
@@ -419,6 +439,60 @@ func parseWorkspace(d *caddyfile.Dispenser) (*module.WorkspaceConfig, error) {
 		}
 	}
 	return ws, nil
+}
+
+func parseSSO(d *caddyfile.Dispenser) (*module.SSOConfig, error) {
+	sc := new(module.SSOConfig)
+	if !d.AllArgs(&sc.Name) {
+		return nil, d.ArgErr()
+	}
+	if !storage.ValidName(sc.Name) {
+		return nil, d.Errf("sso name %q: use lowercase letters, digits, - or _, starting with a letter", sc.Name)
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if seen[opt] {
+			return nil, d.Errf("sso %s: %s is set twice", sc.Name, opt)
+		}
+		seen[opt] = true
+		var ok bool
+		switch opt {
+		case "provider":
+			ok = d.AllArgs(&sc.Provider)
+			if ok && sc.Provider != "google" && sc.Provider != "microsoft" && sc.Provider != "oidc" {
+				return nil, d.Errf("sso %s: provider %q: want google, microsoft or oidc", sc.Name, sc.Provider)
+			}
+		case "issuer":
+			ok = d.AllArgs(&sc.Issuer)
+		case "client_id":
+			ok = d.AllArgs(&sc.ClientID)
+		case "client_secret":
+			ok = d.AllArgs(&sc.ClientSecret)
+		case "tenant":
+			ok = d.AllArgs(&sc.Tenant)
+		case "label":
+			ok = d.AllArgs(&sc.Label)
+		case "allowed_tenants":
+			sc.AllowedTenants = d.RemainingArgs()
+			ok = len(sc.AllowedTenants) > 0
+		case "scopes":
+			sc.Scopes = d.RemainingArgs()
+			ok = len(sc.Scopes) > 0
+		default:
+			return nil, d.Errf("unrecognized sso option %q", opt)
+		}
+		if !ok {
+			return nil, d.ArgErr()
+		}
+	}
+	if sc.Provider == "" && sc.Name != "google" && sc.Name != "microsoft" {
+		return nil, d.Errf("sso %s: provider is required (google, microsoft or oidc)", sc.Name)
+	}
+	if sc.ClientID == "" {
+		return nil, d.Errf("sso %s: client_id is required", sc.Name)
+	}
+	return sc, nil
 }
 
 // parsePortalAuth sets up the handler. Syntax:

@@ -484,20 +484,84 @@ var adaptErrorCases = []struct {
 		line: 3,
 	},
 	{
-		name: "sso block",
+		name: "sso unknown provider",
 		caddyfile: `{
 	portal {
 		workspace acme {
-			title "Acme Support"
-			sso google {
-				client_id {env.GOOGLE_ID}
-				client_secret {env.GOOGLE_SECRET}
+			url https://support.acme.example
+			sso corp {
+				provider saml
+				client_id x
 			}
 		}
 	}
 }` + site,
-		want: []string{"sso is not available in this version of portalgate yet"},
-		line: 5,
+		want: []string{`provider "saml"`},
+		line: 6,
+	},
+	{
+		name: "sso without client_id",
+		caddyfile: `{
+	portal {
+		workspace acme {
+			url https://support.acme.example
+			sso google {
+				client_secret s
+			}
+		}
+	}
+}` + site,
+		want: []string{"sso google: client_id is required"},
+		line: 7,
+	},
+	{
+		name: "sso custom name without provider",
+		caddyfile: `{
+	portal {
+		workspace acme {
+			url https://support.acme.example
+			sso corp {
+				issuer https://idp.example/
+				client_id x
+			}
+		}
+	}
+}` + site,
+		want: []string{"sso corp: provider is required"},
+		line: 8,
+	},
+	{
+		name: "sso defined twice",
+		caddyfile: `{
+	portal {
+		workspace acme {
+			url https://support.acme.example
+			sso google {
+				client_id a
+			}
+			sso google {
+				client_id b
+			}
+		}
+	}
+}` + site,
+		want: []string{"sso google is defined twice"},
+		line: 10,
+	},
+	{
+		name: "sso unknown option",
+		caddyfile: `{
+	portal {
+		workspace acme {
+			sso google {
+				client_id a
+				realm x
+			}
+		}
+	}
+}` + site,
+		want: []string{`unrecognized sso option "realm"`},
+		line: 6,
 	},
 	{
 		name: "portal_auth unknown workspace",

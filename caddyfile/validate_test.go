@@ -285,6 +285,9 @@ func TestValidateGolden(t *testing.T) {
 			}
 			isolate(t)
 			t.Setenv("PORTAL_SECRET", strings.Repeat("s3cr3t-", 6))
+			for _, k := range []string{"GOOGLE_ID", "GOOGLE_SECRET", "MS_ID", "MS_SECRET", "CORP_SECRET"} {
+				t.Setenv(k, "test-"+strings.ToLower(k))
+			}
 			dir := t.TempDir()
 			js := g.json
 			// never let a validation bug create the operator paths of

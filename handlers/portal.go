@@ -43,6 +43,8 @@ type Workspace struct {
 	Disabled bool
 	// SSODirectoryMatch limits SSO to contacts synced from a directory.
 	SSODirectoryMatch bool
+	// SSO are the single sign-on providers, in the order of their buttons.
+	SSO []*SSOProvider
 }
 
 // Limits are the rate limits on code sends and tries.
@@ -121,6 +123,11 @@ func (p *Portal) Start(store storage.Store) error {
 		}
 	}
 	p.state.Store(&runtime{store: store, secret: secret})
+	for _, ws := range p.Workspaces {
+		for _, sp := range ws.SSO {
+			sp.Warm(p.Logger)
+		}
+	}
 	p.outbox = &mail.Outbox{
 		Store:   store,
 		Deliver: p.deliver,

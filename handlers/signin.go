@@ -49,6 +49,18 @@ func (g *Gate) serveAuth(w http.ResponseWriter, r *http.Request, store storage.S
 		if r.Method == http.MethodPost {
 			return g.signOut(w, r, store)
 		}
+	case strings.HasPrefix(sub, "/sso/"):
+		name, callback := strings.CutSuffix(strings.TrimPrefix(sub, "/sso/"), "/callback")
+		p := g.ssoProvider(name)
+		if p == nil {
+			return g.message(w, http.StatusNotFound, "Sign-in failed", "This single sign-on option is not available.", "", g.AuthPath+"/signin", "Back to sign in")
+		}
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			if callback {
+				return g.ssoCallback(w, r, store, p)
+			}
+			return g.ssoStart(w, r, store, p)
+		}
 	case strings.HasPrefix(sub, "/link/"):
 		if r.Method == http.MethodGet || r.Method == http.MethodHead {
 			return g.openLink(w, r, store, strings.TrimPrefix(sub, "/link/"))
@@ -175,6 +187,14 @@ func (g *Gate) signInPage(w http.ResponseWriter, r *http.Request, store storage.
 	return g.renderSignIn(w, http.StatusOK, id, "", "")
 }
 
+func (g *Gate) ssoButtons() []ssoButton {
+	out := make([]ssoButton, len(g.Workspace.SSO))
+	for i, p := range g.Workspace.SSO {
+		out[i] = ssoButton{Name: p.Name, Label: p.Label}
+	}
+	return out
+}
+
 func (g *Gate) renderSignIn(w http.ResponseWriter, status int, flowID, email, errMsg string) error {
 	return g.Portal.Pages.render(w, status, pageSignIn, pageData{
 		WorkspaceTitle: g.Workspace.Title,
@@ -184,6 +204,7 @@ func (g *Gate) renderSignIn(w http.ResponseWriter, status int, flowID, email, er
 		Error:          errMsg,
 		EmailInput:     email,
 		DirectoryMatch: g.Workspace.SSODirectoryMatch,
+		SSO:            g.ssoButtons(),
 	})
 }
 

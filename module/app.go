@@ -107,6 +107,93 @@ type LimitsConfig struct {
 	Window caddy.Duration `json:"window,omitempty"`
 }
 
+// SSOConfig is one OpenID Connect provider of a workspace.
+type SSOConfig struct {
+	// Name is the provider's path segment (/_portal/sso/{name}). Required.
+	Name string `json:"name"`
+	// Provider is google, microsoft or oidc. Default: the name, when it is
+	// google or microsoft.
+	Provider string `json:"provider,omitempty"`
+	// Issuer is the OpenID Connect issuer. Default for google:
+	// https://accounts.google.com; for microsoft:
+	// https://login.microsoftonline.com/{tenant}/v2.0. Required for oidc.
+	Issuer string `json:"issuer,omitempty"`
+	// ClientID is the OAuth client id. Required.
+	ClientID string `json:"client_id"`
+	// ClientSecret is the OAuth client secret.
+	ClientSecret string `json:"client_secret,omitempty"`
+	// Tenant is the Microsoft tenant: common, organizations or a tenant id.
+	// Default: common.
+	Tenant string `json:"tenant,omitempty"`
+	// AllowedTenants limits Microsoft sign-ins to these tenant ids.
+	AllowedTenants []string `json:"allowed_tenants,omitempty"`
+	// Scopes requested. Default: openid email profile.
+	Scopes []string `json:"scopes,omitempty"`
+	// Label is the button text after "Continue with". Default: Google,
+	// Microsoft, or the name.
+	Label string `json:"label,omitempty"`
+}
+
+func (sc *SSOConfig) resolve(repl *caddy.Replacer) (*handlers.SSOProvider, error) {
+	if !storage.ValidName(sc.Name) {
+		return nil, fmt.Errorf("sso name %q: use lowercase letters, digits, - or _", sc.Name)
+	}
+	p := &handlers.SSOProvider{
+		Name:           sc.Name,
+		Kind:           sc.Provider,
+		Issuer:         repl.ReplaceKnown(sc.Issuer, ""),
+		ClientID:       repl.ReplaceKnown(sc.ClientID, ""),
+		ClientSecret:   repl.ReplaceKnown(sc.ClientSecret, ""),
+		Tenant:         repl.ReplaceKnown(sc.Tenant, ""),
+		AllowedTenants: sc.AllowedTenants,
+		Scopes:         sc.Scopes,
+		Label:          sc.Label,
+	}
+	if p.Kind == "" && (sc.Name == handlers.SSOGoogle || sc.Name == handlers.SSOMicrosoft) {
+		p.Kind = sc.Name
+	}
+	switch p.Kind {
+	case handlers.SSOGoogle:
+		if p.Issuer == "" {
+			p.Issuer = "https://accounts.google.com"
+		}
+		if p.Label == "" {
+			p.Label = "Google"
+		}
+	case handlers.SSOMicrosoft:
+		if p.Tenant == "" {
+			p.Tenant = "common"
+		}
+		if p.Issuer == "" {
+			p.Issuer = "https://login.microsoftonline.com/" + p.Tenant + "/v2.0"
+		}
+		if p.Label == "" {
+			p.Label = "Microsoft"
+		}
+	case handlers.SSOOIDC:
+		if p.Issuer == "" {
+			return nil, fmt.Errorf("sso %s: issuer is required for provider oidc", sc.Name)
+		}
+	case "":
+		return nil, fmt.Errorf("sso %s: provider is required (google, microsoft or oidc)", sc.Name)
+	default:
+		return nil, fmt.Errorf("sso %s: unknown provider %q (want google, microsoft or oidc)", sc.Name, p.Kind)
+	}
+	if p.Kind != handlers.SSOMicrosoft && (p.Tenant != "" || len(p.AllowedTenants) > 0) {
+		return nil, fmt.Errorf("sso %s: tenant and allowed_tenants are for provider microsoft", sc.Name)
+	}
+	if p.Label == "" {
+		p.Label = sc.Name
+	}
+	if p.ClientID == "" {
+		return nil, fmt.Errorf("sso %s: client_id is required", sc.Name)
+	}
+	if u, err := url.Parse(p.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, fmt.Errorf("sso %s: issuer %q must be an http(s) URL", sc.Name, p.Issuer)
+	}
+	return p, nil
+}
+
 // WorkspaceConfig is one portal.
 type WorkspaceConfig struct {
 	// Title is shown on every page and email. Default: the workspace name.
@@ -133,6 +220,9 @@ type WorkspaceConfig struct {
 	LinkTTL caddy.Duration `json:"link_ttl,omitempty"`
 	// LinkMaxTTL is the longest lifetime a link may ask for. Default: 30 days.
 	LinkMaxTTL caddy.Duration `json:"link_max_ttl,omitempty"`
+	// SSO are the single sign-on providers offered on the sign-in page, in
+	// this order. Requires URL (the callback is built from it).
+	SSO []*SSOConfig `json:"sso,omitempty"`
 	// SSODirectoryMatch allows SSO only for contacts synced from a directory.
 	SSODirectoryMatch bool `json:"sso_directory_match,omitempty"`
 	// Disabled shows "Portal unavailable" (503) to everyone.
@@ -321,6 +411,21 @@ func (wc *WorkspaceConfig) resolve(name string, repl *caddy.Replacer) (*handlers
 			return nil, fmt.Errorf("url %q: must be an absolute http(s) URL without query, like https://support.acme.example", raw)
 		}
 		ws.URL = u
+	}
+	seen := map[string]bool{}
+	for _, sc := range wc.SSO {
+		p, err := sc.resolve(repl)
+		if err != nil {
+			return nil, err
+		}
+		if seen[p.Name] {
+			return nil, fmt.Errorf("sso %s is configured twice", p.Name)
+		}
+		seen[p.Name] = true
+		ws.SSO = append(ws.SSO, p)
+	}
+	if len(ws.SSO) > 0 && ws.URL == nil {
+		return nil, errors.New("sso needs the workspace url, to build the callback address")
 	}
 	return ws, nil
 }
