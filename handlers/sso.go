@@ -85,7 +85,7 @@ func (s *SSOProvider) discover(ctx context.Context) (*discovered, error) {
 	if s.disc != nil {
 		return s.disc, nil
 	}
-	if s.lastError != nil && time.Since(s.lastTry) < 5*time.Second {
+	if s.lastError != nil && time.Since(s.lastTry) < 2*time.Second {
 		return nil, s.lastError
 	}
 	s.lastTry = time.Now()
