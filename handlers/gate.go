@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/caddyserver/caddy/v2"
@@ -42,6 +43,13 @@ type Gate struct {
 	Workspace *Workspace
 	// AuthPath is the reserved prefix of the sign-in pages, like "/_portal".
 	AuthPath string
+
+	counters *gateCounters
+}
+
+// NewGate returns the gate of one workspace.
+func NewGate(p *Portal, ws *Workspace) *Gate {
+	return &Gate{Portal: p, Workspace: ws, AuthPath: ws.AuthPath, counters: p.Metrics.gateCounters(ws.Name)}
 }
 
 // ServeHTTP passes signed-in requests to next with the contact's identity,
@@ -72,6 +80,7 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 			repl.Set("http.auth.user.id", contact.ID)
 			repl.Set("http.auth.user.email", contact.Email)
 		}
+		g.count(func(c *gateCounters) prometheus.Counter { return c.pass })
 		return next.ServeHTTP(w, r)
 	case errors.Is(err, errUnavailable):
 		return g.unavailable(w, r)
@@ -139,6 +148,7 @@ func (g *Gate) storeErr(err error) error {
 func (g *Gate) challenge(w http.ResponseWriter, r *http.Request, store storage.Store) error {
 	signin := g.AuthPath + "/signin"
 	if isAPI(r) {
+		g.count(func(c *gateCounters) prometheus.Counter { return c.api })
 		w.Header().Set("WWW-Authenticate", `Portal realm="`+g.Workspace.Name+`"`)
 		writeJSON(w, http.StatusUnauthorized, map[string]string{
 			"error":      "sign_in_required",
@@ -157,8 +167,16 @@ func (g *Gate) challenge(w http.ResponseWriter, r *http.Request, store storage.S
 		g.Portal.Logger.Error("starting sign-in flow", zap.Error(err))
 		return g.unavailable(w, r)
 	}
+	g.count(func(c *gateCounters) prometheus.Counter { return c.redirect })
 	http.Redirect(w, r, signin, http.StatusSeeOther)
 	return nil
+}
+
+// count increments a gate decision counter when metrics are on.
+func (g *Gate) count(which func(*gateCounters) prometheus.Counter) {
+	if g.counters != nil {
+		inc(which(g.counters))
+	}
 }
 
 func (g *Gate) isAuthPath(p string) bool {
@@ -176,6 +194,7 @@ func isAPI(r *http.Request) bool {
 
 // unavailable answers with "Portal unavailable" (503).
 func (g *Gate) unavailable(w http.ResponseWriter, r *http.Request) error {
+	g.count(func(c *gateCounters) prometheus.Counter { return c.unavailable })
 	w.Header().Set("Retry-After", "60")
 	if isAPI(r) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{

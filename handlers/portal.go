@@ -86,6 +86,8 @@ type Portal struct {
 	ConfiguredSecret []byte
 	// OutboxWorkers is the number of concurrent mail deliveries.
 	OutboxWorkers int
+	// Metrics, when set, count sign-ins, mail and gate decisions.
+	Metrics *Metrics
 
 	state  atomic.Pointer[runtime]
 	outbox *mail.Outbox
@@ -199,6 +201,7 @@ func (p *Portal) Audit(ctx context.Context, e storage.AuditEvent) {
 	if e.Time.IsZero() {
 		e.Time = p.Now()
 	}
+	p.Metrics.count(e.Event, e.Workspace, e.Method)
 	p.AuditLog.Info(e.Event,
 		zap.String("workspace", e.Workspace),
 		zap.String("contact_id", e.ContactID),

@@ -315,6 +315,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 		ConfiguredSecret: secret,
 		OutboxWorkers:    a.OutboxWorkers,
 	}
+	metrics, err := handlers.NewMetrics(ctx.GetMetricsRegistry(), a.portal.QueueDepth)
+	if err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
+	a.portal.Metrics = metrics
 	return nil
 }
 

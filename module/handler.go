@@ -48,7 +48,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if !ok {
 		return fmt.Errorf("portal_auth: unknown workspace %q (configure it in the portal global option)", h.Workspace)
 	}
-	h.gate = &handlers.Gate{Portal: app.portal, Workspace: ws, AuthPath: ws.AuthPath}
+	h.gate = handlers.NewGate(app.portal, ws)
 	return nil
 }
 
