@@ -266,7 +266,7 @@ func (s *Store) PutContacts(_ context.Context, ws string, contacts []storage.Con
 		return nil
 	})
 	if err == nil {
-		s.cache.dropPrefix(kContact + ws + "/")
+		s.cache.dropContacts(ws)
 	}
 	if errors.Is(err, badger.ErrTxnTooBig) {
 		return fmt.Errorf("too many contacts in one call (%d): send them in smaller batches", len(contacts))
@@ -276,15 +276,15 @@ func (s *Store) PutContacts(_ context.Context, ws string, contacts []storage.Con
 
 // Contact implements storage.Store.
 func (s *Store) Contact(_ context.Context, ws, id string) (storage.Contact, error) {
-	key := kContact + ws + "/" + id
-	if v, ok := s.cache.get(key); ok {
+	ck := cacheKey{kind: 'c', ws: ws, id: id}
+	if v, ok := s.cache.get(ck); ok {
 		return v.(storage.Contact), nil
 	}
 	gen := s.cache.generation()
 	var c storage.Contact
-	err := s.db.View(func(txn *badger.Txn) error { return getJSON(txn, key, &c) })
+	err := s.db.View(func(txn *badger.Txn) error { return getJSON(txn, kContact+ws+"/"+id, &c) })
 	if err == nil {
-		s.cache.putIf(key, c, gen)
+		s.cache.putIf(ck, c, gen)
 	}
 	return c, err
 }
@@ -358,7 +358,7 @@ func (s *Store) DeleteContact(_ context.Context, ws, id string) error {
 		}
 		return nil
 	})
-	s.cache.drop(key)
+	s.cache.drop(cacheKey{kind: 'c', ws: ws, id: id})
 	return err
 }
 
@@ -448,9 +448,9 @@ func (s *Store) PutSession(_ context.Context, sess storage.Session) error {
 
 // Session implements storage.Store.
 func (s *Store) Session(_ context.Context, idHash string) (storage.Session, error) {
-	key := kSession + idHash
+	ck := cacheKey{kind: 's', id: idHash}
 	now := s.now()
-	if v, ok := s.cache.get(key); ok {
+	if v, ok := s.cache.get(ck); ok {
 		sess := v.(storage.Session)
 		if now.Before(sess.Expiry()) {
 			return sess, nil
@@ -459,14 +459,14 @@ func (s *Store) Session(_ context.Context, idHash string) (storage.Session, erro
 	}
 	gen := s.cache.generation()
 	var sess storage.Session
-	err := s.db.View(func(txn *badger.Txn) error { return getJSON(txn, key, &sess) })
+	err := s.db.View(func(txn *badger.Txn) error { return getJSON(txn, kSession+idHash, &sess) })
 	if err != nil {
 		return storage.Session{}, err
 	}
 	if !now.Before(sess.Expiry()) {
 		return storage.Session{}, storage.ErrNotFound
 	}
-	s.cache.putIf(key, sess, gen)
+	s.cache.putIf(ck, sess, gen)
 	return sess, nil
 }
 
@@ -494,14 +494,14 @@ func (s *Store) TouchSession(_ context.Context, idHash string, seen time.Time) e
 		return setJSON(txn, key, sess, ttl)
 	})
 	// Dropped, not replaced: a concurrent delete must win.
-	s.cache.drop(key)
+	s.cache.drop(cacheKey{kind: 's', id: idHash})
 	return err
 }
 
 // DeleteSession implements storage.Store.
 func (s *Store) DeleteSession(_ context.Context, idHash string) error {
 	key := kSession + idHash
-	defer s.cache.drop(key)
+	defer s.cache.drop(cacheKey{kind: 's', id: idHash})
 	return s.update(func(txn *badger.Txn) error {
 		var sess storage.Session
 		switch err := getJSON(txn, key, &sess); {
@@ -583,7 +583,7 @@ func (s *Store) DeleteContactSessions(_ context.Context, ws, contactID string) (
 		return nil
 	})
 	for _, h := range hashes {
-		s.cache.drop(kSession + h)
+		s.cache.drop(cacheKey{kind: 's', id: h})
 	}
 	return n, err
 }
@@ -849,7 +849,7 @@ func (s *Store) Audit(_ context.Context, q storage.AuditQuery) ([]storage.AuditE
 type cache struct {
 	mu  sync.RWMutex
 	max int
-	m   map[string]any
+	m   map[cacheKey]any
 	// gen counts invalidations, so a value read from disk before an
 	// invalidation is never cached after it (see putIf).
 	gen uint64
@@ -863,7 +863,7 @@ func (c *cache) generation() uint64 {
 }
 
 // putIf caches v unless an invalidation happened since gen was read.
-func (c *cache) putIf(k string, v any, gen uint64) {
+func (c *cache) putIf(k cacheKey, v any, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.gen == gen {
@@ -871,16 +871,23 @@ func (c *cache) putIf(k string, v any, gen uint64) {
 	}
 }
 
-func newCache(max int) *cache { return &cache{max: max, m: make(map[string]any, max)} }
+// cacheKey names a cached record without building a string on the hot
+// path: kind 's' is a session (id is its hash), 'c' a contact.
+type cacheKey struct {
+	kind   byte
+	ws, id string
+}
 
-func (c *cache) get(k string) (any, bool) {
+func newCache(max int) *cache { return &cache{max: max, m: make(map[cacheKey]any, max)} }
+
+func (c *cache) get(k cacheKey) (any, bool) {
 	c.mu.RLock()
 	v, ok := c.m[k]
 	c.mu.RUnlock()
 	return v, ok
 }
 
-func (c *cache) putLocked(k string, v any) {
+func (c *cache) putLocked(k cacheKey, v any) {
 	if len(c.m) >= c.max {
 		// Evict an arbitrary tenth; map iteration order is random.
 		n := c.max / 10
@@ -894,18 +901,19 @@ func (c *cache) putLocked(k string, v any) {
 	c.m[k] = v
 }
 
-func (c *cache) drop(k string) {
+func (c *cache) drop(k cacheKey) {
 	c.mu.Lock()
 	c.gen++
 	delete(c.m, k)
 	c.mu.Unlock()
 }
 
-func (c *cache) dropPrefix(p string) {
+// dropContacts forgets every cached contact of a workspace.
+func (c *cache) dropContacts(ws string) {
 	c.mu.Lock()
 	c.gen++
 	for k := range c.m {
-		if strings.HasPrefix(k, p) {
+		if k.kind == 'c' && k.ws == ws {
 			delete(c.m, k)
 		}
 	}
