@@ -62,6 +62,9 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	}
 	ws := g.Workspace
 	store := g.Portal.Store()
+	if store == nil && !ws.Disabled {
+		store = g.Portal.storeWait(r.Context())
+	}
 	if ws.Disabled || store == nil {
 		return g.unavailable(w, r)
 	}

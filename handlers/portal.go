@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -89,8 +90,32 @@ type Portal struct {
 	// Metrics, when set, count sign-ins, mail and gate decisions.
 	Metrics *Metrics
 
-	state  atomic.Pointer[runtime]
-	outbox *mail.Outbox
+	state     atomic.Pointer[runtime]
+	outbox    *mail.Outbox
+	readyOnce sync.Once
+	ready     chan struct{}
+}
+
+// readyChan is closed once Start has opened storage.
+func (p *Portal) readyChan() chan struct{} {
+	p.readyOnce.Do(func() { p.ready = make(chan struct{}) })
+	return p.ready
+}
+
+// storeWait returns the open store, waiting a little for Start: Caddy may
+// start the HTTP server a moment before the portal app has opened storage.
+func (p *Portal) storeWait(ctx context.Context) storage.Store {
+	if s := p.Store(); s != nil {
+		return s
+	}
+	t := time.NewTimer(10 * time.Second)
+	defer t.Stop()
+	select {
+	case <-p.readyChan():
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return p.Store()
 }
 
 // runtime is what exists only once Start has opened storage.
@@ -139,6 +164,11 @@ func (p *Portal) Start(store storage.Store) error {
 		Now:     p.Now,
 	}
 	p.outbox.Start()
+	select {
+	case <-p.readyChan():
+	default:
+		close(p.readyChan())
+	}
 	return nil
 }
 

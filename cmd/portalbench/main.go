@@ -1,0 +1,342 @@
+// Command portalbench measures what the gate costs: in one run on one
+// machine, it drives a signed-in request through portal_auth +
+// reverse_proxy and the same request through a bare reverse_proxy, to the
+// same upstream, interleaved round by round, and reports throughput and
+// latency of both.
+//
+//	go run ./cmd/portalbench -caddy ./caddy [-rounds 6] [-duration 3s] [-conns 16] [-storage badger|redis]
+//
+// `./xcaddy.sh bench` builds Caddy and runs it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+func main() {
+	caddyBin := flag.String("caddy", "./caddy", "Caddy binary built with portalgate")
+	rounds := flag.Int("rounds", 6, "interleaved rounds (each measures bare then gated, alternating order)")
+	duration := flag.Duration("duration", 3*time.Second, "length of one measurement")
+	conns := flag.Int("conns", 16, "concurrent keep-alive connections")
+	backend := flag.String("storage", "badger", "portal storage: badger, or redis (starts redis-server on a free port)")
+	flag.Parse()
+	if err := run(*caddyBin, *backend, *rounds, *duration, *conns); err != nil {
+		fmt.Fprintln(os.Stderr, "portalbench:", err)
+		os.Exit(1)
+	}
+}
+
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func waitPort(port int, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("nothing listens on port %d after %s", port, within)
+}
+
+func run(caddyBin, backend string, rounds int, d time.Duration, conns int) error {
+	dir, err := os.MkdirTemp("", "portalbench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	codes := make(chan string, 4)
+	smtpPort := freePort()
+	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &mailSession{codes: codes}, nil }))
+	srv.Domain, srv.AllowInsecureAuth = "localhost", true
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", smtpPort))
+	if err != nil {
+		return err
+	}
+	go func() { _ = srv.Serve(l) }()
+	defer srv.Close()
+
+	storage := fmt.Sprintf("storage_dir %s/portal", dir)
+	if backend == "redis" {
+		port := freePort()
+		redis := exec.Command("redis-server", "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+		if err := redis.Start(); err != nil {
+			return fmt.Errorf("starting redis-server: %w", err)
+		}
+		defer func() { _ = redis.Process.Kill(); _ = redis.Wait() }()
+		if err := waitPort(port, 10*time.Second); err != nil {
+			return err
+		}
+		storage = fmt.Sprintf("storage redis {\n\t\t\taddress 127.0.0.1:%d\n\t\t}", port)
+	} else if backend != "badger" {
+		return fmt.Errorf("unknown -storage %q", backend)
+	}
+
+	adminPort, gatedPort, barePort, upPort := freePort(), freePort(), freePort(), freePort()
+	contacts := filepath.Join(dir, "contacts.json")
+	if err := os.WriteFile(contacts, []byte(`[{"id":"c-1","email":"bench@acme.example","name":"Bench"}]`), 0o600); err != nil {
+		return err
+	}
+	caddyfile := fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	persist_config off
+	auto_https off
+	storage file_system %s/caddy
+	log {
+		level ERROR
+	}
+	portal {
+		%s
+		mail smtp {
+			host 127.0.0.1
+			port %d
+			from bench@acme.example
+			tls none
+		}
+		workspace bench {
+			title Bench
+			url http://127.0.0.1:%d
+			contacts_file %s
+		}
+	}
+}
+
+http://127.0.0.1:%d {
+	portal_auth bench
+	reverse_proxy 127.0.0.1:%d
+}
+
+http://127.0.0.1:%d {
+	reverse_proxy 127.0.0.1:%d
+}
+
+http://127.0.0.1:%d {
+	respond "ok" 200
+}
+`, adminPort, dir, storage, smtpPort, gatedPort, contacts, gatedPort, upPort, barePort, upPort, upPort)
+	cfgFile := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(cfgFile, []byte(caddyfile), 0o600); err != nil {
+		return err
+	}
+	caddy := exec.Command(caddyBin, "run", "--config", cfgFile, "--adapter", "caddyfile")
+	caddy.Stdout, caddy.Stderr = os.Stderr, os.Stderr
+	caddy.Env = append(os.Environ(), "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
+	if err := caddy.Start(); err != nil {
+		return fmt.Errorf("starting caddy: %w", err)
+	}
+	defer func() { _ = caddy.Process.Signal(os.Interrupt); _ = caddy.Wait() }()
+	for _, p := range []int{gatedPort, barePort, upPort} {
+		if err := waitPort(p, 20*time.Second); err != nil {
+			return err
+		}
+	}
+
+	cookie, err := signIn(fmt.Sprintf("http://127.0.0.1:%d", gatedPort), codes)
+	if err != nil {
+		return fmt.Errorf("signing in: %w", err)
+	}
+
+	bare := target{name: "reverse_proxy", url: fmt.Sprintf("http://127.0.0.1:%d/tickets/1", barePort)}
+	gated := target{name: "portal_auth + reverse_proxy", url: fmt.Sprintf("http://127.0.0.1:%d/tickets/1", gatedPort), cookie: cookie}
+	// Warm up both paths (connections, caches, JIT of the kernel's TCP).
+	bare.load(conns, time.Second)
+	gated.load(conns, time.Second)
+	bare.reset()
+	gated.reset()
+	for i := range rounds {
+		first, second := &bare, &gated
+		if i%2 == 1 {
+			first, second = second, first
+		}
+		if err := first.load(conns, d); err != nil {
+			return err
+		}
+		if err := second.load(conns, d); err != nil {
+			return err
+		}
+	}
+
+	fmt.Printf("portalbench: %d rounds × %s per target, %d connections, storage %s, GOMAXPROCS %d, %s\n\n",
+		rounds, d, conns, backend, runtime.GOMAXPROCS(0), time.Now().UTC().Format("2006-01-02"))
+	fmt.Println("| target | requests/s | p50 | p99 | errors |")
+	fmt.Println("| --- | ---: | ---: | ---: | ---: |")
+	for _, t := range []*target{&bare, &gated} {
+		fmt.Printf("| %s | %.0f | %s | %s | %d |\n", t.name, t.rate(), t.pct(0.50), t.pct(0.99), t.errors.Load())
+	}
+	fmt.Printf("\nthroughput ratio (gated / bare): %.3f\n", gated.rate()/bare.rate())
+	if gated.errors.Load() > 0 || bare.errors.Load() > 0 {
+		return errors.New("some requests failed")
+	}
+	return nil
+}
+
+type target struct {
+	name, url, cookie string
+	mu                sync.Mutex
+	lat               []time.Duration
+	elapsed           time.Duration
+	count             int64
+	errors            atomic.Int64
+}
+
+func (t *target) reset() {
+	t.lat, t.elapsed, t.count = nil, 0, 0
+	t.errors.Store(0)
+}
+
+// load drives t with conns keep-alive connections for d.
+func (t *target) load(conns int, d time.Duration) error {
+	tr := &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns, DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var lat []time.Duration
+			for ctx.Err() == nil {
+				req, _ := http.NewRequest(http.MethodGet, t.url, nil)
+				req.Header.Set("Accept", "text/html")
+				if t.cookie != "" {
+					req.Header.Set("Cookie", t.cookie)
+				}
+				s := time.Now()
+				resp, err := client.Do(req)
+				if err != nil {
+					if ctx.Err() == nil {
+						t.errors.Add(1)
+					}
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					t.errors.Add(1)
+					continue
+				}
+				lat = append(lat, time.Since(s))
+			}
+			t.mu.Lock()
+			t.lat = append(t.lat, lat...)
+			t.count += int64(len(lat))
+			t.mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	t.mu.Lock()
+	t.elapsed += time.Since(start)
+	t.mu.Unlock()
+	return nil
+}
+
+func (t *target) rate() float64 { return float64(t.count) / t.elapsed.Seconds() }
+
+func (t *target) pct(p float64) string {
+	if len(t.lat) == 0 {
+		return "-"
+	}
+	slices.Sort(t.lat)
+	v := t.lat[int(float64(len(t.lat)-1)*p)]
+	return fmt.Sprintf("%.0f µs", float64(v.Microseconds()))
+}
+
+// signIn goes through the email-code flow and returns the session cookie.
+func signIn(base string, codes <-chan string) (string, error) {
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	get := func(path string) (string, error) {
+		req, _ := http.NewRequest(http.MethodGet, base+path, nil)
+		req.Header.Set("Accept", "text/html")
+		resp, err := c.Do(req)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return string(b), err
+	}
+	csrfRe := regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+	page, err := get("/tickets/1")
+	if err != nil {
+		return "", err
+	}
+	m := csrfRe.FindStringSubmatch(page)
+	if m == nil {
+		return "", fmt.Errorf("no sign-in form in %.300q", page)
+	}
+	resp, err := c.PostForm(base+"/_portal/signin", url.Values{"csrf": {m[1]}, "email": {"bench@acme.example"}})
+	if err != nil {
+		return "", err
+	}
+	resp.Body.Close()
+	var code string
+	select {
+	case code = <-codes:
+	case <-time.After(10 * time.Second):
+		return "", errors.New("no code mail")
+	}
+	resp, err = c.PostForm(base+"/_portal/code", url.Values{"csrf": {m[1]}, "code": {code}})
+	if err != nil {
+		return "", err
+	}
+	resp.Body.Close()
+	u, _ := url.Parse(base)
+	for _, ck := range jar.Cookies(u) {
+		if ck.Name == "portal_session" {
+			return ck.Name + "=" + ck.Value, nil
+		}
+	}
+	return "", errors.New("no session cookie after entering the code")
+}
+
+type mailSession struct{ codes chan<- string }
+
+var codeRe = regexp.MustCompile(`\b[2-9A-HJKMNP-Z]{3}-[2-9A-HJKMNP-Z]{4}\b`)
+
+func (s *mailSession) Reset()                               {}
+func (s *mailSession) Logout() error                        { return nil }
+func (s *mailSession) Mail(string, *smtp.MailOptions) error { return nil }
+func (s *mailSession) Rcpt(string, *smtp.RcptOptions) error { return nil }
+func (s *mailSession) Data(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	if c := codeRe.FindString(string(b)); c != "" {
+		s.codes <- strings.ReplaceAll(c, "-", "")
+	}
+	return nil
+}
