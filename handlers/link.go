@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"time"
 
 	"go.uber.org/zap"
@@ -159,9 +158,6 @@ func (g *Gate) openLink(w http.ResponseWriter, r *http.Request, store storage.St
 	ctx := r.Context()
 	ev := storage.AuditEvent{Workspace: g.Workspace.Name, Method: "link", ClientIP: clientIP(r), UserAgent: userAgent(r)}
 	rt := g.Portal.state.Load()
-	if t, err := url.PathUnescape(tok); err == nil {
-		tok = t
-	}
 	claims, err := openLinkToken(derive(rt.secret, "link", g.Workspace.Name), g.Workspace.Name, tok, g.Portal.Now())
 	var contact storage.Contact
 	if err == nil {

@@ -106,10 +106,15 @@ func (g *Gate) flow(r *http.Request, store storage.Store) (storage.SignInFlow, s
 func (g *Gate) startFlow(w http.ResponseWriter, r *http.Request, store storage.Store, returnTo string, reuse bool) (storage.SignInFlow, error) {
 	now := g.Portal.Now()
 	if reuse {
-		if f, _, err := g.flow(r, store); err == nil {
+		if f, id, err := g.flow(r, store); err == nil {
 			f.ReturnTo = returnTo
 			f.ExpiresAt = now.Add(flowTTL)
-			return f, store.PutFlow(r.Context(), f)
+			if err := store.PutFlow(r.Context(), f); err != nil {
+				return f, err
+			}
+			// The browser must keep the cookie as long as the flow lives.
+			setCookie(w, r, cookieFlow, id, flowTTL)
+			return f, nil
 		}
 	}
 	id := newID()
@@ -281,6 +286,10 @@ func (g *Gate) sendCode(w http.ResponseWriter, r *http.Request, store storage.St
 	if err := store.PutFlow(ctx, f); err != nil {
 		g.Portal.Logger.Error("keeping sign-in flow", zap.Error(err))
 		return g.unavailable(w, r)
+	}
+	if flowID != "" {
+		// The flow lives flowTTL from now: so must its cookie.
+		setCookie(w, r, cookieFlow, flowID, flowTTL)
 	}
 	if resend {
 		status := http.StatusOK

@@ -1,0 +1,125 @@
+package handlers
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestNewCode checks that 10,000 codes are all well formed and that their
+// characters are spread evenly, over all positions and at each position.
+// The chi-square bounds are far out in the tail (df = 30, mean 30, sd
+// about 7.7): a fair generator exceeds them about once in 10^15 runs, a
+// generator that skips or favours even one character never passes.
+func TestNewCode(t *testing.T) {
+	const n = 10000
+	k := len(codeAlphabet)
+	var total [256]int
+	var byPos [CodeLength][256]int
+	for range n {
+		c := NewCode()
+		if got, ok := NormalizeCode(c); !ok || got != c {
+			t.Fatalf("NewCode() = %q; NormalizeCode gives %q, %v", c, got, ok)
+		}
+		for i := 0; i < len(c); i++ {
+			total[c[i]]++
+			byPos[i][c[i]]++
+		}
+	}
+	chi2 := func(counts *[256]int, samples int) float64 {
+		want := float64(samples) / float64(k)
+		x := 0.0
+		for i := 0; i < k; i++ {
+			d := float64(counts[codeAlphabet[i]]) - want
+			x += d * d / want
+		}
+		return x
+	}
+	if x := chi2(&total, n*CodeLength); x > 150 {
+		t.Errorf("chi-square over all characters = %.1f, want <= 150; counts %v", x, total)
+	}
+	for i := range byPos {
+		if x := chi2(&byPos[i], n); x > 150 {
+			t.Errorf("chi-square at position %d = %.1f, want <= 150", i, x)
+		}
+	}
+}
+
+// TestNormalizeCode pins down the forms a typed code may take.
+func TestNormalizeCode(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string
+	}{
+		{"ABC-DEFG", "ABCDEFG"},
+		{"abc-defg", "ABCDEFG"},
+		{" abc defg ", "ABCDEFG"},
+		{"a-b-c-d-e-f-g", "ABCDEFG"},
+		{"ABC\tDEFG", "ABCDEFG"},
+		{"ABC\u00a0DEFG", "ABCDEFG"},
+		{"2345678", "2345678"},
+	} {
+		if got, ok := NormalizeCode(tc.in); !ok || got != tc.want {
+			t.Errorf("NormalizeCode(%q) = %q, %v; want %q", tc.in, got, ok, tc.want)
+		}
+	}
+	for _, in := range []string{
+		"", "ABCDEF", "ABCDEFGH", "ABC-DEF0", "ABCDEFO", "ABCDEF1", "ABCDEFI", "ABCDEFL",
+		"abcdefl", "abcdefi", "abcdefo", "ABC_DEFG", "ABC.DEFG", "ＡBCDEFG", "ABCDEF\u212a",
+		"ABCDEF\x00", strings.Repeat(" ", 60) + "ABCDEFG",
+	} {
+		if got, ok := NormalizeCode(in); ok {
+			t.Errorf("NormalizeCode(%q) = %q, true; want refused", in, got)
+		}
+	}
+}
+
+// FuzzNormalizeCode checks, for any input, what an accepted code promises.
+func FuzzNormalizeCode(f *testing.F) {
+	for range 5 {
+		c := NewCode()
+		f.Add(c)
+		f.Add(FormatCode(c))
+		f.Add(strings.ToLower(FormatCode(c)))
+	}
+	for _, s := range []string{"", "ABC DEFG", "a-b-c-d-e-f-g", "ABCDEF0", "ABCDEFGH", "ABC\u00a0DEFG", "\tabc\tdefg\t",
+		"ÀBCDEFG", "ABCDEF\u212a", "ABCDEF\xff", strings.Repeat("-", 57) + "ABCDEFG"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		c, ok := NormalizeCode(in)
+		if !ok {
+			if c != "" {
+				t.Fatalf("NormalizeCode(%q) refused but returned %q", in, c)
+			}
+			return
+		}
+		if len(c) != CodeLength {
+			t.Fatalf("NormalizeCode(%q) = %q: %d characters", in, c, len(c))
+		}
+		for i := 0; i < len(c); i++ {
+			if strings.IndexByte(codeAlphabet, c[i]) < 0 {
+				t.Fatalf("NormalizeCode(%q) = %q: %q is not in the alphabet", in, c, c[i])
+			}
+		}
+		// What was typed is the code, give or take case and separators.
+		stripped := strings.NewReplacer(" ", "", "-", "", "\t", "", "\u00a0", "").Replace(in)
+		if strings.ToUpper(stripped) != c {
+			t.Fatalf("NormalizeCode(%q) = %q, but the input holds %q", in, c, stripped)
+		}
+		spaced := strings.Join(strings.Split(c, ""), " ")
+		for _, v := range []string{
+			c,
+			FormatCode(c),
+			strings.ToLower(c),
+			strings.ToLower(FormatCode(c)),
+			spaced,
+			strings.ToLower(spaced),
+			strings.Join(strings.Split(c, ""), "-"),
+			" " + c[:3] + " - " + c[3:] + " ",
+			"\t" + strings.ToLower(c[:2]) + "\u00a0" + c[2:],
+		} {
+			if got, ok := NormalizeCode(v); !ok || got != c {
+				t.Fatalf("NormalizeCode(%q) = %q, %v; want %q (from %q)", v, got, ok, c, in)
+			}
+		}
+	})
+}
