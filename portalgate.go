@@ -7,4 +7,5 @@ import (
 	_ "github.com/kdesk/portalgate/caddyfile"
 	_ "github.com/kdesk/portalgate/module"
 	_ "github.com/kdesk/portalgate/storage/badgerstore"
+	_ "github.com/kdesk/portalgate/storage/redisstore"
 )

@@ -16,6 +16,7 @@ import (
 	"github.com/kdesk/portalgate/module"
 	"github.com/kdesk/portalgate/storage"
 	"github.com/kdesk/portalgate/storage/badgerstore"
+	"github.com/kdesk/portalgate/storage/redisstore"
 )
 
 func init() {
@@ -30,6 +31,18 @@ func init() {
 //		storage_dir <dir>
 //		storage badger {
 //			dir <dir>
+//			audit_retention <duration>
+//		}
+//		storage redis {
+//			address <host:port>...
+//			username <user>
+//			password <password>
+//			db <n>
+//			key_prefix <prefix>
+//			tls
+//			tls_ca_file <file>
+//			master_name <sentinel master>
+//			dial_timeout <duration>
 //			audit_retention <duration>
 //		}
 //		secret <secret>
@@ -249,8 +262,67 @@ func parseStorage(d *caddyfile.Dispenser) (json.RawMessage, error) {
 			}
 		}
 		return caddyconfig.JSONModuleObject(&b, "backend", "badger", nil), nil
+	case "redis":
+		if d.NextArg() {
+			return nil, d.ArgErr()
+		}
+		var b redisstore.Backend
+		seen := map[string]bool{}
+		for nesting := d.Nesting(); d.NextBlock(nesting); {
+			opt := d.Val()
+			if seen[opt] {
+				return nil, d.Errf("storage redis: %s is set twice", opt)
+			}
+			seen[opt] = true
+			var ok bool
+			switch opt {
+			case "address":
+				b.Address = d.RemainingArgs()
+				ok = len(b.Address) > 0
+			case "username":
+				ok = d.AllArgs(&b.Username)
+			case "password":
+				ok = d.AllArgs(&b.Password)
+			case "db":
+				n, err := intArg(d, 0, 1024)
+				if err != nil {
+					return nil, err
+				}
+				b.DB, ok = n, true
+			case "key_prefix":
+				ok = d.AllArgs(&b.KeyPrefix)
+			case "tls":
+				ok = !d.NextArg()
+				b.TLS = true
+			case "tls_ca_file":
+				ok = d.AllArgs(&b.TLSCAFile)
+				b.TLS = true
+			case "master_name":
+				ok = d.AllArgs(&b.MasterName)
+			case "dial_timeout", "audit_retention":
+				v, err := durationArg(d)
+				if err != nil {
+					return nil, err
+				}
+				if opt == "dial_timeout" {
+					b.DialTimeout = v
+				} else {
+					b.AuditRetention = v
+				}
+				ok = true
+			default:
+				return nil, d.Errf("unrecognized storage redis option %q", opt)
+			}
+			if !ok {
+				return nil, d.ArgErr()
+			}
+		}
+		if len(b.Address) == 0 {
+			return nil, d.Err("storage redis: address is required")
+		}
+		return caddyconfig.JSONModuleObject(&b, "backend", "redis", nil), nil
 	default:
-		return nil, d.Errf("unknown storage backend %q (available: badger)", kind)
+		return nil, d.Errf("unknown storage backend %q (available: badger, redis)", kind)
 	}
 }
 

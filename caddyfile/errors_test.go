@@ -378,17 +378,58 @@ var adaptErrorCases = []struct {
 		line: 3,
 	},
 	{
-		name: "storage redis not available",
+		name: "unknown storage backend",
 		caddyfile: `{
 	portal {
-		storage redis {
-			address redis.internal:6379
+		storage etcd {
+			address etcd.internal:2379
 		}
 		workspace acme
 	}
 }` + site,
-		want: []string{`unknown storage backend "redis"`, "available: badger"},
+		want: []string{`unknown storage backend "etcd"`, "available: badger, redis"},
 		line: 3,
+	},
+	{
+		name: "storage redis without address",
+		caddyfile: `{
+	portal {
+		storage redis {
+			password secret
+		}
+		workspace acme
+	}
+}` + site,
+		want: []string{"storage redis: address is required"},
+		line: 5,
+	},
+	{
+		name: "storage redis bad db",
+		caddyfile: `{
+	portal {
+		storage redis {
+			address 127.0.0.1:6379
+			db x
+		}
+		workspace acme
+	}
+}` + site,
+		want: []string{`db "x"`},
+		line: 5,
+	},
+	{
+		name: "storage redis unknown option",
+		caddyfile: `{
+	portal {
+		storage redis {
+			address 127.0.0.1:6379
+			cluster yes
+		}
+		workspace acme
+	}
+}` + site,
+		want: []string{`unrecognized storage redis option "cluster"`},
+		line: 5,
 	},
 	{
 		name: "unknown storage badger option",

@@ -65,8 +65,11 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	if store == nil && !ws.Disabled {
 		store = g.Portal.storeWait(r.Context())
 	}
-	if ws.Disabled || store == nil {
+	if ws.Disabled {
 		return g.unavailable(w, r)
+	}
+	if store == nil {
+		return g.storageFailed(w, r, "opening storage", errUnavailable)
 	}
 	if p := r.URL.Path; p == g.AuthPath || strings.HasPrefix(p, g.AuthPath+"/") {
 		return g.serveAuth(w, r, store, strings.TrimPrefix(p, g.AuthPath))
@@ -87,9 +90,10 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 			repl.Set("http.auth.user.email", contact.Email)
 		}
 		g.count(func(c *gateCounters) prometheus.Counter { return c.pass })
+		g.Portal.storageUp()
 		return next.ServeHTTP(w, r)
-	case errors.Is(err, errUnavailable):
-		return g.unavailable(w, r)
+	case !errors.Is(err, errSignedOut):
+		return g.storageFailed(w, r, "reading session", err)
 	}
 	return g.challenge(w, r, store)
 }
@@ -144,8 +148,30 @@ func (g *Gate) storeErr(err error) error {
 	if errors.Is(err, storage.ErrNotFound) {
 		return errSignedOut
 	}
-	g.Portal.Logger.Error("reading session", zap.Error(err))
-	return errUnavailable
+	return err
+}
+
+// storageFailed fails closed when storage cannot answer: the page (or a
+// JSON 503 for API calls) says to try again shortly, and the outage is
+// logged once, not once per request.
+func (g *Gate) storageFailed(w http.ResponseWriter, r *http.Request, what string, err error) error {
+	g.Portal.storageDown(what, err)
+	g.count(func(c *gateCounters) prometheus.Counter { return c.unavailable })
+	w.Header().Set("Retry-After", "30")
+	if isAPI(r) {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{
+			"error":   "temporarily_unavailable",
+			"message": "Sign-in is temporarily unavailable. Try again shortly.",
+		})
+		return nil
+	}
+	return g.Portal.Pages.render(w, http.StatusServiceUnavailable, pageMessage, pageData{
+		WorkspaceTitle: g.Workspace.Title,
+		AuthPath:       g.AuthPath,
+		Heading:        "Portal unavailable",
+		Message:        "The " + g.Workspace.Title + " portal is temporarily unavailable.",
+		Next:           "Nothing you entered was lost. Please try again in a minute.",
+	})
 }
 
 // challenge answers a request that is not signed in: API calls get 401
@@ -170,8 +196,7 @@ func (g *Gate) challenge(w http.ResponseWriter, r *http.Request, store storage.S
 		}
 	}
 	if _, err := g.startFlow(w, r, store, returnTo, true); err != nil {
-		g.Portal.Logger.Error("starting sign-in flow", zap.Error(err))
-		return g.unavailable(w, r)
+		return g.storageFailed(w, r, "starting sign-in flow", err)
 	}
 	g.count(func(c *gateCounters) prometheus.Counter { return c.redirect })
 	http.Redirect(w, r, signin, http.StatusSeeOther)

@@ -11,8 +11,6 @@ import (
 	"net/http"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/kdesk/portalgate/storage"
 )
 
@@ -164,8 +162,7 @@ func (g *Gate) openLink(w http.ResponseWriter, r *http.Request, store storage.St
 		ev.ContactID = claims.ContactID
 		contact, err = g.flowContact(ctx, store, storage.SignInFlow{ContactID: claims.ContactID})
 		if err != nil && !errors.Is(err, storage.ErrNotFound) {
-			g.Portal.Logger.Error("finding contact", zap.Error(err))
-			return g.unavailable(w, r)
+			return g.storageFailed(w, r, "finding contact", err)
 		}
 		if err != nil {
 			err = errors.New("contact is not active")
@@ -186,8 +183,7 @@ func (g *Gate) openLink(w http.ResponseWriter, r *http.Request, store storage.St
 	g.Portal.Audit(ctx, ev)
 	f, err := g.startFlow(w, r, store, returnTo, false)
 	if err != nil {
-		g.Portal.Logger.Error("starting sign-in flow", zap.Error(err))
-		return g.unavailable(w, r)
+		return g.storageFailed(w, r, "starting sign-in flow", err)
 	}
 	f.Email, f.ContactID, f.Method = contact.Email, contact.ID, "link"
 	return g.sendCode(w, r, store, f, "", false)

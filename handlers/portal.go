@@ -91,6 +91,8 @@ type Portal struct {
 	Metrics *Metrics
 
 	state     atomic.Pointer[runtime]
+	outage    atomic.Bool
+	stopping  chan struct{}
 	outbox    *mail.Outbox
 	readyOnce sync.Once
 	ready     chan struct{}
@@ -137,19 +139,16 @@ func (p *Portal) Start(store storage.Store) error {
 		p.AuditLog = p.Logger
 	}
 	p.Limits = p.Limits.withDefaults()
-	secret := p.ConfiguredSecret
-	if len(secret) == 0 {
-		var err error
-		secret, err = store.Secret(context.Background(), func() ([]byte, error) {
-			b := make([]byte, 32)
-			_, err := rand.Read(b)
-			return b, err
-		})
-		if err != nil {
-			return fmt.Errorf("loading secret: %w", err)
+	p.stopping = make(chan struct{})
+	if err := p.loadSecret(store); err != nil {
+		if !errors.Is(err, storage.ErrUnavailable) {
+			return err
 		}
+		// Storage that cannot be reached yet (Redis down) must not stop
+		// Caddy: fail closed and keep trying.
+		p.storageDown("loading secret", err)
+		go p.retry(func() error { return p.loadSecret(store) })
 	}
-	p.state.Store(&runtime{store: store, secret: secret})
 	for _, ws := range p.Workspaces {
 		for _, sp := range ws.SSO {
 			sp.Warm(p.Logger)
@@ -164,6 +163,26 @@ func (p *Portal) Start(store storage.Store) error {
 		Now:     p.Now,
 	}
 	p.outbox.Start()
+	return nil
+}
+
+// loadSecret loads (or creates) the instance secret and makes the portal
+// serve.
+func (p *Portal) loadSecret(store storage.Store) error {
+	secret := p.ConfiguredSecret
+	if len(secret) == 0 {
+		var err error
+		secret, err = store.Secret(context.Background(), func() ([]byte, error) {
+			b := make([]byte, 32)
+			_, err := rand.Read(b)
+			return b, err
+		})
+		if err != nil {
+			return fmt.Errorf("loading secret: %w", err)
+		}
+	}
+	p.state.Store(&runtime{store: store, secret: secret})
+	p.storageUp()
 	select {
 	case <-p.readyChan():
 	default:
@@ -172,8 +191,41 @@ func (p *Portal) Start(store storage.Store) error {
 	return nil
 }
 
+// retry runs fn every few seconds until it succeeds or the portal stops.
+func (p *Portal) retry(fn func() error) {
+	t := time.NewTicker(3 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stopping:
+			return
+		case <-t.C:
+			if fn() == nil {
+				return
+			}
+		}
+	}
+}
+
+// storageDown logs a storage outage once.
+func (p *Portal) storageDown(what string, err error) {
+	if p.outage.CompareAndSwap(false, true) {
+		p.Logger.Error("portal storage unavailable: failing closed until it answers again", zap.String("during", what), zap.Error(err))
+	}
+}
+
+// storageUp logs the end of an outage once.
+func (p *Portal) storageUp() {
+	if p.outage.Load() && p.outage.CompareAndSwap(true, false) {
+		p.Logger.Info("portal storage answers again")
+	}
+}
+
 // Stop ends the outbox workers; queued mail stays in storage.
 func (p *Portal) Stop() {
+	if p.stopping != nil {
+		close(p.stopping)
+	}
 	if p.outbox != nil {
 		p.outbox.Stop()
 	}

@@ -160,8 +160,7 @@ func (g *Gate) formFlow(w http.ResponseWriter, r *http.Request, store storage.St
 	f, id, err := g.flow(r, store)
 	if err != nil {
 		if !errors.Is(err, storage.ErrNotFound) {
-			g.Portal.Logger.Error("reading sign-in flow", zap.Error(err))
-			return f, "", false, g.unavailable(w, r)
+			return f, "", false, g.storageFailed(w, r, "reading sign-in flow", err)
 		}
 		return f, "", false, g.message(w, http.StatusBadRequest, "Sign-in failed",
 			"Your sign-in session has expired.", "Start again from the sign-in page.", g.AuthPath+"/signin", "Start again")
@@ -183,8 +182,7 @@ func (g *Gate) signInPage(w http.ResponseWriter, r *http.Request, store storage.
 		now := g.Portal.Now()
 		f := storage.SignInFlow{IDHash: hashID(nid), Workspace: g.Workspace.Name, ReturnTo: "/", CreatedAt: now, ExpiresAt: now.Add(flowTTL)}
 		if err := store.PutFlow(r.Context(), f); err != nil {
-			g.Portal.Logger.Error("starting sign-in flow", zap.Error(err))
-			return g.unavailable(w, r)
+			return g.storageFailed(w, r, "starting sign-in flow", err)
 		}
 		setCookie(w, r, cookieFlow, nid, flowTTL)
 		id = nid
@@ -248,8 +246,7 @@ func (g *Gate) sendCode(w http.ResponseWriter, r *http.Request, store storage.St
 	} {
 		ok, wait, err := store.Hit(ctx, l.key, l.limit, lim.Window)
 		if err != nil {
-			g.Portal.Logger.Error("counting code sends", zap.Error(err))
-			return g.unavailable(w, r)
+			return g.storageFailed(w, r, "counting code sends", err)
 		}
 		if !ok {
 			ev.Event, ev.Reason = EventRateLimited, "code sends: "+strings.SplitN(l.key, "/", 3)[1]
@@ -262,15 +259,13 @@ func (g *Gate) sendCode(w http.ResponseWriter, r *http.Request, store storage.St
 	now := g.Portal.Now()
 	ok, wait, err := store.Cooldown(ctx, "resend/"+ws.Name+"/"+f.Email, ws.ResendCooldown)
 	if err != nil {
-		g.Portal.Logger.Error("checking resend cooldown", zap.Error(err))
-		return g.unavailable(w, r)
+		return g.storageFailed(w, r, "checking resend cooldown", err)
 	}
 	notice := ""
 	if ok {
 		job, _ := json.Marshal(codeJob{Workspace: ws.Name, Email: f.Email, ContactID: f.ContactID, Method: f.Method, ClientIP: ip})
 		if err := store.Enqueue(ctx, storage.OutboxMessage{Kind: kindCode, Payload: job, NotAfter: now.Add(ws.CodeTTL)}); err != nil {
-			g.Portal.Logger.Error("queueing code email", zap.Error(err))
-			return g.unavailable(w, r)
+			return g.storageFailed(w, r, "queueing code email", err)
 		}
 		g.Portal.outbox.Wake()
 		f.ResendAt = now.Add(ws.ResendCooldown)
@@ -284,8 +279,7 @@ func (g *Gate) sendCode(w http.ResponseWriter, r *http.Request, store storage.St
 	}
 	f.ExpiresAt = now.Add(flowTTL)
 	if err := store.PutFlow(ctx, f); err != nil {
-		g.Portal.Logger.Error("keeping sign-in flow", zap.Error(err))
-		return g.unavailable(w, r)
+		return g.storageFailed(w, r, "keeping sign-in flow", err)
 	}
 	if flowID != "" {
 		// The flow lives flowTTL from now: so must its cookie.
@@ -380,8 +374,7 @@ func (g *Gate) submitCode(w http.ResponseWriter, r *http.Request, store storage.
 	} {
 		ok, wait, err := store.Hit(ctx, l.key, l.limit, lim.Window)
 		if err != nil {
-			g.Portal.Logger.Error("counting code tries", zap.Error(err))
-			return g.unavailable(w, r)
+			return g.storageFailed(w, r, "counting code tries", err)
 		}
 		if !ok {
 			ev.Event, ev.Reason = EventRateLimited, "code tries: "+strings.SplitN(l.key, "/", 3)[1]
@@ -400,8 +393,7 @@ func (g *Gate) submitCode(w http.ResponseWriter, r *http.Request, store storage.
 	contact, err := g.flowContact(ctx, store, f)
 	if err != nil {
 		if !errors.Is(err, storage.ErrNotFound) {
-			g.Portal.Logger.Error("finding contact", zap.Error(err))
-			return g.unavailable(w, r)
+			return g.storageFailed(w, r, "finding contact", err)
 		}
 		ev.Event, ev.Reason = EventCodeRejected, "no eligible contact"
 		g.Portal.Audit(ctx, ev)
@@ -410,8 +402,7 @@ func (g *Gate) submitCode(w http.ResponseWriter, r *http.Request, store storage.
 	ev.ContactID = contact.ID
 	res, err := store.RedeemCode(ctx, ws.Name, contact.ID, g.codeHash(contact.ID, code), MaxCodeTries)
 	if err != nil {
-		g.Portal.Logger.Error("redeeming code", zap.Error(err))
-		return g.unavailable(w, r)
+		return g.storageFailed(w, r, "redeeming code", err)
 	}
 	switch res {
 	case storage.CodeAccepted:
@@ -471,8 +462,7 @@ func (g *Gate) signIn(w http.ResponseWriter, r *http.Request, store storage.Stor
 		Idle:      g.Workspace.SessionIdle,
 	}
 	if err := store.PutSession(ctx, sess); err != nil {
-		g.Portal.Logger.Error("creating session", zap.Error(err))
-		return g.unavailable(w, r)
+		return g.storageFailed(w, r, "creating session", err)
 	}
 	// The old session (if any) ends: a new id at every sign-in.
 	if c, err := r.Cookie(cookieName(r, cookieSession)); err == nil && validID(c.Value) {
@@ -506,8 +496,7 @@ func (g *Gate) signOut(w http.ResponseWriter, r *http.Request, store storage.Sto
 					"This form was not sent from the portal.", "Use the sign-out button in the portal.", "/", "Back to the portal")
 			}
 			if err := store.DeleteSession(ctx, hash); err != nil {
-				g.Portal.Logger.Error("ending session", zap.Error(err))
-				return g.unavailable(w, r)
+				return g.storageFailed(w, r, "ending session", err)
 			}
 			g.Portal.Audit(ctx, storage.AuditEvent{Workspace: g.Workspace.Name, Event: EventSessionEnded, ContactID: sess.ContactID,
 				Method: sess.Method, ClientIP: clientIP(r), UserAgent: userAgent(r)})

@@ -224,13 +224,12 @@ func (g *Gate) ssoStart(w http.ResponseWriter, r *http.Request, store storage.St
 	f, _, err := g.flow(r, store)
 	if err != nil {
 		if f, err = g.startFlow(w, r, store, "/", false); err != nil {
-			g.Portal.Logger.Error("starting sign-in flow", zap.Error(err))
-			return g.unavailable(w, r)
+			return g.storageFailed(w, r, "starting sign-in flow", err)
 		}
 	}
 	ok, _, err := store.Hit(ctx, "sso/ip/"+clientIP(r), g.Portal.Limits.SendsPerIP*4, g.Portal.Limits.Window)
 	if err != nil {
-		return g.unavailable(w, r)
+		return g.storageFailed(w, r, "counting sso starts", err)
 	}
 	if !ok {
 		return g.ssoFailed(w, r, p.Name, "", "", "rate limited", "Too many sign-in attempts from your network. Try again later.")
@@ -243,8 +242,7 @@ func (g *Gate) ssoStart(w http.ResponseWriter, r *http.Request, store storage.St
 	state, nonce, verifier := newID(), newID(), oauth2.GenerateVerifier()
 	st, _ := json.Marshal(ssoState{Workspace: g.Workspace.Name, Provider: p.Name, Nonce: nonce, Verifier: verifier, FlowHash: f.IDHash})
 	if err := store.PutOnce(ctx, "sso/"+hashID(state), st, ssoStateTTL); err != nil {
-		g.Portal.Logger.Error("keeping sso state", zap.Error(err))
-		return g.unavailable(w, r)
+		return g.storageFailed(w, r, "keeping sso state", err)
 	}
 	to := p.oauth(d, g.ssoRedirect(p.Name)).AuthCodeURL(state,
 		oidc.Nonce(nonce),
@@ -296,7 +294,7 @@ func (g *Gate) ssoCallback(w http.ResponseWriter, r *http.Request, store storage
 	raw, err := store.TakeOnce(ctx, "sso/"+hashID(stateParam))
 	if err != nil {
 		if !errors.Is(err, storage.ErrNotFound) {
-			return g.unavailable(w, r)
+			return g.storageFailed(w, r, "reading sso state", err)
 		}
 		return g.ssoFailed(w, r, p.Name, "", "", "unknown, expired or replayed state", "The sign-in took too long or was already used. Start again.")
 	}
@@ -348,8 +346,7 @@ func (g *Gate) ssoCallback(w http.ResponseWriter, r *http.Request, store storage
 	}
 	contact, reason, err := g.ssoContact(ctx, store, p, d, idt.Issuer, c)
 	if err != nil {
-		g.Portal.Logger.Error("finding sso contact", zap.Error(err))
-		return g.unavailable(w, r)
+		return g.storageFailed(w, r, "finding sso contact", err)
 	}
 	if reason != "" {
 		advice := "Your account does not match an active contact of " + g.Workspace.Title + ". Sign in with a code sent to your primary email instead, or ask your service provider."

@@ -67,6 +67,8 @@ type App struct {
 	portal   *handlers.Portal
 	contacts map[string][]storage.Contact
 	logger   *zap.Logger
+	// stopImport ends a background retry of the contacts import.
+	stopImport chan struct{}
 }
 
 // MailConfig selects and configures the mailer.
@@ -489,11 +491,30 @@ func (a *App) Validate() error {
 }
 
 // Start opens storage, upserts the contacts files and starts the outbox.
+// Storage that cannot be reached yet (a Redis that is down) does not stop
+// Caddy: the portal fails closed and both are retried in the background.
 func (a *App) Start() error {
 	store, err := a.backend.Open()
 	if err != nil {
 		return fmt.Errorf("opening portal storage: %w", err)
 	}
+	if err := a.portal.Start(store); err != nil {
+		return err
+	}
+	if err := a.importContacts(store); err != nil {
+		if !errors.Is(err, storage.ErrUnavailable) {
+			a.portal.Stop()
+			return err
+		}
+		a.logger.Error("importing contacts files: storage unavailable, will retry", zap.Error(err))
+		a.stopImport = make(chan struct{})
+		go a.retryImport(store, a.stopImport)
+	}
+	active.Store(a)
+	return nil
+}
+
+func (a *App) importContacts(store storage.Store) error {
 	names := make([]string, 0, len(a.contacts))
 	for n := range a.contacts {
 		names = append(names, n)
@@ -505,16 +526,35 @@ func (a *App) Start() error {
 		}
 		a.logger.Info("contacts imported", zap.String("workspace", ws), zap.Int("count", len(a.contacts[ws])))
 	}
-	if err := a.portal.Start(store); err != nil {
-		return err
-	}
-	active.Store(a)
 	return nil
+}
+
+func (a *App) retryImport(store storage.Store, stop <-chan struct{}) {
+	t := time.NewTicker(3 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			err := a.importContacts(store)
+			if err == nil {
+				return
+			}
+			if !errors.Is(err, storage.ErrUnavailable) {
+				a.logger.Error("importing contacts files", zap.Error(err))
+				return
+			}
+		}
+	}
 }
 
 // Stop ends the outbox workers; queued mail stays in storage.
 func (a *App) Stop() error {
 	active.CompareAndSwap(a, nil)
+	if a.stopImport != nil {
+		close(a.stopImport)
+	}
 	a.portal.Stop()
 	return nil
 }
