@@ -13,7 +13,7 @@ XCADDY="github.com/caddyserver/xcaddy/cmd/xcaddy@v0.4.5"
 build() {
 	# xcaddy runs through `go run` at a pinned version: nothing is installed.
 	XCADDY_SKIP_CLEANUP=0 go run "$XCADDY" build "$CADDY_VERSION" \
-		--with github.com/kdesk/portalgate=. \
+		--with github.com/kdesk/portalgate@v0.0.0=. \
 		--output ./caddy
 	./caddy list-modules | grep -E '^(portal|http.handlers.portal_auth|admin.api.portal|portal.storage)' >/dev/null
 	echo "built ./caddy ($(./caddy version | head -1)) with portalgate"
