@@ -269,6 +269,7 @@ func (g *Gate) sendCode(w http.ResponseWriter, r *http.Request, store storage.St
 		}
 		g.Portal.outbox.Wake()
 		f.ResendAt = now.Add(ws.ResendCooldown)
+		f.Held = false
 		ev.Event = EventCodeRequested
 		g.Portal.Audit(ctx, ev)
 		if resend {
@@ -276,6 +277,7 @@ func (g *Gate) sendCode(w http.ResponseWriter, r *http.Request, store storage.St
 		}
 	} else {
 		f.ResendAt = now.Add(wait)
+		f.Held = true
 	}
 	f.ExpiresAt = now.Add(flowTTL)
 	if err := store.PutFlow(ctx, f); err != nil {
@@ -315,8 +317,18 @@ func (g *Gate) codePage(w http.ResponseWriter, r *http.Request, store storage.St
 		http.Redirect(w, r, g.AuthPath+"/signin", http.StatusSeeOther)
 		return nil
 	}
-	return g.renderCode(w, http.StatusOK, f, id, "", "")
+	notice := ""
+	if f.Held {
+		notice = heldNotice
+	}
+	return g.renderCode(w, http.StatusOK, f, id, "", notice)
 }
+
+// heldNotice explains a code page that sent no new code: one went to the
+// same email moments ago (from this browser or another). The cooldown runs
+// per email whether or not it matches a contact, so this tells nothing
+// about the contact list.
+const heldNotice = "A code was emailed to this address moments ago, so no new one was sent. Use that code, or if you have already used it, ask for a new one when the Resend button is ready."
 
 func (g *Gate) renderCode(w http.ResponseWriter, status int, f storage.SignInFlow, flowID, errMsg, notice string) error {
 	wait := 0

@@ -247,3 +247,23 @@ func TestBrowserSignOut(t *testing.T) {
 
 	c.noProblems()
 }
+
+// Signing in again right after signing out falls inside the resend
+// cooldown: no code is sent, and the code page says so.
+func TestBrowserSignInAgainWithinCooldown(t *testing.T) {
+	g := newGateway(t)
+	startWithPortal(t, g)
+	c := newChrome(t, g)
+	const wanted = "/tickets/1042?tab=history"
+	c.signInByCode(g, "jane@acme.example", wanted)
+	c.expect(c.press(`#signout button`), http.StatusOK, "/_portal/signin", "Sign in")
+	c.expect(c.open(wanted), http.StatusOK, "/_portal/signin", "Sign in")
+	c.submitEmail("jane@acme.example")
+	if msg := c.text(".alert.notice"); !strings.Contains(msg, "no new one was sent") {
+		t.Fatalf("notice %q", msg)
+	}
+	c.shot("held")
+	c.resendWait()
+	g.mail.none(t, 500*time.Millisecond)
+	c.noProblems()
+}

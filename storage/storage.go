@@ -209,7 +209,10 @@ type SignInFlow struct {
 	// personalized link); a shared-link flow finds the contact by Email.
 	ContactID string `json:"contact_id,omitempty"`
 	// ResendAt is when the page may offer another code.
-	ResendAt  time.Time `json:"resend_at,omitzero"`
+	ResendAt time.Time `json:"resend_at,omitzero"`
+	// Held is set when the last request sent no code because one went to
+	// the same email within the resend cooldown.
+	Held      bool      `json:"held,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"`
 }
