@@ -78,6 +78,8 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	sess, contact, err := g.signedIn(r, store)
 	switch {
 	case err == nil:
+		// The portal never sees the gate's own cookies.
+		stripCookies(r)
 		// One backing array for the five header values: one allocation.
 		v := []string{contact.ID, contact.Email, contact.Name, ws.Name, sess.CSRF}
 		r.Header[HeaderContactID] = v[0:1:1]
@@ -258,6 +260,39 @@ func cookieValue(r *http.Request, base string) string {
 		}
 	}
 	return ""
+}
+
+// stripCookies removes portalgate's cookies from the request, so the
+// session id never reaches the portal (or its logs).
+func stripCookies(r *http.Request) {
+	lines := r.Header["Cookie"]
+	kept := lines[:0]
+	for _, line := range lines {
+		if !strings.Contains(line, cookieSession) && !strings.Contains(line, cookieFlow) {
+			kept = append(kept, line)
+			continue
+		}
+		var b strings.Builder
+		for part := range strings.SplitSeq(line, ";") {
+			name, _, _ := strings.Cut(strings.TrimSpace(part), "=")
+			switch name {
+			case cookieSession, cookieFlow, hostPrefixed[cookieSession], hostPrefixed[cookieFlow]:
+				continue
+			}
+			if b.Len() > 0 {
+				b.WriteString("; ")
+			}
+			b.WriteString(strings.TrimSpace(part))
+		}
+		if b.Len() > 0 {
+			kept = append(kept, b.String())
+		}
+	}
+	if len(kept) == 0 {
+		delete(r.Header, "Cookie")
+		return
+	}
+	r.Header["Cookie"] = kept
 }
 
 // cookieName adds the __Host- prefix on HTTPS.

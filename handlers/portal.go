@@ -90,7 +90,7 @@ type Portal struct {
 	// Metrics, when set, count sign-ins, mail and gate decisions.
 	Metrics *Metrics
 
-	state     atomic.Pointer[runtime]
+	state     atomic.Pointer[started]
 	outage    atomic.Bool
 	stopping  chan struct{}
 	outbox    *mail.Outbox
@@ -120,8 +120,8 @@ func (p *Portal) storeWait(ctx context.Context) storage.Store {
 	return p.Store()
 }
 
-// runtime is what exists only once Start has opened storage.
-type runtime struct {
+// started is what exists only once Start has opened storage.
+type started struct {
 	store  storage.Store
 	secret []byte
 }
@@ -181,7 +181,7 @@ func (p *Portal) loadSecret(store storage.Store) error {
 			return fmt.Errorf("loading secret: %w", err)
 		}
 	}
-	p.state.Store(&runtime{store: store, secret: secret})
+	p.state.Store(&started{store: store, secret: secret})
 	p.storageUp()
 	select {
 	case <-p.readyChan():

@@ -55,6 +55,9 @@ func TestCodeSignInReturnsToWantedPage(t *testing.T) {
 	if r.Status != http.StatusOK || path != "/tickets/1042?tab=history" {
 		t.Fatalf("signed in: %d %q", r.Status, path)
 	}
+	if c := h.Get("Cookie"); strings.Contains(c, "portal_") {
+		t.Fatalf("the portal received the gate's cookies: %q", c)
+	}
 	for k, want := range map[string]string{
 		"X-Portal-Contact-Id":    "c-1",
 		"X-Portal-Contact-Email": "jane@acme.example",

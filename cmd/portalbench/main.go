@@ -39,12 +39,15 @@ func main() {
 	duration := flag.Duration("duration", 3*time.Second, "length of one measurement")
 	conns := flag.Int("conns", 16, "concurrent keep-alive connections")
 	backend := flag.String("storage", "badger", "portal storage: badger, or redis (starts redis-server on a free port)")
+	flag.StringVar(&profileOut, "cpuprofile", "", "after the rounds, write a CPU profile of Caddy under gated load to this file")
 	flag.Parse()
 	if err := run(*caddyBin, *backend, *rounds, *duration, *conns); err != nil {
 		fmt.Fprintln(os.Stderr, "portalbench:", err)
 		os.Exit(1)
 	}
 }
+
+var profileOut string
 
 func freePort() int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -167,6 +170,9 @@ http://127.0.0.1:%d {
 
 	bare := target{name: "reverse_proxy", url: fmt.Sprintf("http://127.0.0.1:%d/tickets/1", barePort)}
 	gated := target{name: "portal_auth + reverse_proxy", url: fmt.Sprintf("http://127.0.0.1:%d/tickets/1", gatedPort), cookie: cookie}
+	if os.Getenv("PORTALBENCH_AA") != "" {
+		gated = target{name: "reverse_proxy (A/A)", url: bare.url, cookie: cookie}
+	}
 	// Warm up both paths (connections, caches, JIT of the kernel's TCP).
 	bare.load(conns, time.Second)
 	gated.load(conns, time.Second)
@@ -183,6 +189,30 @@ http://127.0.0.1:%d {
 		if err := second.load(conns, d); err != nil {
 			return err
 		}
+	}
+
+	if profileOut != "" {
+		done := make(chan error, 1)
+		go func() {
+			prof := target{name: gated.name, url: gated.url, cookie: gated.cookie}
+			if os.Getenv("PORTALBENCH_PROFILE_BARE") != "" {
+				prof.url = bare.url
+			}
+			prof.load(conns, 7*time.Second)
+			done <- nil
+		}()
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=5", adminPort))
+		if err != nil {
+			return err
+		}
+		f, err := os.Create(profileOut)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(f, resp.Body)
+		resp.Body.Close()
+		f.Close()
+		<-done
 	}
 
 	fmt.Printf("portalbench: %d rounds × %s per target, %d connections, storage %s, GOMAXPROCS %d, %s\n\n",

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 	"go.uber.org/zap"
 
 	"github.com/kdesk/portalgate/storage"
@@ -82,7 +83,8 @@ func Open(dir string, o Options) (*Store, error) {
 		WithNumLevelZeroTablesStall(8).
 		WithBaseTableSize(2 << 20).
 		WithValueLogFileSize(32 << 20).
-		WithBlockCacheSize(16 << 20).
+		WithCompression(options.None).
+		WithBlockCacheSize(0).
 		WithIndexCacheSize(8 << 20).
 		WithValueThreshold(1 << 10).
 		WithNumCompactors(2).
