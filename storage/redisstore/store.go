@@ -109,6 +109,52 @@ type Store struct {
 	healthy atomic.Bool
 
 	written ownWrites
+	// decoded keeps the last decoding of each hot record next to the raw
+	// value it came from, so a cache hit costs a string comparison rather
+	// than a JSON decode.
+	decoded memo
+}
+
+// memo maps a key to its raw value and decoding; bounded, with random
+// eviction.
+type memo struct {
+	mu sync.RWMutex
+	m  map[string]memoEntry
+}
+
+type memoEntry struct {
+	raw string
+	v   any
+}
+
+const memoMax = 16384
+
+func (m *memo) get(key, raw string) (any, bool) {
+	m.mu.RLock()
+	e, ok := m.m[key]
+	m.mu.RUnlock()
+	if ok && e.raw == raw {
+		return e.v, true
+	}
+	return nil, false
+}
+
+func (m *memo) put(key, raw string, v any) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.m == nil {
+		m.m = make(map[string]memoEntry)
+	}
+	if len(m.m) >= memoMax {
+		n := memoMax / 10
+		for k := range m.m {
+			delete(m.m, k)
+			if n--; n <= 0 {
+				break
+			}
+		}
+	}
+	m.m[key] = memoEntry{raw: raw, v: v}
 }
 
 type clientRef struct{ rueidis.Client }
@@ -524,17 +570,22 @@ func (s *Store) PutContacts(ctx context.Context, ws string, contacts []storage.C
 // Contact implements storage.Store. It is on the hot path: served from the
 // client-side cache, which Redis invalidates on every change.
 func (s *Store) Contact(ctx context.Context, ws, id string) (storage.Contact, error) {
-	raw, ok, err := s.getCached(ctx, s.contactKey(ws, id))
+	key := s.contactKey(ws, id)
+	raw, ok, err := s.getCached(ctx, key)
 	if err != nil {
 		return storage.Contact{}, err
 	}
 	if !ok {
 		return storage.Contact{}, storage.ErrNotFound
 	}
+	if v, ok := s.decoded.get(key, raw); ok {
+		return v.(storage.Contact), nil
+	}
 	var c storage.Contact
 	if err := json.Unmarshal([]byte(raw), &c); err != nil {
 		return storage.Contact{}, fmt.Errorf("redis: contact %s: %w", id, err)
 	}
+	s.decoded.put(key, raw, c)
 	return c, nil
 }
 
@@ -818,16 +869,22 @@ func decodeSession(raw string) (storage.Session, error) {
 // client-side cache, which Redis invalidates on every change; expiry is
 // checked against the clock on every call.
 func (s *Store) Session(ctx context.Context, idHash string) (storage.Session, error) {
-	raw, ok, err := s.getCached(ctx, s.sessionKey(idHash))
+	key := s.sessionKey(idHash)
+	raw, ok, err := s.getCached(ctx, key)
 	if err != nil {
 		return storage.Session{}, err
 	}
 	if !ok {
 		return storage.Session{}, storage.ErrNotFound
 	}
-	sess, err := decodeSession(raw)
-	if err != nil {
-		return storage.Session{}, err
+	var sess storage.Session
+	if v, ok := s.decoded.get(key, raw); ok {
+		sess = v.(storage.Session)
+	} else {
+		if sess, err = decodeSession(raw); err != nil {
+			return storage.Session{}, err
+		}
+		s.decoded.put(key, raw, sess)
 	}
 	if !s.now().Before(sess.Expiry()) {
 		return storage.Session{}, storage.ErrNotFound
