@@ -4,6 +4,9 @@
 #   ./xcaddy.sh build   writes ./caddy: Caddy with portalgate, built by xcaddy
 #   ./xcaddy.sh run     builds, then runs the demo portal on http://localhost:8080
 #   ./xcaddy.sh test    runs the whole test suite (go vet, gofmt, go test -race)
+#   ./xcaddy.sh bench   builds, then runs the Go benchmarks and portalbench
+#                       (gated vs bare reverse_proxy; Badger, and Redis when
+#                       redis-server is installed)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -39,8 +42,17 @@ test)
 	go vet ./...
 	go test -race -count=1 -timeout 30m "$@" ./...
 	;;
+bench)
+	build
+	go test -run '^$' -bench . -benchtime 3s ./handlers/
+	GOMEMLIMIT=100MiB go test -run '^$' -bench 'SessionCheck100k' -benchtime 3s ./handlers/
+	go run ./cmd/portalbench -caddy ./caddy -rounds 8 -duration 3s -storage badger
+	if command -v redis-server >/dev/null; then
+		go run ./cmd/portalbench -caddy ./caddy -rounds 8 -duration 3s -storage redis
+	fi
+	;;
 *)
-	echo "usage: $0 build|run|test" >&2
+	echo "usage: $0 build|run|test|bench" >&2
 	exit 2
 	;;
 esac
