@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -29,15 +30,22 @@ import (
 	_ "github.com/kdesk/portalgate"
 )
 
-// freePort asks the kernel for a free loopback port.
+// freePort returns a free loopback port below Linux's ephemeral range
+// (32768 and up), so that no outgoing connection of the tests can take it
+// between the check and Caddy's listen.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 200 {
+		port := 20000 + mrand.IntN(12000)
+		l, err := net.Listen("tcp", fmt.Sprintf(":%d", port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free port")
+	return 0
 }
 
 // mailbox is an SMTP server that keeps what it receives.
