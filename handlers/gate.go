@@ -158,21 +158,25 @@ func (g *Gate) storeErr(err error) error {
 // logged once, not once per request.
 func (g *Gate) storageFailed(w http.ResponseWriter, r *http.Request, what string, err error) error {
 	g.Portal.storageDown(what, err)
+	return g.serviceUnavailable(w, r, "30", "temporarily_unavailable", "Sign-in is temporarily unavailable. Try again shortly.",
+		"The "+g.Workspace.Title+" portal is temporarily unavailable.", "Nothing you entered was lost. Please try again in a minute.")
+}
+
+// serviceUnavailable answers 503: "Portal unavailable" for pages, JSON for
+// API calls.
+func (g *Gate) serviceUnavailable(w http.ResponseWriter, r *http.Request, retryAfter, apiCode, apiMsg, msg, next string) error {
 	g.count(func(c *gateCounters) prometheus.Counter { return c.unavailable })
-	w.Header().Set("Retry-After", "30")
+	w.Header().Set("Retry-After", retryAfter)
 	if isAPI(r) {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{
-			"error":   "temporarily_unavailable",
-			"message": "Sign-in is temporarily unavailable. Try again shortly.",
-		})
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": apiCode, "message": apiMsg})
 		return nil
 	}
 	return g.Portal.Pages.render(w, http.StatusServiceUnavailable, pageMessage, pageData{
 		WorkspaceTitle: g.Workspace.Title,
 		AuthPath:       g.AuthPath,
 		Heading:        "Portal unavailable",
-		Message:        "The " + g.Workspace.Title + " portal is temporarily unavailable.",
-		Next:           "Nothing you entered was lost. Please try again in a minute.",
+		Message:        msg,
+		Next:           next,
 	})
 }
 
@@ -225,24 +229,11 @@ func isAPI(r *http.Request) bool {
 	return !strings.Contains(r.Header.Get("Accept"), "text/html")
 }
 
-// unavailable answers with "Portal unavailable" (503).
+// unavailable answers with "Portal unavailable" (503): the workspace is
+// disabled.
 func (g *Gate) unavailable(w http.ResponseWriter, r *http.Request) error {
-	g.count(func(c *gateCounters) prometheus.Counter { return c.unavailable })
-	w.Header().Set("Retry-After", "60")
-	if isAPI(r) {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{
-			"error":   "portal_unavailable",
-			"message": "The portal is not currently available.",
-		})
-		return nil
-	}
-	return g.Portal.Pages.render(w, http.StatusServiceUnavailable, pageMessage, pageData{
-		WorkspaceTitle: g.Workspace.Title,
-		AuthPath:       g.AuthPath,
-		Heading:        "Portal unavailable",
-		Message:        "The " + g.Workspace.Title + " portal is not currently available.",
-		Next:           "Please try again later, or contact your service provider.",
-	})
+	return g.serviceUnavailable(w, r, "60", "portal_unavailable", "The portal is not currently available.",
+		"The "+g.Workspace.Title+" portal is not currently available.", "Please try again later, or contact your service provider.")
 }
 
 // cookieValue finds one cookie without parsing the others (r.Cookie

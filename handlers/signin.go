@@ -227,6 +227,32 @@ func (g *Gate) submitEmail(w http.ResponseWriter, r *http.Request, store storage
 	return g.sendCode(w, r, store, f, id, false)
 }
 
+// rateLimit is one counter a request is checked against: key names the
+// kind, the scope ("ip", "email", "ws") and its value.
+type rateLimit struct {
+	key   string
+	limit int
+}
+
+// overLimit counts the request against each limit; when one is exceeded it
+// audits that and answers 429 on the code page, saying when to try again.
+func (g *Gate) overLimit(w http.ResponseWriter, r *http.Request, store storage.Store, f storage.SignInFlow, flowID string,
+	ev storage.AuditEvent, what, msg string, limits ...rateLimit) (answered bool, err error) {
+	window := g.Portal.Limits.Window
+	for _, l := range limits {
+		ok, wait, err := store.Hit(r.Context(), l.key, l.limit, window)
+		if err != nil {
+			return true, g.storageFailed(w, r, "counting "+what, err)
+		}
+		if !ok {
+			ev.Event, ev.Reason = EventRateLimited, what+": "+strings.SplitN(l.key, "/", 3)[1]
+			g.Portal.Audit(r.Context(), ev)
+			return true, g.renderCode(w, http.StatusTooManyRequests, f, flowID, msg+" Try again in "+humanDuration(wait)+".", "")
+		}
+	}
+	return false, nil
+}
+
 // sendCode applies the rate limits and the resend cooldown, queues a code
 // for f's contact, keeps the flow and shows the code page.
 func (g *Gate) sendCode(w http.ResponseWriter, r *http.Request, store storage.Store, f storage.SignInFlow, flowID string, resend bool) error {
@@ -236,24 +262,12 @@ func (g *Gate) sendCode(w http.ResponseWriter, r *http.Request, store storage.St
 	ip := clientIP(r)
 	ev := storage.AuditEvent{Workspace: ws.Name, Email: f.Email, ContactID: f.ContactID, Method: f.Method, ClientIP: ip, UserAgent: userAgent(r)}
 
-	for _, l := range []struct {
-		key   string
-		limit int
-	}{
-		{"send/ip/" + ip, lim.SendsPerIP},
-		{"send/email/" + ws.Name + "/" + f.Email, lim.SendsPerEmail},
-		{"send/ws/" + ws.Name, lim.SendsPerWorkspace},
-	} {
-		ok, wait, err := store.Hit(ctx, l.key, l.limit, lim.Window)
-		if err != nil {
-			return g.storageFailed(w, r, "counting code sends", err)
-		}
-		if !ok {
-			ev.Event, ev.Reason = EventRateLimited, "code sends: "+strings.SplitN(l.key, "/", 3)[1]
-			g.Portal.Audit(ctx, ev)
-			return g.renderCode(w, http.StatusTooManyRequests, f, flowID,
-				"Too many codes were requested. Try again in "+humanDuration(wait)+".", "")
-		}
+	if answered, err := g.overLimit(w, r, store, f, flowID, ev, "code sends", "Too many codes were requested.",
+		rateLimit{"send/ip/" + ip, lim.SendsPerIP},
+		rateLimit{"send/email/" + ws.Name + "/" + f.Email, lim.SendsPerEmail},
+		rateLimit{"send/ws/" + ws.Name, lim.SendsPerWorkspace},
+	); answered {
+		return err
 	}
 
 	now := g.Portal.Now()
@@ -377,22 +391,11 @@ func (g *Gate) submitCode(w http.ResponseWriter, r *http.Request, store storage.
 	lim := g.Portal.Limits
 	ip := clientIP(r)
 	ev := storage.AuditEvent{Workspace: ws.Name, Email: f.Email, ContactID: f.ContactID, Method: f.Method, ClientIP: ip, UserAgent: userAgent(r)}
-	for _, l := range []struct {
-		key   string
-		limit int
-	}{
-		{"try/ip/" + ip, lim.TriesPerIP},
-		{"try/ws/" + ws.Name, lim.TriesPerWorkspace},
-	} {
-		ok, wait, err := store.Hit(ctx, l.key, l.limit, lim.Window)
-		if err != nil {
-			return g.storageFailed(w, r, "counting code tries", err)
-		}
-		if !ok {
-			ev.Event, ev.Reason = EventRateLimited, "code tries: "+strings.SplitN(l.key, "/", 3)[1]
-			g.Portal.Audit(ctx, ev)
-			return g.renderCode(w, http.StatusTooManyRequests, f, id, "Too many sign-in attempts. Try again in "+humanDuration(wait)+".", "")
-		}
+	if answered, err := g.overLimit(w, r, store, f, id, ev, "code tries", "Too many sign-in attempts.",
+		rateLimit{"try/ip/" + ip, lim.TriesPerIP},
+		rateLimit{"try/ws/" + ws.Name, lim.TriesPerWorkspace},
+	); answered {
+		return err
 	}
 
 	code, valid := NormalizeCode(r.PostFormValue("code"))
