@@ -66,6 +66,12 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 		store = g.Portal.storeWait(r.Context())
 	}
 	if ws.Disabled {
+		if g.isAuthPath(r.URL.Path) {
+			// A sign-in attempt at a disabled portal is worth a trace;
+			// page views of the portal itself are not.
+			g.Portal.Audit(r.Context(), storage.AuditEvent{Workspace: ws.Name, Event: EventPortalUnavailable,
+				ClientIP: clientIP(r), UserAgent: userAgent(r), Reason: "workspace disabled"})
+		}
 		return g.unavailable(w, r)
 	}
 	if store == nil {

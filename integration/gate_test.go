@@ -122,6 +122,13 @@ func TestDisabledWorkspaceIsUnavailable(t *testing.T) {
 	if r := b.get("/api", "Accept", "application/json"); r.Status != http.StatusServiceUnavailable || !strings.Contains(r.Body, "portal_unavailable") {
 		t.Errorf("API: %d %s", r.Status, r.Body)
 	}
+	// The sign-in attempt is audited; the portal page views are not.
+	if ev := g.auditEvents(""); len(ev) != 1 || ev[0] != "portal_unavailable" {
+		t.Errorf("audit: %v", ev)
+	}
+	if g.up.requests() != 0 {
+		t.Error("a request reached a disabled portal")
+	}
 }
 
 // The answer to an email submission does not tell whether the email
