@@ -3,7 +3,6 @@ package badgerstore
 import (
 	"fmt"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -33,10 +32,7 @@ type Backend struct {
 	AuditRetention caddy.Duration `json:"audit_retention,omitempty"`
 
 	logger *zap.Logger
-
-	mu       sync.Mutex
-	acquired string // pool key this instance holds, released in Cleanup
-	store    *Store
+	shared storage.Shared
 }
 
 // CaddyModule returns the Caddy module information.
@@ -67,43 +63,19 @@ func (b *Backend) Provision(ctx caddy.Context) error {
 // Open implements storage.Backend: it opens the database, or shares the one
 // the running config already has open.
 func (b *Backend) Open() (storage.Store, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.store != nil {
-		return b.store, nil
-	}
-	v, _, err := pool.LoadOrNew(b.Dir, func() (caddy.Destructor, error) {
+	return b.shared.Open(pool, b.Dir, func() (storage.Closer, error) {
 		s, err := Open(b.Dir, Options{Logger: b.logger, AuditRetention: time.Duration(b.AuditRetention)})
 		if err != nil {
 			return nil, err
 		}
 		b.logger.Info("opened storage", zap.String("dir", b.Dir))
-		return pooled{s}, nil
+		return s, nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	b.acquired = b.Dir
-	b.store = v.(pooled).Store
-	return b.store, nil
 }
 
 // Cleanup releases this config's hold on the database; the last release
 // closes it.
-func (b *Backend) Cleanup() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.acquired == "" {
-		return nil
-	}
-	_, err := pool.Delete(b.acquired)
-	b.acquired, b.store = "", nil
-	return err
-}
-
-type pooled struct{ *Store }
-
-func (p pooled) Destruct() error { return p.Close() }
+func (b *Backend) Cleanup() error { return b.shared.Release(pool) }
 
 // Interface guards
 var (

@@ -691,18 +691,11 @@ func (s *Store) TakeOnce(_ context.Context, key string) ([]byte, error) {
 	return v.Value, nil
 }
 
-// sortableID is a time-ordered unique id: hex nanoseconds then randomness.
-func sortableID(t time.Time) string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return fmt.Sprintf("%016x%s", uint64(t.UnixNano()), hex.EncodeToString(b[:]))
-}
-
 // Enqueue implements storage.Store.
 func (s *Store) Enqueue(_ context.Context, m storage.OutboxMessage) error {
 	now := s.now()
 	if m.ID == "" {
-		m.ID = sortableID(now)
+		m.ID = storage.SortableID(now)
 	}
 	if m.CreatedAt.IsZero() {
 		m.CreatedAt = now

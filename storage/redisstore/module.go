@@ -11,7 +11,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -80,10 +79,7 @@ type Backend struct {
 	logger *zap.Logger
 	tls    *tls.Config
 	caSum  string
-
-	mu       sync.Mutex
-	acquired string // pool key this instance holds, released in Cleanup
-	store    *Store
+	shared storage.Shared
 }
 
 // CaddyModule returns the Caddy module information.
@@ -184,13 +180,7 @@ func (b *Backend) poolKey() string {
 // running config already has. An unreachable Redis does not fail it: the
 // store's calls fail with storage.ErrUnavailable until Redis answers.
 func (b *Backend) Open() (storage.Store, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.store != nil {
-		return b.store, nil
-	}
-	key := b.poolKey()
-	v, _, err := pool.LoadOrNew(key, func() (caddy.Destructor, error) {
+	return b.shared.Open(pool, b.poolKey(), func() (storage.Closer, error) {
 		s, err := Open(Options{
 			Address:        b.Address,
 			Username:       b.Username,
@@ -207,32 +197,13 @@ func (b *Backend) Open() (storage.Store, error) {
 			return nil, err
 		}
 		b.logger.Info("opened storage", zap.Strings("address", b.Address), zap.String("key_prefix", b.KeyPrefix))
-		return pooled{s}, nil
+		return s, nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	b.acquired = key
-	b.store = v.(pooled).Store
-	return b.store, nil
 }
 
 // Cleanup releases this config's hold on the store; the last release
 // closes it.
-func (b *Backend) Cleanup() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.acquired == "" {
-		return nil
-	}
-	_, err := pool.Delete(b.acquired)
-	b.acquired, b.store = "", nil
-	return err
-}
-
-type pooled struct{ *Store }
-
-func (p pooled) Destruct() error { return p.Close() }
+func (b *Backend) Cleanup() error { return b.shared.Release(pool) }
 
 // Interface guards
 var (

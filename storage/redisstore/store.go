@@ -35,9 +35,7 @@ package redisstore
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -1184,13 +1182,6 @@ func (s *Store) TakeOnce(ctx context.Context, key string) ([]byte, error) {
 
 // ---------------------------------------------------------------- outbox
 
-// sortableID is a time-ordered unique id: hex nanoseconds then randomness.
-func sortableID(t time.Time) string {
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	return fmt.Sprintf("%016x%s", uint64(t.UnixNano()), hex.EncodeToString(b[:]))
-}
-
 // enqueue stores a message and schedules it. KEYS: due set, message.
 // ARGV: id, message JSON, attempts, due, lease until, last error, score
 // (unix microseconds when claimable).
@@ -1217,7 +1208,7 @@ func parseTime(s string) time.Time {
 func (s *Store) Enqueue(ctx context.Context, m storage.OutboxMessage) error {
 	now := s.now()
 	if m.ID == "" {
-		m.ID = sortableID(now)
+		m.ID = storage.SortableID(now)
 	}
 	if m.CreatedAt.IsZero() {
 		m.CreatedAt = now
@@ -1350,10 +1341,11 @@ func (s *Store) OutboxLen(ctx context.Context) (int, error) {
 
 // ---------------------------------------------------------------- audit
 
-// auditIDLen is the length of an event id: 16 hex digits of nanoseconds
-// and 8 of randomness. A sorted-set member is the id followed by the
-// event's JSON, so events of one microsecond still order by id.
-const auditIDLen = 24
+// auditIDLen is the length of an event id (storage.SortableID): 16 hex
+// digits of nanoseconds and 16 of randomness. A sorted-set member is the id
+// followed by the event's JSON, so events of one microsecond still order by
+// id.
+const auditIDLen = 32
 
 // AppendAudit implements storage.Store.
 func (s *Store) AppendAudit(ctx context.Context, e storage.AuditEvent) error {
@@ -1362,7 +1354,7 @@ func (s *Store) AppendAudit(ctx context.Context, e storage.AuditEvent) error {
 		e.Time = now
 	}
 	e.Time = e.Time.UTC()
-	e.ID = sortableID(e.Time)
+	e.ID = storage.SortableID(e.Time)
 	oldest := now.Add(-s.retention)
 	if e.Time.Before(oldest) {
 		return nil
