@@ -21,6 +21,7 @@ const (
 	pageSignIn  = "signin.html"
 	pageCode    = "code.html"
 	pageMessage = "message.html"
+	pageSignOut = "signout.html"
 )
 
 // Pages holds the parsed HTML pages and email templates.
@@ -50,7 +51,7 @@ func LoadPages(dir string) (*Pages, error) {
 		return nil, fmt.Errorf("template layout.html: %w", err)
 	}
 	p := &Pages{html: map[string]*htmltemplate.Template{}}
-	for _, name := range []string{pageSignIn, pageCode, pageMessage} {
+	for _, name := range []string{pageSignIn, pageCode, pageMessage, pageSignOut} {
 		body, err := read(name)
 		if err != nil {
 			return nil, fmt.Errorf("template %s: %w", name, err)
@@ -98,6 +99,9 @@ type pageData struct {
 	MaskedEmail string
 	CodeTTL     string
 	Wait        int
+
+	// sign-out page
+	SignedInAs string
 
 	// message page
 	Message     string

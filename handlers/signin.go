@@ -46,7 +46,10 @@ func (g *Gate) serveAuth(w http.ResponseWriter, r *http.Request, store storage.S
 			return g.resend(w, r, store)
 		}
 	case sub == "/signout":
-		if r.Method == http.MethodPost {
+		switch r.Method {
+		case http.MethodGet, http.MethodHead:
+			return g.signOutPage(w, r, store)
+		case http.MethodPost:
 			return g.signOut(w, r, store)
 		}
 	case strings.HasPrefix(sub, "/sso/"):
@@ -494,6 +497,23 @@ func (g *Gate) signIn(w http.ResponseWriter, r *http.Request, store storage.Stor
 	}
 	http.Redirect(w, r, to, http.StatusSeeOther)
 	return nil
+}
+
+// signOutPage asks to confirm signing out, so a portal can offer sign-out
+// with a plain link to /_portal/signout.
+func (g *Gate) signOutPage(w http.ResponseWriter, r *http.Request, store storage.Store) error {
+	sess, contact, err := g.signedIn(r, store)
+	if err != nil {
+		http.Redirect(w, r, g.AuthPath+"/signin", http.StatusSeeOther)
+		return nil
+	}
+	return g.Portal.Pages.render(w, http.StatusOK, pageSignOut, pageData{
+		WorkspaceTitle: g.Workspace.Title,
+		AuthPath:       g.AuthPath,
+		Heading:        "Sign out",
+		CSRF:           sess.CSRF,
+		SignedInAs:     contact.Email,
+	})
 }
 
 // signOut ends the session and goes back to sign in.

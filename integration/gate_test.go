@@ -252,9 +252,18 @@ func TestSignOutEndsTheSession(t *testing.T) {
 	if r := b.get("/"); r.Status != http.StatusOK {
 		t.Fatalf("still signed in after a refused sign-out: %d", r.Status)
 	}
+	// A portal can also just link to /_portal/signout: a confirmation page
+	// carries the token.
+	page := b.get("/_portal/signout")
+	if page.Status != http.StatusOK || !strings.Contains(page.Body, "sam@acme.example") || csrfOf(t, page.Body) != token {
+		t.Fatalf("sign-out page: %d\n%s", page.Status, page.Body)
+	}
 	r = b.post("/_portal/signout", url.Values{"csrf": {token}})
 	if r.Status != http.StatusSeeOther || r.Location != "/_portal/signin" {
 		t.Fatalf("sign-out: %d %q", r.Status, r.Location)
+	}
+	if r := b.get("/_portal/signout"); r.Status != http.StatusSeeOther || r.Location != "/_portal/signin" {
+		t.Fatalf("sign-out page when signed out: %d %q", r.Status, r.Location)
 	}
 	if r := b.get("/"); r.Status != http.StatusSeeOther {
 		t.Fatalf("after sign-out: %d", r.Status)
