@@ -340,8 +340,12 @@ func (g *gateway) browser() *browser {
 		t: g.t,
 		g: g,
 		client: &http.Client{
-			Jar:           jar,
-			Timeout:       15 * time.Second,
+			Jar:     jar,
+			Timeout: 15 * time.Second,
+			// A fresh connection per request: a reload closes the old
+			// server's idle connections, which a pooled client would
+			// otherwise reuse and see EOF on.
+			Transport:     &http.Transport{DisableKeepAlives: true},
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		headers: http.Header{"Accept": {"text/html,application/xhtml+xml"}},
