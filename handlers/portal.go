@@ -110,6 +110,11 @@ func (p *Portal) storeWait(ctx context.Context) storage.Store {
 	if s := p.Store(); s != nil {
 		return s
 	}
+	if p.outage.Load() {
+		// Storage is known to be down (Start could not reach it): answer
+		// at once rather than hold every request.
+		return nil
+	}
 	t := time.NewTimer(10 * time.Second)
 	defer t.Stop()
 	select {

@@ -282,3 +282,40 @@ func TestRedisDownFailsClosed(t *testing.T) {
 		t.Fatal("the recovery was not logged")
 	}
 }
+
+// Caddy starts while Redis is unreachable: requests are refused at once
+// (not held), and the portal serves by itself once Redis answers.
+func TestStartWithRedisDown(t *testing.T) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("redis-server is not installed")
+		}
+		t.Skip("redis-server is not installed")
+	}
+	port := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	mb := startMailbox(t, "")
+	a := startInstance(t, addr, mb.addr, startUpstream(t), "A")
+	a.mail = mb
+	b := a.browser()
+	start := time.Now()
+	r := b.get("/tickets/1")
+	if r.Status != http.StatusServiceUnavailable || !strings.Contains(r.Body, "temporarily unavailable") {
+		t.Fatalf("with Redis down at start: %d\n%s", r.Status, r.Body)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("the refusal took %s", d)
+	}
+
+	redis := exec.Command(bin, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
+	if err := redis.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = redis.Process.Kill(); _ = redis.Wait() })
+	eventually(t, 30*time.Second, "the portal to serve", func() bool {
+		return b.get("/tickets/1").Status == http.StatusSeeOther
+	})
+	// The contacts file was imported once Redis answered.
+	b.signIn("lee@acme.example", "/tickets/1")
+}
