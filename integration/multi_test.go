@@ -13,9 +13,9 @@ import (
 	"time"
 )
 
-// startRedis runs a redis-server on a free loopback port for the test. In
-// CI a missing binary is a failure, elsewhere a skip.
-func startRedis(t *testing.T) string {
+// redisBinary finds redis-server; in CI a missing binary is a failure,
+// elsewhere a skip.
+func redisBinary(t *testing.T) string {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -24,20 +24,46 @@ func startRedis(t *testing.T) string {
 		}
 		t.Skip("redis-server is not installed")
 	}
-	port := freePort(t)
-	cmd := exec.Command(bin, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
+	return bin
+}
+
+// runRedis starts redis-server on port with its files in dir; persist
+// turns on AOF with fsync on every write (what Redis acknowledged survives
+// its restart). The caller stops it.
+func runRedis(t *testing.T, bin string, port int, dir string, persist bool) *exec.Cmd {
+	t.Helper()
+	aof := []string{"--appendonly", "no"}
+	if persist {
+		aof = []string{"--appendonly", "yes", "--appendfsync", "always"}
+	}
+	args := append([]string{"--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--dir", dir}, aof...)
+	cmd := exec.Command(bin, args...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	eventually(t, 10*time.Second, "redis-server to listen", func() bool {
+	return cmd
+}
+
+// waitListening waits until addr accepts connections.
+func waitListening(t *testing.T, addr string) {
+	t.Helper()
+	eventually(t, 10*time.Second, addr+" to listen", func() bool {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()
 		}
 		return err == nil
 	})
+}
+
+// startRedis runs a redis-server on a free loopback port for the test.
+func startRedis(t *testing.T) string {
+	t.Helper()
+	port := freePort(t)
+	cmd := runRedis(t, redisBinary(t), port, t.TempDir(), false)
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	waitListening(t, addr)
 	return addr
 }
 
@@ -213,34 +239,15 @@ func TestTwoInstancesShareRedis(t *testing.T) {
 // Redis down: fail closed (503, never a pass-through), say so once in the
 // log, and serve again by itself when Redis is back.
 func TestRedisDownFailsClosed(t *testing.T) {
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("redis-server is not installed")
-		}
-		t.Skip("redis-server is not installed")
-	}
+	bin := redisBinary(t)
 	port := freePort(t)
 	dataDir := t.TempDir()
-	startAt := func() *exec.Cmd {
-		// AOF with fsync on every write, as the README recommends: what
-		// Redis acknowledged survives its restart.
-		cmd := exec.Command(bin, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", dataDir)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		return cmd
-	}
+	// Persistent, as the README recommends, so the restart keeps sessions.
+	startAt := func() *exec.Cmd { return runRedis(t, bin, port, dataDir, true) }
 	redis := startAt()
 	defer func() { _ = redis.Process.Kill(); _ = redis.Wait() }()
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	eventually(t, 10*time.Second, "redis", func() bool {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	waitListening(t, addr)
 	mb := startMailbox(t, "")
 	up := startUpstream(t)
 	a := startInstance(t, addr, mb.addr, up, "A")
@@ -286,13 +293,7 @@ func TestRedisDownFailsClosed(t *testing.T) {
 // Caddy starts while Redis is unreachable: requests are refused at once
 // (not held), and the portal serves by itself once Redis answers.
 func TestStartWithRedisDown(t *testing.T) {
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("redis-server is not installed")
-		}
-		t.Skip("redis-server is not installed")
-	}
+	bin := redisBinary(t)
 	port := freePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	mb := startMailbox(t, "")
@@ -308,10 +309,7 @@ func TestStartWithRedisDown(t *testing.T) {
 		t.Fatalf("the refusal took %s", d)
 	}
 
-	redis := exec.Command(bin, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
-	if err := redis.Start(); err != nil {
-		t.Fatal(err)
-	}
+	redis := runRedis(t, bin, port, t.TempDir(), false)
 	t.Cleanup(func() { _ = redis.Process.Kill(); _ = redis.Wait() })
 	eventually(t, 30*time.Second, "the portal to serve", func() bool {
 		return b.get("/tickets/1").Status == http.StatusSeeOther

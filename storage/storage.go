@@ -293,6 +293,20 @@ type OutboxMessage struct {
 	CreatedAt  time.Time `json:"created_at"`
 }
 
+// WithDefaults fills an enqueued message's id, creation and due times.
+func (m OutboxMessage) WithDefaults(now time.Time) OutboxMessage {
+	if m.ID == "" {
+		m.ID = SortableID(now)
+	}
+	if m.CreatedAt.IsZero() {
+		m.CreatedAt = now
+	}
+	if m.Due.IsZero() {
+		m.Due = now
+	}
+	return m
+}
+
 // AuditEvent is one entry of the audit trail. It never holds a code, a
 // token or a secret.
 type AuditEvent struct {

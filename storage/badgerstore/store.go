@@ -697,16 +697,7 @@ func (s *Store) TakeOnce(_ context.Context, key string) ([]byte, error) {
 
 // Enqueue implements storage.Store.
 func (s *Store) Enqueue(_ context.Context, m storage.OutboxMessage) error {
-	now := s.now()
-	if m.ID == "" {
-		m.ID = storage.SortableID(now)
-	}
-	if m.CreatedAt.IsZero() {
-		m.CreatedAt = now
-	}
-	if m.Due.IsZero() {
-		m.Due = now
-	}
+	m = m.WithDefaults(s.now())
 	return s.update(func(txn *badger.Txn) error { return setJSON(txn, kOutbox+m.ID, m, 0) })
 }
 

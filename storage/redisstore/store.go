@@ -1206,16 +1206,7 @@ func parseTime(s string) time.Time {
 
 // Enqueue implements storage.Store.
 func (s *Store) Enqueue(ctx context.Context, m storage.OutboxMessage) error {
-	now := s.now()
-	if m.ID == "" {
-		m.ID = storage.SortableID(now)
-	}
-	if m.CreatedAt.IsZero() {
-		m.CreatedAt = now
-	}
-	if m.Due.IsZero() {
-		m.Due = now
-	}
+	m = m.WithDefaults(s.now())
 	claimable := m.Due
 	if m.LeaseUntil.After(claimable) {
 		claimable = m.LeaseUntil
