@@ -24,12 +24,9 @@ const (
 	HeaderContactEmail = "X-Portal-Contact-Email"
 	HeaderContactName  = "X-Portal-Contact-Name"
 	HeaderWorkspace    = "X-Portal-Workspace"
-	// HeaderCSRF carries the session's sign-out token to the portal, so its
-	// pages can render a sign-out form.
-	HeaderCSRF = "X-Portal-Csrf"
 )
 
-var identityHeaders = []string{HeaderContactID, HeaderContactEmail, HeaderContactName, HeaderWorkspace, HeaderCSRF}
+var identityHeaders = []string{HeaderContactID, HeaderContactEmail, HeaderContactName, HeaderWorkspace}
 
 // Cookie names; on HTTPS the __Host- prefix pins them to this host.
 const (
@@ -81,18 +78,17 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 		return g.serveAuth(w, r, store, strings.TrimPrefix(p, g.AuthPath))
 	}
 
-	sess, contact, err := g.signedIn(r, store)
+	_, contact, err := g.signedIn(r, store)
 	switch {
 	case err == nil:
 		// The portal never sees the gate's own cookies.
 		stripCookies(r)
-		// One backing array for the five header values: one allocation.
-		v := []string{contact.ID, contact.Email, contact.Name, ws.Name, sess.CSRF}
+		// One backing array for the four header values: one allocation.
+		v := []string{contact.ID, contact.Email, contact.Name, ws.Name}
 		r.Header[HeaderContactID] = v[0:1:1]
 		r.Header[HeaderContactEmail] = v[1:2:2]
 		r.Header[HeaderContactName] = v[2:3:3]
 		r.Header[HeaderWorkspace] = v[3:4:4]
-		r.Header[HeaderCSRF] = v[4:5:5]
 		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 			repl.Set("http.auth.user.id", contact.ID)
 			repl.Set("http.auth.user.email", contact.Email)

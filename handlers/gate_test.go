@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -164,24 +165,58 @@ func TestSessionOtherWorkspace(t *testing.T) {
 	wantSignIn(t, "acme session on other", elsewhere)
 }
 
-// TestSignOut checks that sign-out needs the session's CSRF token and ends
-// the session.
+// TestSignOut checks what a sign-out POST must show to end the session: the
+// confirmation page's token, or a browser's word that the button was on a
+// page of this site. Anything from another site is refused.
 func TestSignOut(t *testing.T) {
 	tp := newTestPortal(t, nil)
 	b := tp.signedIn(t)
-	res := b.get("/tickets")
-	token := res.identity.Get(HeaderCSRF)
 	old := b.cookie(cookieSession)
+	host := "http://" + tp.acme.Workspace.URL.Host
+	post := func(form url.Values, h http.Header) *response {
+		return b.do(http.MethodPost, "/_portal/signout", form, h)
+	}
 
-	wantStatus(t, "sign-out without token", b.post("/_portal/signout", url.Values{}), http.StatusForbidden)
-	wantPortal(t, "after refused sign-out", b)
-	wantRedirect(t, "sign-out", b.post("/_portal/signout", url.Values{"csrf": {token}}), "/_portal/signin")
+	for _, c := range []struct {
+		what string
+		form url.Values
+		h    http.Header
+	}{
+		{"a wrong token", url.Values{"csrf": {"forged"}}, nil},
+		{"a cross-site post", url.Values{}, http.Header{"Sec-Fetch-Site": {"cross-site"}}},
+		{"a same-site post from a sibling host", url.Values{}, http.Header{"Sec-Fetch-Site": {"same-site"}}},
+		{"a foreign Origin", url.Values{}, http.Header{"Origin": {"https://evil.example"}}},
+		{"a null Origin", url.Values{}, http.Header{"Origin": {"null"}}},
+		{"a wrong token from this site", url.Values{"csrf": {"forged"}}, http.Header{"Sec-Fetch-Site": {"same-origin"}}},
+	} {
+		wantStatus(t, "sign-out with "+c.what, post(c.form, c.h), http.StatusForbidden)
+		wantPortal(t, "after sign-out with "+c.what, b)
+	}
+
+	// No token and no word from the browser: the confirmation page, whose
+	// form carries the token.
+	confirm := post(url.Values{}, nil)
+	wantStatus(t, "sign-out with no browser headers", confirm, http.StatusOK)
+	wantPortal(t, "after the confirmation page", b)
+	if !strings.Contains(confirm.body, "Sign out") {
+		t.Fatalf("no confirmation page:\n%s", confirm.body)
+	}
+	wantRedirect(t, "confirmed sign-out", post(url.Values{"csrf": {csrf(t, confirm)}}, nil), "/_portal/signin")
 	if b.cookie(cookieSession) != "" {
 		t.Error("session cookie kept after sign-out")
 	}
 	stale := tp.browser(t, tp.acme)
 	stale.jar[cookieSession] = old
 	wantSignIn(t, "session cookie after sign-out", stale)
+
+	// A plain button in the portal: the browser's Sec-Fetch-Site or Origin
+	// vouches for it.
+	for _, h := range []http.Header{{"Sec-Fetch-Site": {"same-origin"}}, {"Origin": {host}}} {
+		tp.clock.Advance(time.Minute) // past the resend cooldown
+		b := tp.signedIn(t)
+		wantRedirect(t, fmt.Sprintf("sign-out button with %v", h), b.do(http.MethodPost, "/_portal/signout", url.Values{}, h), "/_portal/signin")
+		wantSignIn(t, "after the sign-out button", b)
+	}
 }
 
 // TestCookieAttributes checks every cookie the flows set: on HTTPS the
@@ -199,7 +234,7 @@ func TestCookieAttributes(t *testing.T) {
 			b.tls = secure
 			wantRedirect(t, "sign-in", tp.signIn(b, "/tickets/3"), "/tickets/3")
 			wantPortal(t, "signed in", b)
-			wantRedirect(t, "sign-out", b.post("/_portal/signout", url.Values{"csrf": {b.get("/").identity.Get(HeaderCSRF)}}), "/_portal/signin")
+			wantRedirect(t, "sign-out", b.do(http.MethodPost, "/_portal/signout", url.Values{}, http.Header{"Sec-Fetch-Site": {"same-origin"}}), "/_portal/signin")
 
 			seen := map[string]bool{}
 			for _, c := range b.setCookies {

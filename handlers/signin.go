@@ -516,19 +516,35 @@ func (g *Gate) signOutPage(w http.ResponseWriter, r *http.Request, store storage
 	})
 }
 
-// signOut ends the session and goes back to sign in.
+// signOut ends the session and goes back to sign in. The form must show
+// that the contact sent it: the confirmation page's token, or, for a plain
+// sign-out button in the portal, the browser's Sec-Fetch-Site or Origin
+// naming this site. A post from another site changes nothing, not even the
+// cookie.
 func (g *Gate) signOut(w http.ResponseWriter, r *http.Request, store storage.Store) error {
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	_ = r.ParseForm()
+	refuse := func() error {
+		return g.message(w, http.StatusForbidden, "Sign-out failed",
+			"This form was not sent from the portal.", "Use the sign-out button in the portal.", "/", "Back to the portal")
+	}
+	if crossSite(r) {
+		return refuse()
+	}
 	c, err := r.Cookie(cookieName(r, cookieSession))
 	if err == nil && validID(c.Value) {
 		ctx := r.Context()
 		hash := hashID(c.Value)
 		sess, err := store.Session(ctx, hash)
 		if err == nil {
-			if subtle.ConstantTimeCompare([]byte(sess.CSRF), []byte(r.PostFormValue("csrf"))) != 1 {
-				return g.message(w, http.StatusForbidden, "Sign-out failed",
-					"This form was not sent from the portal.", "Use the sign-out button in the portal.", "/", "Back to the portal")
+			switch token := r.PostFormValue("csrf"); {
+			case token != "":
+				if subtle.ConstantTimeCompare([]byte(sess.CSRF), []byte(token)) != 1 {
+					return refuse()
+				}
+			case !sameOrigin(r):
+				// No token and no word from the browser: ask.
+				return g.signOutPage(w, r, store)
 			}
 			if err := store.DeleteSession(ctx, hash); err != nil {
 				return g.storageFailed(w, r, "ending session", err)
@@ -616,4 +632,24 @@ func (p *Portal) giveUp(m storage.OutboxMessage, err error) {
 	p.Logger.Error("mail not delivered", zap.String("id", m.ID), zap.Int("attempts", m.Attempts), zap.Error(err))
 	p.Audit(context.Background(), storage.AuditEvent{Workspace: job.Workspace, Event: EventMailFailed,
 		Email: job.Email, ContactID: job.ContactID, Method: job.Method, Reason: err.Error()})
+}
+
+// originCheck is Go's check of Sec-Fetch-Site and Origin against the
+// request's own host.
+var originCheck = http.NewCrossOriginProtection()
+
+// sameOrigin reports whether the browser says the request comes from a page
+// of this site: Sec-Fetch-Site or Origin present, and matching.
+func sameOrigin(r *http.Request) bool {
+	return !noOriginSignal(r) && originCheck.Check(r) == nil
+}
+
+// crossSite reports whether the browser says the request comes from
+// another origin.
+func crossSite(r *http.Request) bool {
+	return !noOriginSignal(r) && originCheck.Check(r) != nil
+}
+
+func noOriginSignal(r *http.Request) bool {
+	return r.Header.Get("Sec-Fetch-Site") == "" && r.Header.Get("Origin") == ""
 }

@@ -361,7 +361,6 @@ var portalPage = template.Must(template.New("page").Parse(`<!doctype html>
 <header>
 <p>Signed in as <strong id="who">{{.Email}}</strong> (<span id="name">{{.Name}}</span>, {{.ID}})</p>
 <form id="signout" method="post" action="/_portal/signout">
-<input type="hidden" name="csrf" value="{{.CSRF}}">
 <button type="submit">Sign out</button>
 </form>
 </header>
@@ -408,7 +407,6 @@ func startPortal(t *testing.T) *portal {
 			"Email":   email,
 			"Name":    r.Header.Get("X-Portal-Contact-Name"),
 			"ID":      r.Header.Get("X-Portal-Contact-Id"),
-			"CSRF":    r.Header.Get("X-Portal-Csrf"),
 			"Where":   r.URL.RequestURI(),
 		})
 	}))

@@ -235,28 +235,43 @@ func TestCSRFIsRequired(t *testing.T) {
 	g.mail.none(t, 300*time.Millisecond)
 }
 
+// Sign-out: a plain button in the portal works when the browser vouches for
+// it, a link to /_portal/signout asks first, and a post from another site
+// changes nothing.
 func TestSignOutEndsTheSession(t *testing.T) {
 	g := newGateway(t)
 	g.start()
 	b := g.browser()
 	b.signIn("sam@acme.example", "/")
 	r := b.get("/")
-	_, h := seen(t, r)
-	token := h.Get("X-Portal-Csrf")
-	if token == "" {
-		t.Fatal("the portal gets no sign-out token")
+	if _, h := seen(t, r); h.Get("X-Portal-Csrf") != "" {
+		t.Fatal("the portal gets a sign-out token it does not need")
 	}
-	if r := b.post("/_portal/signout", url.Values{"csrf": {"wrong"}}); r.Status != http.StatusForbidden {
-		t.Fatalf("sign-out with a wrong token: %d", r.Status)
+	for _, hdr := range [][]string{
+		{"Sec-Fetch-Site", "cross-site"},
+		{"Origin", "https://evil.example"},
+		{"Sec-Fetch-Site", "same-origin"}, // with a wrong token
+	} {
+		if r := b.post("/_portal/signout", url.Values{"csrf": {"wrong"}}, hdr...); r.Status != http.StatusForbidden {
+			t.Fatalf("sign-out with %v: %d", hdr, r.Status)
+		}
+	}
+	if r := b.post("/_portal/signout", url.Values{}, "Origin", "https://evil.example"); r.Status != http.StatusForbidden || r.Header.Get("Set-Cookie") != "" {
+		t.Fatalf("sign-out from another site: %d, Set-Cookie %q", r.Status, r.Header.Get("Set-Cookie"))
 	}
 	if r := b.get("/"); r.Status != http.StatusOK {
 		t.Fatalf("still signed in after a refused sign-out: %d", r.Status)
 	}
 	// A portal can also just link to /_portal/signout: a confirmation page
-	// carries the token.
+	// carries the token. A post with neither token nor browser headers gets
+	// the same page.
 	page := b.get("/_portal/signout")
-	if page.Status != http.StatusOK || !strings.Contains(page.Body, "sam@acme.example") || csrfOf(t, page.Body) != token {
+	if page.Status != http.StatusOK || !strings.Contains(page.Body, "sam@acme.example") {
 		t.Fatalf("sign-out page: %d\n%s", page.Status, page.Body)
+	}
+	token := csrfOf(t, page.Body)
+	if again := b.post("/_portal/signout", url.Values{}); again.Status != http.StatusOK || csrfOf(t, again.Body) != token {
+		t.Fatalf("sign-out without a token: %d\n%s", again.Status, again.Body)
 	}
 	r = b.post("/_portal/signout", url.Values{"csrf": {token}})
 	if r.Status != http.StatusSeeOther || r.Location != "/_portal/signin" {
@@ -267,6 +282,16 @@ func TestSignOutEndsTheSession(t *testing.T) {
 	}
 	if r := b.get("/"); r.Status != http.StatusSeeOther {
 		t.Fatalf("after sign-out: %d", r.Status)
+	}
+
+	// The portal's own button: the browser's Origin names this site.
+	b.signIn("jane@acme.example", "/")
+	r = b.post("/_portal/signout", url.Values{}, "Origin", g.base())
+	if r.Status != http.StatusSeeOther || r.Location != "/_portal/signin" {
+		t.Fatalf("sign-out button: %d %q", r.Status, r.Location)
+	}
+	if r := b.get("/"); r.Status != http.StatusSeeOther {
+		t.Fatalf("after the sign-out button: %d", r.Status)
 	}
 }
 
