@@ -4,7 +4,7 @@
 // same upstream, interleaved round by round, and reports throughput and
 // latency of both.
 //
-//	go run ./cmd/portalbench -caddy ./caddy [-rounds 6] [-duration 3s] [-conns 16] [-storage badger|redis]
+//	go run ./cmd/portalbench -caddy ./caddy [-rounds 60] [-duration 300ms] [-conns 16] [-storage badger|redis]
 //
 // `./xcaddy.sh bench` builds Caddy and runs it.
 package main
@@ -35,8 +35,8 @@ import (
 
 func main() {
 	caddyBin := flag.String("caddy", "./caddy", "Caddy binary built with portalgate")
-	rounds := flag.Int("rounds", 6, "interleaved rounds (each measures bare then gated, alternating order)")
-	duration := flag.Duration("duration", 3*time.Second, "length of one measurement")
+	rounds := flag.Int("rounds", 60, "interleaved rounds (each measures every target once, in a rotating order)")
+	duration := flag.Duration("duration", 300*time.Millisecond, "length of one measurement")
 	conns := flag.Int("conns", 16, "concurrent keep-alive connections")
 	backend := flag.String("storage", "badger", "portal storage: badger, or redis (starts redis-server on a free port)")
 	flag.StringVar(&profileOut, "cpuprofile", "", "after the rounds, write a CPU profile of Caddy under gated load to this file")
@@ -104,7 +104,7 @@ func run(caddyBin, backend string, rounds int, d time.Duration, conns int) error
 		return fmt.Errorf("unknown -storage %q", backend)
 	}
 
-	adminPort, gatedPort, barePort, upPort := freePort(), freePort(), freePort(), freePort()
+	adminPort, gatedPort, barePort, headersPort, upPort := freePort(), freePort(), freePort(), freePort(), freePort()
 	contacts := filepath.Join(dir, "contacts.json")
 	if err := os.WriteFile(contacts, []byte(`[{"id":"c-1","email":"bench@acme.example","name":"Bench"}]`), 0o600); err != nil {
 		return err
@@ -143,9 +143,17 @@ http://127.0.0.1:%d {
 }
 
 http://127.0.0.1:%d {
+	request_header X-Portal-Contact-Id c-1
+	request_header X-Portal-Contact-Email bench@acme.example
+	request_header X-Portal-Contact-Name Bench
+	request_header X-Portal-Workspace bench
+	reverse_proxy 127.0.0.1:%d
+}
+
+http://127.0.0.1:%d {
 	respond "ok" 200
 }
-`, adminPort, dir, storage, smtpPort, gatedPort, contacts, gatedPort, upPort, barePort, upPort, upPort)
+`, adminPort, dir, storage, smtpPort, gatedPort, contacts, gatedPort, upPort, barePort, upPort, headersPort, upPort, upPort)
 	cfgFile := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(cfgFile, []byte(caddyfile), 0o600); err != nil {
 		return err
@@ -156,8 +164,9 @@ http://127.0.0.1:%d {
 	if err := caddy.Start(); err != nil {
 		return fmt.Errorf("starting caddy: %w", err)
 	}
+	caddyPID = caddy.Process.Pid
 	defer func() { _ = caddy.Process.Signal(os.Interrupt); _ = caddy.Wait() }()
-	for _, p := range []int{gatedPort, barePort, upPort} {
+	for _, p := range []int{gatedPort, barePort, headersPort, upPort} {
 		if err := waitPort(p, 20*time.Second); err != nil {
 			return err
 		}
@@ -171,24 +180,34 @@ http://127.0.0.1:%d {
 	bare := target{name: "reverse_proxy", url: fmt.Sprintf("http://127.0.0.1:%d/tickets/1", barePort)}
 	gated := target{name: "portal_auth + reverse_proxy", url: fmt.Sprintf("http://127.0.0.1:%d/tickets/1", gatedPort), cookie: cookie}
 	if os.Getenv("PORTALBENCH_AA") != "" {
-		gated = target{name: "reverse_proxy (A/A)", url: bare.url, cookie: cookie}
+		gated = target{name: "reverse_proxy (A/A)", url: bare.url}
 	}
-	// Warm up both paths (connections, caches, JIT of the kernel's TCP).
-	bare.load(conns, time.Second)
-	gated.load(conns, time.Second)
-	bare.reset()
-	gated.reset()
+	// The reference: a bare reverse_proxy that adds the same four identity
+	// headers with static values, what any gate would cost at best.
+	headers := target{name: "reverse_proxy + the 4 identity headers (request_header)", url: fmt.Sprintf("http://127.0.0.1:%d/tickets/1", headersPort)}
+	all := []*target{&bare, &gated, &headers}
+	// Warm up every path (connections, caches, the kernel's TCP).
+	for _, t := range all {
+		t.load(conns, time.Second)
+		t.reset()
+	}
+	// The machine's speed drifts from second to second (other tenants,
+	// frequency), so each round measures every target back to back, in an
+	// order that rotates, and the headline is the median of the rounds' own
+	// ratios.
+	var ratios, refRatios, overRef []float64
 	for i := range rounds {
-		first, second := &bare, &gated
-		if i%2 == 1 {
-			first, second = second, first
+		for j := range all {
+			if err := all[(i+j)%len(all)].load(conns, d); err != nil {
+				return err
+			}
 		}
-		if err := first.load(conns, d); err != nil {
-			return err
-		}
-		if err := second.load(conns, d); err != nil {
-			return err
-		}
+		ratios = append(ratios, gated.lastRate/bare.lastRate)
+		refRatios = append(refRatios, headers.lastRate/bare.lastRate)
+		overRef = append(overRef, gated.lastRate/headers.lastRate)
+	}
+	for _, r := range [][]float64{ratios, refRatios, overRef} {
+		slices.Sort(r)
 	}
 
 	if profileOut != "" {
@@ -217,14 +236,29 @@ http://127.0.0.1:%d {
 
 	fmt.Printf("portalbench: %d rounds × %s per target, %d connections, storage %s, GOMAXPROCS %d, %s\n\n",
 		rounds, d, conns, backend, runtime.GOMAXPROCS(0), time.Now().UTC().Format("2006-01-02"))
-	fmt.Println("| target | requests/s | p50 | p99 | errors |")
-	fmt.Println("| --- | ---: | ---: | ---: | ---: |")
-	for _, t := range []*target{&bare, &gated} {
-		fmt.Printf("| %s | %.0f | %s | %s | %d |\n", t.name, t.rate(), t.pct(0.50), t.pct(0.99), t.errors.Load())
+	fmt.Println("| target | requests/s | p50 | p99 | Caddy CPU per request | load generator CPU per request | errors |")
+	fmt.Println("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+	for _, t := range all {
+		fmt.Printf("| %s | %.0f | %s | %s | %s | %s | %d |\n", t.name, t.rate(), t.pct(0.50), t.pct(0.99),
+			t.perRequest(t.caddyCPU), t.perRequest(t.ownCPU), t.errors.Load())
 	}
-	fmt.Printf("\nthroughput ratio (gated / bare): %.3f\n", gated.rate()/bare.rate())
-	if gated.errors.Load() > 0 || bare.errors.Load() > 0 {
-		return errors.New("some requests failed")
+	fmt.Println()
+	for _, r := range []struct {
+		what   string
+		ratios []float64
+		a, b   *target
+	}{
+		{"throughput ratio (gated / bare)", ratios, &gated, &bare},
+		{"reference: bare + 4 headers / bare", refRatios, &headers, &bare},
+		{"gated / bare + 4 headers", overRef, &gated, &headers},
+	} {
+		fmt.Printf("%s: %.3f (median of %d rounds; middle half %.3f–%.3f; all requests together %.3f)\n", r.what,
+			quantile(r.ratios, 0.5), len(r.ratios), quantile(r.ratios, 0.25), quantile(r.ratios, 0.75), r.a.rate()/r.b.rate())
+	}
+	for _, t := range all {
+		if t.errors.Load() > 0 {
+			return errors.New("some requests failed")
+		}
 	}
 	return nil
 }
@@ -235,6 +269,9 @@ type target struct {
 	lat               []time.Duration
 	elapsed           time.Duration
 	count             int64
+	caddyCPU, ownCPU  time.Duration
+	lastRate          float64 // requests per second in the latest load
+	client            *http.Client
 	errors            atomic.Int64
 }
 
@@ -245,13 +282,19 @@ func (t *target) reset() {
 
 // load drives t with conns keep-alive connections for d.
 func (t *target) load(conns int, d time.Duration) error {
-	tr := &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns, DisableCompression: true}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	if t.client == nil {
+		// The connections stay open from round to round, so short rounds
+		// measure requests, not handshakes.
+		tr := &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns, DisableCompression: true}
+		t.client = &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
+	client := t.client
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	var wg sync.WaitGroup
 	start := time.Now()
+	caddyBefore, ownBefore := cpuTime(caddyPID), cpuTime(os.Getpid())
+	before := int64(len(t.lat))
 	for range conns {
 		wg.Add(1)
 		go func() {
@@ -286,13 +329,64 @@ func (t *target) load(conns int, d time.Duration) error {
 		}()
 	}
 	wg.Wait()
+	caddyAfter, ownAfter := cpuTime(caddyPID), cpuTime(os.Getpid())
 	t.mu.Lock()
+	n := int64(len(t.lat)) - before
+	t.lastRate = float64(n) / time.Since(start).Seconds()
 	t.elapsed += time.Since(start)
+	t.caddyCPU += caddyAfter - caddyBefore
+	t.ownCPU += ownAfter - ownBefore
 	t.mu.Unlock()
 	return nil
 }
 
+// caddyPID is the Caddy process under test, for its CPU time.
+var caddyPID int
+
+// cpuTime is the user+system CPU time a process has used so far, from
+// /proc/<pid>/stat (0 where that is not available).
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the parenthesised command name; utime and stime are the
+	// 14th and 15th fields, in clock ticks (100 per second on Linux).
+	_, rest, ok := strings.Cut(string(b), ") ")
+	if !ok {
+		return 0
+	}
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0
+	}
+	var utime, stime int64
+	fmt.Sscan(f[11], &utime)
+	fmt.Sscan(f[12], &stime)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// quantile of sorted values, interpolated.
+func quantile(sorted []float64, q float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	pos := q * float64(len(sorted)-1)
+	i := int(pos)
+	if i+1 >= len(sorted) {
+		return sorted[i]
+	}
+	return sorted[i] + (pos-float64(i))*(sorted[i+1]-sorted[i])
+}
+
 func (t *target) rate() float64 { return float64(t.count) / t.elapsed.Seconds() }
+
+func (t *target) perRequest(cpu time.Duration) string {
+	if t.count == 0 || cpu == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f µs", float64(cpu.Microseconds())/float64(t.count))
+}
 
 func (t *target) pct(p float64) string {
 	if len(t.lat) == 0 {
