@@ -107,52 +107,109 @@ type Store struct {
 	healthy atomic.Bool
 
 	written ownWrites
-	// decoded keeps the last decoding of each hot record next to the raw
-	// value it came from, so a cache hit costs a string comparison rather
-	// than a JSON decode.
-	decoded memo
+	// near holds decoded sessions and contacts in front of rueidis's
+	// client-side cache, so a signed-in request costs two map reads.
+	near near
 }
 
-// memo maps a key to its raw value and decoding; bounded, with random
-// eviction.
-type memo struct {
-	mu sync.RWMutex
-	m  map[string]memoEntry
+// near is the decoded copy of records read through the client-side cache.
+// It forgets a key when Redis invalidates it (rueidis's OnInvalidations),
+// everything when a connection is lost or Redis flushes, and each entry
+// after CacheTTL. Only values read with tracking on are kept, and a read
+// that an invalidation overtook is not kept (gen), so nothing here is
+// staler than rueidis's own cache.
+type near struct {
+	mu  sync.RWMutex
+	m   map[string]nearEntry
+	gen uint64 // bumped by every invalidation
 }
 
-type memoEntry struct {
-	raw string
-	v   any
+type nearEntry struct {
+	v     any
+	until time.Time
 }
 
-const memoMax = 16384
+// nearMax bounds the entries; past it, a tenth is dropped at random.
+const nearMax = 1 << 17
 
-func (m *memo) get(key, raw string) (any, bool) {
-	m.mu.RLock()
-	e, ok := m.m[key]
-	m.mu.RUnlock()
-	if ok && e.raw == raw {
+func (n *near) get(key string, now time.Time) (any, bool) {
+	n.mu.RLock()
+	e, ok := n.m[key]
+	n.mu.RUnlock()
+	if ok && now.Before(e.until) {
 		return e.v, true
 	}
 	return nil, false
 }
 
-func (m *memo) put(key, raw string, v any) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.m == nil {
-		m.m = make(map[string]memoEntry)
+// generation is read before a cached read whose result may be kept.
+func (n *near) generation() uint64 {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.gen
+}
+
+// put keeps v unless an invalidation arrived since gen was read.
+func (n *near) put(key string, v any, gen uint64, until time.Time) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.gen != gen {
+		return
 	}
-	if len(m.m) >= memoMax {
-		n := memoMax / 10
-		for k := range m.m {
-			delete(m.m, k)
-			if n--; n <= 0 {
+	if n.m == nil {
+		n.m = make(map[string]nearEntry)
+	}
+	if len(n.m) >= nearMax {
+		drop := nearMax / 10
+		for k := range n.m {
+			delete(n.m, k)
+			if drop--; drop <= 0 {
 				break
 			}
 		}
 	}
-	m.m[key] = memoEntry{raw: raw, v: v}
+	n.m[key] = nearEntry{v: v, until: until}
+}
+
+// invalidate is rueidis's OnInvalidations hook: keys Redis says changed,
+// or nil for all of them (flush, lost connection).
+func (n *near) invalidate(keys []rueidis.RedisMessage) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.gen++
+	if keys == nil {
+		clear(n.m)
+		return
+	}
+	for _, k := range keys {
+		if key, err := k.ToString(); err == nil {
+			delete(n.m, key)
+		}
+	}
+}
+
+// record reads a session or contact: from near, or through the client-side
+// cache and decode, keeping the result in near when Redis tracks it.
+func (s *Store) record(ctx context.Context, key string, decode func(string) (any, error)) (any, bool, error) {
+	own := s.written.recent(key)
+	if !own {
+		if v, ok := s.near.get(key, time.Now()); ok {
+			return v, true, nil
+		}
+	}
+	gen := s.near.generation()
+	raw, ok, tracked, err := s.getCached(ctx, key, own)
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	v, err := decode(raw)
+	if err != nil {
+		return nil, false, err
+	}
+	if tracked {
+		s.near.put(key, v, gen, time.Now().Add(s.cacheTTL))
+	}
+	return v, true, nil
 }
 
 type clientRef struct{ rueidis.Client }
@@ -216,6 +273,7 @@ func Open(o Options) (*Store, error) {
 		log:       o.Logger,
 		written:   ownWrites{m: map[string]time.Time{}},
 	}
+	s.opt.OnInvalidations = s.near.invalidate
 	s.opt.Dialer.Timeout = o.DialTimeout
 	s.opt.Sentinel.Dialer.Timeout = o.DialTimeout
 	s.healthy.Store(true)
@@ -360,26 +418,29 @@ func (s *Store) getString(ctx context.Context, key string) (string, bool, error)
 }
 
 // getCached reads a string key through the client-side cache, except for
-// keys this instance wrote a moment ago (see ownWrites).
-func (s *Store) getCached(ctx context.Context, key string) (string, bool, error) {
-	if s.written.recent(key) {
-		return s.getString(ctx, key)
+// keys this instance wrote a moment ago (own; see ownWrites). tracked says
+// the value came with tracking on, so Redis will invalidate it.
+func (s *Store) getCached(ctx context.Context, key string, own bool) (v string, ok, tracked bool, err error) {
+	if own {
+		v, ok, err = s.getString(ctx, key)
+		return v, ok, false, err
 	}
 	c, err := s.conn()
 	if err != nil {
-		return "", false, err
+		return "", false, false, err
 	}
 	r := c.DoCache(ctx, c.B().Get().Key(key).Cache(), s.cacheTTL)
 	if errors.Is(r.Error(), rueidis.ErrDoCacheAborted) {
-		return s.getString(ctx, key)
+		v, ok, err = s.getString(ctx, key)
+		return v, ok, false, err
 	}
 	if err := s.check(r.Error()); rueidis.IsRedisNil(err) {
-		return "", false, nil
+		return "", false, false, nil
 	} else if err != nil {
-		return "", false, err
+		return "", false, false, err
 	}
-	v, err := r.ToString()
-	return v, err == nil, err
+	v, err = r.ToString()
+	return v, err == nil, err == nil, err
 }
 
 // ownWrites remembers the keys of cached records (sessions, contacts) this
@@ -391,6 +452,9 @@ type ownWrites struct {
 	mu    sync.RWMutex
 	m     map[string]time.Time
 	swept time.Time
+	// until is when the latest window ends (Unix ns): past it, no key is
+	// recent, and reads skip the lock.
+	until atomic.Int64
 }
 
 // ownWriteWindow is how long after a write its key is read past the cache;
@@ -404,6 +468,7 @@ func (w *ownWrites) mark(keys ...string) {
 	for _, k := range keys {
 		w.m[k] = now.Add(ownWriteWindow)
 	}
+	w.until.Store(now.Add(ownWriteWindow).UnixNano())
 	if len(w.m) > 1024 && now.Sub(w.swept) > ownWriteWindow {
 		for k, until := range w.m {
 			if now.After(until) {
@@ -415,6 +480,9 @@ func (w *ownWrites) mark(keys ...string) {
 }
 
 func (w *ownWrites) recent(key string) bool {
+	if time.Now().UnixNano() > w.until.Load() {
+		return false
+	}
 	w.mu.RLock()
 	until, ok := w.m[key]
 	w.mu.RUnlock()
@@ -568,23 +636,20 @@ func (s *Store) PutContacts(ctx context.Context, ws string, contacts []storage.C
 // Contact implements storage.Store. It is on the hot path: served from the
 // client-side cache, which Redis invalidates on every change.
 func (s *Store) Contact(ctx context.Context, ws, id string) (storage.Contact, error) {
-	key := s.contactKey(ws, id)
-	raw, ok, err := s.getCached(ctx, key)
+	v, ok, err := s.record(ctx, s.contactKey(ws, id), func(raw string) (any, error) {
+		var c storage.Contact
+		if err := json.Unmarshal([]byte(raw), &c); err != nil {
+			return nil, fmt.Errorf("redis: contact %s: %w", id, err)
+		}
+		return c, nil
+	})
 	if err != nil {
 		return storage.Contact{}, err
 	}
 	if !ok {
 		return storage.Contact{}, storage.ErrNotFound
 	}
-	if v, ok := s.decoded.get(key, raw); ok {
-		return v.(storage.Contact), nil
-	}
-	var c storage.Contact
-	if err := json.Unmarshal([]byte(raw), &c); err != nil {
-		return storage.Contact{}, fmt.Errorf("redis: contact %s: %w", id, err)
-	}
-	s.decoded.put(key, raw, c)
-	return c, nil
+	return v.(storage.Contact), nil
 }
 
 // contactByIndex follows an index key to the contact. The index and the
@@ -867,23 +932,14 @@ func decodeSession(raw string) (storage.Session, error) {
 // client-side cache, which Redis invalidates on every change; expiry is
 // checked against the clock on every call.
 func (s *Store) Session(ctx context.Context, idHash string) (storage.Session, error) {
-	key := s.sessionKey(idHash)
-	raw, ok, err := s.getCached(ctx, key)
+	v, ok, err := s.record(ctx, s.sessionKey(idHash), func(raw string) (any, error) { return decodeSession(raw) })
 	if err != nil {
 		return storage.Session{}, err
 	}
 	if !ok {
 		return storage.Session{}, storage.ErrNotFound
 	}
-	var sess storage.Session
-	if v, ok := s.decoded.get(key, raw); ok {
-		sess = v.(storage.Session)
-	} else {
-		if sess, err = decodeSession(raw); err != nil {
-			return storage.Session{}, err
-		}
-		s.decoded.put(key, raw, sess)
-	}
+	sess := v.(storage.Session)
 	if !s.now().Before(sess.Expiry()) {
 		return storage.Session{}, storage.ErrNotFound
 	}

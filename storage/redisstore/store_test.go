@@ -636,3 +636,37 @@ func TestOpenWhileRedisDown(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestLostConnectionForgetsCachedRecords: while an instance's connection is
+// down, Redis cannot tell it what changed, so everything it had cached is
+// dropped; a session revoked meanwhile is refused once it is back.
+func TestLostConnectionForgetsCachedRecords(t *testing.T) {
+	srv := startRedis(t, false)
+	ctx := t.Context()
+	prefix := uniquePrefix()
+	a := open(t, srv, redisstore.Options{KeyPrefix: prefix, CacheTTL: time.Hour})
+	b := open(t, srv, redisstore.Options{KeyPrefix: prefix, CacheTTL: time.Hour})
+	now := time.Now()
+	sess := storage.Session{IDHash: "s-lost", Workspace: "acme", ContactID: "c-1",
+		CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(time.Hour)}
+	if err := a.PutSession(ctx, sess); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Session(ctx, sess.IDHash); err != nil { // cached in b
+		t.Fatal(err)
+	}
+	// Every client connection is cut, then the session is deleted behind
+	// b's back with a raw command: no invalidation can reach b for it.
+	if _, err := command(srv.addr(), "CLIENT", "KILL", "TYPE", "normal"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := command(srv.addr(), "DEL", prefix+"sess:"+sess.IDHash); err != nil {
+		t.Fatal(err)
+	}
+	if !eventually(2*time.Second, func() bool {
+		_, err := b.Session(ctx, sess.IDHash)
+		return errors.Is(err, storage.ErrNotFound)
+	}) {
+		t.Fatal("after a lost connection, b still serves a session deleted meanwhile")
+	}
+}
