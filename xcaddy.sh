@@ -46,9 +46,9 @@ bench)
 	build
 	go test -run '^$' -bench . -benchtime 3s ./handlers/
 	GOMEMLIMIT=100MiB go test -run '^$' -bench 'SessionCheck100k' -benchtime 3s ./handlers/
-	go run ./cmd/portalbench -caddy ./caddy -rounds 8 -duration 3s -storage badger
+	go run ./cmd/portalbench -caddy ./caddy -storage badger -sessions 100000
 	if command -v redis-server >/dev/null; then
-		go run ./cmd/portalbench -caddy ./caddy -rounds 8 -duration 3s -storage redis
+		go run ./cmd/portalbench -caddy ./caddy -storage redis
 	fi
 	;;
 *)

@@ -1,16 +1,22 @@
 // Command portalbench measures what the gate costs: in one run on one
 // machine, it drives a signed-in request through portal_auth +
-// reverse_proxy and the same request through a bare reverse_proxy, to the
-// same upstream, interleaved round by round, and reports throughput and
-// latency of both.
+// reverse_proxy, the same request through a bare reverse_proxy, and through
+// a bare reverse_proxy that adds the four identity headers itself, to the
+// same upstream, interleaved round by round, and reports throughput,
+// latency and Caddy's CPU per request of each. With -sessions it also
+// reports Caddy's memory with that many live sessions.
 //
-//	go run ./cmd/portalbench -caddy ./caddy [-rounds 60] [-duration 300ms] [-conns 16] [-storage badger|redis]
+//	go run ./cmd/portalbench -caddy ./caddy [-rounds 60] [-duration 300ms] [-conns 16] [-storage badger|redis] [-sessions 100000]
 //
 // `./xcaddy.sh bench` builds Caddy and runs it.
 package main
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -31,6 +37,9 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/kdesk/portalgate/storage"
+	"github.com/kdesk/portalgate/storage/badgerstore"
 )
 
 func main() {
@@ -39,6 +48,7 @@ func main() {
 	duration := flag.Duration("duration", 300*time.Millisecond, "length of one measurement")
 	conns := flag.Int("conns", 16, "concurrent keep-alive connections")
 	backend := flag.String("storage", "badger", "portal storage: badger, or redis (starts redis-server on a free port)")
+	flag.IntVar(&sessions, "sessions", 0, "Badger only: put this many more live sessions in the store before Caddy starts, read each once through the gate after the rounds, and report Caddy's RSS")
 	flag.StringVar(&profileOut, "cpuprofile", "", "after the rounds, write a CPU profile of Caddy under gated load to this file")
 	flag.Parse()
 	if err := run(*caddyBin, *backend, *rounds, *duration, *conns); err != nil {
@@ -47,7 +57,10 @@ func main() {
 	}
 }
 
-var profileOut string
+var (
+	profileOut string
+	sessions   int
+)
 
 func freePort() int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -89,6 +102,15 @@ func run(caddyBin, backend string, rounds int, d time.Duration, conns int) error
 	defer srv.Close()
 
 	storage := fmt.Sprintf("storage_dir %s/portal", dir)
+	var cookies []string
+	if sessions > 0 {
+		if backend != "badger" {
+			return errors.New("-sessions needs -storage badger")
+		}
+		if cookies, err = putSessions(filepath.Join(dir, "portal"), sessions); err != nil {
+			return fmt.Errorf("putting %d sessions: %w", sessions, err)
+		}
+	}
 	if backend == "redis" {
 		port := freePort()
 		redis := exec.Command("redis-server", "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
@@ -234,6 +256,15 @@ http://127.0.0.1:%d {
 		<-done
 	}
 
+	var rss string
+	if len(cookies) > 0 {
+		if err := sweep(gated.url, cookies, conns); err != nil {
+			return err
+		}
+		rss = fmt.Sprintf("Caddy with %d more live sessions, each read once through the gate: RSS %s (anonymous %s, file-backed %s: the binary and Badger's mapped tables), peak RSS %s\n",
+			len(cookies), procStatus(caddyPID, "VmRSS"), procStatus(caddyPID, "RssAnon"), procStatus(caddyPID, "RssFile"), procStatus(caddyPID, "VmHWM"))
+	}
+
 	fmt.Printf("portalbench: %d rounds × %s per target, %d connections, storage %s, GOMAXPROCS %d, %s\n\n",
 		rounds, d, conns, backend, runtime.GOMAXPROCS(0), time.Now().UTC().Format("2006-01-02"))
 	fmt.Println("| target | requests/s | p50 | p99 | Caddy CPU per request | load generator CPU per request | errors |")
@@ -255,6 +286,7 @@ http://127.0.0.1:%d {
 		fmt.Printf("%s: %.3f (median of %d rounds; middle half %.3f–%.3f; all requests together %.3f)\n", r.what,
 			quantile(r.ratios, 0.5), len(r.ratios), quantile(r.ratios, 0.25), quantile(r.ratios, 0.75), r.a.rate()/r.b.rate())
 	}
+	fmt.Print(rss)
 	for _, t := range all {
 		if t.errors.Load() > 0 {
 			return errors.New("some requests failed")
@@ -338,6 +370,79 @@ func (t *target) load(conns int, d time.Duration) error {
 	t.ownCPU += ownAfter - ownBefore
 	t.mu.Unlock()
 	return nil
+}
+
+// putSessions writes n live sessions for the bench contact into the Badger
+// store at dir, as sign-ins would, and returns their cookies.
+func putSessions(dir string, n int) ([]string, error) {
+	store, err := badgerstore.Open(dir, badgerstore.Options{})
+	if err != nil {
+		return nil, err
+	}
+	defer store.Close()
+	now := time.Now()
+	cookies := make([]string, n)
+	for i := range cookies {
+		var raw [32]byte
+		_, _ = rand.Read(raw[:])
+		id := base64.RawURLEncoding.EncodeToString(raw[:])
+		sum := sha256.Sum256([]byte(id))
+		err := store.PutSession(context.Background(), storage.Session{IDHash: hex.EncodeToString(sum[:]), Workspace: "bench",
+			ContactID: "c-1", Method: "code", CSRF: base64.RawURLEncoding.EncodeToString(raw[:16]),
+			CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(12 * time.Hour), Idle: 12 * time.Hour})
+		if err != nil {
+			return nil, err
+		}
+		cookies[i] = "portal_session=" + id
+	}
+	return cookies, nil
+}
+
+// sweep sends one signed-in request per cookie to url.
+func sweep(url string, cookies []string, conns int) error {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conns}}
+	var next, failed atomic.Int64
+	var wg sync.WaitGroup
+	for range conns {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(len(cookies)); i = next.Add(1) - 1 {
+				req, _ := http.NewRequest(http.MethodGet, url, nil)
+				req.Header.Set("Accept", "text/html")
+				req.Header.Set("Cookie", cookies[i])
+				resp, err := client.Do(req)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					failed.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		return fmt.Errorf("%d of %d sessions were not let through", n, len(cookies))
+	}
+	return nil
+}
+
+// procStatus is one field of /proc/<pid>/status, like "VmRSS".
+func procStatus(pid int, field string) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "?"
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			var kb int
+			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
+			return fmt.Sprintf("%.0f MB", float64(kb)/1024)
+		}
+	}
+	return "?"
 }
 
 // caddyPID is the Caddy process under test, for its CPU time.
