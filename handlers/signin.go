@@ -528,7 +528,8 @@ func (g *Gate) signOut(w http.ResponseWriter, r *http.Request, store storage.Sto
 		return g.message(w, http.StatusForbidden, "Sign-out failed",
 			"This form was not sent from the portal.", "Use the sign-out button in the portal.", "/", "Back to the portal")
 	}
-	if crossSite(r) {
+	said, same := browserOrigin(r)
+	if said && !same {
 		return refuse()
 	}
 	c, err := r.Cookie(cookieName(r, cookieSession))
@@ -542,7 +543,7 @@ func (g *Gate) signOut(w http.ResponseWriter, r *http.Request, store storage.Sto
 				if subtle.ConstantTimeCompare([]byte(sess.CSRF), []byte(token)) != 1 {
 					return refuse()
 				}
-			case !sameOrigin(r):
+			case !same:
 				// No token and no word from the browser: ask.
 				return g.signOutPage(w, r, store)
 			}
@@ -638,18 +639,11 @@ func (p *Portal) giveUp(m storage.OutboxMessage, err error) {
 // request's own host.
 var originCheck = http.NewCrossOriginProtection()
 
-// sameOrigin reports whether the browser says the request comes from a page
-// of this site: Sec-Fetch-Site or Origin present, and matching.
-func sameOrigin(r *http.Request) bool {
-	return !noOriginSignal(r) && originCheck.Check(r) == nil
-}
-
-// crossSite reports whether the browser says the request comes from
-// another origin.
-func crossSite(r *http.Request) bool {
-	return !noOriginSignal(r) && originCheck.Check(r) != nil
-}
-
-func noOriginSignal(r *http.Request) bool {
-	return r.Header.Get("Sec-Fetch-Site") == "" && r.Header.Get("Origin") == ""
+// browserOrigin reports whether the browser said where the request comes
+// from (Sec-Fetch-Site or Origin) and, if so, whether that is this site.
+func browserOrigin(r *http.Request) (said, same bool) {
+	if r.Header.Get("Sec-Fetch-Site") == "" && r.Header.Get("Origin") == "" {
+		return false, false
+	}
+	return true, originCheck.Check(r) == nil
 }
