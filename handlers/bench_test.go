@@ -7,7 +7,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"runtime"
+	goruntime "runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -60,7 +60,7 @@ func benchGate(b *testing.B, contacts int) (*Gate, storage.Store, *nullSender) {
 		}
 		cs = cs[n:]
 	}
-	if err := p.Start(store); err != nil {
+	if err := p.Start(context.Background(), store); err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(p.Stop)
@@ -85,16 +85,16 @@ func rssMB(b *testing.B) float64 {
 
 type nopHandler struct{}
 
-func (nopHandler) ServeHTTP(http.ResponseWriter, *http.Request) error { return nil }
+func (nopHandler) ServeHTTP(http.ResponseWriter, *http.Request) {}
 
 // BenchmarkSessionCheck measures the gate's hot path: a signed-in request
 // checked and passed to the next handler (storage reads come from the
 // store's cache; no write).
 func BenchmarkSessionCheck(b *testing.B) {
 	g, store, _ := benchGate(b, 1)
-	id := newID()
+	id := NewID()
 	now := time.Now()
-	if err := store.PutSession(context.Background(), storage.Session{IDHash: hashID(id), Workspace: "acme", ContactID: "c-0",
+	if err := store.PutSession(context.Background(), storage.Session{IDHash: HashID(id), Workspace: "acme", ContactID: "c-0",
 		CSRF: "x", CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(time.Hour), Idle: time.Hour}); err != nil {
 		b.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func BenchmarkSessionCheck(b *testing.B) {
 	for b.Loop() {
 		req.Header["Cookie"] = cookie
 		delete(req.Header, HeaderContactID)
-		_ = g.ServeHTTP(w, req, nopHandler{})
+		_ = serve(g, w, req, nopHandler{})
 	}
 	b.StopTimer()
 	if req.Header.Get(HeaderContactID) != "c-0" || req.Header.Get("Cookie") != "" {
@@ -124,8 +124,8 @@ func BenchmarkSessionCheck100k(b *testing.B) {
 	now := time.Now()
 	ids := make([]string, 100_000)
 	for i := range ids {
-		ids[i] = newID()
-		if err := store.PutSession(context.Background(), storage.Session{IDHash: hashID(ids[i]), Workspace: "acme", ContactID: "c-0",
+		ids[i] = NewID()
+		if err := store.PutSession(context.Background(), storage.Session{IDHash: HashID(ids[i]), Workspace: "acme", ContactID: "c-0",
 			CSRF: "x", CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(time.Hour), Idle: time.Hour}); err != nil {
 			b.Fatal(err)
 		}
@@ -143,17 +143,17 @@ func BenchmarkSessionCheck100k(b *testing.B) {
 	for b.Loop() {
 		r.Header["Cookie"] = cookies[i%len(cookies)]
 		delete(r.Header, HeaderContactID)
-		_ = g.ServeHTTP(w, r, nopHandler{})
+		_ = serve(g, w, r, nopHandler{})
 		i++
 	}
 	b.StopTimer()
 	if r.Header.Get(HeaderContactID) != "c-0" {
 		b.Fatal("not signed in")
 	}
-	runtime.GC()
+	goruntime.GC()
 	b.ReportMetric(rssMB(b), "MB-rss")
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
+	var ms goruntime.MemStats
+	goruntime.ReadMemStats(&ms)
 	b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "MB-heap")
 }
 
@@ -172,18 +172,18 @@ func BenchmarkCodeIssuance(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			i := n.Add(1)
-			id := newID()
+			id := NewID()
 			now := time.Now()
-			if err := store.PutFlow(ctx, storage.SignInFlow{IDHash: hashID(id), Workspace: "acme", ReturnTo: "/", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+			if err := store.PutFlow(ctx, storage.SignInFlow{IDHash: HashID(id), Workspace: "acme", ReturnTo: "/", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
 				b.Error(err)
 				return
 			}
-			form := url.Values{"csrf": {g.csrfToken(id)}, "email": {fmt.Sprintf("u%d@acme.example", i%10_000)}}
+			form := url.Values{"csrf": {csrfFor(g, id)}, "email": {fmt.Sprintf("u%d@acme.example", i%10_000)}}
 			req := httptest.NewRequest(http.MethodPost, "/_portal/signin", strings.NewReader(form.Encode()))
 			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 			req.Header.Set("Cookie", "portal_flow="+id)
 			w := httptest.NewRecorder()
-			if err := g.ServeHTTP(w, req, nopHandler{}); err != nil || w.Code != http.StatusSeeOther {
+			if err := serve(g, w, req, nopHandler{}); err != nil || w.Code != http.StatusSeeOther {
 				b.Errorf("submit: %v %d", err, w.Code)
 				return
 			}
@@ -203,7 +203,7 @@ func BenchmarkDeliverCode(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		job := fmt.Appendf(nil, `{"workspace":"acme","email":"u%d@acme.example","method":"code"}`, i%10_000)
-		if err := g.Portal.deliver(ctx, storage.OutboxMessage{Kind: kindCode, Payload: job}); err != nil {
+		if err := g.portal.deliver(ctx, storage.OutboxMessage{Kind: kindCode, Payload: job}); err != nil {
 			b.Fatal(err)
 		}
 		i++

@@ -1,14 +1,19 @@
 package handlers
 
 import (
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
 	"strings"
-	"unsafe"
+	"time"
+
+	"github.com/kdesk/portalgate/storage"
 )
+
+// Sign-in with an emailed code: the shared portal link's email form, the
+// code page, resend, and the code's own rules.
 
 // codeAlphabet has no look-alikes: no 0/O, no 1/I/L.
 const codeAlphabet = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -76,54 +81,259 @@ func FormatCode(c string) string {
 	return c[:3] + "-" + c[3:]
 }
 
-// keyed returns HMAC-SHA256(key, parts joined by NUL).
-func keyed(key []byte, parts ...string) []byte {
-	m := hmac.New(sha256.New, key)
-	for i, p := range parts {
-		if i > 0 {
-			m.Write([]byte{0})
-		}
-		m.Write([]byte(p))
-	}
-	return m.Sum(nil)
+// codeHash is the stored form of a contact's code.
+func (k *workspaceKeys) codeHash(contactID, code string) []byte {
+	return keyed(k.code, contactID, code)
 }
 
-// derive returns a sub-key of the instance secret for one purpose.
-func derive(secret []byte, purpose string, workspace string) []byte {
-	return keyed(secret, "portalgate/v1", purpose, workspace)
-}
-
-// hashID is the storage key of a random id (session or flow): SHA-256 is
-// enough, since the id has 256 bits of entropy.
-func hashID(id string) string {
-	// Read the string's bytes in place: this runs on every request.
-	sum := sha256.Sum256(unsafe.Slice(unsafe.StringData(id), len(id)))
-	var buf [2 * sha256.Size]byte
-	hex.Encode(buf[:], sum[:])
-	return string(buf[:])
-}
-
-// newID returns 256 random bits, base64url-encoded.
-func newID() string {
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic("crypto/rand: " + err.Error())
-	}
-	return base64.RawURLEncoding.EncodeToString(b[:])
-}
-
-// validID reports whether s looks like an id made by newID.
-func validID(s string) bool {
-	if len(s) != 43 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
+func (q *request) signInPage() error {
+	_, id, err := q.flow()
+	if err != nil {
+		// Arriving at the sign-in page directly: start a flow for "/".
+		if _, id, err = q.newFlow("/"); err != nil {
+			return q.failed("starting sign-in flow", err)
 		}
 	}
-	return true
+	return q.renderSignIn(http.StatusOK, id, "", "")
+}
+
+func (q *request) renderSignIn(status int, flowID, email, errMsg string) error {
+	return q.g.portal.Pages.render(q.w, status, pageSignIn, pageData{
+		WorkspaceTitle: q.ws.Title,
+		AuthPath:       q.ws.AuthPath,
+		Heading:        "Sign in",
+		CSRF:           q.csrfToken(flowID),
+		Error:          errMsg,
+		EmailInput:     email,
+		DirectoryMatch: q.ws.SSODirectoryMatch,
+		SSO:            q.ws.ssoButtons(),
+	})
+}
+
+// submitEmail takes the email of a shared-link sign-in. The answer is the
+// same whether or not the email belongs to an eligible contact: the contact
+// is looked up and the code made by the outbox worker, never here.
+func (q *request) submitEmail() error {
+	f, id, ok, err := q.formFlow()
+	if !ok {
+		return err
+	}
+	email, verr := storage.NormalizeEmail(q.r.PostFormValue("email"))
+	if verr != nil {
+		return q.renderSignIn(http.StatusBadRequest, id, q.r.PostFormValue("email"), "Enter a valid email address, such as name@example.com.")
+	}
+	f.Email, f.ContactID, f.Method = email, "", "code"
+	return q.sendCode(f, id, false)
+}
+
+// rateLimit is one counter a request is checked against: key names the
+// kind, the scope ("ip", "email", "ws") and its value.
+type rateLimit struct {
+	key   string
+	limit int
+}
+
+// overLimit counts the request against each limit; when one is exceeded it
+// audits that and answers 429 on the code page, saying when to try again.
+func (q *request) overLimit(f storage.SignInFlow, flowID string, ev storage.AuditEvent, what, msg string, limits ...rateLimit) (answered bool, err error) {
+	window := q.g.portal.Limits.Window
+	for _, l := range limits {
+		ok, wait, err := q.store.Hit(q.r.Context(), l.key, l.limit, window)
+		if err != nil {
+			return true, q.failed("counting "+what, err)
+		}
+		if !ok {
+			ev.Event, ev.Reason = EventRateLimited, what+": "+strings.SplitN(l.key, "/", 3)[1]
+			q.audit(ev)
+			return true, q.renderCode(http.StatusTooManyRequests, f, flowID, msg+" Try again in "+humanDuration(wait)+".", "")
+		}
+	}
+	return false, nil
+}
+
+// flowEvent is an audit event about f's sign-in.
+func (q *request) flowEvent(f storage.SignInFlow) storage.AuditEvent {
+	ev := q.event("")
+	ev.Email, ev.ContactID, ev.Method = f.Email, f.ContactID, f.Method
+	return ev
+}
+
+// sendCode applies the rate limits and the resend cooldown, queues a code
+// for f's contact, keeps the flow and shows the code page.
+func (q *request) sendCode(f storage.SignInFlow, flowID string, resend bool) error {
+	ctx := q.r.Context()
+	ws := q.ws
+	lim := q.g.portal.Limits
+	ev := q.flowEvent(f)
+
+	if answered, err := q.overLimit(f, flowID, ev, "code sends", "Too many codes were requested.",
+		rateLimit{"send/ip/" + q.ip, lim.SendsPerIP},
+		rateLimit{"send/email/" + ws.Name + "/" + f.Email, lim.SendsPerEmail},
+		rateLimit{"send/ws/" + ws.Name, lim.SendsPerWorkspace},
+	); answered {
+		return err
+	}
+
+	now := q.now()
+	ok, wait, err := q.store.Cooldown(ctx, "resend/"+ws.Name+"/"+f.Email, ws.ResendCooldown)
+	if err != nil {
+		return q.failed("checking resend cooldown", err)
+	}
+	notice := ""
+	if ok {
+		job, _ := json.Marshal(codeJob{Workspace: ws.Name, Email: f.Email, ContactID: f.ContactID, Method: f.Method, ClientIP: q.ip})
+		if err := q.store.Enqueue(ctx, storage.OutboxMessage{Kind: kindCode, Payload: job, NotAfter: now.Add(ws.CodeTTL)}); err != nil {
+			return q.failed("queueing code email", err)
+		}
+		q.g.portal.outbox.Wake()
+		f.ResendAt = now.Add(ws.ResendCooldown)
+		f.Held = false
+		ev.Event = EventCodeRequested
+		q.audit(ev)
+		if resend {
+			notice = "A new code is on its way."
+		}
+	} else {
+		f.ResendAt = now.Add(wait)
+		f.Held = true
+	}
+	f.ExpiresAt = now.Add(flowTTL)
+	if err := q.store.PutFlow(ctx, f); err != nil {
+		return q.failed("keeping sign-in flow", err)
+	}
+	if flowID != "" {
+		// The flow lives flowTTL from now: so must its cookie.
+		q.setCookie(cookieFlow, flowID, flowTTL)
+	}
+	if resend {
+		status := http.StatusOK
+		errMsg := ""
+		if !ok {
+			status = http.StatusTooManyRequests
+			errMsg = "Please wait " + strconv.Itoa(waitSeconds(wait)) + " seconds before asking for another code."
+		}
+		return q.renderCode(status, f, flowID, errMsg, notice)
+	}
+	return q.redirect("/code")
+}
+
+func waitSeconds(d time.Duration) int {
+	return int((d + time.Second - 1) / time.Second)
+}
+
+func humanDuration(d time.Duration) string {
+	if d < time.Minute {
+		return strconv.Itoa(waitSeconds(d)) + " seconds"
+	}
+	return strconv.Itoa(int((d+time.Minute-1)/time.Minute)) + " minutes"
+}
+
+func (q *request) codePage() error {
+	f, id, err := q.flow()
+	if err != nil || f.Email == "" {
+		return q.redirect("/signin")
+	}
+	notice := ""
+	if f.Held {
+		notice = heldNotice
+	}
+	return q.renderCode(http.StatusOK, f, id, "", notice)
+}
+
+// heldNotice explains a code page that sent no new code: one went to the
+// same email moments ago (from this browser or another). The cooldown runs
+// per email whether or not it matches a contact, so this tells nothing
+// about the contact list.
+const heldNotice = "A code was emailed to this address moments ago, so no new one was sent. Use that code, or if you have already used it, ask for a new one when the Resend button is ready."
+
+func (q *request) renderCode(status int, f storage.SignInFlow, flowID, errMsg, notice string) error {
+	wait := 0
+	if left := f.ResendAt.Sub(q.now()); left > 0 {
+		wait = waitSeconds(left)
+	}
+	return q.g.portal.Pages.render(q.w, status, pageCode, pageData{
+		WorkspaceTitle: q.ws.Title,
+		AuthPath:       q.ws.AuthPath,
+		Heading:        "Enter your sign-in code",
+		CSRF:           q.csrfToken(flowID),
+		Error:          errMsg,
+		Notice:         notice,
+		MaskedEmail:    maskEmail(f.Email),
+		CodeTTL:        humanDuration(q.ws.CodeTTL),
+		Wait:           wait,
+	})
+}
+
+func (q *request) resend() error {
+	f, id, ok, err := q.formFlow()
+	if !ok {
+		return err
+	}
+	if f.Email == "" {
+		return q.redirect("/signin")
+	}
+	return q.sendCode(f, id, true)
+}
+
+const failedCode = "Sign-in failed: the code is wrong or has expired."
+
+// submitCode checks a code and, when it is right, signs the contact in.
+func (q *request) submitCode() error {
+	f, id, ok, err := q.formFlow()
+	if !ok {
+		return err
+	}
+	if f.Email == "" {
+		return q.redirect("/signin")
+	}
+	ctx := q.r.Context()
+	ws := q.ws
+	lim := q.g.portal.Limits
+	ev := q.flowEvent(f)
+	if answered, err := q.overLimit(f, id, ev, "code tries", "Too many sign-in attempts.",
+		rateLimit{"try/ip/" + q.ip, lim.TriesPerIP},
+		rateLimit{"try/ws/" + ws.Name, lim.TriesPerWorkspace},
+	); answered {
+		return err
+	}
+
+	code, valid := NormalizeCode(q.r.PostFormValue("code"))
+	if !valid {
+		ev.Event, ev.Reason = EventCodeRejected, "malformed"
+		q.audit(ev)
+		return q.renderCode(http.StatusUnauthorized, f, id,
+			"Sign-in failed: a code has 7 letters and digits, like ABC-2345. Check the email and try again.", "")
+	}
+	contact, err := activeContact(ctx, q.store, ws.Name, f.Email, f.ContactID)
+	if err != nil {
+		if !errors.Is(err, storage.ErrNotFound) {
+			return q.failed("finding contact", err)
+		}
+		ev.Event, ev.Reason = EventCodeRejected, "no eligible contact"
+		q.audit(ev)
+		return q.renderCode(http.StatusUnauthorized, f, id, failedCode+" Check the code, or ask for a new one.", "")
+	}
+	ev.ContactID = contact.ID
+	res, err := q.store.RedeemCode(ctx, ws.Name, contact.ID, q.keys.codeHash(contact.ID, code), MaxCodeTries)
+	if err != nil {
+		return q.failed("redeeming code", err)
+	}
+	switch res {
+	case storage.CodeAccepted:
+		ev.Event = EventCodeAccepted
+		q.audit(ev)
+		return q.signIn(f, contact, f.Method)
+	case storage.CodeDead:
+		ev.Event, ev.Reason = EventCodeRejected, "too many wrong tries"
+		q.audit(ev)
+		return q.renderCode(http.StatusUnauthorized, f, id, "Sign-in failed: too many wrong codes. This code no longer works; ask for a new one with Resend code.", "")
+	case storage.CodeMissing:
+		ev.Event, ev.Reason = EventCodeRejected, "expired or unknown"
+	default:
+		ev.Event, ev.Reason = EventCodeRejected, "wrong"
+	}
+	q.audit(ev)
+	return q.renderCode(http.StatusUnauthorized, f, id, failedCode+" Check the code, or ask for a new one.", "")
 }
 
 // maskEmail shows enough of an address to recognise it: j***@acme.example.

@@ -3,16 +3,12 @@ package handlers
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
-
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/kdesk/portalgate/storage"
 )
@@ -34,72 +30,77 @@ const (
 	cookieFlow    = "portal_flow"
 )
 
-// Gate guards one workspace's portal.
+// Gate guards one workspace's portal: it tells signed-in requests from the
+// rest, and serves the sign-in pages under the workspace's auth path.
 type Gate struct {
-	Portal    *Portal
-	Workspace *Workspace
-	// AuthPath is the reserved prefix of the sign-in pages, like "/_portal".
-	AuthPath string
-
+	portal   *Portal
+	ws       *Workspace
 	counters *gateCounters
+	routes   *http.ServeMux
 }
 
-// NewGate returns the gate of one workspace.
+// NewGate returns the gate of one workspace of p.
 func NewGate(p *Portal, ws *Workspace) *Gate {
-	return &Gate{Portal: p, Workspace: ws, AuthPath: ws.AuthPath, counters: p.Metrics.gateCounters(ws.Name)}
+	g := &Gate{portal: p, ws: ws, counters: p.Metrics.gateCounters(ws.Name)}
+	g.routes = g.routeTable()
+	return g
 }
 
-// ServeHTTP passes signed-in requests to next with the contact's identity,
-// serves the sign-in pages under AuthPath, and sends everyone else to sign
-// in.
-func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+// Workspace is the workspace the gate guards.
+func (g *Gate) Workspace() *Workspace { return g.ws }
+
+// Authenticate has the shape of Caddy's caddyauth.Authenticator: for a
+// signed-in request it returns the contact (ok), and the caller passes the
+// request on with SetIdentity; every other request (the auth pages, a
+// challenge, a failure) it answers itself, and ok is false. Client copies
+// of the identity headers are removed either way.
+func (g *Gate) Authenticate(w http.ResponseWriter, r *http.Request) (contact storage.Contact, ok bool, err error) {
 	// Incoming header names are canonical, and so are these constants.
 	for _, h := range identityHeaders {
 		delete(r.Header, h)
 	}
-	ws := g.Workspace
-	store := g.Portal.Store()
-	if store == nil && !ws.Disabled {
-		store = g.Portal.storeWait(r.Context())
-	}
+	ws := g.ws
 	if ws.Disabled {
-		if g.isAuthPath(r.URL.Path) {
+		if ws.isAuthPath(r.URL.Path) {
 			// A sign-in attempt at a disabled portal is worth a trace;
 			// page views of the portal itself are not.
-			g.Portal.Audit(r.Context(), storage.AuditEvent{Workspace: ws.Name, Event: EventPortalUnavailable,
-				ClientIP: clientIP(r), UserAgent: userAgent(r), Reason: "workspace disabled"})
+			e := storage.AuditEvent{Workspace: ws.Name, Event: EventPortalUnavailable,
+				ClientIP: g.portal.ClientIP(r), UserAgent: userAgent(r), Reason: "workspace disabled"}
+			g.portal.Audit(r.Context(), e)
 		}
-		return g.unavailable(w, r)
+		return contact, false, g.unavailable(w, r)
 	}
-	if store == nil {
-		return g.storageFailed(w, r, "opening storage", errUnavailable)
+	rt := g.portal.runtimeWait(r.Context())
+	if rt == nil {
+		return contact, false, g.storageFailed(w, r, "opening storage", errUnavailable)
 	}
-	if p := r.URL.Path; p == g.AuthPath || strings.HasPrefix(p, g.AuthPath+"/") {
-		return g.serveAuth(w, r, store, strings.TrimPrefix(p, g.AuthPath))
+	if ws.isAuthPath(r.URL.Path) {
+		return contact, false, g.serveAuth(w, r, rt)
 	}
 
-	_, contact, err := g.signedIn(r, store)
+	_, contact, err = g.signedIn(r, rt.store)
 	switch {
 	case err == nil:
-		// The portal never sees the gate's own cookies.
-		stripCookies(r)
-		// One backing array for the four header values: one allocation.
-		v := []string{contact.ID, contact.Email, contact.Name, ws.Name}
-		r.Header[HeaderContactID] = v[0:1:1]
-		r.Header[HeaderContactEmail] = v[1:2:2]
-		r.Header[HeaderContactName] = v[2:3:3]
-		r.Header[HeaderWorkspace] = v[3:4:4]
-		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-			repl.Set("http.auth.user.id", contact.ID)
-			repl.Set("http.auth.user.email", contact.Email)
-		}
 		g.count(func(c *gateCounters) prometheus.Counter { return c.pass })
-		g.Portal.storageUp()
-		return next.ServeHTTP(w, r)
+		g.portal.storageUp()
+		return contact, true, nil
 	case !errors.Is(err, errSignedOut):
-		return g.storageFailed(w, r, "reading session", err)
+		return contact, false, g.storageFailed(w, r, "reading session", err)
 	}
-	return g.challenge(w, r, store)
+	return contact, false, g.challenge(w, r, rt)
+}
+
+// SetIdentity readies a signed-in request for the portal: the contact's
+// identity in the X-Portal-* headers, and none of the gate's cookies.
+func SetIdentity(r *http.Request, c storage.Contact, workspace string) {
+	// The portal never sees the gate's own cookies.
+	stripCookies(r)
+	// One backing array for the four header values: one allocation.
+	v := []string{c.ID, c.Email, c.Name, workspace}
+	r.Header[HeaderContactID] = v[0:1:1]
+	r.Header[HeaderContactEmail] = v[1:2:2]
+	r.Header[HeaderContactName] = v[2:3:3]
+	r.Header[HeaderWorkspace] = v[3:4:4]
 }
 
 // errSignedOut is any reason a request has no valid session.
@@ -114,25 +115,25 @@ func (g *Gate) signedIn(r *http.Request, store storage.Store) (storage.Session, 
 		return storage.Session{}, storage.Contact{}, errSignedOut
 	}
 	ctx := r.Context()
-	hash := hashID(id)
+	hash := HashID(id)
 	sess, err := store.Session(ctx, hash)
 	if err != nil {
-		return sess, storage.Contact{}, g.storeErr(err)
+		return sess, storage.Contact{}, notFoundIsSignedOut(err)
 	}
-	if sess.Workspace != g.Workspace.Name {
+	if sess.Workspace != g.ws.Name {
 		return sess, storage.Contact{}, errSignedOut
 	}
 	contact, err := store.Contact(ctx, sess.Workspace, sess.ContactID)
 	if err != nil {
-		return sess, contact, g.storeErr(err)
+		return sess, contact, notFoundIsSignedOut(err)
 	}
 	if !contact.Active() {
 		return sess, contact, errSignedOut
 	}
-	now := g.Portal.Now()
+	now := g.portal.Now()
 	if now.Sub(sess.LastSeen) > touchEvery(sess.Idle) {
 		if err := store.TouchSession(context.WithoutCancel(ctx), hash, now); err != nil && !errors.Is(err, storage.ErrNotFound) {
-			g.Portal.Logger.Warn("refreshing session activity", zap.Error(err))
+			g.portal.Logger.Warn("refreshing session activity", zap.Error(err))
 		}
 	}
 	return sess, contact, nil
@@ -148,63 +149,37 @@ func touchEvery(idle time.Duration) time.Duration {
 	return min(idle/20, 5*time.Minute)
 }
 
-func (g *Gate) storeErr(err error) error {
+func notFoundIsSignedOut(err error) error {
 	if errors.Is(err, storage.ErrNotFound) {
 		return errSignedOut
 	}
 	return err
 }
 
-// storageFailed fails closed when storage cannot answer: the page (or a
-// JSON 503 for API calls) says to try again shortly, and the outage is
-// logged once, not once per request.
-func (g *Gate) storageFailed(w http.ResponseWriter, r *http.Request, what string, err error) error {
-	g.Portal.storageDown(what, err)
-	return g.serviceUnavailable(w, r, "30", "temporarily_unavailable", "Sign-in is temporarily unavailable. Try again shortly.",
-		"The "+g.Workspace.Title+" portal is temporarily unavailable.", "Nothing you entered was lost. Please try again in a minute.")
-}
-
-// serviceUnavailable answers 503: "Portal unavailable" for pages, JSON for
-// API calls.
-func (g *Gate) serviceUnavailable(w http.ResponseWriter, r *http.Request, retryAfter, apiCode, apiMsg, msg, next string) error {
-	g.count(func(c *gateCounters) prometheus.Counter { return c.unavailable })
-	w.Header().Set("Retry-After", retryAfter)
-	if isAPI(r) {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": apiCode, "message": apiMsg})
-		return nil
-	}
-	return g.Portal.Pages.render(w, http.StatusServiceUnavailable, pageMessage, pageData{
-		WorkspaceTitle: g.Workspace.Title,
-		AuthPath:       g.AuthPath,
-		Heading:        "Portal unavailable",
-		Message:        msg,
-		Next:           next,
-	})
-}
-
 // challenge answers a request that is not signed in: API calls get 401
 // JSON, page loads are sent to the sign-in page with the wanted path kept
 // server-side in the sign-in flow.
-func (g *Gate) challenge(w http.ResponseWriter, r *http.Request, store storage.Store) error {
-	signin := g.AuthPath + "/signin"
+func (g *Gate) challenge(w http.ResponseWriter, r *http.Request, rt *runtime) error {
+	signin := g.ws.AuthPath + "/signin"
 	if isAPI(r) {
 		g.count(func(c *gateCounters) prometheus.Counter { return c.api })
-		w.Header().Set("WWW-Authenticate", `Portal realm="`+g.Workspace.Name+`"`)
+		w.Header().Set("WWW-Authenticate", `Portal realm="`+g.ws.Name+`"`)
 		writeJSON(w, http.StatusUnauthorized, map[string]string{
 			"error":      "sign_in_required",
-			"message":    "Sign in to " + g.Workspace.Title + " first.",
+			"message":    "Sign in to " + g.ws.Title + " first.",
 			"signin_url": signin,
 		})
 		return nil
 	}
 	returnTo := "/"
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
-		if p, ok := SafeReturnPath(r.URL.RequestURI()); ok && !g.isAuthPath(p) {
+		if p, ok := SafeReturnPath(r.URL.RequestURI()); ok && !g.ws.isAuthPath(p) {
 			returnTo = p
 		}
 	}
-	if _, err := g.startFlow(w, r, store, returnTo, true); err != nil {
-		return g.storageFailed(w, r, "starting sign-in flow", err)
+	q := g.newRequest(w, r, rt)
+	if _, err := q.keepFlow(returnTo); err != nil {
+		return q.failed("starting sign-in flow", err)
 	}
 	g.count(func(c *gateCounters) prometheus.Counter { return c.redirect })
 	http.Redirect(w, r, signin, http.StatusSeeOther)
@@ -216,26 +191,6 @@ func (g *Gate) count(which func(*gateCounters) prometheus.Counter) {
 	if g.counters != nil {
 		inc(which(g.counters))
 	}
-}
-
-func (g *Gate) isAuthPath(p string) bool {
-	return p == g.AuthPath || strings.HasPrefix(p, g.AuthPath+"/") || strings.HasPrefix(p, g.AuthPath+"?")
-}
-
-// isAPI tells API calls from page loads: an XHR marker, or no HTML in
-// Accept.
-func isAPI(r *http.Request) bool {
-	if r.Header.Get("X-Requested-With") != "" {
-		return true
-	}
-	return !strings.Contains(r.Header.Get("Accept"), "text/html")
-}
-
-// unavailable answers with "Portal unavailable" (503): the workspace is
-// disabled.
-func (g *Gate) unavailable(w http.ResponseWriter, r *http.Request) error {
-	return g.serviceUnavailable(w, r, "60", "portal_unavailable", "The portal is not currently available.",
-		"The "+g.Workspace.Title+" portal is not currently available.", "Please try again later, or contact your service provider.")
 }
 
 // cookieValue finds one cookie without parsing the others (r.Cookie
@@ -313,25 +268,4 @@ func setCookie(w http.ResponseWriter, r *http.Request, base, value string, maxAg
 		c.MaxAge = -1
 	}
 	http.SetCookie(w, c)
-}
-
-// clientIP is the client address as Caddy resolved it (trusted proxies
-// honoured), or the connection's peer.
-func clientIP(r *http.Request) string {
-	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
-		return ip
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
-
-func userAgent(r *http.Request) string {
-	ua := r.UserAgent()
-	if len(ua) > 256 {
-		ua = ua[:256]
-	}
-	return ua
 }

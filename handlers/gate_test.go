@@ -128,7 +128,7 @@ func TestNewSessionIDAtSignIn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(sessions) != 1 || sessions[0].IDHash != hashID(renewed) {
+	if len(sessions) != 1 || sessions[0].IDHash != HashID(renewed) {
 		t.Fatalf("%d live sessions for jane, want only the new one", len(sessions))
 	}
 	for _, s := range sessions {
@@ -172,7 +172,7 @@ func TestSignOut(t *testing.T) {
 	tp := newTestPortal(t, nil)
 	b := tp.signedIn(t)
 	old := b.cookie(cookieSession)
-	host := "http://" + tp.acme.Workspace.URL.Host
+	host := "http://" + tp.acme.ws.URL.Host
 	post := func(form url.Values, h http.Header) *response {
 		return b.do(http.MethodPost, "/_portal/signout", form, h)
 	}

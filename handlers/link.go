@@ -64,7 +64,7 @@ func (p *Portal) MintLink(ctx context.Context, workspace, contactID, returnTo st
 		returnTo = "/"
 	}
 	rp, ok := SafeReturnPath(returnTo)
-	if !ok || (&Gate{Workspace: ws, AuthPath: ws.AuthPath}).isAuthPath(rp) {
+	if !ok || ws.isAuthPath(rp) {
 		return Link{}, &InputError{fmt.Sprintf("return_to %q must be a local path such as /tickets/42", returnTo)}
 	}
 	c, err := rt.store.Contact(ctx, ws.Name, contactID)
@@ -78,27 +78,8 @@ func (p *Portal) MintLink(ctx context.Context, workspace, contactID, returnTo st
 		return Link{}, &InputError{fmt.Sprintf("contact %s is disabled", contactID)}
 	}
 	exp := p.Now().Add(ttl).Truncate(time.Second)
-	tok := sealLink(derive(rt.secret, "link", ws.Name), ws.Name, linkClaims{ContactID: c.ID, ReturnTo: rp, ExpiresAt: exp})
-	u := *ws.URL
-	u.Path = ws.authPathFor() + "/link/" + tok
-	u.RawPath, u.RawQuery, u.Fragment = "", "", ""
-	return Link{URL: u.String(), ExpiresAt: exp.UTC()}, nil
-}
-
-// authPathFor is the public URL's base path joined with the auth prefix.
-func (ws *Workspace) authPathFor() string {
-	base := ""
-	if ws.URL != nil {
-		base = trimRightSlash(ws.URL.Path)
-	}
-	return base + ws.AuthPath
-}
-
-func trimRightSlash(s string) string {
-	for len(s) > 0 && s[len(s)-1] == '/' {
-		s = s[:len(s)-1]
-	}
-	return s
+	tok := sealLink(rt.keys[ws.Name].link, ws.Name, linkClaims{ContactID: c.ID, ReturnTo: rp, ExpiresAt: exp})
+	return Link{URL: ws.authURL("/link/" + tok), ExpiresAt: exp.UTC()}, nil
 }
 
 type linkClaims struct {
@@ -152,17 +133,17 @@ func openLinkToken(key []byte, workspace, tok string, now time.Time) (linkClaims
 // openLink starts a sign-in for the contact a personalized link names and
 // sends the code at once (within the resend cooldown, so mail scanners that
 // fetch links do not flood the inbox). It never signs anyone in by itself.
-func (g *Gate) openLink(w http.ResponseWriter, r *http.Request, store storage.Store, tok string) error {
-	ctx := r.Context()
-	ev := storage.AuditEvent{Workspace: g.Workspace.Name, Method: "link", ClientIP: clientIP(r), UserAgent: userAgent(r)}
-	rt := g.Portal.state.Load()
-	claims, err := openLinkToken(derive(rt.secret, "link", g.Workspace.Name), g.Workspace.Name, tok, g.Portal.Now())
+func (q *request) openLink() error {
+	ctx := q.r.Context()
+	ev := q.event("")
+	ev.Method = "link"
+	claims, err := openLinkToken(q.keys.link, q.ws.Name, q.r.PathValue("token"), q.now())
 	var contact storage.Contact
 	if err == nil {
 		ev.ContactID = claims.ContactID
-		contact, err = g.flowContact(ctx, store, storage.SignInFlow{ContactID: claims.ContactID})
+		contact, err = activeContact(ctx, q.store, q.ws.Name, "", claims.ContactID)
 		if err != nil && !errors.Is(err, storage.ErrNotFound) {
-			return g.storageFailed(w, r, "finding contact", err)
+			return q.failed("finding contact", err)
 		}
 		if err != nil {
 			err = errors.New("contact is not active")
@@ -174,17 +155,17 @@ func (g *Gate) openLink(w http.ResponseWriter, r *http.Request, store storage.St
 	}
 	if err != nil {
 		ev.Event, ev.Reason = EventLinkInvalid, err.Error()
-		g.Portal.Audit(ctx, ev)
-		return g.message(w, http.StatusBadRequest, "Invalid portal link",
-			"This sign-in link is incomplete, has expired, or is no longer valid for "+g.Workspace.Title+".",
-			"Please ask your service provider for a fresh link.", g.AuthPath+"/signin", "Sign in with your email instead")
+		q.audit(ev)
+		return q.message(http.StatusBadRequest, "Invalid portal link",
+			"This sign-in link is incomplete, has expired, or is no longer valid for "+q.ws.Title+".",
+			"Please ask your service provider for a fresh link.", q.ws.AuthPath+"/signin", "Sign in with your email instead")
 	}
 	ev.Event, ev.Email = EventLinkOpened, contact.Email
-	g.Portal.Audit(ctx, ev)
-	f, err := g.startFlow(w, r, store, returnTo, false)
+	q.audit(ev)
+	f, _, err := q.newFlow(returnTo)
 	if err != nil {
-		return g.storageFailed(w, r, "starting sign-in flow", err)
+		return q.failed("starting sign-in flow", err)
 	}
 	f.Email, f.ContactID, f.Method = contact.Email, contact.ID, "link"
-	return g.sendCode(w, r, store, f, "", false)
+	return q.sendCode(f, "", false)
 }

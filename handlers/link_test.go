@@ -249,7 +249,7 @@ func FuzzLinkToken(f *testing.F) {
 	tp.clock.Advance(time.Minute)
 	// A token with a valid MAC for acme but a return path that is not safe:
 	// only reachable by sealing it here.
-	key := derive(tp.portal.state.Load().secret, "link", "acme")
+	key := tp.portal.state.Load().keys["acme"].link
 	unsafe := sealLink(key, "acme", linkClaims{ContactID: jane.ID, ReturnTo: "//evil.com", ExpiresAt: tp.clock.Now().Add(time.Hour)})
 	bobTok := sealLink(key, "acme", linkClaims{ContactID: bob.ID, ReturnTo: "/", ExpiresAt: tp.clock.Now().Add(time.Hour)})
 	// A live acme token would send mail, so it is only a seed with its

@@ -1,16 +1,18 @@
 // Package handlers holds portalgate's HTTP flows: the gate in front of the
-// portal, sign-in with an emailed code, personalized links, sign-out and the
-// error pages. It talks to state only through storage.Store.
+// portal (gate.go, the hot path), the sign-in service under the auth path
+// (routes.go: sign-in by emailed code, personalized link or single sign-on,
+// sign-out and the error pages) and the outbox work that mails codes
+// (delivery.go). It knows nothing of Caddy: module/ wires it in, and state
+// lives behind storage.Store.
 package handlers
 
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,33 +22,6 @@ import (
 	"github.com/kdesk/portalgate/mail"
 	"github.com/kdesk/portalgate/storage"
 )
-
-// Workspace is one portal's resolved configuration.
-type Workspace struct {
-	Name  string
-	Title string
-	// URL is the public base used in emailed links.
-	URL *url.URL
-	// AuthPath is the reserved prefix of the sign-in pages, like "/_portal".
-	AuthPath string
-	// CodeTTL is how long an emailed code works.
-	CodeTTL time.Duration
-	// ResendCooldown is the wait between two code emails to one address.
-	ResendCooldown time.Duration
-	// SessionTTL is the absolute lifetime of a session.
-	SessionTTL time.Duration
-	// SessionIdle ends a session after this long without a request.
-	SessionIdle time.Duration
-	// LinkTTL and LinkMaxTTL are the default and longest lifetimes of a
-	// personalized link.
-	LinkTTL, LinkMaxTTL time.Duration
-	// Disabled shows "Portal unavailable" to everyone.
-	Disabled bool
-	// SSODirectoryMatch limits SSO to contacts synced from a directory.
-	SSODirectoryMatch bool
-	// SSO are the single sign-on providers, in the order of their buttons.
-	SSO []*SSOProvider
-}
 
 // Limits are the rate limits on code sends and tries.
 type Limits struct {
@@ -66,6 +41,26 @@ var DefaultLimits = Limits{
 	TriesPerIP:        60,
 	TriesPerWorkspace: 5000,
 	Window:            10 * time.Minute,
+}
+
+// WithDefaults fills the zero fields of l from DefaultLimits.
+func (l Limits) WithDefaults() Limits {
+	d := DefaultLimits
+	pick := func(v, def int) int {
+		if v > 0 {
+			return v
+		}
+		return def
+	}
+	l.SendsPerEmail = pick(l.SendsPerEmail, d.SendsPerEmail)
+	l.SendsPerIP = pick(l.SendsPerIP, d.SendsPerIP)
+	l.SendsPerWorkspace = pick(l.SendsPerWorkspace, d.SendsPerWorkspace)
+	l.TriesPerIP = pick(l.TriesPerIP, d.TriesPerIP)
+	l.TriesPerWorkspace = pick(l.TriesPerWorkspace, d.TriesPerWorkspace)
+	if l.Window <= 0 {
+		l.Window = d.Window
+	}
+	return l
 }
 
 // MaxCodeTries is how many wrong codes kill a code.
@@ -89,26 +84,42 @@ type Portal struct {
 	OutboxWorkers int
 	// Metrics, when set, count sign-ins, mail and gate decisions.
 	Metrics *Metrics
+	// ClientIP is the client address of a request, as the server resolved
+	// it (trusted proxies honoured). Default: the connection's peer.
+	ClientIP func(*http.Request) string
 
-	state     atomic.Pointer[started]
-	outage    atomic.Bool
-	stopping  chan struct{}
-	outbox    *mail.Outbox
-	readyOnce sync.Once
-	ready     chan struct{}
+	state  atomic.Pointer[runtime]
+	outage atomic.Bool
+	// ctx is Start's context; stop ends it.
+	ctx        context.Context
+	stop       context.CancelFunc
+	outbox     *mail.Outbox
+	readyOnce  sync.Once
+	settleOnce sync.Once
+	ready      chan struct{}
 }
 
-// readyChan is closed once Start has opened storage.
+// runtime is what exists once Start has opened storage: the store and the
+// keys derived from the secret, built once per config. Every request loads
+// it once and uses that value throughout, so a reload that swaps the config
+// mid-request never leaves a request half on the old one and half on none.
+type runtime struct {
+	store storage.Store
+	keys  map[string]*workspaceKeys
+}
+
+// readyChan is closed once Start has tried storage for the first time,
+// whether or not it answered.
 func (p *Portal) readyChan() chan struct{} {
 	p.readyOnce.Do(func() { p.ready = make(chan struct{}) })
 	return p.ready
 }
 
-// storeWait returns the open store, waiting a little for Start: Caddy may
+// runtimeWait returns the runtime, waiting a little for Start: Caddy may
 // start the HTTP server a moment before the portal app has opened storage.
-func (p *Portal) storeWait(ctx context.Context) storage.Store {
-	if s := p.Store(); s != nil {
-		return s
+func (p *Portal) runtimeWait(ctx context.Context) *runtime {
+	if rt := p.state.Load(); rt != nil {
+		return rt
 	}
 	if p.outage.Load() {
 		// Storage is known to be down (Start could not reach it): answer
@@ -122,18 +133,13 @@ func (p *Portal) storeWait(ctx context.Context) storage.Store {
 	case <-t.C:
 	case <-ctx.Done():
 	}
-	return p.Store()
-}
-
-// started is what exists only once Start has opened storage.
-type started struct {
-	store  storage.Store
-	secret []byte
+	return p.state.Load()
 }
 
 // Start makes the portal serve: it takes the opened store, loads or creates
-// the secret and starts the outbox workers.
-func (p *Portal) Start(store storage.Store) error {
+// the secret and starts the outbox workers. Its background work runs under
+// ctx, and ends with it or with Stop.
+func (p *Portal) Start(ctx context.Context, store storage.Store) error {
 	if p.Now == nil {
 		p.Now = time.Now
 	}
@@ -143,20 +149,29 @@ func (p *Portal) Start(store storage.Store) error {
 	if p.AuditLog == nil {
 		p.AuditLog = p.Logger
 	}
-	p.Limits = p.Limits.withDefaults()
-	p.stopping = make(chan struct{})
+	if p.ClientIP == nil {
+		p.ClientIP = peerIP
+	}
+	p.Limits = p.Limits.WithDefaults()
+	p.ctx, p.stop = context.WithCancel(ctx)
 	if err := p.loadSecret(store); err != nil {
 		if !errors.Is(err, storage.ErrUnavailable) {
+			p.stop()
 			return err
 		}
 		// Storage that cannot be reached yet (Redis down) must not stop
 		// Caddy: fail closed and keep trying.
 		p.storageDown("loading secret", err)
-		go p.retry(func() error { return p.loadSecret(store) })
+		p.settle()
+		go func() {
+			if err := storage.Retry(p.ctx, 3*time.Second, func() error { return p.loadSecret(store) }); err != nil && p.ctx.Err() == nil {
+				p.Logger.Error("loading secret", zap.Error(err))
+			}
+		}()
 	}
 	for _, ws := range p.Workspaces {
 		for _, sp := range ws.SSO {
-			sp.Warm(p.Logger)
+			sp.Warm(p.ctx, p.Logger)
 		}
 	}
 	p.outbox = &mail.Outbox{
@@ -167,12 +182,12 @@ func (p *Portal) Start(store storage.Store) error {
 		Logger:  p.Logger.Named("outbox"),
 		Now:     p.Now,
 	}
-	p.outbox.Start()
+	p.outbox.Start(p.ctx)
 	return nil
 }
 
-// loadSecret loads (or creates) the instance secret and makes the portal
-// serve.
+// loadSecret loads (or creates) the instance secret, derives the
+// workspaces' keys and makes the portal serve.
 func (p *Portal) loadSecret(store storage.Store) error {
 	secret := p.ConfiguredSecret
 	if len(secret) == 0 {
@@ -186,30 +201,19 @@ func (p *Portal) loadSecret(store storage.Store) error {
 			return fmt.Errorf("loading secret: %w", err)
 		}
 	}
-	p.state.Store(&started{store: store, secret: secret})
-	p.storageUp()
-	select {
-	case <-p.readyChan():
-	default:
-		close(p.readyChan())
+	rt := &runtime{store: store, keys: make(map[string]*workspaceKeys, len(p.Workspaces))}
+	for name := range p.Workspaces {
+		rt.keys[name] = deriveKeys(secret, name)
 	}
+	p.state.Store(rt)
+	p.storageUp()
+	p.settle()
 	return nil
 }
 
-// retry runs fn every few seconds until it succeeds or the portal stops.
-func (p *Portal) retry(fn func() error) {
-	t := time.NewTicker(3 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-p.stopping:
-			return
-		case <-t.C:
-			if fn() == nil {
-				return
-			}
-		}
-	}
+// settle releases the requests that wait for Start's first try of storage.
+func (p *Portal) settle() {
+	p.settleOnce.Do(func() { close(p.readyChan()) })
 }
 
 // storageDown logs a storage outage once.
@@ -226,15 +230,16 @@ func (p *Portal) storageUp() {
 	}
 }
 
-// Stop ends the outbox workers; queued mail stays in storage.
+// Stop ends the outbox workers; queued mail stays in storage. The runtime
+// stays: requests the old config is still serving during a reload finish
+// on it.
 func (p *Portal) Stop() {
-	if p.stopping != nil {
-		close(p.stopping)
-	}
 	if p.outbox != nil {
 		p.outbox.Stop()
 	}
-	p.state.Store(nil)
+	if p.stop != nil {
+		p.stop()
+	}
 }
 
 // Store returns the open store, or nil before Start.
@@ -243,25 +248,6 @@ func (p *Portal) Store() storage.Store {
 		return rt.store
 	}
 	return nil
-}
-
-func (l Limits) withDefaults() Limits {
-	d := DefaultLimits
-	pick := func(v, def int) int {
-		if v > 0 {
-			return v
-		}
-		return def
-	}
-	l.SendsPerEmail = pick(l.SendsPerEmail, d.SendsPerEmail)
-	l.SendsPerIP = pick(l.SendsPerIP, d.SendsPerIP)
-	l.SendsPerWorkspace = pick(l.SendsPerWorkspace, d.SendsPerWorkspace)
-	l.TriesPerIP = pick(l.TriesPerIP, d.TriesPerIP)
-	l.TriesPerWorkspace = pick(l.TriesPerWorkspace, d.TriesPerWorkspace)
-	if l.Window <= 0 {
-		l.Window = d.Window
-	}
-	return l
 }
 
 // Audit event names.
@@ -285,6 +271,11 @@ const (
 // Audit records an event in storage and in the audit log. It never fails
 // the request: a lost audit entry is logged as an error.
 func (p *Portal) Audit(ctx context.Context, e storage.AuditEvent) {
+	p.audit(ctx, p.state.Load(), e)
+}
+
+// audit records e through rt's store (when there is one yet).
+func (p *Portal) audit(ctx context.Context, rt *runtime, e storage.AuditEvent) {
 	if e.Time.IsZero() {
 		e.Time = p.Now()
 	}
@@ -297,20 +288,23 @@ func (p *Portal) Audit(ctx context.Context, e storage.AuditEvent) {
 		zap.String("client_ip", e.ClientIP),
 		zap.String("user_agent", e.UserAgent),
 		zap.String("reason", e.Reason))
-	if s := p.Store(); s != nil {
-		if err := s.AppendAudit(context.WithoutCancel(ctx), e); err != nil {
-			p.Logger.Error("writing audit event", zap.String("event", e.Event), zap.Error(err))
-		}
+	if rt == nil {
+		p.Logger.Error("audit event not stored: storage is not open", zap.String("event", e.Event))
+		return
 	}
-}
-
-// writeJSON answers an API call.
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	if err := rt.store.AppendAudit(context.WithoutCancel(ctx), e); err != nil {
+		p.Logger.Error("writing audit event", zap.String("event", e.Event), zap.Error(err))
+	}
 }
 
 // errUnavailable means storage is not open (yet) or cannot be reached.
 var errUnavailable = errors.New("portal storage is not available")
+
+// peerIP is the connection's peer address, the default ClientIP.
+func peerIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}

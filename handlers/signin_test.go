@@ -317,8 +317,8 @@ func FuzzSignInForm(f *testing.F) {
 		// A fresh flow for every input, so one input cannot change the
 		// next one's starting point.
 		now := tp.clock.Now()
-		id := newID()
-		flow := storage.SignInFlow{IDHash: hashID(id), Workspace: "acme", ReturnTo: "/", CreatedAt: now, ExpiresAt: now.Add(flowTTL)}
+		id := NewID()
+		flow := storage.SignInFlow{IDHash: HashID(id), Workspace: "acme", ReturnTo: "/", CreatedAt: now, ExpiresAt: now.Add(flowTTL)}
 		if endpoint/3%2 == 1 {
 			flow.Email, flow.Method = jane.Email, "code"
 		}
@@ -326,7 +326,7 @@ func FuzzSignInForm(f *testing.F) {
 			t.Fatal(err)
 		}
 		if withCSRF {
-			body = "csrf=" + tp.acme.csrfToken(id) + "&" + body
+			body = "csrf=" + csrfFor(tp.acme, id) + "&" + body
 		}
 		target := endpoints[int(endpoint)%len(endpoints)]
 		r := httptest.NewRequest(http.MethodPost, "http://support.acme.example"+target, strings.NewReader(body))

@@ -63,6 +63,8 @@ func TestCodeSignInReturnsToWantedPage(t *testing.T) {
 		"X-Portal-Contact-Email": "jane@acme.example",
 		"X-Portal-Contact-Name":  "Jane Doe",
 		"X-Portal-Workspace":     "acme",
+		"X-Auth-User-Id":         "c-1",
+		"X-Auth-User-Email":      "jane@acme.example",
 	} {
 		if got := h.Values(k); len(got) != 1 || got[0] != want {
 			t.Errorf("%s = %q, want only %q", k, got, want)

@@ -274,7 +274,11 @@ func (g *gateway) caddyfile() string {
 
 http://127.0.0.1:%[5]d {
 	portal_auth acme
-	reverse_proxy %[10]s
+	reverse_proxy %[10]s {
+		# The placeholders portal_auth sets, for the tests to see.
+		header_up X-Auth-User-Id {http.auth.user.id}
+		header_up X-Auth-User-Email {http.auth.user.email}
+	}
 }
 `, g.adminPort, g.dir, host, port, g.httpPort, g.extraWorkspace, g.title, g.extraGlobal, contacts, strings.TrimPrefix(g.up.URL, "http://"))
 }

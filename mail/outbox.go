@@ -38,8 +38,8 @@ type Outbox struct {
 	wg     sync.WaitGroup
 }
 
-// Start launches the workers; they run until Stop.
-func (o *Outbox) Start() {
+// Start launches the workers; they run until Stop, or until ctx ends.
+func (o *Outbox) Start(ctx context.Context) {
 	if o.Workers <= 0 {
 		o.Workers = 4
 	}
@@ -56,7 +56,7 @@ func (o *Outbox) Start() {
 		o.Logger = zap.NewNop()
 	}
 	o.wake = make(chan struct{}, 1)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(ctx)
 	o.cancel = cancel
 	jobs := make(chan storage.OutboxMessage)
 	o.wg.Add(1)
@@ -104,10 +104,11 @@ func (o *Outbox) claimLoop(ctx context.Context, jobs chan<- storage.OutboxMessag
 			o.Logger.Info("outbox reachable again")
 			failing = false
 		}
-		for _, m := range msgs {
+		for i, m := range msgs {
 			select {
 			case jobs <- m:
 			case <-ctx.Done():
+				o.release(msgs[i:])
 				return
 			}
 		}
@@ -119,6 +120,18 @@ func (o *Outbox) claimLoop(ctx context.Context, jobs chan<- storage.OutboxMessag
 			return
 		case <-o.wake:
 		case <-t.C:
+		}
+	}
+}
+
+// release hands back messages claimed but never given to a worker, so
+// that the next process (or the next config after a reload) sends them at
+// once instead of after their lease.
+func (o *Outbox) release(msgs []storage.OutboxMessage) {
+	now := o.Now()
+	for _, m := range msgs {
+		if err := o.Store.RetryOutbox(context.Background(), m.ID, now, ""); err != nil {
+			o.Logger.Error("releasing outbox message", zap.String("id", m.ID), zap.Error(err))
 		}
 	}
 }

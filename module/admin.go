@@ -18,25 +18,46 @@ import (
 )
 
 func init() {
-	caddy.RegisterModule(AdminAPI{})
+	caddy.RegisterModule(new(AdminAPI))
 }
 
 // AdminAPI is the admin.api.portal module: contacts, links, sessions and
 // the audit trail of each workspace, on Caddy's admin endpoint under
 // /portal/workspaces/{ws}/.
-type AdminAPI struct{}
+type AdminAPI struct {
+	// ctx is the context of the config the admin endpoint was set up
+	// with: its portal app is the one the calls reach.
+	ctx caddy.Context
+}
 
 // CaddyModule returns the Caddy module information.
-func (AdminAPI) CaddyModule() caddy.ModuleInfo {
+func (*AdminAPI) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
 		ID:  "admin.api.portal",
 		New: func() caddy.Module { return new(AdminAPI) },
 	}
 }
 
+// Provision keeps the config's context; Caddy sets up the admin endpoint
+// anew with each config it loads.
+func (a *AdminAPI) Provision(ctx caddy.Context) error {
+	a.ctx = ctx
+	return nil
+}
+
 // Routes returns the admin routes.
-func (AdminAPI) Routes() []caddy.AdminRoute {
-	return []caddy.AdminRoute{{Pattern: "/portal/", Handler: caddy.AdminHandlerFunc(serveAdmin)}}
+func (a *AdminAPI) Routes() []caddy.AdminRoute {
+	return []caddy.AdminRoute{{Pattern: "/portal/", Handler: caddy.AdminHandlerFunc(a.serve)}}
+}
+
+// app is the running portal app of the admin endpoint's config, or nil.
+func (a *AdminAPI) app() *App {
+	v, err := a.ctx.AppIfConfigured("portal")
+	if err != nil {
+		return nil
+	}
+	app, _ := v.(*App)
+	return app
 }
 
 // maxAdminBody bounds admin request bodies (bulk contact imports).
@@ -47,12 +68,12 @@ func apiErr(status int, format string, a ...any) error {
 	return caddy.APIError{HTTPStatus: status, Err: err, Message: err.Error()}
 }
 
-func serveAdmin(w http.ResponseWriter, r *http.Request) error {
+func (adm *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	parts := strings.Split(strings.Trim(strings.TrimPrefix(r.URL.Path, "/portal/"), "/"), "/")
 	if len(parts) < 3 || parts[0] != "workspaces" {
 		return apiErr(http.StatusNotFound, "no such portal resource: %s (want /portal/workspaces/{ws}/contacts|links|sessions|audit)", r.URL.Path)
 	}
-	a := active.Load()
+	a := adm.app()
 	if a == nil {
 		return apiErr(http.StatusServiceUnavailable, "the portal app is not running")
 	}
@@ -352,4 +373,7 @@ func isHex(s string) bool {
 }
 
 // Interface guards
-var _ caddy.AdminRouter = AdminAPI{}
+var (
+	_ caddy.AdminRouter = (*AdminAPI)(nil)
+	_ caddy.Provisioner = (*AdminAPI)(nil)
+)

@@ -12,7 +12,6 @@ import (
 	"os"
 	"sort"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -28,10 +27,6 @@ import (
 func init() {
 	caddy.RegisterModule(new(App))
 }
-
-// active is the running portal app, for the admin API and CLI. A reload
-// starts the new app before it stops the old one.
-var active atomic.Pointer[App]
 
 // App is the `portal` app: the state every portal_auth handler of the
 // config shares (storage, mail, keys, workspaces and contacts).
@@ -67,8 +62,10 @@ type App struct {
 	portal   *handlers.Portal
 	contacts map[string][]storage.Contact
 	logger   *zap.Logger
-	// stopImport ends a background retry of the contacts import.
-	stopImport chan struct{}
+	// ctx is the config's context; background work runs under it.
+	ctx caddy.Context
+	// stop ends the background work of Start.
+	stop context.CancelFunc
 }
 
 // MailConfig selects and configures the mailer.
@@ -243,6 +240,7 @@ func (*App) CaddyModule() caddy.ModuleInfo {
 // placeholders, fills defaults and reads the contacts files, so that
 // `caddy validate` reports every configuration error.
 func (a *App) Provision(ctx caddy.Context) error {
+	a.ctx = ctx
 	a.logger = ctx.Logger()
 	repl := caddy.NewReplacer()
 
@@ -316,6 +314,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		Limits:           limits,
 		ConfiguredSecret: secret,
 		OutboxWorkers:    a.OutboxWorkers,
+		ClientIP:         clientIP,
 	}
 	metrics, err := handlers.NewMetrics(ctx.GetMetricsRegistry(), a.portal.QueueDepth)
 	if err != nil {
@@ -498,30 +497,36 @@ func (a *App) Start() error {
 	if err != nil {
 		return fmt.Errorf("opening portal storage: %w", err)
 	}
-	if err := a.portal.Start(store); err != nil {
+	ctx, stop := context.WithCancel(a.ctx)
+	a.stop = stop
+	if err := a.portal.Start(ctx, store); err != nil {
+		stop()
 		return err
 	}
-	if err := a.importContacts(store); err != nil {
+	if err := a.importContacts(ctx, store); err != nil {
 		if !errors.Is(err, storage.ErrUnavailable) {
-			a.portal.Stop()
+			_ = a.Stop()
 			return err
 		}
 		a.logger.Error("importing contacts files: storage unavailable, will retry", zap.Error(err))
-		a.stopImport = make(chan struct{})
-		go a.retryImport(store, a.stopImport)
+		go func() {
+			err := storage.Retry(ctx, 3*time.Second, func() error { return a.importContacts(ctx, store) })
+			if err != nil && ctx.Err() == nil {
+				a.logger.Error("importing contacts files", zap.Error(err))
+			}
+		}()
 	}
-	active.Store(a)
 	return nil
 }
 
-func (a *App) importContacts(store storage.Store) error {
+func (a *App) importContacts(ctx context.Context, store storage.Store) error {
 	names := make([]string, 0, len(a.contacts))
 	for n := range a.contacts {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, ws := range names {
-		if err := store.PutContacts(context.Background(), ws, a.contacts[ws]); err != nil {
+		if err := store.PutContacts(ctx, ws, a.contacts[ws]); err != nil {
 			return fmt.Errorf("workspace %s: importing contacts_file: %w", ws, err)
 		}
 		a.logger.Info("contacts imported", zap.String("workspace", ws), zap.Int("count", len(a.contacts[ws])))
@@ -529,33 +534,12 @@ func (a *App) importContacts(store storage.Store) error {
 	return nil
 }
 
-func (a *App) retryImport(store storage.Store, stop <-chan struct{}) {
-	t := time.NewTicker(3 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-			err := a.importContacts(store)
-			if err == nil {
-				return
-			}
-			if !errors.Is(err, storage.ErrUnavailable) {
-				a.logger.Error("importing contacts files", zap.Error(err))
-				return
-			}
-		}
-	}
-}
-
 // Stop ends the outbox workers; queued mail stays in storage.
 func (a *App) Stop() error {
-	active.CompareAndSwap(a, nil)
-	if a.stopImport != nil {
-		close(a.stopImport)
-	}
 	a.portal.Stop()
+	if a.stop != nil {
+		a.stop()
+	}
 	return nil
 }
 

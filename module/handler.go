@@ -2,6 +2,7 @@ package module
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2"
@@ -52,9 +53,34 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// ServeHTTP implements caddyhttp.MiddlewareHandler.
+// ServeHTTP implements caddyhttp.MiddlewareHandler: the gate answers the
+// sign-in pages and everyone not signed in; a signed-in request goes on to
+// next with the contact's identity in the X-Portal-* headers and the
+// {http.auth.user.*} placeholders.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	return h.gate.ServeHTTP(w, r, next)
+	contact, ok, err := h.gate.Authenticate(w, r)
+	if !ok {
+		return err
+	}
+	handlers.SetIdentity(r, contact, h.Workspace)
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set("http.auth.user.id", contact.ID)
+		repl.Set("http.auth.user.email", contact.Email)
+	}
+	return next.ServeHTTP(w, r)
+}
+
+// clientIP is the client address as Caddy resolved it (trusted proxies
+// honoured), or the connection's peer.
+func clientIP(r *http.Request) string {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		return ip
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 // Interface guards

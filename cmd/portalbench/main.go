@@ -13,10 +13,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -38,6 +34,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/kdesk/portalgate/handlers"
 	"github.com/kdesk/portalgate/storage"
 	"github.com/kdesk/portalgate/storage/badgerstore"
 )
@@ -383,12 +380,9 @@ func putSessions(dir string, n int) ([]string, error) {
 	now := time.Now()
 	cookies := make([]string, n)
 	for i := range cookies {
-		var raw [32]byte
-		_, _ = rand.Read(raw[:])
-		id := base64.RawURLEncoding.EncodeToString(raw[:])
-		sum := sha256.Sum256([]byte(id))
-		err := store.PutSession(context.Background(), storage.Session{IDHash: hex.EncodeToString(sum[:]), Workspace: "bench",
-			ContactID: "c-1", Method: "code", CSRF: base64.RawURLEncoding.EncodeToString(raw[:16]),
+		id := handlers.NewID()
+		err := store.PutSession(context.Background(), storage.Session{IDHash: handlers.HashID(id), Workspace: "bench",
+			ContactID: "c-1", Method: "code", CSRF: handlers.NewID(),
 			CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(12 * time.Hour), Idle: 12 * time.Hour})
 		if err != nil {
 			return nil, err

@@ -1,0 +1,92 @@
+package handlers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"go.uber.org/zap"
+
+	"github.com/kdesk/portalgate/mail"
+	"github.com/kdesk/portalgate/storage"
+)
+
+// The outbox side of sign-in: the request only queues a job, and the
+// outbox worker looks the contact up, makes the code and mails it, so the
+// answer to an email is the same whether or not it matched a contact.
+
+// Outbox message kinds.
+const kindCode = "code"
+
+// codeJob asks the outbox worker to make and email a code. It holds no
+// code: the worker makes a fresh one on every attempt, so no code ever
+// rests in storage except as a hash.
+type codeJob struct {
+	Workspace string `json:"workspace"`
+	Email     string `json:"email"`
+	ContactID string `json:"contact_id,omitempty"`
+	Method    string `json:"method,omitempty"`
+	ClientIP  string `json:"client_ip,omitempty"`
+}
+
+// deliver is the outbox worker's work for one message.
+func (p *Portal) deliver(ctx context.Context, m storage.OutboxMessage) error {
+	if m.Kind != kindCode {
+		return fmt.Errorf("%w: unknown outbox message kind %q", mail.ErrPermanent, m.Kind)
+	}
+	var job codeJob
+	if err := json.Unmarshal(m.Payload, &job); err != nil {
+		return fmt.Errorf("%w: decoding code job: %v", mail.ErrPermanent, err)
+	}
+	ws, ok := p.Workspaces[job.Workspace]
+	if !ok {
+		return fmt.Errorf("%w: workspace %q is no longer configured", mail.ErrPermanent, job.Workspace)
+	}
+	rt := p.state.Load()
+	if rt == nil {
+		return errUnavailable
+	}
+	ev := storage.AuditEvent{Workspace: ws.Name, Email: job.Email, ContactID: job.ContactID, Method: job.Method, ClientIP: job.ClientIP}
+	contact, err := activeContact(ctx, rt.store, ws.Name, job.Email, job.ContactID)
+	if errors.Is(err, storage.ErrNotFound) {
+		ev.Event, ev.Reason = EventCodeNotSent, "no eligible contact"
+		p.audit(ctx, rt, ev)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	ev.ContactID = contact.ID
+	now := p.Now()
+	code := NewCode()
+	if err := rt.store.PutCode(ctx, ws.Name, contact.ID, storage.Code{
+		Hash: rt.keys[ws.Name].codeHash(contact.ID, code), IssuedAt: now, ExpiresAt: now.Add(ws.CodeTTL),
+	}); err != nil {
+		return err
+	}
+	text, html, err := p.Pages.codeMail(mailData{WorkspaceTitle: ws.Title, Code: FormatCode(code), CodeTTL: humanDuration(ws.CodeTTL)})
+	if err != nil {
+		return fmt.Errorf("%w: %v", mail.ErrPermanent, err)
+	}
+	if err := p.Sender.Send(ctx, mail.Message{
+		To:      contact.Email,
+		Subject: "Your sign-in code for " + ws.Title,
+		Text:    text,
+		HTML:    html,
+	}); err != nil {
+		return err
+	}
+	ev.Event = EventCodeSent
+	p.audit(ctx, rt, ev)
+	return nil
+}
+
+// giveUp audits a message the outbox will not retry.
+func (p *Portal) giveUp(m storage.OutboxMessage, err error) {
+	var job codeJob
+	_ = json.Unmarshal(m.Payload, &job)
+	p.Logger.Error("mail not delivered", zap.String("id", m.ID), zap.Int("attempts", m.Attempts), zap.Error(err))
+	p.Audit(context.Background(), storage.AuditEvent{Workspace: job.Workspace, Event: EventMailFailed,
+		Email: job.Email, ContactID: job.ContactID, Method: job.Method, Reason: err.Error()})
+}

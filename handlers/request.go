@@ -1,0 +1,134 @@
+package handlers
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kdesk/portalgate/storage"
+)
+
+// request is one auth-page request: everything a route needs, loaded once.
+// Its methods write the shared answers (failure pages, cookies, audit).
+type request struct {
+	w    http.ResponseWriter
+	r    *http.Request
+	g    *Gate
+	ws   *Workspace
+	rt   *runtime
+	keys *workspaceKeys
+	// store is rt.store.
+	store storage.Store
+	ip    string
+	ua    string
+	// err is what the route returned, for ServeHTTP to pass on.
+	err error
+}
+
+func (g *Gate) newRequest(w http.ResponseWriter, r *http.Request, rt *runtime) *request {
+	return &request{w: w, r: r, g: g, ws: g.ws, rt: rt, keys: rt.keys[g.ws.Name], store: rt.store,
+		ip: g.portal.ClientIP(r), ua: userAgent(r)}
+}
+
+func (q *request) now() time.Time { return q.g.portal.Now() }
+
+// event is an audit event of this request's workspace and client.
+func (q *request) event(name string) storage.AuditEvent {
+	return storage.AuditEvent{Workspace: q.ws.Name, Event: name, ClientIP: q.ip, UserAgent: q.ua}
+}
+
+// audit records e.
+func (q *request) audit(e storage.AuditEvent) {
+	q.g.portal.audit(q.r.Context(), q.rt, e)
+}
+
+// message renders the message page.
+func (q *request) message(status int, heading, msg, next, actionURL, actionLabel string) error {
+	return q.g.portal.Pages.render(q.w, status, pageMessage, pageData{
+		WorkspaceTitle: q.ws.Title,
+		AuthPath:       q.ws.AuthPath,
+		Heading:        heading,
+		Message:        msg,
+		Next:           next,
+		ActionURL:      actionURL,
+		ActionLabel:    actionLabel,
+	})
+}
+
+// redirect answers 303 to a page under the auth path.
+func (q *request) redirect(sub string) error {
+	http.Redirect(q.w, q.r, q.ws.AuthPath+sub, http.StatusSeeOther)
+	return nil
+}
+
+// failed fails closed when storage cannot answer.
+func (q *request) failed(what string, err error) error {
+	return q.g.storageFailed(q.w, q.r, what, err)
+}
+
+// setCookie sets one of the gate's cookies.
+func (q *request) setCookie(base, value string, maxAge time.Duration) {
+	setCookie(q.w, q.r, base, value, maxAge)
+}
+
+// storageFailed fails closed when storage cannot answer: the page (or a
+// JSON 503 for API calls) says to try again shortly, and the outage is
+// logged once, not once per request.
+func (g *Gate) storageFailed(w http.ResponseWriter, r *http.Request, what string, err error) error {
+	g.portal.storageDown(what, err)
+	return g.serviceUnavailable(w, r, "30", "temporarily_unavailable", "Sign-in is temporarily unavailable. Try again shortly.",
+		"The "+g.ws.Title+" portal is temporarily unavailable.", "Nothing you entered was lost. Please try again in a minute.")
+}
+
+// unavailable answers with "Portal unavailable" (503): the workspace is
+// disabled.
+func (g *Gate) unavailable(w http.ResponseWriter, r *http.Request) error {
+	return g.serviceUnavailable(w, r, "60", "portal_unavailable", "The portal is not currently available.",
+		"The "+g.ws.Title+" portal is not currently available.", "Please try again later, or contact your service provider.")
+}
+
+// serviceUnavailable answers 503: "Portal unavailable" for pages, JSON for
+// API calls.
+func (g *Gate) serviceUnavailable(w http.ResponseWriter, r *http.Request, retryAfter, apiCode, apiMsg, msg, next string) error {
+	g.count(func(c *gateCounters) prometheus.Counter { return c.unavailable })
+	w.Header().Set("Retry-After", retryAfter)
+	if isAPI(r) {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": apiCode, "message": apiMsg})
+		return nil
+	}
+	return g.portal.Pages.render(w, http.StatusServiceUnavailable, pageMessage, pageData{
+		WorkspaceTitle: g.ws.Title,
+		AuthPath:       g.ws.AuthPath,
+		Heading:        "Portal unavailable",
+		Message:        msg,
+		Next:           next,
+	})
+}
+
+// isAPI tells API calls from page loads: an XHR marker, or no HTML in
+// Accept.
+func isAPI(r *http.Request) bool {
+	if r.Header.Get("X-Requested-With") != "" {
+		return true
+	}
+	return !strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+// writeJSON answers an API call.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func userAgent(r *http.Request) string {
+	ua := r.UserAgent()
+	if len(ua) > 256 {
+		ua = ua[:256]
+	}
+	return ua
+}

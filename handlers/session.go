@@ -1,0 +1,138 @@
+package handlers
+
+import (
+	"context"
+	"crypto/subtle"
+	"net/http"
+
+	"go.uber.org/zap"
+
+	"github.com/kdesk/portalgate/storage"
+)
+
+// activeContact is the active contact a sign-in is for: by id when the
+// flow names one (a personalized link), else by email. ErrNotFound when
+// there is none, or it is disabled.
+func activeContact(ctx context.Context, store storage.Store, workspace, email, contactID string) (storage.Contact, error) {
+	var c storage.Contact
+	var err error
+	if contactID != "" {
+		c, err = store.Contact(ctx, workspace, contactID)
+	} else {
+		c, err = store.ContactByEmail(ctx, workspace, email)
+	}
+	if err == nil && !c.Active() {
+		err = storage.ErrNotFound
+	}
+	return c, err
+}
+
+// signIn is the one step after every sign-in method: it starts a new
+// session for contact, ends the flow and sends the browser to the path it
+// first asked for.
+func (q *request) signIn(f storage.SignInFlow, contact storage.Contact, method string) error {
+	ctx := q.r.Context()
+	now := q.now()
+	id := NewID()
+	sess := storage.Session{
+		IDHash:    HashID(id),
+		Workspace: q.ws.Name,
+		ContactID: contact.ID,
+		Method:    method,
+		CSRF:      NewID(),
+		ClientIP:  q.ip,
+		UserAgent: q.ua,
+		CreatedAt: now,
+		LastSeen:  now,
+		ExpiresAt: now.Add(q.ws.SessionTTL),
+		Idle:      q.ws.SessionIdle,
+	}
+	if err := q.store.PutSession(ctx, sess); err != nil {
+		return q.failed("creating session", err)
+	}
+	// The old session (if any) ends: a new id at every sign-in.
+	if old := cookieValue(q.r, cookieSession); validID(old) {
+		_ = q.store.DeleteSession(ctx, HashID(old))
+	}
+	if err := q.store.DeleteFlow(ctx, f.IDHash); err != nil {
+		q.g.portal.Logger.Warn("ending sign-in flow", zap.Error(err))
+	}
+	q.setCookie(cookieFlow, "", -1)
+	q.setCookie(cookieSession, id, q.ws.SessionTTL)
+	to := "/"
+	if p, ok := SafeReturnPath(f.ReturnTo); ok {
+		to = p
+	}
+	http.Redirect(q.w, q.r, to, http.StatusSeeOther)
+	return nil
+}
+
+// signOutPage asks to confirm signing out, so a portal can offer sign-out
+// with a plain link to /_portal/signout.
+func (q *request) signOutPage() error {
+	sess, contact, err := q.g.signedIn(q.r, q.store)
+	if err != nil {
+		return q.redirect("/signin")
+	}
+	return q.g.portal.Pages.render(q.w, http.StatusOK, pageSignOut, pageData{
+		WorkspaceTitle: q.ws.Title,
+		AuthPath:       q.ws.AuthPath,
+		Heading:        "Sign out",
+		CSRF:           sess.CSRF,
+		SignedInAs:     contact.Email,
+	})
+}
+
+// signOut ends the session and goes back to sign in. The form must show
+// that the contact sent it: the confirmation page's token, or, for a plain
+// sign-out button in the portal, the browser's Sec-Fetch-Site or Origin
+// naming this site. A post from another site changes nothing, not even the
+// cookie.
+func (q *request) signOut() error {
+	_ = q.parseForm()
+	refuse := func() error {
+		return q.message(http.StatusForbidden, "Sign-out failed",
+			"This form was not sent from the portal.", "Use the sign-out button in the portal.", "/", "Back to the portal")
+	}
+	said, same := browserOrigin(q.r)
+	if said && !same {
+		return refuse()
+	}
+	if id := cookieValue(q.r, cookieSession); validID(id) {
+		ctx := q.r.Context()
+		hash := HashID(id)
+		sess, err := q.store.Session(ctx, hash)
+		if err == nil {
+			switch token := q.r.PostFormValue("csrf"); {
+			case token != "":
+				if subtle.ConstantTimeCompare([]byte(sess.CSRF), []byte(token)) != 1 {
+					return refuse()
+				}
+			case !same:
+				// No token and no word from the browser: ask.
+				return q.signOutPage()
+			}
+			if err := q.store.DeleteSession(ctx, hash); err != nil {
+				return q.failed("ending session", err)
+			}
+			ev := q.event(EventSessionEnded)
+			ev.ContactID, ev.Method = sess.ContactID, sess.Method
+			q.audit(ev)
+		}
+	}
+	q.setCookie(cookieSession, "", -1)
+	return q.redirect("/signin")
+}
+
+// originCheck is Go's check of Sec-Fetch-Site and Origin against the
+// request's own host.
+var originCheck = http.NewCrossOriginProtection()
+
+// browserOrigin reports whether the browser said where the request comes
+// from (Sec-Fetch-Site or Origin) and, if so, whether that is this site.
+func browserOrigin(r *http.Request) (said, same bool) {
+	if r.Header.Get("Sec-Fetch-Site") == "" && r.Header.Get("Origin") == "" {
+		return false, false
+	}
+	return true, originCheck.Check(r) == nil
+}

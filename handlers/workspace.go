@@ -1,0 +1,69 @@
+package handlers
+
+import (
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Workspace is one portal's resolved configuration: every field is filled
+// in (module/ applies the defaults).
+type Workspace struct {
+	Name  string
+	Title string
+	// URL is the public base used in emailed links.
+	URL *url.URL
+	// AuthPath is the reserved prefix of the sign-in pages, like "/_portal".
+	AuthPath string
+	// CodeTTL is how long an emailed code works.
+	CodeTTL time.Duration
+	// ResendCooldown is the wait between two code emails to one address.
+	ResendCooldown time.Duration
+	// SessionTTL is the absolute lifetime of a session.
+	SessionTTL time.Duration
+	// SessionIdle ends a session after this long without a request.
+	SessionIdle time.Duration
+	// LinkTTL and LinkMaxTTL are the default and longest lifetimes of a
+	// personalized link.
+	LinkTTL, LinkMaxTTL time.Duration
+	// Disabled shows "Portal unavailable" to everyone.
+	Disabled bool
+	// SSODirectoryMatch limits SSO to contacts synced from a directory.
+	SSODirectoryMatch bool
+	// SSO are the single sign-on providers, in the order of their buttons.
+	SSO []*SSOProvider
+}
+
+// isAuthPath reports whether p is under the reserved auth prefix.
+func (ws *Workspace) isAuthPath(p string) bool {
+	return p == ws.AuthPath || strings.HasPrefix(p, ws.AuthPath+"/") || strings.HasPrefix(p, ws.AuthPath+"?")
+}
+
+// authURL is the workspace's public URL for a page under the auth path,
+// like https://support.acme.example/_portal/link/…: the public URL's base
+// path joined with the auth prefix and sub.
+func (ws *Workspace) authURL(sub string) string {
+	u := *ws.URL
+	u.Path = strings.TrimRight(ws.URL.Path, "/") + ws.AuthPath + sub
+	u.RawPath, u.RawQuery, u.Fragment = "", "", ""
+	return u.String()
+}
+
+// ssoProvider is the provider with that name, or nil.
+func (ws *Workspace) ssoProvider(name string) *SSOProvider {
+	for _, p := range ws.SSO {
+		if p.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// ssoButtons are the sign-in page's provider buttons.
+func (ws *Workspace) ssoButtons() []ssoButton {
+	out := make([]ssoButton, len(ws.SSO))
+	for i, p := range ws.SSO {
+		out[i] = ssoButton{Name: p.Name, Label: p.Label}
+	}
+	return out
+}
