@@ -4,6 +4,7 @@ package caddyfile
 
 import (
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -15,8 +16,6 @@ import (
 
 	"github.com/kdesk/portalgate/module"
 	"github.com/kdesk/portalgate/storage"
-	"github.com/kdesk/portalgate/storage/badgerstore"
-	"github.com/kdesk/portalgate/storage/redisstore"
 )
 
 func init() {
@@ -29,21 +28,8 @@ func init() {
 //
 //	portal {
 //		storage_dir <dir>
-//		storage badger {
-//			dir <dir>
-//			audit_retention <duration>
-//		}
-//		storage redis {
-//			address <host:port>...
-//			username <user>
-//			password <password>
-//			db <n>
-//			key_prefix <prefix>
-//			tls
-//			tls_ca_file <file>
-//			master_name <sentinel master>
-//			dial_timeout <duration>
-//			audit_retention <duration>
+//		storage <backend> {
+//			...
 //		}
 //		secret <secret>
 //		mail smtp {
@@ -90,6 +76,10 @@ func init() {
 //			disabled
 //		}
 //	}
+//
+// The storage block belongs to the backend module (portal.storage.badger,
+// portal.storage.redis), whose UnmarshalCaddyfile documents its syntax;
+// storage_dir <dir> is short for storage badger { dir <dir> }.
 func parsePortal(d *caddyfile.Dispenser, existing any) (any, error) {
 	d.Next() // "portal"
 	if existing != nil {
@@ -118,7 +108,9 @@ func parsePortal(d *caddyfile.Dispenser, existing any) (any, error) {
 			if !d.AllArgs(&dir) {
 				return nil, d.ArgErr()
 			}
-			app.StorageRaw = caddyconfig.JSONModuleObject(&badgerstore.Backend{Dir: dir}, "backend", "badger", nil)
+			// the same JSON as storage badger { dir <dir> }, without
+			// importing the backend
+			app.StorageRaw = caddyconfig.JSON(map[string]string{"backend": "badger", "dir": dir}, nil)
 		case "storage":
 			if err := once("storage"); err != nil {
 				return nil, err
@@ -230,100 +222,31 @@ func durationArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
 	return caddy.Duration(v), nil
 }
 
+// parseStorage hands the storage block to the backend module of that name
+// (portal.storage.<name>), which parses its own syntax, as Caddy's global
+// storage option does.
 func parseStorage(d *caddyfile.Dispenser) (json.RawMessage, error) {
 	if !d.NextArg() {
 		return nil, d.ArgErr()
 	}
-	switch kind := d.Val(); kind {
-	case "badger":
-		if d.NextArg() {
-			return nil, d.ArgErr()
-		}
-		var b badgerstore.Backend
-		seen := map[string]bool{}
-		for nesting := d.Nesting(); d.NextBlock(nesting); {
-			if seen[d.Val()] {
-				return nil, d.Errf("storage badger: %s is set twice", d.Val())
-			}
-			seen[d.Val()] = true
-			switch d.Val() {
-			case "dir":
-				if !d.AllArgs(&b.Dir) {
-					return nil, d.ArgErr()
-				}
-			case "audit_retention":
-				v, err := durationArg(d)
-				if err != nil {
-					return nil, err
-				}
-				b.AuditRetention = v
-			default:
-				return nil, d.Errf("unrecognized storage badger option %q", d.Val())
-			}
-		}
-		return caddyconfig.JSONModuleObject(&b, "backend", "badger", nil), nil
-	case "redis":
-		if d.NextArg() {
-			return nil, d.ArgErr()
-		}
-		var b redisstore.Backend
-		seen := map[string]bool{}
-		for nesting := d.Nesting(); d.NextBlock(nesting); {
-			opt := d.Val()
-			if seen[opt] {
-				return nil, d.Errf("storage redis: %s is set twice", opt)
-			}
-			seen[opt] = true
-			var ok bool
-			switch opt {
-			case "address":
-				b.Address = d.RemainingArgs()
-				ok = len(b.Address) > 0
-			case "username":
-				ok = d.AllArgs(&b.Username)
-			case "password":
-				ok = d.AllArgs(&b.Password)
-			case "db":
-				n, err := intArg(d, 0, 1024)
-				if err != nil {
-					return nil, err
-				}
-				b.DB, ok = n, true
-			case "key_prefix":
-				ok = d.AllArgs(&b.KeyPrefix)
-			case "tls":
-				ok = !d.NextArg()
-				b.TLS = true
-			case "tls_ca_file":
-				ok = d.AllArgs(&b.TLSCAFile)
-				b.TLS = true
-			case "master_name":
-				ok = d.AllArgs(&b.MasterName)
-			case "dial_timeout", "audit_retention":
-				v, err := durationArg(d)
-				if err != nil {
-					return nil, err
-				}
-				if opt == "dial_timeout" {
-					b.DialTimeout = v
-				} else {
-					b.AuditRetention = v
-				}
-				ok = true
-			default:
-				return nil, d.Errf("unrecognized storage redis option %q", opt)
-			}
-			if !ok {
-				return nil, d.ArgErr()
-			}
-		}
-		if len(b.Address) == 0 {
-			return nil, d.Err("storage redis: address is required")
-		}
-		return caddyconfig.JSONModuleObject(&b, "backend", "redis", nil), nil
-	default:
-		return nil, d.Errf("unknown storage backend %q (available: badger, redis)", kind)
+	name := d.Val()
+	var available []string
+	for _, m := range caddy.GetModules("portal.storage") {
+		available = append(available, m.ID.Name())
 	}
+	if !slices.Contains(available, name) {
+		return nil, d.Errf("unknown storage backend %q (available: %s)", name, strings.Join(available, ", "))
+	}
+	mod, err := caddyfile.UnmarshalModule(d, "portal.storage."+name)
+	if err != nil {
+		return nil, err
+	}
+	var warnings []caddyconfig.Warning
+	raw := caddyconfig.JSONModuleObject(mod, "backend", name, &warnings)
+	if len(warnings) > 0 {
+		return nil, d.Errf("storage %s: %s", name, warnings[0].Message)
+	}
+	return raw, nil
 }
 
 func parseMail(d *caddyfile.Dispenser) (*module.MailConfig, error) {
