@@ -377,13 +377,10 @@ func parseWorkspace(d *caddyfile.Dispenser) (*module.WorkspaceConfig, error) {
 				return nil, d.ArgErr()
 			}
 		case "contacts_file":
+			// read by Provision only: caddy adapt reads no files,
+			// caddy validate reports a bad one
 			if !d.AllArgs(&ws.ContactsFile) {
 				return nil, d.ArgErr()
-			}
-			if !strings.Contains(ws.ContactsFile, "{") {
-				if _, err := module.ReadContactsFile(ws.ContactsFile); err != nil {
-					return nil, d.Err(err.Error())
-				}
 			}
 		case "auth_path":
 			if !d.AllArgs(&ws.AuthPath) {

@@ -302,31 +302,6 @@ var adaptErrorCases = []struct {
 		line: 4,
 	},
 	{
-		name: "missing contacts_file",
-		caddyfile: `{
-	portal {
-		workspace acme {
-			title "Acme Support"
-			contacts_file testdata/no-such-contacts.json
-		}
-	}
-}` + site,
-		want: []string{"contacts_file", "testdata/no-such-contacts.json", "no such file"},
-		line: 5,
-	},
-	{
-		name: "contacts_file with an invalid record",
-		caddyfile: `{
-	portal {
-		workspace acme {
-			contacts_file testdata/contacts-bad-email.json
-		}
-	}
-}` + site,
-		want: []string{"testdata/contacts-bad-email.json", "record 2", "c-2", `"not-an-email" is not a valid address`},
-		line: 4,
-	},
-	{
 		name: "workspace name with uppercase",
 		caddyfile: `{
 	portal {
