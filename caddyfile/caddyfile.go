@@ -5,6 +5,7 @@ package caddyfile
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -259,7 +260,11 @@ func parseStorage(d *caddyfile.Dispenser) (json.RawMessage, error) {
 		available = append(available, m.ID.Name())
 	}
 	if !slices.Contains(available, name) {
-		return nil, d.Errf("unknown storage backend %q (available: %s)", name, strings.Join(available, ", "))
+		msg := fmt.Sprintf("unknown storage backend %q (available: %s)", name, strings.Join(available, ", "))
+		if s := storage.Suggest(name, available); s != "" {
+			msg += "; did you mean " + s + "?"
+		}
+		return nil, d.Err(msg)
 	}
 	mod, err := caddyfile.UnmarshalModule(d, "portal.storage."+name)
 	if err != nil {
