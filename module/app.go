@@ -377,8 +377,10 @@ func (wc *WorkspaceConfig) resolve(name string, repl *caddy.Replacer) (*handlers
 		ws.AuthPath = "/_portal"
 	}
 	ws.SessionIdle = min(ws.SessionIdle, ws.SessionTTL)
-	// the checks below need the defaults or the replaced url, so they
-	// run here and not in Check, which the adapter calls before either
+	// The checks on the effective lifetimes and url run here, in
+	// Provision only: caddy adapt accepts a workspace that fails them
+	// and caddy validate reports it (the caddyfile package's
+	// TestValidateCatchesWhatAdaptCannot).
 	if ws.CodeTTL < 30*time.Second || ws.CodeTTL > 24*time.Hour {
 		return nil, fmt.Errorf("code_ttl %s: must be between 30s and 24h", ws.CodeTTL)
 	}

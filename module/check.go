@@ -200,8 +200,8 @@ func (sc *SSOConfig) kind() string {
 }
 
 // Check reports the first option of the workspace, or of its SSO
-// providers, that cannot work. Provision checks more once defaults are in:
-// the lifetimes against each other, and the url's shape.
+// providers, that cannot work. Provision checks more, on the effective
+// values with defaults filled in: the lifetimes and the url's shape.
 func (wc *WorkspaceConfig) Check(repl *caddy.Replacer) error {
 	if p := wc.AuthPath; p != "" && (!strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.ContainsAny(p, "?#%\\ ")) {
 		return &OptionError{Option: "auth_path", Msg: fmt.Sprintf("%q: must be a path like /_portal", p)}
