@@ -451,7 +451,9 @@ func ValidateContacts(cs []storage.Contact) error {
 	return nil
 }
 
-// Validate checks the configuration without side effects.
+// Validate checks the configuration without side effects. It needs
+// nothing from Provision: the Caddyfile adapter calls it on the config it
+// has just parsed.
 func (a *App) Validate() error {
 	if len(a.Workspaces) == 0 {
 		return errors.New("portal: at least one workspace is required")
