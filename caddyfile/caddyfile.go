@@ -4,7 +4,9 @@ package caddyfile
 
 import (
 	"encoding/json"
-	"strconv"
+	"errors"
+	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -15,8 +17,6 @@ import (
 
 	"github.com/kdesk/portalgate/module"
 	"github.com/kdesk/portalgate/storage"
-	"github.com/kdesk/portalgate/storage/badgerstore"
-	"github.com/kdesk/portalgate/storage/redisstore"
 )
 
 func init() {
@@ -29,21 +29,8 @@ func init() {
 //
 //	portal {
 //		storage_dir <dir>
-//		storage badger {
-//			dir <dir>
-//			audit_retention <duration>
-//		}
-//		storage redis {
-//			address <host:port>...
-//			username <user>
-//			password <password>
-//			db <n>
-//			key_prefix <prefix>
-//			tls
-//			tls_ca_file <file>
-//			master_name <sentinel master>
-//			dial_timeout <duration>
-//			audit_retention <duration>
+//		storage <backend> {
+//			...
 //		}
 //		secret <secret>
 //		mail smtp {
@@ -90,6 +77,10 @@ func init() {
 //			disabled
 //		}
 //	}
+//
+// The storage block belongs to the backend module (portal.storage.badger,
+// portal.storage.redis), whose UnmarshalCaddyfile documents its syntax;
+// storage_dir <dir> is short for storage badger { dir <dir> }.
 func parsePortal(d *caddyfile.Dispenser, existing any) (any, error) {
 	d.Next() // "portal"
 	if existing != nil {
@@ -118,7 +109,9 @@ func parsePortal(d *caddyfile.Dispenser, existing any) (any, error) {
 			if !d.AllArgs(&dir) {
 				return nil, d.ArgErr()
 			}
-			app.StorageRaw = caddyconfig.JSONModuleObject(&badgerstore.Backend{Dir: dir}, "backend", "badger", nil)
+			// the same JSON as storage badger { dir <dir> }, without
+			// importing the backend
+			app.StorageRaw = caddyconfig.JSON(map[string]string{"backend": "badger", "dir": dir}, nil)
 		case "storage":
 			if err := once("storage"); err != nil {
 				return nil, err
@@ -135,8 +128,9 @@ func parsePortal(d *caddyfile.Dispenser, existing any) (any, error) {
 			if !d.AllArgs(&app.Secret) {
 				return nil, d.ArgErr()
 			}
-			if !strings.Contains(app.Secret, "{") && len(app.Secret) < 32 {
-				return nil, d.Err("secret must be at least 32 characters; better, read it from the environment: secret {env.PORTAL_SECRET}")
+			var oe *module.OptionError
+			if err := module.CheckSecret(app.Secret, nil); errors.As(err, &oe) {
+				return nil, d.Errf("secret %s; better, read it from the environment: secret {env.PORTAL_SECRET}", oe.Msg)
 			}
 		case "mail":
 			if err := once(opt); err != nil {
@@ -158,7 +152,7 @@ func parsePortal(d *caddyfile.Dispenser, existing any) (any, error) {
 			if err := once(opt); err != nil {
 				return nil, err
 			}
-			n, err := intArg(d, 1, 64)
+			n, err := intArg(d)
 			if err != nil {
 				return nil, err
 			}
@@ -177,8 +171,8 @@ func parsePortal(d *caddyfile.Dispenser, existing any) (any, error) {
 				return nil, d.ArgErr()
 			}
 			name := d.Val()
-			if !storage.ValidName(name) {
-				return nil, d.Errf("workspace name %q: use lowercase letters, digits, - or _, starting with a letter", name)
+			if err := module.CheckName("workspace", name); err != nil {
+				return nil, d.WrapErr(err)
 			}
 			if _, dup := app.Workspaces[name]; dup {
 				return nil, d.Errf("workspace %s is defined twice", name)
@@ -195,137 +189,98 @@ func parsePortal(d *caddyfile.Dispenser, existing any) (any, error) {
 			}
 			app.Workspaces[name] = ws
 		default:
-			return nil, d.Errf("unrecognized portal option %q", opt)
+			return nil, storage.UnknownOption(d, "portal", portalOptions)
 		}
 	}
-	if len(app.Workspaces) == 0 {
-		return nil, d.Err("portal: at least one workspace is required")
+	if err := app.Validate(); err != nil {
+		return nil, d.WrapErr(err)
 	}
 	return httpcaddyfile.App{Name: "portal", Value: caddyconfig.JSON(app, nil)}, nil
 }
 
-func intArg(d *caddyfile.Dispenser, lo, hi int) (int, error) {
+// The subdirectives of each block, for suggestions when one is misspelled.
+var (
+	portalOptions    = []string{"storage_dir", "storage", "secret", "mail", "templates_dir", "outbox_workers", "limits", "workspace"}
+	mailSMTPOptions  = []string{"host", "port", "username", "password", "from", "tls"}
+	limitsOptions    = []string{"sends_per_email", "sends_per_ip", "sends_per_workspace", "tries_per_ip", "tries_per_workspace", "window"}
+	workspaceOptions = []string{
+		"title", "url", "contacts_file", "auth_path", "code_ttl", "resend_cooldown", "session_ttl",
+		"session_idle", "link_ttl", "link_max_ttl", "sso", "sso_directory_match", "disabled",
+	}
+	ssoOptions = []string{"provider", "issuer", "client_id", "client_secret", "tenant", "allowed_tenants", "scopes", "label"}
+)
+
+// intArg reads the single argument of a whole-number option; the module
+// knows each one's range.
+func intArg(d *caddyfile.Dispenser) (int, error) {
 	opt := d.Val()
 	var s string
 	if !d.AllArgs(&s) {
 		return 0, d.ArgErr()
 	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < lo || n > hi {
-		return 0, d.Errf("%s %q: want a whole number from %d to %d", opt, s, lo, hi)
+	n, err := module.ParseWholeNumber(opt, s)
+	if err != nil {
+		return 0, d.WrapErr(err)
 	}
 	return n, nil
 }
 
-func durationArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
-	opt := d.Val()
-	var s string
-	if !d.AllArgs(&s) {
-		return 0, d.ArgErr()
+// block remembers where each subdirective of a block is written, to report
+// a module check's error at the line of the option it names.
+type block map[string]caddyfile.Token
+
+// errAt wraps err, from a module check run at the end of the block, with
+// the position of the option it names; an option the block does not write
+// (a missing one) is reported at the current token, the block's end.
+func (b block) errAt(d *caddyfile.Dispenser, err error) error {
+	if err == nil {
+		return nil
 	}
-	v, err := caddy.ParseDuration(s)
-	if err != nil || v <= 0 {
-		return 0, d.Errf("%s %q: want a positive duration such as 30s, 10m or 12h", opt, s)
+	var oe *module.OptionError
+	if errors.As(err, &oe) {
+		if tok, ok := b[oe.Option]; ok {
+			at := caddyfile.NewDispenser([]caddyfile.Token{tok})
+			at.Next()
+			return at.WrapErr(err)
+		}
 	}
-	return caddy.Duration(v), nil
+	return d.WrapErr(err)
 }
 
+// parseStorage hands the storage block to the backend module of that name
+// (portal.storage.<name>), which parses its own syntax, as Caddy's global
+// storage option does.
 func parseStorage(d *caddyfile.Dispenser) (json.RawMessage, error) {
 	if !d.NextArg() {
 		return nil, d.ArgErr()
 	}
-	switch kind := d.Val(); kind {
-	case "badger":
-		if d.NextArg() {
-			return nil, d.ArgErr()
-		}
-		var b badgerstore.Backend
-		seen := map[string]bool{}
-		for nesting := d.Nesting(); d.NextBlock(nesting); {
-			if seen[d.Val()] {
-				return nil, d.Errf("storage badger: %s is set twice", d.Val())
-			}
-			seen[d.Val()] = true
-			switch d.Val() {
-			case "dir":
-				if !d.AllArgs(&b.Dir) {
-					return nil, d.ArgErr()
-				}
-			case "audit_retention":
-				v, err := durationArg(d)
-				if err != nil {
-					return nil, err
-				}
-				b.AuditRetention = v
-			default:
-				return nil, d.Errf("unrecognized storage badger option %q", d.Val())
-			}
-		}
-		return caddyconfig.JSONModuleObject(&b, "backend", "badger", nil), nil
-	case "redis":
-		if d.NextArg() {
-			return nil, d.ArgErr()
-		}
-		var b redisstore.Backend
-		seen := map[string]bool{}
-		for nesting := d.Nesting(); d.NextBlock(nesting); {
-			opt := d.Val()
-			if seen[opt] {
-				return nil, d.Errf("storage redis: %s is set twice", opt)
-			}
-			seen[opt] = true
-			var ok bool
-			switch opt {
-			case "address":
-				b.Address = d.RemainingArgs()
-				ok = len(b.Address) > 0
-			case "username":
-				ok = d.AllArgs(&b.Username)
-			case "password":
-				ok = d.AllArgs(&b.Password)
-			case "db":
-				n, err := intArg(d, 0, 1024)
-				if err != nil {
-					return nil, err
-				}
-				b.DB, ok = n, true
-			case "key_prefix":
-				ok = d.AllArgs(&b.KeyPrefix)
-			case "tls":
-				ok = !d.NextArg()
-				b.TLS = true
-			case "tls_ca_file":
-				ok = d.AllArgs(&b.TLSCAFile)
-				b.TLS = true
-			case "master_name":
-				ok = d.AllArgs(&b.MasterName)
-			case "dial_timeout", "audit_retention":
-				v, err := durationArg(d)
-				if err != nil {
-					return nil, err
-				}
-				if opt == "dial_timeout" {
-					b.DialTimeout = v
-				} else {
-					b.AuditRetention = v
-				}
-				ok = true
-			default:
-				return nil, d.Errf("unrecognized storage redis option %q", opt)
-			}
-			if !ok {
-				return nil, d.ArgErr()
-			}
-		}
-		if len(b.Address) == 0 {
-			return nil, d.Err("storage redis: address is required")
-		}
-		return caddyconfig.JSONModuleObject(&b, "backend", "redis", nil), nil
-	default:
-		return nil, d.Errf("unknown storage backend %q (available: badger, redis)", kind)
+	name := d.Val()
+	var available []string
+	for _, m := range caddy.GetModules("portal.storage") {
+		available = append(available, m.ID.Name())
 	}
+	if !slices.Contains(available, name) {
+		msg := fmt.Sprintf("unknown storage backend %q (available: %s)", name, strings.Join(available, ", "))
+		if s := storage.Suggest(name, available); s != "" {
+			msg += "; did you mean " + s + "?"
+		}
+		return nil, d.Err(msg)
+	}
+	mod, err := caddyfile.UnmarshalModule(d, "portal.storage."+name)
+	if err != nil {
+		return nil, err
+	}
+	var warnings []caddyconfig.Warning
+	raw := caddyconfig.JSONModuleObject(mod, "backend", name, &warnings)
+	if len(warnings) > 0 {
+		return nil, d.Errf("storage %s: %s", name, warnings[0].Message)
+	}
+	return raw, nil
 }
 
+// parseMail reads the mail option. The mailer chooses the syntax of the
+// block, so an unknown one is an error here; the module's check supplies
+// its message.
 func parseMail(d *caddyfile.Dispenser) (*module.MailConfig, error) {
 	if !d.NextArg() {
 		return nil, d.ArgErr()
@@ -342,69 +297,65 @@ func parseMail(d *caddyfile.Dispenser) (*module.MailConfig, error) {
 		return mc, nil
 	case "smtp":
 	default:
-		return nil, d.Errf("unknown mailer %q (want smtp or log)", mc.Mailer)
+		return nil, d.WrapErr(mc.Check(nil))
 	}
 	start := d.Line()
-	seen := map[string]bool{}
+	at := block{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
-		if seen[opt] {
+		if _, dup := at[opt]; dup {
 			return nil, d.Errf("mail smtp: %s is set twice", opt)
 		}
-		seen[opt] = true
-		var err error
+		at[opt] = d.Token()
+		var ok bool
 		switch opt {
 		case "host":
-			if !d.AllArgs(&mc.Host) {
-				return nil, d.ArgErr()
-			}
+			ok = d.AllArgs(&mc.Host)
 		case "port":
-			mc.Port, err = intArg(d, 1, 65535)
+			n, err := intArg(d)
+			if err != nil {
+				return nil, err
+			}
+			mc.Port, ok = n, true
 		case "username":
-			if !d.AllArgs(&mc.Username) {
-				return nil, d.ArgErr()
-			}
+			ok = d.AllArgs(&mc.Username)
 		case "password":
-			if !d.AllArgs(&mc.Password) {
-				return nil, d.ArgErr()
-			}
+			ok = d.AllArgs(&mc.Password)
 		case "from":
-			if !d.AllArgs(&mc.From) {
-				return nil, d.ArgErr()
-			}
+			ok = d.AllArgs(&mc.From)
 		case "tls":
-			if !d.AllArgs(&mc.TLS) {
-				return nil, d.ArgErr()
-			}
-			if mc.TLS != "starttls" && mc.TLS != "tls" && mc.TLS != "none" {
-				return nil, d.Errf("mail smtp: tls %q: want starttls, tls or none", mc.TLS)
-			}
+			ok = d.AllArgs(&mc.TLS)
 		default:
-			return nil, d.Errf("unrecognized mail smtp option %q", opt)
+			return nil, storage.UnknownOption(d, "mail smtp", mailSMTPOptions)
 		}
-		if err != nil {
-			return nil, err
+		if !ok {
+			return nil, d.ArgErr()
 		}
 	}
-	if mc.Host == "" {
-		return nil, d.Errf("mail smtp (line %d): host is required", start)
-	}
-	if mc.From == "" {
-		return nil, d.Errf("mail smtp (line %d): from is required", start)
+	if err := mc.Check(nil); err != nil {
+		// a missing option: name the line of the block
+		var oe *module.OptionError
+		if errors.As(err, &oe) {
+			if _, written := at[oe.Option]; !written {
+				return nil, d.Errf("%s (line %d): %s %s", oe.Block, start, oe.Option, oe.Msg)
+			}
+		}
+		return nil, at.errAt(d, err)
 	}
 	return mc, nil
 }
 
 func parseLimits(d *caddyfile.Dispenser) (*module.LimitsConfig, error) {
 	l := new(module.LimitsConfig)
-	seen := map[string]bool{}
+	at := block{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		if seen[d.Val()] {
-			return nil, d.Errf("limits: %s is set twice", d.Val())
+		opt := d.Val()
+		if _, dup := at[opt]; dup {
+			return nil, d.Errf("limits: %s is set twice", opt)
 		}
-		seen[d.Val()] = true
+		at[opt] = d.Token()
 		var dst *int
-		switch d.Val() {
+		switch opt {
 		case "sends_per_email":
 			dst = &l.SendsPerEmail
 		case "sends_per_ip":
@@ -416,71 +367,57 @@ func parseLimits(d *caddyfile.Dispenser) (*module.LimitsConfig, error) {
 		case "tries_per_workspace":
 			dst = &l.TriesPerWorkspace
 		case "window":
-			v, err := durationArg(d)
+			v, err := storage.DurationArg(d)
 			if err != nil {
 				return nil, err
 			}
 			l.Window = v
 			continue
 		default:
-			return nil, d.Errf("unrecognized limits option %q", d.Val())
+			return nil, storage.UnknownOption(d, "limits", limitsOptions)
 		}
-		n, err := intArg(d, 1, 1_000_000)
+		n, err := intArg(d)
 		if err != nil {
 			return nil, err
 		}
 		*dst = n
 	}
-	return l, nil
+	return l, at.errAt(d, l.Check())
 }
 
 func parseWorkspace(d *caddyfile.Dispenser) (*module.WorkspaceConfig, error) {
 	ws := new(module.WorkspaceConfig)
-	seen := map[string]bool{}
+	at := block{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
-		if seen[opt] {
+		if _, dup := at[opt]; dup && opt != "sso" {
 			return nil, d.Errf("workspace option %s is set twice", opt)
 		}
-		seen[opt] = true
+		at[opt] = d.Token()
 		var err error
 		switch opt {
 		case "title":
-			if !d.AllArgs(&ws.Title) {
-				return nil, d.ArgErr()
-			}
+			err = oneArg(d, &ws.Title)
 		case "url":
-			if !d.AllArgs(&ws.URL) {
-				return nil, d.ArgErr()
-			}
+			err = oneArg(d, &ws.URL)
 		case "contacts_file":
-			if !d.AllArgs(&ws.ContactsFile) {
-				return nil, d.ArgErr()
-			}
-			if !strings.Contains(ws.ContactsFile, "{") {
-				if _, err := module.ReadContactsFile(ws.ContactsFile); err != nil {
-					return nil, d.Err(err.Error())
-				}
-			}
+			// read by Provision only: caddy adapt reads no files,
+			// caddy validate reports a bad one
+			err = oneArg(d, &ws.ContactsFile)
 		case "auth_path":
-			if !d.AllArgs(&ws.AuthPath) {
-				return nil, d.ArgErr()
-			}
-			if !strings.HasPrefix(ws.AuthPath, "/") || strings.HasSuffix(ws.AuthPath, "/") {
-				return nil, d.Errf("auth_path %q: must be a path like /_portal", ws.AuthPath)
-			}
+			err = oneArg(d, &ws.AuthPath)
 		case "code_ttl":
-			ws.CodeTTL, err = durationArg(d)
+			ws.CodeTTL, err = storage.DurationArg(d)
 		case "resend_cooldown":
-			ws.ResendCooldown, err = durationArg(d)
+			ws.ResendCooldown, err = storage.DurationArg(d)
 		case "session_ttl":
-			ws.SessionTTL, err = durationArg(d)
+			ws.SessionTTL, err = storage.DurationArg(d)
 		case "session_idle":
-			ws.SessionIdle, err = durationArg(d)
+			ws.SessionIdle, err = storage.DurationArg(d)
 		case "link_ttl":
-			ws.LinkTTL, err = durationArg(d)
+			ws.LinkTTL, err = storage.DurationArg(d)
 		case "link_max_ttl":
-			ws.LinkMaxTTL, err = durationArg(d)
+			ws.LinkMaxTTL, err = storage.DurationArg(d)
 		case "sso_directory_match":
 			if d.NextArg() {
 				return nil, d.ArgErr()
@@ -492,25 +429,21 @@ func parseWorkspace(d *caddyfile.Dispenser) (*module.WorkspaceConfig, error) {
 			}
 			ws.Disabled = true
 		case "sso":
-			delete(seen, opt) // several providers
 			sc, err := parseSSO(d)
 			if err != nil {
 				return nil, err
 			}
-			for _, o := range ws.SSO {
-				if o.Name == sc.Name {
-					return nil, d.Errf("sso %s is defined twice", sc.Name)
-				}
-			}
+			// the block's end, where a repeated provider is reported
+			at["sso "+sc.Name] = d.Token()
 			ws.SSO = append(ws.SSO, sc)
 		default:
-			return nil, d.Errf("unrecognized workspace option %q", opt)
+			return nil, storage.UnknownOption(d, "workspace", workspaceOptions)
 		}
 		if err != nil {
 			return nil, err
 		}
 	}
-	return ws, nil
+	return ws, at.errAt(d, ws.Check(nil))
 }
 
 func parseSSO(d *caddyfile.Dispenser) (*module.SSOConfig, error) {
@@ -518,23 +451,20 @@ func parseSSO(d *caddyfile.Dispenser) (*module.SSOConfig, error) {
 	if !d.AllArgs(&sc.Name) {
 		return nil, d.ArgErr()
 	}
-	if !storage.ValidName(sc.Name) {
-		return nil, d.Errf("sso name %q: use lowercase letters, digits, - or _, starting with a letter", sc.Name)
+	if err := module.CheckName("sso", sc.Name); err != nil {
+		return nil, d.WrapErr(err)
 	}
-	seen := map[string]bool{}
+	at := block{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
-		if seen[opt] {
+		if _, dup := at[opt]; dup {
 			return nil, d.Errf("sso %s: %s is set twice", sc.Name, opt)
 		}
-		seen[opt] = true
+		at[opt] = d.Token()
 		var ok bool
 		switch opt {
 		case "provider":
 			ok = d.AllArgs(&sc.Provider)
-			if ok && sc.Provider != "google" && sc.Provider != "microsoft" && sc.Provider != "oidc" {
-				return nil, d.Errf("sso %s: provider %q: want google, microsoft or oidc", sc.Name, sc.Provider)
-			}
 		case "issuer":
 			ok = d.AllArgs(&sc.Issuer)
 		case "client_id":
@@ -552,19 +482,21 @@ func parseSSO(d *caddyfile.Dispenser) (*module.SSOConfig, error) {
 			sc.Scopes = d.RemainingArgs()
 			ok = len(sc.Scopes) > 0
 		default:
-			return nil, d.Errf("unrecognized sso option %q", opt)
+			return nil, storage.UnknownOption(d, "sso", ssoOptions)
 		}
 		if !ok {
 			return nil, d.ArgErr()
 		}
 	}
-	if sc.Provider == "" && sc.Name != "google" && sc.Name != "microsoft" {
-		return nil, d.Errf("sso %s: provider is required (google, microsoft or oidc)", sc.Name)
+	return sc, at.errAt(d, sc.Check(nil))
+}
+
+// oneArg reads the single argument of the current subdirective into dst.
+func oneArg(d *caddyfile.Dispenser, dst *string) error {
+	if !d.AllArgs(dst) {
+		return d.ArgErr()
 	}
-	if sc.ClientID == "" {
-		return nil, d.Errf("sso %s: client_id is required", sc.Name)
-	}
-	return sc, nil
+	return nil
 }
 
 // parsePortalAuth sets up the handler. Syntax:

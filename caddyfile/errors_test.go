@@ -302,31 +302,6 @@ var adaptErrorCases = []struct {
 		line: 4,
 	},
 	{
-		name: "missing contacts_file",
-		caddyfile: `{
-	portal {
-		workspace acme {
-			title "Acme Support"
-			contacts_file testdata/no-such-contacts.json
-		}
-	}
-}` + site,
-		want: []string{"contacts_file", "testdata/no-such-contacts.json", "no such file"},
-		line: 5,
-	},
-	{
-		name: "contacts_file with an invalid record",
-		caddyfile: `{
-	portal {
-		workspace acme {
-			contacts_file testdata/contacts-bad-email.json
-		}
-	}
-}` + site,
-		want: []string{"testdata/contacts-bad-email.json", "record 2", "c-2", `"not-an-email" is not a valid address`},
-		line: 4,
-	},
-	{
 		name: "workspace name with uppercase",
 		caddyfile: `{
 	portal {
@@ -603,6 +578,122 @@ var adaptErrorCases = []struct {
 }` + site,
 		want: []string{`unrecognized sso option "realm"`},
 		line: 6,
+	},
+	{
+		name: "misspelled workspace option",
+		caddyfile: `{
+	portal {
+		workspace acme {
+			code_ttl 10m
+			resend_cooldwn 30s
+		}
+	}
+}` + site,
+		want: []string{`unrecognized workspace option "resend_cooldwn"; did you mean resend_cooldown?`},
+		line: 5,
+	},
+	{
+		name: "misspelled portal option",
+		caddyfile: `{
+	portal {
+		secert {env.PORTAL_SECRET}
+		workspace acme
+	}
+}` + site,
+		want: []string{`unrecognized portal option "secert"; did you mean secret?`},
+		line: 3,
+	},
+	{
+		name: "misspelled mail smtp option",
+		caddyfile: `{
+	portal {
+		mail smtp {
+			hots smtp.example.com
+		}
+		workspace acme
+	}
+}` + site,
+		want: []string{`unrecognized mail smtp option "hots"; did you mean host?`},
+		line: 4,
+	},
+	{
+		name: "misspelled limits option",
+		caddyfile: `{
+	portal {
+		limits {
+			sends_per_mail 3
+		}
+		workspace acme
+	}
+}` + site,
+		want: []string{`unrecognized limits option "sends_per_mail"; did you mean sends_per_email?`},
+		line: 4,
+	},
+	{
+		name: "misspelled sso option",
+		caddyfile: `{
+	portal {
+		workspace acme {
+			url https://support.acme.example
+			sso google {
+				clientid x
+			}
+		}
+	}
+}` + site,
+		want: []string{`unrecognized sso option "clientid"; did you mean client_id?`},
+		line: 6,
+	},
+	{
+		name: "misspelled storage badger option",
+		caddyfile: `{
+	portal {
+		storage badger {
+			audit_retension 30d
+		}
+		workspace acme
+	}
+}` + site,
+		want: []string{`unrecognized storage badger option "audit_retension"; did you mean audit_retention?`},
+		line: 4,
+	},
+	{
+		name: "misspelled storage redis option",
+		caddyfile: `{
+	portal {
+		storage redis {
+			adress 127.0.0.1:6379
+		}
+		workspace acme
+	}
+}` + site,
+		want: []string{`unrecognized storage redis option "adress"; did you mean address?`},
+		line: 4,
+	},
+	{
+		name: "misspelled storage backend",
+		caddyfile: `{
+	portal {
+		storage bagder {
+			dir /srv/portalgate
+		}
+		workspace acme
+	}
+}` + site,
+		want: []string{`unknown storage backend "bagder" (available: badger, redis); did you mean badger?`},
+		line: 3,
+	},
+	{
+		name: "no suggestion for an unrelated word",
+		caddyfile: `{
+	portal {
+		workspace acme {
+			colour blue
+		}
+	}
+}` + site,
+		want: []string{`unrecognized workspace option "colour", at`},
+		line: 4,
 	},
 	{
 		name: "portal_auth unknown workspace",

@@ -146,7 +146,8 @@ func TestValidateWhileServerHoldsLock(t *testing.T) {
 }
 
 // TestValidateCatchesWhatAdaptCannot: each config adapts fine (the values
-// are well-formed, or come from placeholders) and fails in Provision.
+// are well-formed, come from placeholders, or are files, which caddy adapt
+// does not read) and fails in Provision.
 func TestValidateCatchesWhatAdaptCannot(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
@@ -205,6 +206,17 @@ func TestValidateCatchesWhatAdaptCannot(t *testing.T) {
 			name:      "link_ttl longer than link_max_ttl",
 			workspace: "\t\t\tlink_ttl 10d\n\t\t\tlink_max_ttl 7d",
 			want:      []string{"link_ttl 240h0m0s: must not be longer than link_max_ttl 168h0m0s"},
+		},
+		{
+			// caddy adapt reads no contacts file; validate reads it
+			name:      "missing contacts_file",
+			workspace: "\t\t\ttitle \"Acme Support\"\n\t\t\tcontacts_file testdata/no-such-contacts.json",
+			want:      []string{"workspace acme", "contacts_file", "testdata/no-such-contacts.json", "no such file"},
+		},
+		{
+			name:      "contacts_file with an invalid record",
+			workspace: "\t\t\tcontacts_file testdata/contacts-bad-email.json",
+			want:      []string{"workspace acme", "testdata/contacts-bad-email.json", "record 2", "c-2", `"not-an-email" is not a valid address`},
 		},
 		{
 			name:      "contacts_file from environment with a bad record",

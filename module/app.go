@@ -133,13 +133,12 @@ type SSOConfig struct {
 	Label string `json:"label,omitempty"`
 }
 
-func (sc *SSOConfig) resolve(repl *caddy.Replacer) (*handlers.SSOProvider, error) {
-	if !storage.ValidName(sc.Name) {
-		return nil, fmt.Errorf("sso name %q: use lowercase letters, digits, - or _", sc.Name)
-	}
+// resolve builds the handlers' provider, with placeholders replaced and
+// defaults filled in; sc.Check has passed.
+func (sc *SSOConfig) resolve(repl *caddy.Replacer) *handlers.SSOProvider {
 	p := &handlers.SSOProvider{
 		Name:           sc.Name,
-		Kind:           sc.Provider,
+		Kind:           sc.kind(),
 		Issuer:         repl.ReplaceKnown(sc.Issuer, ""),
 		ClientID:       repl.ReplaceKnown(sc.ClientID, ""),
 		ClientSecret:   repl.ReplaceKnown(sc.ClientSecret, ""),
@@ -147,9 +146,6 @@ func (sc *SSOConfig) resolve(repl *caddy.Replacer) (*handlers.SSOProvider, error
 		AllowedTenants: sc.AllowedTenants,
 		Scopes:         sc.Scopes,
 		Label:          sc.Label,
-	}
-	if p.Kind == "" && (sc.Name == handlers.SSOGoogle || sc.Name == handlers.SSOMicrosoft) {
-		p.Kind = sc.Name
 	}
 	switch p.Kind {
 	case handlers.SSOGoogle:
@@ -169,28 +165,11 @@ func (sc *SSOConfig) resolve(repl *caddy.Replacer) (*handlers.SSOProvider, error
 		if p.Label == "" {
 			p.Label = "Microsoft"
 		}
-	case handlers.SSOOIDC:
-		if p.Issuer == "" {
-			return nil, fmt.Errorf("sso %s: issuer is required for provider oidc", sc.Name)
-		}
-	case "":
-		return nil, fmt.Errorf("sso %s: provider is required (google, microsoft or oidc)", sc.Name)
-	default:
-		return nil, fmt.Errorf("sso %s: unknown provider %q (want google, microsoft or oidc)", sc.Name, p.Kind)
-	}
-	if p.Kind != handlers.SSOMicrosoft && (p.Tenant != "" || len(p.AllowedTenants) > 0) {
-		return nil, fmt.Errorf("sso %s: tenant and allowed_tenants are for provider microsoft", sc.Name)
 	}
 	if p.Label == "" {
 		p.Label = sc.Name
 	}
-	if p.ClientID == "" {
-		return nil, fmt.Errorf("sso %s: client_id is required", sc.Name)
-	}
-	if u, err := url.Parse(p.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, fmt.Errorf("sso %s: issuer %q must be an http(s) URL", sc.Name, p.Issuer)
-	}
-	return p, nil
+	return p
 }
 
 // WorkspaceConfig is one portal.
@@ -257,13 +236,22 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.backend = backend
 
+	if err := CheckSecret(a.Secret, repl); err != nil {
+		return err
+	}
 	var secret []byte
 	if a.Secret != "" {
-		s := repl.ReplaceKnown(a.Secret, "")
-		if len(s) < 32 {
-			return errors.New("secret: must be at least 32 characters (or leave it out to have one generated and kept in storage)")
+		secret = []byte(repl.ReplaceKnown(a.Secret, ""))
+	}
+	if a.OutboxWorkers != 0 {
+		if err := checkWholeNumber("", "outbox_workers", a.OutboxWorkers); err != nil {
+			return err
 		}
-		secret = []byte(s)
+	}
+	if a.Limits != nil {
+		if err := a.Limits.Check(); err != nil {
+			return err
+		}
 	}
 
 	sender, err := a.sender(repl)
@@ -279,6 +267,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.contacts = map[string][]storage.Contact{}
 	workspaces := map[string]*handlers.Workspace{}
 	for name, wc := range a.Workspaces {
+		if err := CheckName("workspace", name); err != nil {
+			return err
+		}
 		ws, err := wc.resolve(name, repl)
 		if err != nil {
 			return fmt.Errorf("workspace %s: %w", name, err)
@@ -329,8 +320,8 @@ func (a *App) sender(repl *caddy.Replacer) (mail.Sender, error) {
 	if mc == nil || mc.Mailer == "log" {
 		return mail.Log{Logger: a.logger.Named("mail")}, nil
 	}
-	if mc.Mailer != "smtp" {
-		return nil, fmt.Errorf("mail: unknown mailer %q (want smtp or log)", mc.Mailer)
+	if err := mc.Check(repl); err != nil {
+		return nil, err
 	}
 	s := &mail.SMTP{
 		Host:     repl.ReplaceKnown(mc.Host, ""),
@@ -340,27 +331,14 @@ func (a *App) sender(repl *caddy.Replacer) (mail.Sender, error) {
 		From:     repl.ReplaceKnown(mc.From, ""),
 		TLS:      mc.TLS,
 	}
-	if s.Host == "" {
-		return nil, errors.New("mail smtp: host is required")
-	}
-	if s.From == "" {
-		return nil, errors.New("mail smtp: from is required")
-	}
-	switch s.TLS {
-	case "":
+	if s.TLS == "" {
 		s.TLS = "starttls"
-	case "starttls", "tls", "none":
-	default:
-		return nil, fmt.Errorf("mail smtp: tls %q: want starttls, tls or none", s.TLS)
 	}
 	if s.Port == 0 {
 		s.Port = 587
 		if s.TLS == "tls" {
 			s.Port = 465
 		}
-	}
-	if s.Port < 1 || s.Port > 65535 {
-		return nil, fmt.Errorf("mail smtp: port %d is out of range", s.Port)
 	}
 	return s, nil
 }
@@ -372,9 +350,11 @@ func durOr(d caddy.Duration, def time.Duration) time.Duration {
 	return def
 }
 
+// resolve checks the workspace and builds the handlers' workspace, with
+// placeholders replaced and defaults filled in.
 func (wc *WorkspaceConfig) resolve(name string, repl *caddy.Replacer) (*handlers.Workspace, error) {
-	if !storage.ValidName(name) {
-		return nil, errors.New("name must be lowercase letters, digits, - or _, starting with a letter")
+	if err := wc.Check(repl); err != nil {
+		return nil, err
 	}
 	ws := &handlers.Workspace{
 		Name:              name,
@@ -395,10 +375,11 @@ func (wc *WorkspaceConfig) resolve(name string, repl *caddy.Replacer) (*handlers
 	if ws.AuthPath == "" {
 		ws.AuthPath = "/_portal"
 	}
-	if !strings.HasPrefix(ws.AuthPath, "/") || strings.HasSuffix(ws.AuthPath, "/") || strings.ContainsAny(ws.AuthPath, "?#%\\ ") {
-		return nil, fmt.Errorf("auth_path %q: must be a path like /_portal", ws.AuthPath)
-	}
 	ws.SessionIdle = min(ws.SessionIdle, ws.SessionTTL)
+	// The checks on the effective lifetimes and url run here, in
+	// Provision only: caddy adapt accepts a workspace that fails them
+	// and caddy validate reports it (the caddyfile package's
+	// TestValidateCatchesWhatAdaptCannot).
 	if ws.CodeTTL < 30*time.Second || ws.CodeTTL > 24*time.Hour {
 		return nil, fmt.Errorf("code_ttl %s: must be between 30s and 24h", ws.CodeTTL)
 	}
@@ -418,20 +399,8 @@ func (wc *WorkspaceConfig) resolve(name string, repl *caddy.Replacer) (*handlers
 		}
 		ws.URL = u
 	}
-	seen := map[string]bool{}
 	for _, sc := range wc.SSO {
-		p, err := sc.resolve(repl)
-		if err != nil {
-			return nil, err
-		}
-		if seen[p.Name] {
-			return nil, fmt.Errorf("sso %s is configured twice", p.Name)
-		}
-		seen[p.Name] = true
-		ws.SSO = append(ws.SSO, p)
-	}
-	if len(ws.SSO) > 0 && ws.URL == nil {
-		return nil, errors.New("sso needs the workspace url, to build the callback address")
+		ws.SSO = append(ws.SSO, sc.resolve(repl))
 	}
 	return ws, nil
 }
@@ -481,7 +450,9 @@ func ValidateContacts(cs []storage.Contact) error {
 	return nil
 }
 
-// Validate checks the configuration without side effects.
+// Validate checks the configuration without side effects. It needs
+// nothing from Provision: the Caddyfile adapter calls it on the config it
+// has just parsed.
 func (a *App) Validate() error {
 	if len(a.Workspaces) == 0 {
 		return errors.New("portal: at least one workspace is required")

@@ -1,0 +1,49 @@
+package badgerstore
+
+import (
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/kdesk/portalgate/storage"
+)
+
+// UnmarshalCaddyfile sets up the backend from the portal option's storage
+// block. Syntax:
+//
+//	storage badger {
+//		dir <dir>
+//		audit_retention <duration>
+//	}
+//
+// The portal option's `storage_dir <dir>` is short for the dir alone.
+func (b *Backend) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // "badger"
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if seen[opt] {
+			return d.Errf("storage badger: %s is set twice", opt)
+		}
+		seen[opt] = true
+		switch opt {
+		case "dir":
+			if !d.AllArgs(&b.Dir) {
+				return d.ArgErr()
+			}
+		case "audit_retention":
+			v, err := storage.DurationArg(d)
+			if err != nil {
+				return err
+			}
+			b.AuditRetention = v
+		default:
+			return storage.UnknownOption(d, "storage badger", []string{"dir", "audit_retention"})
+		}
+	}
+	return nil
+}
+
+// Interface guards
+var _ caddyfile.Unmarshaler = (*Backend)(nil)
