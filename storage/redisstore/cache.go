@@ -8,104 +8,60 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"github.com/kdesk/portalgate/storage"
 )
 
-// near is the decoded copy of records read through the client-side cache.
-// It forgets a key when Redis invalidates it (rueidis's OnInvalidations),
-// everything when a connection is lost or Redis flushes, and each entry
-// after CacheTTL. Only values read with tracking on are kept, and a read
-// that an invalidation overtook is not kept (gen), so nothing here is
-// staler than rueidis's own cache.
-type near struct {
-	mu  sync.RWMutex
-	m   map[string]nearEntry
-	gen uint64 // bumped by every invalidation
-}
+// hotRecords bounds each of the decoded caches (sessions, contacts).
+const hotRecords = 1 << 17
 
-type nearEntry struct {
-	v     any
-	until time.Time
-}
-
-// nearMax bounds the entries; past it, a tenth is dropped at random.
-const nearMax = 1 << 17
-
-func (n *near) get(key string, now time.Time) (any, bool) {
-	n.mu.RLock()
-	e, ok := n.m[key]
-	n.mu.RUnlock()
-	if ok && now.Before(e.until) {
-		return e.v, true
-	}
-	return nil, false
-}
-
-// generation is read before a cached read whose result may be kept.
-func (n *near) generation() uint64 {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	return n.gen
-}
-
-// put keeps v unless an invalidation arrived since gen was read.
-func (n *near) put(key string, v any, gen uint64, until time.Time) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.gen != gen {
-		return
-	}
-	if n.m == nil {
-		n.m = make(map[string]nearEntry)
-	}
-	if len(n.m) >= nearMax {
-		drop := nearMax / 10
-		for k := range n.m {
-			delete(n.m, k)
-			if drop--; drop <= 0 {
-				break
-			}
-		}
-	}
-	n.m[key] = nearEntry{v: v, until: until}
-}
+// The decoded caches (Store.sessions, Store.contacts) sit in front of
+// rueidis's client-side cache. They forget a key when Redis invalidates it
+// (rueidis's OnInvalidations), everything when a connection is lost or
+// Redis flushes, and each entry after CacheTTL. Only values read with
+// tracking on are kept, and a read that an invalidation overtook is not
+// kept (storage.HotCache's generation), so nothing here is staler than
+// rueidis's own cache.
 
 // invalidate is rueidis's OnInvalidations hook: keys Redis says changed,
-// or nil for all of them (flush, lost connection).
-func (n *near) invalidate(keys []rueidis.RedisMessage) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.gen++
+// or nil for all of them (flush, lost connection). A key names either a
+// session or a contact; dropping it from both caches is cheaper than
+// telling which.
+func (s *Store) invalidate(keys []rueidis.RedisMessage) {
 	if keys == nil {
-		clear(n.m)
+		s.sessions.DropAll()
+		s.contacts.DropAll()
 		return
 	}
 	for _, k := range keys {
 		if key, err := k.ToString(); err == nil {
-			delete(n.m, key)
+			s.sessions.Drop(key)
+			s.contacts.Drop(key)
 		}
 	}
 }
 
-// record reads a session or contact: from near, or through the client-side
-// cache and decode, keeping the result in near when Redis tracks it.
-func (s *Store) record(ctx context.Context, key string, decode func(string) (any, error)) (any, bool, error) {
+// record reads a session or contact: from hot, or through the client-side
+// cache and decode, keeping the result in hot when Redis tracks it.
+func record[V any](ctx context.Context, s *Store, hot *storage.HotCache[string, V], key string, decode func(string) (V, error)) (V, bool, error) {
+	var zero V
 	own := s.written.recent(key)
 	if !own {
-		if v, ok := s.near.get(key, time.Now()); ok {
+		if v, ok := hot.Get(key); ok {
 			return v, true, nil
 		}
 	}
-	gen := s.near.generation()
+	gen := hot.Generation()
 	raw, ok, tracked, err := s.getCached(ctx, key, own)
 	if err != nil || !ok {
-		return nil, false, err
+		return zero, false, err
 	}
 	v, err := decode(raw)
 	if err != nil {
-		return nil, false, err
+		return zero, false, err
 	}
 	if tracked {
-		s.near.put(key, v, gen, time.Now().Add(s.cacheTTL))
+		hot.Put(key, v, gen)
 	}
 	return v, true, nil
 }

@@ -75,10 +75,10 @@ func (s *Store) PutContacts(ctx context.Context, ws string, contacts []storage.C
 // Contact implements storage.Store. It is on the hot path: served from the
 // client-side cache, which Redis invalidates on every change.
 func (s *Store) Contact(ctx context.Context, ws, id string) (storage.Contact, error) {
-	v, ok, err := s.record(ctx, s.contactKey(ws, id), func(raw string) (any, error) {
+	c, ok, err := record(ctx, s, s.contacts, s.contactKey(ws, id), func(raw string) (storage.Contact, error) {
 		var c storage.Contact
 		if err := json.Unmarshal([]byte(raw), &c); err != nil {
-			return nil, fmt.Errorf("redis: contact %s: %w", id, err)
+			return storage.Contact{}, fmt.Errorf("redis: contact %s: %w", id, err)
 		}
 		return c, nil
 	})
@@ -88,7 +88,7 @@ func (s *Store) Contact(ctx context.Context, ws, id string) (storage.Contact, er
 	if !ok {
 		return storage.Contact{}, storage.ErrNotFound
 	}
-	return v.(storage.Contact), nil
+	return c, nil
 }
 
 // contactByIndex follows an index key to the contact. The index and the

@@ -64,14 +64,13 @@ func decodeSession(raw string) (storage.Session, error) {
 // client-side cache, which Redis invalidates on every change; expiry is
 // checked against the clock on every call.
 func (s *Store) Session(ctx context.Context, idHash string) (storage.Session, error) {
-	v, ok, err := s.record(ctx, s.sessionKey(idHash), func(raw string) (any, error) { return decodeSession(raw) })
+	sess, ok, err := record(ctx, s, s.sessions, s.sessionKey(idHash), decodeSession)
 	if err != nil {
 		return storage.Session{}, err
 	}
 	if !ok {
 		return storage.Session{}, storage.ErrNotFound
 	}
-	sess := v.(storage.Session)
 	if !s.now().Before(sess.Expiry()) {
 		return storage.Session{}, storage.ErrNotFound
 	}

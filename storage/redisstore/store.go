@@ -105,9 +105,11 @@ type Store struct {
 	healthy atomic.Bool
 
 	written ownWrites
-	// near holds decoded sessions and contacts in front of rueidis's
-	// client-side cache, so a signed-in request costs two map reads.
-	near near
+	// sessions and contacts hold decoded records in front of rueidis's
+	// client-side cache, so a signed-in request costs two map reads (see
+	// cache.go).
+	sessions *storage.HotCache[string, storage.Session]
+	contacts *storage.HotCache[string, storage.Contact]
 }
 
 type clientRef struct{ rueidis.Client }
@@ -170,8 +172,10 @@ func Open(o Options) (*Store, error) {
 		cacheTTL:  o.CacheTTL,
 		log:       o.Logger,
 		written:   ownWrites{m: map[string]time.Time{}},
+		sessions:  storage.NewHotCache[string, storage.Session](hotRecords, o.CacheTTL),
+		contacts:  storage.NewHotCache[string, storage.Contact](hotRecords, o.CacheTTL),
 	}
-	s.opt.OnInvalidations = s.near.invalidate
+	s.opt.OnInvalidations = s.invalidate
 	s.opt.Dialer.Timeout = o.DialTimeout
 	s.opt.Sentinel.Dialer.Timeout = o.DialTimeout
 	s.healthy.Store(true)
