@@ -5,14 +5,11 @@ package badgerstore
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/subtle"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	mrand "math/rand/v2"
 	"sort"
 	"strconv"
@@ -106,6 +103,10 @@ func Open(dir string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening badger database in %s: %w", dir, err)
 	}
+	if err := migrateAuditIDs(db); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("badger database in %s: %w", dir, err)
+	}
 	s := &Store{
 		db:        db,
 		now:       o.Now,
@@ -168,7 +169,8 @@ const (
 	kCooldown = "w/"  // w/<key>
 	kOnce     = "o/"  // o/<key>
 	kOutbox   = "q/"  // q/<id>
-	kAudit    = "a/"  // a/<ws>/<inverted time><random>
+	kAudit    = "a/"  // a/<ws>/<id> (a storage.SortableID)
+	kMeta     = "m/"  // m/<name>: facts about the database itself
 )
 
 // update runs fn in a read-write transaction, retrying on conflicts.
@@ -775,11 +777,7 @@ func (s *Store) AppendAudit(_ context.Context, e storage.AuditEvent) error {
 		e.Time = s.now()
 	}
 	e.Time = e.Time.UTC()
-	var r [4]byte
-	_, _ = rand.Read(r[:])
-	// Inverted time so a forward scan yields newest first.
-	inv := uint64(math.MaxInt64 - e.Time.UnixNano())
-	e.ID = fmt.Sprintf("%016x%s", inv, hex.EncodeToString(r[:]))
+	e.ID = storage.SortableID(e.Time)
 	ttl := s.retention - s.now().Sub(e.Time)
 	if ttl <= 0 {
 		return nil
@@ -787,25 +785,29 @@ func (s *Store) AppendAudit(_ context.Context, e storage.AuditEvent) error {
 	return s.update(func(txn *badger.Txn) error { return setJSON(txn, kAudit+e.Workspace+"/"+e.ID, e, ttl) })
 }
 
-// Audit implements storage.Store.
+// Audit implements storage.Store. Keys end in the event's id, which sorts
+// like its time: a reverse scan yields newest first, from the cursor (the
+// last id seen) or from the query's upper bound.
 func (s *Store) Audit(_ context.Context, q storage.AuditQuery) ([]storage.AuditEvent, string, error) {
 	limit := q.Limit
 	if limit <= 0 || limit > 1000 {
 		limit = 100
 	}
 	prefix := []byte(kAudit + q.Workspace + "/")
-	seek := prefix
+	// A reverse seek lands on the last key at or before seek.
+	seek := append(append([]byte{}, prefix...), 0xff)
 	if q.Cursor != "" {
 		seek = append(append([]byte{}, prefix...), q.Cursor...)
 	} else if !q.Until.IsZero() {
-		inv := uint64(math.MaxInt64 - q.Until.UnixNano())
-		seek = fmt.Appendf(append([]byte{}, prefix...), "%016x", inv)
+		// Every id of a time before Until sorts before Until's 16 digits
+		// of nanoseconds; every id at or after it, after them.
+		seek = fmt.Appendf(append([]byte{}, prefix...), "%016x", uint64(q.Until.UnixNano()))
 	}
 	oldest := s.now().Add(-s.retention)
 	var out []storage.AuditEvent
 	next := ""
 	err := s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 64})
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true, PrefetchValues: true, PrefetchSize: 64})
 		defer it.Close()
 		for it.Seek(seek); it.Valid(); it.Next() {
 			k := it.Item().Key()

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math"
-	"strconv"
 	"strings"
 	"time"
 
@@ -13,12 +11,6 @@ import (
 
 	"github.com/kdesk/portalgate/storage"
 )
-
-// auditIDLen is the length of an event id (storage.SortableID): 16 hex
-// digits of nanoseconds and 16 of randomness. A sorted-set member is the id
-// followed by the event's JSON, so events of one microsecond still order by
-// id.
-const auditIDLen = 32
 
 // AppendAudit implements storage.Store.
 func (s *Store) AppendAudit(ctx context.Context, e storage.AuditEvent) error {
@@ -47,11 +39,13 @@ func (s *Store) AppendAudit(ctx context.Context, e storage.AuditEvent) error {
 	return err
 }
 
-// Audit implements storage.Store. Events are read newest first, in
-// batches, between the query's time bounds. Ids order exactly like the
-// events (score, then member), so both the cursor and the position between
-// batches are "the last id seen": no offsets that a concurrent append
-// could shift.
+// Audit implements storage.Store. A sorted-set member is the event's id (a
+// storage.SortableID) followed by its JSON, scored by the time in
+// microseconds, so events of one microsecond still order by id. Events are
+// read newest first, in batches, between the query's time bounds. Ids
+// order exactly like the events (score, then member), so both the cursor
+// and the position between batches are "the last id seen": no offsets
+// that a concurrent append could shift.
 func (s *Store) Audit(ctx context.Context, q storage.AuditQuery) ([]storage.AuditEvent, string, error) {
 	limit := q.Limit
 	if limit <= 0 || limit > 1000 {
@@ -67,7 +61,7 @@ func (s *Store) Audit(ctx context.Context, q storage.AuditQuery) ([]storage.Audi
 		hi = micros(q.Until)
 	}
 	after := strings.ToLower(q.Cursor)
-	if t, ok := auditIDTime(after); ok && (hi == "+inf" || t.UnixMicro() < q.Until.UnixMicro()) {
+	if t, ok := storage.SortableIDTime(after); ok && (hi == "+inf" || t.UnixMicro() < q.Until.UnixMicro()) {
 		hi = micros(t)
 	}
 	key := s.p + "audit:" + q.Workspace
@@ -86,12 +80,12 @@ func (s *Store) Audit(ctx context.Context, q storage.AuditQuery) ([]storage.Audi
 		}
 		progressed := false
 		for _, m := range members {
-			if len(m) <= auditIDLen || after != "" && m[:auditIDLen] >= after {
+			if len(m) <= storage.SortableIDLen || after != "" && m[:storage.SortableIDLen] >= after {
 				continue
 			}
-			progressed, after = true, m[:auditIDLen]
+			progressed, after = true, m[:storage.SortableIDLen]
 			var e storage.AuditEvent
-			if err := json.Unmarshal([]byte(m[auditIDLen:]), &e); err != nil {
+			if err := json.Unmarshal([]byte(m[storage.SortableIDLen:]), &e); err != nil {
 				return nil, "", fmt.Errorf("redis: audit event: %w", err)
 			}
 			if e.Time.Before(lo) || !q.Until.IsZero() && !e.Time.Before(q.Until) {
@@ -112,7 +106,7 @@ func (s *Store) Audit(ctx context.Context, q storage.AuditQuery) ([]storage.Audi
 			batch *= 2
 			continue
 		}
-		if t, ok := auditIDTime(after); ok {
+		if t, ok := storage.SortableIDTime(after); ok {
 			hi = micros(t)
 		}
 	}
@@ -122,16 +116,4 @@ func (s *Store) Audit(ctx context.Context, q storage.AuditQuery) ([]storage.Audi
 		next = out[limit-1].ID
 	}
 	return out, next, nil
-}
-
-// auditIDTime is the time an event id starts with.
-func auditIDTime(id string) (time.Time, bool) {
-	if len(id) < 16 {
-		return time.Time{}, false
-	}
-	ns, err := strconv.ParseUint(id[:16], 16, 64)
-	if err != nil || ns > math.MaxInt64 {
-		return time.Time{}, false
-	}
-	return time.Unix(0, int64(ns)), true
 }
