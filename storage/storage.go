@@ -25,15 +25,34 @@ var ErrNotFound = errors.New("not found")
 // now; callers fail closed and retry later.
 var ErrUnavailable = errors.New("storage unavailable")
 
-// Store is the state every flow needs. Implementations must be safe for
-// concurrent use; times are compared against the clock the store was built
-// with, so expiry is testable without sleeping.
+// Store is the state every flow needs: every role below, from one backend.
+// Implementations must be safe for concurrent use; times are compared
+// against the clock the store was built with, so expiry is testable
+// without sleeping. A consumer that needs only some of it takes the role
+// interfaces it uses.
 type Store interface {
+	Secrets
+	Contacts
+	Flows
+	Codes
+	Sessions
+	Limits
+	Once
+	Outbox
+	AuditTrail
+}
+
+// Secrets keeps the instance secret that signs links and keys code hashes.
+type Secrets interface {
 	// Secret returns the instance secret, creating and keeping a new one
 	// from generate when none is stored yet. Concurrent callers get the same
 	// value.
 	Secret(ctx context.Context, generate func() ([]byte, error)) ([]byte, error)
+}
 
+// Contacts keeps the people who may sign in to each workspace, with their
+// email and directory indexes.
+type Contacts interface {
 	// PutContacts upserts contacts of a workspace in one transaction: either
 	// all are written or none. The caller validates them first.
 	PutContacts(ctx context.Context, workspace string, contacts []Contact) error
@@ -47,21 +66,30 @@ type Store interface {
 	Contacts(ctx context.Context, workspace string) ([]Contact, error)
 	// DeleteContact removes a contact and its indexes. ErrNotFound if absent.
 	DeleteContact(ctx context.Context, workspace, id string) error
+}
 
+// Flows keeps sign-ins in progress, each until it expires.
+type Flows interface {
 	// PutFlow creates or replaces a sign-in flow until f.ExpiresAt.
 	PutFlow(ctx context.Context, f SignInFlow) error
 	// Flow returns a live sign-in flow by the hash of its id.
 	Flow(ctx context.Context, idHash string) (SignInFlow, error)
 	// DeleteFlow ends a sign-in flow; deleting a missing flow is not an error.
 	DeleteFlow(ctx context.Context, idHash string) error
+}
 
+// Codes keeps the one live sign-in code of each contact and redeems it.
+type Codes interface {
 	// PutCode stores a code for a contact, replacing any previous one.
 	PutCode(ctx context.Context, workspace, contactID string, c Code) error
 	// RedeemCode compares hash against the contact's live code in one
 	// atomic step: a match consumes the code; a mismatch counts a try and
 	// kills the code once maxTries wrong tries are reached.
 	RedeemCode(ctx context.Context, workspace, contactID string, hash []byte, maxTries int) (CodeResult, error)
+}
 
+// Sessions keeps signed-in contacts, read on every request to the portal.
+type Sessions interface {
 	// PutSession stores a session until its absolute or idle expiry.
 	PutSession(ctx context.Context, s Session) error
 	// Session returns a live session by the hash of its id.
@@ -76,7 +104,10 @@ type Store interface {
 	// DeleteContactSessions ends every session of a contact and reports how
 	// many there were.
 	DeleteContactSessions(ctx context.Context, workspace, contactID string) (int, error)
+}
 
+// Limits keeps rate-limit counters and resend cooldowns.
+type Limits interface {
 	// Hit counts one event against key in a fixed window. It reports whether
 	// the count is still within limit and, when not, how long until the
 	// window resets.
@@ -84,13 +115,21 @@ type Store interface {
 	// Cooldown starts a cooldown of length d on key unless one is running,
 	// in which case it reports the time left.
 	Cooldown(ctx context.Context, key string, d time.Duration) (ok bool, wait time.Duration, err error)
+}
 
+// Once keeps single-use values, such as SSO state and personalized-link
+// nonces, that can be taken exactly once.
+type Once interface {
 	// PutOnce stores a single-use value until ttl passes.
 	PutOnce(ctx context.Context, key string, value []byte, ttl time.Duration) error
 	// TakeOnce returns and deletes a single-use value atomically; of two
 	// concurrent callers only one gets it, the other gets ErrNotFound.
 	TakeOnce(ctx context.Context, key string) ([]byte, error)
+}
 
+// Outbox keeps mail (and other deliveries) waiting for the outbox worker,
+// so nothing is sent inside a request.
+type Outbox interface {
 	// Enqueue adds a message to the outbox.
 	Enqueue(ctx context.Context, m OutboxMessage) error
 	// ClaimOutbox leases up to max due messages for lease; a message is
@@ -102,8 +141,14 @@ type Store interface {
 	RetryOutbox(ctx context.Context, id string, due time.Time, lastErr string) error
 	// OutboxLen reports how many messages wait in the outbox.
 	OutboxLen(ctx context.Context) (int, error)
+}
 
+// AuditTrail keeps the sign-in events of every workspace for the store's
+// audit retention.
+type AuditTrail interface {
 	// AppendAudit records an event, kept for the store's audit retention.
+	// The store sets its id (a SortableID of its time) and fills in a
+	// missing time.
 	AppendAudit(ctx context.Context, e AuditEvent) error
 	// Audit returns events of a workspace matching q, newest first, and a
 	// cursor for the next page (empty on the last page).
