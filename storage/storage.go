@@ -11,10 +11,7 @@ package storage
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net/mail"
 	"regexp"
-	"strings"
 	"time"
 )
 
@@ -153,92 +150,6 @@ type AuditTrail interface {
 	// Audit returns events of a workspace matching q, newest first, and a
 	// cursor for the next page (empty on the last page).
 	Audit(ctx context.Context, q AuditQuery) ([]AuditEvent, string, error)
-}
-
-// Contact is a person who may sign in to a workspace's portal.
-type Contact struct {
-	// ID is the contact's id in the support system.
-	ID string `json:"id"`
-	// Email is the primary email; matched case-insensitively.
-	Email string `json:"email"`
-	// Name is shown to the portal.
-	Name string `json:"name,omitempty"`
-	// Status is "active" or "disabled". Default: active.
-	Status string `json:"status,omitempty"`
-	// Source is "manual" or "directory" (synced from the customer's
-	// directory). Default: manual.
-	Source string `json:"source,omitempty"`
-	// DirectoryID is the id of the directory record this contact was
-	// synced from, such as an Entra object id.
-	DirectoryID string `json:"directory_id,omitempty"`
-	// UpdatedAt is set by the store on every write.
-	UpdatedAt time.Time `json:"updated_at,omitzero"`
-}
-
-// Contact statuses and sources.
-const (
-	StatusActive    = "active"
-	StatusDisabled  = "disabled"
-	SourceManual    = "manual"
-	SourceDirectory = "directory"
-)
-
-var contactIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$`)
-
-// Normalize fills defaults and lowercases the email. It returns an error
-// that names what is wrong with the record.
-func (c *Contact) Normalize() error {
-	c.ID = strings.TrimSpace(c.ID)
-	if !contactIDPattern.MatchString(c.ID) {
-		return fmt.Errorf("id %q: must be 1-128 letters, digits or ._:@- and start with a letter or digit", c.ID)
-	}
-	email, err := NormalizeEmail(c.Email)
-	if err != nil {
-		return fmt.Errorf("contact %s: %w", c.ID, err)
-	}
-	c.Email = email
-	c.Name = strings.TrimSpace(c.Name)
-	if len(c.Name) > 200 || strings.ContainsAny(c.Name, "\r\n\x00") {
-		return fmt.Errorf("contact %s: name must be one line of at most 200 characters", c.ID)
-	}
-	switch c.Status {
-	case "":
-		c.Status = StatusActive
-	case StatusActive, StatusDisabled:
-	default:
-		return fmt.Errorf("contact %s: status %q: must be active or disabled", c.ID, c.Status)
-	}
-	switch c.Source {
-	case "":
-		c.Source = SourceManual
-	case SourceManual, SourceDirectory:
-	default:
-		return fmt.Errorf("contact %s: source %q: must be manual or directory", c.ID, c.Source)
-	}
-	c.DirectoryID = strings.TrimSpace(c.DirectoryID)
-	if len(c.DirectoryID) > 256 || strings.ContainsAny(c.DirectoryID, "\r\n\x00/") {
-		return fmt.Errorf("contact %s: directory_id is not valid", c.ID)
-	}
-	return nil
-}
-
-// Active reports whether the contact may sign in.
-func (c Contact) Active() bool { return c.Status == StatusActive }
-
-// NormalizeEmail lowercases and checks a bare email address.
-func NormalizeEmail(s string) (string, error) {
-	s = strings.ToLower(strings.TrimSpace(s))
-	if s == "" {
-		return "", errors.New("email is required")
-	}
-	if len(s) > 254 {
-		return "", errors.New("email is too long")
-	}
-	a, err := mail.ParseAddress(s)
-	if err != nil || a.Address != s || a.Name != "" || !strings.Contains(s[strings.LastIndexByte(s, '@')+1:], ".") && !strings.HasSuffix(s, "@localhost") {
-		return "", fmt.Errorf("email %q is not a valid address", s)
-	}
-	return s, nil
 }
 
 // SignInFlow is one browser's sign-in in progress: where the contact wanted
