@@ -14,29 +14,39 @@ import (
 
 // Contact is a person who may sign in to a workspace's portal.
 type Contact struct {
-	// ID is the contact's id in the support system.
+	// ID is the contact's id in the support system: 1 to 128 letters,
+	// digits or ._:@-, starting with a letter or digit, unique in the
+	// workspace.
 	ID string `json:"id"`
-	// Email is the primary email; matched case-insensitively.
+	// Email is the primary email, stored lowercased and unique in the
+	// workspace, so it matches case-insensitively.
 	Email string `json:"email"`
-	// Name is shown to the portal.
+	// Name is the contact's display name, passed to the portal; one line
+	// of at most 200 characters, optional.
 	Name string `json:"name,omitempty"`
-	// Status is "active" or "disabled". Default: active.
+	// Status is "active" or "disabled"; only an active contact may sign
+	// in. Default: active.
 	Status string `json:"status,omitempty"`
 	// Source is "manual" or "directory" (synced from the customer's
 	// directory). Default: manual.
 	Source string `json:"source,omitempty"`
 	// DirectoryID is the id of the directory record this contact was
-	// synced from, such as an Entra object id.
+	// synced from, such as an Entra object id; unique in the workspace
+	// when set.
 	DirectoryID string `json:"directory_id,omitempty"`
-	// UpdatedAt is set by the store on every write.
+	// UpdatedAt is set by the store, to its clock, on every write.
 	UpdatedAt time.Time `json:"updated_at,omitzero"`
 }
 
 // Contact statuses and sources.
 const (
-	StatusActive    = "active"
-	StatusDisabled  = "disabled"
-	SourceManual    = "manual"
+	// StatusActive is a contact who may sign in.
+	StatusActive = "active"
+	// StatusDisabled is a contact who may not sign in.
+	StatusDisabled = "disabled"
+	// SourceManual is a contact added by the contacts file or the admin API.
+	SourceManual = "manual"
+	// SourceDirectory is a contact synced from the customer's directory.
 	SourceDirectory = "directory"
 )
 

@@ -1,11 +1,3 @@
-// Package storage holds portalgate's state behind one small interface:
-// contacts, sign-in flows, codes, sessions, rate-limit counters, single-use
-// tokens, the mail outbox, the audit trail and the instance secret.
-//
-// Every operation that must be atomic (consume a code once, count a try,
-// claim an outbox message, start a cooldown) is a single call, so callers
-// never read and then write. Backends are Caddy guest modules in the
-// portal.storage namespace; the package knows nothing of HTTP.
 package storage
 
 import (
@@ -156,11 +148,20 @@ type AuditTrail interface {
 // to go and which email they gave. Its id lives in a cookie; the store only
 // sees the hash.
 type SignInFlow struct {
-	IDHash    string `json:"id_hash"`
+	// IDHash is the hash of the flow id kept in the browser's flow cookie;
+	// the store never sees the id itself.
+	IDHash string `json:"id_hash"`
+	// Workspace names the workspace the sign-in is for.
 	Workspace string `json:"workspace"`
-	ReturnTo  string `json:"return_to"`
-	Email     string `json:"email,omitempty"`
-	Method    string `json:"method,omitempty"`
+	// ReturnTo is the local path (with query) the contact wanted, restored
+	// after sign-in; it is never an absolute URL.
+	ReturnTo string `json:"return_to"`
+	// Email is the address the contact submitted, normalized, or the
+	// contact's email for a personalized link; empty until one is known.
+	Email string `json:"email,omitempty"`
+	// Method is how the code is being asked for: "code" (email submitted on
+	// the sign-in page) or "link" (personalized link); empty before either.
+	Method string `json:"method,omitempty"`
 	// ContactID is set when the flow is tied to one contact (a
 	// personalized link); a shared-link flow finds the contact by Email.
 	ContactID string `json:"contact_id,omitempty"`
@@ -168,17 +169,27 @@ type SignInFlow struct {
 	ResendAt time.Time `json:"resend_at,omitzero"`
 	// Held is set when the last request sent no code because one went to
 	// the same email within the resend cooldown.
-	Held      bool      `json:"held,omitempty"`
+	Held bool `json:"held,omitempty"`
+	// CreatedAt is when the flow started, by the store's clock.
 	CreatedAt time.Time `json:"created_at"`
+	// ExpiresAt is when the flow ends; the store forgets it then and
+	// reports ErrNotFound from that instant on.
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
 // Code is a one-time sign-in code, stored only as a keyed hash.
 type Code struct {
-	Hash      []byte    `json:"hash"`
-	IssuedAt  time.Time `json:"issued_at"`
+	// Hash is the code's keyed hash (keyed with the instance secret and
+	// bound to the contact); the code itself is never stored.
+	Hash []byte `json:"hash"`
+	// IssuedAt is when the code was made.
+	IssuedAt time.Time `json:"issued_at"`
+	// ExpiresAt is when the code stops being accepted; RedeemCode reports
+	// CodeMissing from that instant on.
 	ExpiresAt time.Time `json:"expires_at"`
-	Tries     int       `json:"tries"`
+	// Tries counts the wrong tries so far; at the caller's maximum the code
+	// is dead and deleted.
+	Tries int `json:"tries"`
 }
 
 // CodeResult is the outcome of RedeemCode.
@@ -196,6 +207,7 @@ const (
 	CodeDead
 )
 
+// String names the outcome, as in logs.
 func (r CodeResult) String() string {
 	switch r {
 	case CodeAccepted:
@@ -212,18 +224,37 @@ func (r CodeResult) String() string {
 // Session is a signed-in contact. The id lives in a cookie; the store only
 // sees its hash.
 type Session struct {
-	IDHash    string `json:"id_hash"`
+	// IDHash is the hash of the session id kept in the session cookie; the
+	// store never sees the id itself.
+	IDHash string `json:"id_hash"`
+	// Workspace names the workspace the contact signed in to.
 	Workspace string `json:"workspace"`
+	// ContactID is the id of the signed-in contact; every session of a
+	// contact ends with DeleteContactSessions.
 	ContactID string `json:"contact_id"`
-	Method    string `json:"method"`
+	// Method is how the contact signed in: "code", "link" or
+	// "sso:<provider>".
+	Method string `json:"method"`
 	// CSRF is the token that sign-out forms of this session must carry.
-	CSRF      string        `json:"csrf"`
-	ClientIP  string        `json:"client_ip,omitempty"`
-	UserAgent string        `json:"user_agent,omitempty"`
-	CreatedAt time.Time     `json:"created_at"`
-	LastSeen  time.Time     `json:"last_seen"`
-	ExpiresAt time.Time     `json:"expires_at"`
-	Idle      time.Duration `json:"idle"`
+	CSRF string `json:"csrf"`
+	// ClientIP is the client address the sign-in came from (as Caddy
+	// determines it, trusted proxies honoured), for the admin API's session
+	// list.
+	ClientIP string `json:"client_ip,omitempty"`
+	// UserAgent is the browser's User-Agent at sign-in, cut to 256 bytes,
+	// for the admin API's session list.
+	UserAgent string `json:"user_agent,omitempty"`
+	// CreatedAt is when the contact signed in.
+	CreatedAt time.Time `json:"created_at"`
+	// LastSeen is the latest activity TouchSession recorded; the idle
+	// expiry counts from it.
+	LastSeen time.Time `json:"last_seen"`
+	// ExpiresAt is the absolute expiry: no activity extends a session past
+	// it.
+	ExpiresAt time.Time `json:"expires_at"`
+	// Idle is how long the session lives without activity; zero means only
+	// ExpiresAt ends it. Expiry combines both.
+	Idle time.Duration `json:"idle"`
 }
 
 // Expiry is when the session ends if nothing touches it again.
@@ -238,15 +269,29 @@ func (s Session) Expiry() time.Time {
 
 // OutboxMessage is a unit of mail work. Payload is opaque to the store.
 type OutboxMessage struct {
-	ID         string    `json:"id"`
-	Kind       string    `json:"kind"`
-	Payload    []byte    `json:"payload"`
-	Attempts   int       `json:"attempts"`
-	Due        time.Time `json:"due"`
-	NotAfter   time.Time `json:"not_after,omitzero"`
+	// ID names the message; Enqueue fills in a SortableID when it is empty.
+	ID string `json:"id"`
+	// Kind tells the outbox worker how to deliver Payload, such as "code".
+	Kind string `json:"kind"`
+	// Payload is the work itself, opaque to the store; it never holds a
+	// code or a token, which the worker makes at delivery time.
+	Payload []byte `json:"payload"`
+	// Attempts counts the claims so far, including the current one.
+	Attempts int `json:"attempts"`
+	// Due is the earliest time the message may be claimed; Enqueue fills
+	// in now when it is zero, RetryOutbox moves it.
+	Due time.Time `json:"due"`
+	// NotAfter, when set, is when the message stops being worth
+	// delivering (a code that has expired); the worker then gives it up.
+	NotAfter time.Time `json:"not_after,omitzero"`
+	// LeaseUntil is when the current claim lapses and the message may be
+	// claimed again; zero when it is not claimed.
 	LeaseUntil time.Time `json:"lease_until,omitzero"`
-	LastError  string    `json:"last_error,omitempty"`
-	CreatedAt  time.Time `json:"created_at"`
+	// LastError is the error of the latest failed delivery, for the log.
+	LastError string `json:"last_error,omitempty"`
+	// CreatedAt is when the message was enqueued; Enqueue fills in now
+	// when it is zero.
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // WithDefaults fills an enqueued message's id, creation and due times.
@@ -266,27 +311,52 @@ func (m OutboxMessage) WithDefaults(now time.Time) OutboxMessage {
 // AuditEvent is one entry of the audit trail. It never holds a code, a
 // token or a secret.
 type AuditEvent struct {
-	ID        string    `json:"id"`
-	Time      time.Time `json:"time"`
-	Workspace string    `json:"workspace"`
-	Event     string    `json:"event"`
-	ContactID string    `json:"contact_id,omitempty"`
-	Email     string    `json:"email,omitempty"`
-	Method    string    `json:"method,omitempty"`
-	ClientIP  string    `json:"client_ip,omitempty"`
-	UserAgent string    `json:"user_agent,omitempty"`
-	Reason    string    `json:"reason,omitempty"`
+	// ID names the event: a SortableID of Time, set by AppendAudit. It is
+	// also the paging cursor.
+	ID string `json:"id"`
+	// Time is when the event happened; AppendAudit fills in the store's
+	// clock when it is zero and keeps it in UTC.
+	Time time.Time `json:"time"`
+	// Workspace names the workspace whose trail holds the event.
+	Workspace string `json:"workspace"`
+	// Event says what happened, such as "code_sent" or "sso_success" (the
+	// names are the handlers' Event constants).
+	Event string `json:"event"`
+	// ContactID is the contact the event concerns, when one is known.
+	ContactID string `json:"contact_id,omitempty"`
+	// Email is the address involved, such as the one submitted on the
+	// sign-in page, when there is one.
+	Email string `json:"email,omitempty"`
+	// Method is the sign-in method involved: "code", "link" or
+	// "sso:<provider>".
+	Method string `json:"method,omitempty"`
+	// ClientIP is the client address the request came from (as Caddy
+	// determines it, trusted proxies honoured).
+	ClientIP string `json:"client_ip,omitempty"`
+	// UserAgent is the browser's User-Agent, cut to 256 bytes.
+	UserAgent string `json:"user_agent,omitempty"`
+	// Reason explains a refusal or a failure in words for the operator,
+	// such as "workspace disabled"; never a code, token or secret.
+	Reason string `json:"reason,omitempty"`
 }
 
 // AuditQuery filters the audit trail of one workspace.
 type AuditQuery struct {
+	// Workspace names the trail to read; required.
 	Workspace string
+	// ContactID, when set, keeps only that contact's events.
 	ContactID string
-	Event     string
-	Since     time.Time
-	Until     time.Time
-	Limit     int
-	Cursor    string
+	// Event, when set, keeps only events of that name.
+	Event string
+	// Since, when set, keeps only events at or after it.
+	Since time.Time
+	// Until, when set, keeps only events before it.
+	Until time.Time
+	// Limit is the most events in one page; default (and past 1000) 100.
+	Limit int
+	// Cursor, from the previous page, continues after that page's last
+	// event; empty starts at the newest.
+	Cursor string
 }
 
 // ValidName reports whether s may name a workspace or an SSO provider:

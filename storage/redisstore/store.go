@@ -57,8 +57,10 @@ type Options struct {
 	// Address lists host:port of the server; several for a Cluster, or the
 	// sentinels when MasterName is set.
 	Address []string
-	// Username and Password authenticate to Redis (ACL or requirepass).
+	// Username names the ACL user to authenticate as; empty for the
+	// default user (requirepass).
 	Username string
+	// Password authenticates to Redis (ACL or requirepass); empty for none.
 	Password string
 	// DB is the database number of a single server or Sentinel master.
 	DB int
