@@ -1,7 +1,6 @@
 package module
 
 import (
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -162,9 +161,9 @@ func (c adminCall) putContacts(w http.ResponseWriter, r *http.Request) error {
 	}
 	var cs []storage.Contact
 	if strings.HasPrefix(r.Header.Get("Content-Type"), "text/csv") {
-		cs, err = ParseContactsCSV(body)
+		cs, err = storage.ParseContactsCSV(body)
 	} else {
-		cs, err = ParseContacts(body)
+		cs, err = storage.ParseContactsJSON(body)
 	}
 	if err != nil {
 		return apiErr(http.StatusBadRequest, "%v; nothing was imported", err)
@@ -176,59 +175,6 @@ func (c adminCall) putContacts(w http.ResponseWriter, r *http.Request) error {
 		return apiErr(http.StatusBadRequest, "%v; nothing was imported", err)
 	}
 	return writeAdminJSON(w, http.StatusOK, map[string]int{"upserted": len(cs)})
-}
-
-// ParseContactsCSV reads contacts from CSV whose header row names the
-// columns (id, email, name, status, source, directory_id).
-func ParseContactsCSV(b []byte) ([]storage.Contact, error) {
-	rd := csv.NewReader(strings.NewReader(string(b)))
-	rd.FieldsPerRecord = -1
-	rows, err := rd.ReadAll()
-	if err != nil {
-		return nil, fmt.Errorf("csv: %w", err)
-	}
-	if len(rows) == 0 {
-		return nil, errors.New("csv: no header row")
-	}
-	col := map[string]int{}
-	for i, h := range rows[0] {
-		h = strings.ToLower(strings.TrimSpace(h))
-		switch h {
-		case "id", "email", "name", "status", "source", "directory_id":
-			col[h] = i
-		default:
-			return nil, fmt.Errorf("csv: unknown column %q", h)
-		}
-	}
-	if _, ok := col["id"]; !ok {
-		return nil, errors.New("csv: the header needs an id column")
-	}
-	if _, ok := col["email"]; !ok {
-		return nil, errors.New("csv: the header needs an email column")
-	}
-	cs := make([]storage.Contact, 0, len(rows)-1)
-	for n, row := range rows[1:] {
-		if len(row) != len(rows[0]) {
-			return nil, fmt.Errorf("csv row %d: %d fields, want %d", n+2, len(row), len(rows[0]))
-		}
-		get := func(k string) string {
-			if i, ok := col[k]; ok {
-				return row[i]
-			}
-			return ""
-		}
-		cs = append(cs, storage.Contact{ID: get("id"), Email: get("email"), Name: get("name"),
-			Status: get("status"), Source: get("source"), DirectoryID: get("directory_id")})
-	}
-	if err := ValidateContacts(cs); err != nil {
-		// Records are counted from the first data row; name the CSV row.
-		var rec int
-		if _, scanErr := fmt.Sscanf(err.Error(), "record %d:", &rec); scanErr == nil {
-			return nil, fmt.Errorf("csv row %d%s", rec+1, strings.TrimPrefix(err.Error(), fmt.Sprintf("record %d", rec)))
-		}
-		return nil, err
-	}
-	return cs, nil
 }
 
 func (c adminCall) getContact(w http.ResponseWriter, r *http.Request, id string) error {

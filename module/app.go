@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"os"
 	"sort"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -412,42 +411,11 @@ func ReadContactsFile(file string) ([]storage.Contact, error) {
 	if err != nil {
 		return nil, fmt.Errorf("contacts_file: %w", err)
 	}
-	cs, err := ParseContacts(b)
+	cs, err := storage.ParseContactsJSON(b)
 	if err != nil {
 		return nil, fmt.Errorf("contacts_file %s: %w", file, err)
 	}
 	return cs, nil
-}
-
-// ParseContacts decodes and validates a JSON array of contacts. Ids and
-// emails must be unique within it.
-func ParseContacts(b []byte) ([]storage.Contact, error) {
-	var cs []storage.Contact
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&cs); err != nil {
-		return nil, fmt.Errorf("want a JSON array of contacts: %w", err)
-	}
-	return cs, ValidateContacts(cs)
-}
-
-// ValidateContacts normalises contacts in place and checks that ids and
-// emails are unique; the error names the first bad record (1-based).
-func ValidateContacts(cs []storage.Contact) error {
-	ids, emails := map[string]int{}, map[string]int{}
-	for i := range cs {
-		if err := cs[i].Normalize(); err != nil {
-			return fmt.Errorf("record %d: %w", i+1, err)
-		}
-		if j, dup := ids[cs[i].ID]; dup {
-			return fmt.Errorf("record %d: id %s repeats record %d", i+1, cs[i].ID, j)
-		}
-		if j, dup := emails[cs[i].Email]; dup {
-			return fmt.Errorf("record %d: email %s repeats record %d", i+1, cs[i].Email, j)
-		}
-		ids[cs[i].ID], emails[cs[i].Email] = i+1, i+1
-	}
-	return nil
 }
 
 // Validate checks the configuration without side effects. It needs

@@ -1,11 +1,7 @@
 package storage
 
 import (
-	"crypto/rand"
-	"encoding/hex"
-	"fmt"
 	"sync"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 )
@@ -63,11 +59,3 @@ func (s *Shared) Release(pool *caddy.UsagePool) error {
 type pooled struct{ Closer }
 
 func (p pooled) Destruct() error { return p.Close() }
-
-// SortableID is a time-ordered unique id: hex nanoseconds, then 64 random
-// bits.
-func SortableID(t time.Time) string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return fmt.Sprintf("%016x%s", uint64(t.UnixNano()), hex.EncodeToString(b[:]))
-}

@@ -1,20 +1,9 @@
-// Package storage holds portalgate's state behind one small interface:
-// contacts, sign-in flows, codes, sessions, rate-limit counters, single-use
-// tokens, the mail outbox, the audit trail and the instance secret.
-//
-// Every operation that must be atomic (consume a code once, count a try,
-// claim an outbox message, start a cooldown) is a single call, so callers
-// never read and then write. Backends are Caddy guest modules in the
-// portal.storage namespace; the package knows nothing of HTTP.
 package storage
 
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net/mail"
 	"regexp"
-	"strings"
 	"time"
 )
 
@@ -25,15 +14,34 @@ var ErrNotFound = errors.New("not found")
 // now; callers fail closed and retry later.
 var ErrUnavailable = errors.New("storage unavailable")
 
-// Store is the state every flow needs. Implementations must be safe for
-// concurrent use; times are compared against the clock the store was built
-// with, so expiry is testable without sleeping.
+// Store is the state every flow needs: every role below, from one backend.
+// Implementations must be safe for concurrent use; times are compared
+// against the clock the store was built with, so expiry is testable
+// without sleeping. A consumer that needs only some of it takes the role
+// interfaces it uses.
 type Store interface {
+	Secrets
+	Contacts
+	Flows
+	Codes
+	Sessions
+	Limits
+	Once
+	Outbox
+	AuditTrail
+}
+
+// Secrets keeps the instance secret that signs links and keys code hashes.
+type Secrets interface {
 	// Secret returns the instance secret, creating and keeping a new one
 	// from generate when none is stored yet. Concurrent callers get the same
 	// value.
 	Secret(ctx context.Context, generate func() ([]byte, error)) ([]byte, error)
+}
 
+// Contacts keeps the people who may sign in to each workspace, with their
+// email and directory indexes.
+type Contacts interface {
 	// PutContacts upserts contacts of a workspace in one transaction: either
 	// all are written or none. The caller validates them first.
 	PutContacts(ctx context.Context, workspace string, contacts []Contact) error
@@ -47,21 +55,30 @@ type Store interface {
 	Contacts(ctx context.Context, workspace string) ([]Contact, error)
 	// DeleteContact removes a contact and its indexes. ErrNotFound if absent.
 	DeleteContact(ctx context.Context, workspace, id string) error
+}
 
+// Flows keeps sign-ins in progress, each until it expires.
+type Flows interface {
 	// PutFlow creates or replaces a sign-in flow until f.ExpiresAt.
 	PutFlow(ctx context.Context, f SignInFlow) error
 	// Flow returns a live sign-in flow by the hash of its id.
 	Flow(ctx context.Context, idHash string) (SignInFlow, error)
 	// DeleteFlow ends a sign-in flow; deleting a missing flow is not an error.
 	DeleteFlow(ctx context.Context, idHash string) error
+}
 
+// Codes keeps the one live sign-in code of each contact and redeems it.
+type Codes interface {
 	// PutCode stores a code for a contact, replacing any previous one.
 	PutCode(ctx context.Context, workspace, contactID string, c Code) error
 	// RedeemCode compares hash against the contact's live code in one
 	// atomic step: a match consumes the code; a mismatch counts a try and
 	// kills the code once maxTries wrong tries are reached.
 	RedeemCode(ctx context.Context, workspace, contactID string, hash []byte, maxTries int) (CodeResult, error)
+}
 
+// Sessions keeps signed-in contacts, read on every request to the portal.
+type Sessions interface {
 	// PutSession stores a session until its absolute or idle expiry.
 	PutSession(ctx context.Context, s Session) error
 	// Session returns a live session by the hash of its id.
@@ -76,7 +93,10 @@ type Store interface {
 	// DeleteContactSessions ends every session of a contact and reports how
 	// many there were.
 	DeleteContactSessions(ctx context.Context, workspace, contactID string) (int, error)
+}
 
+// Limits keeps rate-limit counters and resend cooldowns.
+type Limits interface {
 	// Hit counts one event against key in a fixed window. It reports whether
 	// the count is still within limit and, when not, how long until the
 	// window resets.
@@ -84,13 +104,21 @@ type Store interface {
 	// Cooldown starts a cooldown of length d on key unless one is running,
 	// in which case it reports the time left.
 	Cooldown(ctx context.Context, key string, d time.Duration) (ok bool, wait time.Duration, err error)
+}
 
+// Once keeps single-use values, such as SSO state and personalized-link
+// nonces, that can be taken exactly once.
+type Once interface {
 	// PutOnce stores a single-use value until ttl passes.
 	PutOnce(ctx context.Context, key string, value []byte, ttl time.Duration) error
 	// TakeOnce returns and deletes a single-use value atomically; of two
 	// concurrent callers only one gets it, the other gets ErrNotFound.
 	TakeOnce(ctx context.Context, key string) ([]byte, error)
+}
 
+// Outbox keeps mail (and other deliveries) waiting for the outbox worker,
+// so nothing is sent inside a request.
+type Outbox interface {
 	// Enqueue adds a message to the outbox.
 	Enqueue(ctx context.Context, m OutboxMessage) error
 	// ClaimOutbox leases up to max due messages for lease; a message is
@@ -102,109 +130,38 @@ type Store interface {
 	RetryOutbox(ctx context.Context, id string, due time.Time, lastErr string) error
 	// OutboxLen reports how many messages wait in the outbox.
 	OutboxLen(ctx context.Context) (int, error)
+}
 
+// AuditTrail keeps the sign-in events of every workspace for the store's
+// audit retention.
+type AuditTrail interface {
 	// AppendAudit records an event, kept for the store's audit retention.
+	// The store sets its id (a SortableID of its time) and fills in a
+	// missing time.
 	AppendAudit(ctx context.Context, e AuditEvent) error
 	// Audit returns events of a workspace matching q, newest first, and a
 	// cursor for the next page (empty on the last page).
 	Audit(ctx context.Context, q AuditQuery) ([]AuditEvent, string, error)
 }
 
-// Contact is a person who may sign in to a workspace's portal.
-type Contact struct {
-	// ID is the contact's id in the support system.
-	ID string `json:"id"`
-	// Email is the primary email; matched case-insensitively.
-	Email string `json:"email"`
-	// Name is shown to the portal.
-	Name string `json:"name,omitempty"`
-	// Status is "active" or "disabled". Default: active.
-	Status string `json:"status,omitempty"`
-	// Source is "manual" or "directory" (synced from the customer's
-	// directory). Default: manual.
-	Source string `json:"source,omitempty"`
-	// DirectoryID is the id of the directory record this contact was
-	// synced from, such as an Entra object id.
-	DirectoryID string `json:"directory_id,omitempty"`
-	// UpdatedAt is set by the store on every write.
-	UpdatedAt time.Time `json:"updated_at,omitzero"`
-}
-
-// Contact statuses and sources.
-const (
-	StatusActive    = "active"
-	StatusDisabled  = "disabled"
-	SourceManual    = "manual"
-	SourceDirectory = "directory"
-)
-
-var contactIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$`)
-
-// Normalize fills defaults and lowercases the email. It returns an error
-// that names what is wrong with the record.
-func (c *Contact) Normalize() error {
-	c.ID = strings.TrimSpace(c.ID)
-	if !contactIDPattern.MatchString(c.ID) {
-		return fmt.Errorf("id %q: must be 1-128 letters, digits or ._:@- and start with a letter or digit", c.ID)
-	}
-	email, err := NormalizeEmail(c.Email)
-	if err != nil {
-		return fmt.Errorf("contact %s: %w", c.ID, err)
-	}
-	c.Email = email
-	c.Name = strings.TrimSpace(c.Name)
-	if len(c.Name) > 200 || strings.ContainsAny(c.Name, "\r\n\x00") {
-		return fmt.Errorf("contact %s: name must be one line of at most 200 characters", c.ID)
-	}
-	switch c.Status {
-	case "":
-		c.Status = StatusActive
-	case StatusActive, StatusDisabled:
-	default:
-		return fmt.Errorf("contact %s: status %q: must be active or disabled", c.ID, c.Status)
-	}
-	switch c.Source {
-	case "":
-		c.Source = SourceManual
-	case SourceManual, SourceDirectory:
-	default:
-		return fmt.Errorf("contact %s: source %q: must be manual or directory", c.ID, c.Source)
-	}
-	c.DirectoryID = strings.TrimSpace(c.DirectoryID)
-	if len(c.DirectoryID) > 256 || strings.ContainsAny(c.DirectoryID, "\r\n\x00/") {
-		return fmt.Errorf("contact %s: directory_id is not valid", c.ID)
-	}
-	return nil
-}
-
-// Active reports whether the contact may sign in.
-func (c Contact) Active() bool { return c.Status == StatusActive }
-
-// NormalizeEmail lowercases and checks a bare email address.
-func NormalizeEmail(s string) (string, error) {
-	s = strings.ToLower(strings.TrimSpace(s))
-	if s == "" {
-		return "", errors.New("email is required")
-	}
-	if len(s) > 254 {
-		return "", errors.New("email is too long")
-	}
-	a, err := mail.ParseAddress(s)
-	if err != nil || a.Address != s || a.Name != "" || !strings.Contains(s[strings.LastIndexByte(s, '@')+1:], ".") && !strings.HasSuffix(s, "@localhost") {
-		return "", fmt.Errorf("email %q is not a valid address", s)
-	}
-	return s, nil
-}
-
 // SignInFlow is one browser's sign-in in progress: where the contact wanted
 // to go and which email they gave. Its id lives in a cookie; the store only
 // sees the hash.
 type SignInFlow struct {
-	IDHash    string `json:"id_hash"`
+	// IDHash is the hash of the flow id kept in the browser's flow cookie;
+	// the store never sees the id itself.
+	IDHash string `json:"id_hash"`
+	// Workspace names the workspace the sign-in is for.
 	Workspace string `json:"workspace"`
-	ReturnTo  string `json:"return_to"`
-	Email     string `json:"email,omitempty"`
-	Method    string `json:"method,omitempty"`
+	// ReturnTo is the local path (with query) the contact wanted, restored
+	// after sign-in; it is never an absolute URL.
+	ReturnTo string `json:"return_to"`
+	// Email is the address the contact submitted, normalized, or the
+	// contact's email for a personalized link; empty until one is known.
+	Email string `json:"email,omitempty"`
+	// Method is how the code is being asked for: "code" (email submitted on
+	// the sign-in page) or "link" (personalized link); empty before either.
+	Method string `json:"method,omitempty"`
 	// ContactID is set when the flow is tied to one contact (a
 	// personalized link); a shared-link flow finds the contact by Email.
 	ContactID string `json:"contact_id,omitempty"`
@@ -212,17 +169,27 @@ type SignInFlow struct {
 	ResendAt time.Time `json:"resend_at,omitzero"`
 	// Held is set when the last request sent no code because one went to
 	// the same email within the resend cooldown.
-	Held      bool      `json:"held,omitempty"`
+	Held bool `json:"held,omitempty"`
+	// CreatedAt is when the flow started, by the store's clock.
 	CreatedAt time.Time `json:"created_at"`
+	// ExpiresAt is when the flow ends; the store forgets it then and
+	// reports ErrNotFound from that instant on.
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
 // Code is a one-time sign-in code, stored only as a keyed hash.
 type Code struct {
-	Hash      []byte    `json:"hash"`
-	IssuedAt  time.Time `json:"issued_at"`
+	// Hash is the code's keyed hash (keyed with the instance secret and
+	// bound to the contact); the code itself is never stored.
+	Hash []byte `json:"hash"`
+	// IssuedAt is when the code was made.
+	IssuedAt time.Time `json:"issued_at"`
+	// ExpiresAt is when the code stops being accepted; RedeemCode reports
+	// CodeMissing from that instant on.
 	ExpiresAt time.Time `json:"expires_at"`
-	Tries     int       `json:"tries"`
+	// Tries counts the wrong tries so far; at the caller's maximum the code
+	// is dead and deleted.
+	Tries int `json:"tries"`
 }
 
 // CodeResult is the outcome of RedeemCode.
@@ -240,6 +207,7 @@ const (
 	CodeDead
 )
 
+// String names the outcome, as in logs.
 func (r CodeResult) String() string {
 	switch r {
 	case CodeAccepted:
@@ -256,18 +224,37 @@ func (r CodeResult) String() string {
 // Session is a signed-in contact. The id lives in a cookie; the store only
 // sees its hash.
 type Session struct {
-	IDHash    string `json:"id_hash"`
+	// IDHash is the hash of the session id kept in the session cookie; the
+	// store never sees the id itself.
+	IDHash string `json:"id_hash"`
+	// Workspace names the workspace the contact signed in to.
 	Workspace string `json:"workspace"`
+	// ContactID is the id of the signed-in contact; every session of a
+	// contact ends with DeleteContactSessions.
 	ContactID string `json:"contact_id"`
-	Method    string `json:"method"`
+	// Method is how the contact signed in: "code", "link" or
+	// "sso:<provider>".
+	Method string `json:"method"`
 	// CSRF is the token that sign-out forms of this session must carry.
-	CSRF      string        `json:"csrf"`
-	ClientIP  string        `json:"client_ip,omitempty"`
-	UserAgent string        `json:"user_agent,omitempty"`
-	CreatedAt time.Time     `json:"created_at"`
-	LastSeen  time.Time     `json:"last_seen"`
-	ExpiresAt time.Time     `json:"expires_at"`
-	Idle      time.Duration `json:"idle"`
+	CSRF string `json:"csrf"`
+	// ClientIP is the client address the sign-in came from (as Caddy
+	// determines it, trusted proxies honoured), for the admin API's session
+	// list.
+	ClientIP string `json:"client_ip,omitempty"`
+	// UserAgent is the browser's User-Agent at sign-in, cut to 256 bytes,
+	// for the admin API's session list.
+	UserAgent string `json:"user_agent,omitempty"`
+	// CreatedAt is when the contact signed in.
+	CreatedAt time.Time `json:"created_at"`
+	// LastSeen is the latest activity TouchSession recorded; the idle
+	// expiry counts from it.
+	LastSeen time.Time `json:"last_seen"`
+	// ExpiresAt is the absolute expiry: no activity extends a session past
+	// it.
+	ExpiresAt time.Time `json:"expires_at"`
+	// Idle is how long the session lives without activity; zero means only
+	// ExpiresAt ends it. Expiry combines both.
+	Idle time.Duration `json:"idle"`
 }
 
 // Expiry is when the session ends if nothing touches it again.
@@ -282,15 +269,29 @@ func (s Session) Expiry() time.Time {
 
 // OutboxMessage is a unit of mail work. Payload is opaque to the store.
 type OutboxMessage struct {
-	ID         string    `json:"id"`
-	Kind       string    `json:"kind"`
-	Payload    []byte    `json:"payload"`
-	Attempts   int       `json:"attempts"`
-	Due        time.Time `json:"due"`
-	NotAfter   time.Time `json:"not_after,omitzero"`
+	// ID names the message; Enqueue fills in a SortableID when it is empty.
+	ID string `json:"id"`
+	// Kind tells the outbox worker how to deliver Payload, such as "code".
+	Kind string `json:"kind"`
+	// Payload is the work itself, opaque to the store; it never holds a
+	// code or a token, which the worker makes at delivery time.
+	Payload []byte `json:"payload"`
+	// Attempts counts the claims so far, including the current one.
+	Attempts int `json:"attempts"`
+	// Due is the earliest time the message may be claimed; Enqueue fills
+	// in now when it is zero, RetryOutbox moves it.
+	Due time.Time `json:"due"`
+	// NotAfter, when set, is when the message stops being worth
+	// delivering (a code that has expired); the worker then gives it up.
+	NotAfter time.Time `json:"not_after,omitzero"`
+	// LeaseUntil is when the current claim lapses and the message may be
+	// claimed again; zero when it is not claimed.
 	LeaseUntil time.Time `json:"lease_until,omitzero"`
-	LastError  string    `json:"last_error,omitempty"`
-	CreatedAt  time.Time `json:"created_at"`
+	// LastError is the error of the latest failed delivery, for the log.
+	LastError string `json:"last_error,omitempty"`
+	// CreatedAt is when the message was enqueued; Enqueue fills in now
+	// when it is zero.
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // WithDefaults fills an enqueued message's id, creation and due times.
@@ -310,27 +311,52 @@ func (m OutboxMessage) WithDefaults(now time.Time) OutboxMessage {
 // AuditEvent is one entry of the audit trail. It never holds a code, a
 // token or a secret.
 type AuditEvent struct {
-	ID        string    `json:"id"`
-	Time      time.Time `json:"time"`
-	Workspace string    `json:"workspace"`
-	Event     string    `json:"event"`
-	ContactID string    `json:"contact_id,omitempty"`
-	Email     string    `json:"email,omitempty"`
-	Method    string    `json:"method,omitempty"`
-	ClientIP  string    `json:"client_ip,omitempty"`
-	UserAgent string    `json:"user_agent,omitempty"`
-	Reason    string    `json:"reason,omitempty"`
+	// ID names the event: a SortableID of Time, set by AppendAudit. It is
+	// also the paging cursor.
+	ID string `json:"id"`
+	// Time is when the event happened; AppendAudit fills in the store's
+	// clock when it is zero and keeps it in UTC.
+	Time time.Time `json:"time"`
+	// Workspace names the workspace whose trail holds the event.
+	Workspace string `json:"workspace"`
+	// Event says what happened, such as "code_sent" or "sso_success" (the
+	// names are the handlers' Event constants).
+	Event string `json:"event"`
+	// ContactID is the contact the event concerns, when one is known.
+	ContactID string `json:"contact_id,omitempty"`
+	// Email is the address involved, such as the one submitted on the
+	// sign-in page, when there is one.
+	Email string `json:"email,omitempty"`
+	// Method is the sign-in method involved: "code", "link" or
+	// "sso:<provider>".
+	Method string `json:"method,omitempty"`
+	// ClientIP is the client address the request came from (as Caddy
+	// determines it, trusted proxies honoured).
+	ClientIP string `json:"client_ip,omitempty"`
+	// UserAgent is the browser's User-Agent, cut to 256 bytes.
+	UserAgent string `json:"user_agent,omitempty"`
+	// Reason explains a refusal or a failure in words for the operator,
+	// such as "workspace disabled"; never a code, token or secret.
+	Reason string `json:"reason,omitempty"`
 }
 
 // AuditQuery filters the audit trail of one workspace.
 type AuditQuery struct {
+	// Workspace names the trail to read; required.
 	Workspace string
+	// ContactID, when set, keeps only that contact's events.
 	ContactID string
-	Event     string
-	Since     time.Time
-	Until     time.Time
-	Limit     int
-	Cursor    string
+	// Event, when set, keeps only events of that name.
+	Event string
+	// Since, when set, keeps only events at or after it.
+	Since time.Time
+	// Until, when set, keeps only events before it.
+	Until time.Time
+	// Limit is the most events in one page; default (and past 1000) 100.
+	Limit int
+	// Cursor, from the previous page, continues after that page's last
+	// event; empty starts at the newest.
+	Cursor string
 }
 
 // ValidName reports whether s may name a workspace or an SSO provider:

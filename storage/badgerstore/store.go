@@ -5,14 +5,11 @@ package badgerstore
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/subtle"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	mrand "math/rand/v2"
 	"sort"
 	"strconv"
@@ -51,7 +48,12 @@ type Store struct {
 	stop chan struct{}
 	done chan struct{}
 
-	cache *cache
+	// sessions and contacts hold decoded hot records. Badger has one
+	// writer per directory, so every write goes through this Store and
+	// drops what it changed in the same call: a revoked session or a
+	// disabled contact is refused on the very next request.
+	sessions *storage.HotCache[string, storage.Session]
+	contacts *storage.HotCache[contactKey, storage.Contact]
 
 	// hitMu serializes Hit: under a burst on one counter, optimistic
 	// transactions keep conflicting and run out of retries.
@@ -101,6 +103,10 @@ func Open(dir string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening badger database in %s: %w", dir, err)
 	}
+	if err := migrateAuditIDs(db); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("badger database in %s: %w", dir, err)
+	}
 	s := &Store{
 		db:        db,
 		now:       o.Now,
@@ -108,7 +114,8 @@ func Open(dir string, o Options) (*Store, error) {
 		log:       o.Logger,
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
-		cache:     newCache(8192),
+		sessions:  storage.NewHotCache[string, storage.Session](hotRecords, 0),
+		contacts:  storage.NewHotCache[contactKey, storage.Contact](hotRecords, 0),
 	}
 	go s.gcLoop(o.GCInterval, o.InMemory)
 	return s, nil
@@ -162,7 +169,8 @@ const (
 	kCooldown = "w/"  // w/<key>
 	kOnce     = "o/"  // o/<key>
 	kOutbox   = "q/"  // q/<id>
-	kAudit    = "a/"  // a/<ws>/<inverted time><random>
+	kAudit    = "a/"  // a/<ws>/<id> (a storage.SortableID)
+	kMeta     = "m/"  // m/<name>: facts about the database itself
 )
 
 // update runs fn in a read-write transaction, retrying on conflicts.
@@ -272,7 +280,7 @@ func (s *Store) PutContacts(_ context.Context, ws string, contacts []storage.Con
 		return nil
 	})
 	if err == nil {
-		s.cache.dropContacts(ws)
+		s.contacts.DropFunc(func(k contactKey) bool { return k.ws == ws })
 	}
 	if errors.Is(err, badger.ErrTxnTooBig) {
 		return fmt.Errorf("too many contacts in one call (%d): send them in smaller batches", len(contacts))
@@ -282,15 +290,15 @@ func (s *Store) PutContacts(_ context.Context, ws string, contacts []storage.Con
 
 // Contact implements storage.Store.
 func (s *Store) Contact(_ context.Context, ws, id string) (storage.Contact, error) {
-	ck := cacheKey{kind: 'c', ws: ws, id: id}
-	if v, ok := s.cache.get(ck); ok {
-		return v.(storage.Contact), nil
+	ck := contactKey{ws: ws, id: id}
+	if c, ok := s.contacts.Get(ck); ok {
+		return c, nil
 	}
-	gen := s.cache.generation()
+	gen := s.contacts.Generation()
 	var c storage.Contact
 	err := s.db.View(func(txn *badger.Txn) error { return getJSON(txn, kContact+ws+"/"+id, &c) })
 	if err == nil {
-		s.cache.putIf(ck, c, gen)
+		s.contacts.Put(ck, c, gen)
 	}
 	return c, err
 }
@@ -364,7 +372,7 @@ func (s *Store) DeleteContact(_ context.Context, ws, id string) error {
 		}
 		return nil
 	})
-	s.cache.drop(cacheKey{kind: 'c', ws: ws, id: id})
+	s.contacts.Drop(contactKey{ws: ws, id: id})
 	return err
 }
 
@@ -454,16 +462,14 @@ func (s *Store) PutSession(_ context.Context, sess storage.Session) error {
 
 // Session implements storage.Store.
 func (s *Store) Session(_ context.Context, idHash string) (storage.Session, error) {
-	ck := cacheKey{kind: 's', id: idHash}
 	now := s.now()
-	if v, ok := s.cache.get(ck); ok {
-		sess := v.(storage.Session)
+	if sess, ok := s.sessions.Get(idHash); ok {
 		if now.Before(sess.Expiry()) {
 			return sess, nil
 		}
 		return storage.Session{}, storage.ErrNotFound
 	}
-	gen := s.cache.generation()
+	gen := s.sessions.Generation()
 	var sess storage.Session
 	err := s.db.View(func(txn *badger.Txn) error { return getJSON(txn, kSession+idHash, &sess) })
 	if err != nil {
@@ -472,7 +478,7 @@ func (s *Store) Session(_ context.Context, idHash string) (storage.Session, erro
 	if !now.Before(sess.Expiry()) {
 		return storage.Session{}, storage.ErrNotFound
 	}
-	s.cache.putIf(ck, sess, gen)
+	s.sessions.Put(idHash, sess, gen)
 	return sess, nil
 }
 
@@ -500,14 +506,14 @@ func (s *Store) TouchSession(_ context.Context, idHash string, seen time.Time) e
 		return setJSON(txn, key, sess, ttl)
 	})
 	// Dropped, not replaced: a concurrent delete must win.
-	s.cache.drop(cacheKey{kind: 's', id: idHash})
+	s.sessions.Drop(idHash)
 	return err
 }
 
 // DeleteSession implements storage.Store.
 func (s *Store) DeleteSession(_ context.Context, idHash string) error {
 	key := kSession + idHash
-	defer s.cache.drop(cacheKey{kind: 's', id: idHash})
+	defer s.sessions.Drop(idHash)
 	return s.update(func(txn *badger.Txn) error {
 		var sess storage.Session
 		switch err := getJSON(txn, key, &sess); {
@@ -589,7 +595,7 @@ func (s *Store) DeleteContactSessions(_ context.Context, ws, contactID string) (
 		return nil
 	})
 	for _, h := range hashes {
-		s.cache.drop(cacheKey{kind: 's', id: h})
+		s.sessions.Drop(h)
 	}
 	return n, err
 }
@@ -771,11 +777,7 @@ func (s *Store) AppendAudit(_ context.Context, e storage.AuditEvent) error {
 		e.Time = s.now()
 	}
 	e.Time = e.Time.UTC()
-	var r [4]byte
-	_, _ = rand.Read(r[:])
-	// Inverted time so a forward scan yields newest first.
-	inv := uint64(math.MaxInt64 - e.Time.UnixNano())
-	e.ID = fmt.Sprintf("%016x%s", inv, hex.EncodeToString(r[:]))
+	e.ID = storage.SortableID(e.Time)
 	ttl := s.retention - s.now().Sub(e.Time)
 	if ttl <= 0 {
 		return nil
@@ -783,25 +785,29 @@ func (s *Store) AppendAudit(_ context.Context, e storage.AuditEvent) error {
 	return s.update(func(txn *badger.Txn) error { return setJSON(txn, kAudit+e.Workspace+"/"+e.ID, e, ttl) })
 }
 
-// Audit implements storage.Store.
+// Audit implements storage.Store. Keys end in the event's id, which sorts
+// like its time: a reverse scan yields newest first, from the cursor (the
+// last id seen) or from the query's upper bound.
 func (s *Store) Audit(_ context.Context, q storage.AuditQuery) ([]storage.AuditEvent, string, error) {
 	limit := q.Limit
 	if limit <= 0 || limit > 1000 {
 		limit = 100
 	}
 	prefix := []byte(kAudit + q.Workspace + "/")
-	seek := prefix
+	// A reverse seek lands on the last key at or before seek.
+	seek := append(append([]byte{}, prefix...), 0xff)
 	if q.Cursor != "" {
 		seek = append(append([]byte{}, prefix...), q.Cursor...)
 	} else if !q.Until.IsZero() {
-		inv := uint64(math.MaxInt64 - q.Until.UnixNano())
-		seek = fmt.Appendf(append([]byte{}, prefix...), "%016x", inv)
+		// Every id of a time before Until sorts before Until's 16 digits
+		// of nanoseconds; every id at or after it, after them.
+		seek = fmt.Appendf(append([]byte{}, prefix...), "%016x", uint64(q.Until.UnixNano()))
 	}
 	oldest := s.now().Add(-s.retention)
 	var out []storage.AuditEvent
 	next := ""
 	err := s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 64})
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true, PrefetchValues: true, PrefetchSize: 64})
 		defer it.Close()
 		for it.Seek(seek); it.Valid(); it.Next() {
 			k := it.Item().Key()
@@ -832,83 +838,12 @@ func (s *Store) Audit(_ context.Context, q storage.AuditQuery) ([]storage.AuditE
 	return out, next, err
 }
 
-// cache keeps hot records (sessions, contacts) in memory. Badger has one
-// writer per directory, so every write goes through this Store and the
-// cache is invalidated in the same call: a revoked session or a disabled
-// contact is refused on the very next request.
-type cache struct {
-	mu  sync.RWMutex
-	max int
-	m   map[cacheKey]any
-	// gen counts invalidations, so a value read from disk before an
-	// invalidation is never cached after it (see putIf).
-	gen uint64
-}
+// hotRecords bounds each of the in-memory caches of sessions and contacts.
+const hotRecords = 8192
 
-// generation is read before loading a value from disk.
-func (c *cache) generation() uint64 {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return c.gen
-}
-
-// putIf caches v unless an invalidation happened since gen was read.
-func (c *cache) putIf(k cacheKey, v any, gen uint64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.gen == gen {
-		c.putLocked(k, v)
-	}
-}
-
-// cacheKey names a cached record without building a string on the hot
-// path: kind 's' is a session (id is its hash), 'c' a contact.
-type cacheKey struct {
-	kind   byte
-	ws, id string
-}
-
-func newCache(max int) *cache { return &cache{max: max, m: make(map[cacheKey]any, max)} }
-
-func (c *cache) get(k cacheKey) (any, bool) {
-	c.mu.RLock()
-	v, ok := c.m[k]
-	c.mu.RUnlock()
-	return v, ok
-}
-
-func (c *cache) putLocked(k cacheKey, v any) {
-	if len(c.m) >= c.max {
-		// Evict an arbitrary tenth; map iteration order is random.
-		n := c.max / 10
-		for key := range c.m {
-			delete(c.m, key)
-			if n--; n <= 0 {
-				break
-			}
-		}
-	}
-	c.m[k] = v
-}
-
-func (c *cache) drop(k cacheKey) {
-	c.mu.Lock()
-	c.gen++
-	delete(c.m, k)
-	c.mu.Unlock()
-}
-
-// dropContacts forgets every cached contact of a workspace.
-func (c *cache) dropContacts(ws string) {
-	c.mu.Lock()
-	c.gen++
-	for k := range c.m {
-		if k.kind == 'c' && k.ws == ws {
-			delete(c.m, k)
-		}
-	}
-	c.mu.Unlock()
-}
+// contactKey names a cached contact without building a string on the hot
+// path.
+type contactKey struct{ ws, id string }
 
 type badgerLogger struct{ s *zap.SugaredLogger }
 

@@ -1399,6 +1399,36 @@ func testAudit(t *testing.T, open Opener) {
 		}
 	})
 
+	// IDs checks the one id format of every backend (storage.SortableID):
+	// each id names its event's time, ids are unique even at one instant,
+	// and newest first is descending id order.
+	t.Run("IDs", func(t *testing.T) {
+		ctx, s, _, _ := seed(t)
+		for _, w := range []string{ws, "globex"} {
+			got := query(t, ctx, s, storage.AuditQuery{Workspace: w})
+			seen := map[string]bool{}
+			for i, e := range got {
+				at, ok := storage.SortableIDTime(e.ID)
+				if !ok {
+					t.Fatalf("%s event %d: id %q is not a storage.SortableID", w, i, e.ID)
+				}
+				if !at.Equal(e.Time) {
+					t.Errorf("%s event %d: id %q is of %v, the event of %v", w, i, e.ID, at, e.Time)
+				}
+				if seen[e.ID] {
+					t.Errorf("%s: id %q twice", w, e.ID)
+				}
+				seen[e.ID] = true
+				if i > 0 && e.ID >= got[i-1].ID {
+					t.Errorf("%s: id %q after %q; newest first must be descending ids", w, e.ID, got[i-1].ID)
+				}
+			}
+			if len(seen) == 0 {
+				t.Fatalf("%s: no events", w)
+			}
+		}
+	})
+
 	t.Run("TimeFilledIn", func(t *testing.T) {
 		ctx, s, clock := setup(t, open)
 		must(t, "AppendAudit", s.AppendAudit(ctx, storage.AuditEvent{Workspace: ws, Event: "signout", ContactID: "c-1"}))

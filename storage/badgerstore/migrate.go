@@ -1,0 +1,82 @@
+package badgerstore
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/kdesk/portalgate/storage"
+)
+
+// kAuditSortable marks a database whose audit keys all end in a
+// storage.SortableID.
+const kAuditSortable = kMeta + "audit-ids-sortable"
+
+// legacyAuditIDLen is the length of the audit ids written before both
+// backends used storage.SortableID: 16 hex digits of inverted nanoseconds
+// (so that a forward scan was newest first) and 8 of randomness.
+const legacyAuditIDLen = 24
+
+// migrateAuditIDs gives the audit events of an older database new ids,
+// keeping each event's expiry, so that every key sorts by time again. It
+// runs once per database; the marker makes later opens skip the scan.
+func migrateAuditIDs(db *badger.DB) error {
+	done := false
+	if err := db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get([]byte(kAuditSortable))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		done = err == nil
+		return err
+	}); err != nil || done {
+		return err
+	}
+	wb := db.NewWriteBatch()
+	defer wb.Cancel()
+	n := 0
+	err := db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(kAudit)})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			k := item.Key()
+			cut := bytes.LastIndexByte(k, '/') + 1
+			if len(k)-cut != legacyAuditIDLen {
+				continue
+			}
+			var e storage.AuditEvent
+			if err := item.Value(func(b []byte) error { return json.Unmarshal(b, &e) }); err != nil {
+				return fmt.Errorf("audit event %s: %w", k, err)
+			}
+			e.ID = storage.SortableID(e.Time)
+			b, err := json.Marshal(e)
+			if err != nil {
+				return err
+			}
+			entry := badger.NewEntry(append(append([]byte{}, k[:cut]...), e.ID...), b)
+			entry.ExpiresAt = item.ExpiresAt()
+			if err := wb.SetEntry(entry); err != nil {
+				return err
+			}
+			if err := wb.Delete(item.KeyCopy(nil)); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("migrating audit ids: %w", err)
+	}
+	if err := wb.Set([]byte(kAuditSortable), nil); err != nil {
+		return err
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("migrating %d audit ids: %w", n, err)
+	}
+	return nil
+}

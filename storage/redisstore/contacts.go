@@ -1,0 +1,194 @@
+package redisstore
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/redis/rueidis"
+
+	"github.com/kdesk/portalgate/storage"
+)
+
+// putContacts checks the whole batch first and writes only if every
+// contact fits, so a conflict leaves Redis unchanged (a script is atomic
+// but does not roll back). It mirrors Badger's transaction: contacts apply
+// in order, each replacing its old indexes, and a new email must not
+// belong to another contact. ARGV: the workspace's key prefix, then id,
+// email, directory id and JSON per contact. Returns {1}, or {0, index of
+// the contact, id of the email's owner}.
+//
+//go:embed scripts/put_contacts.lua
+var putContactsLua string
+
+var putContacts = rueidis.NewLuaScript(putContactsLua)
+
+// PutContacts implements storage.Store.
+func (s *Store) PutContacts(ctx context.Context, ws string, contacts []storage.Contact) error {
+	if len(contacts) == 0 {
+		return nil
+	}
+	now := s.now().UTC()
+	pre := s.ws(ws)
+	keys := []string{pre + "ids"}
+	args := make([]string, 1, 1+4*len(contacts))
+	args[0] = pre
+	written := make([]string, 0, len(contacts))
+	for _, c := range contacts {
+		c.UpdatedAt = now
+		doc, err := json.Marshal(c)
+		if err != nil {
+			return err
+		}
+		args = append(args, c.ID, c.Email, c.DirectoryID, string(doc))
+		keys = append(keys, s.contactKey(ws, c.ID))
+		written = append(written, s.contactKey(ws, c.ID))
+	}
+	r, err := s.run(ctx, putContacts, keys, args...)
+	s.written.mark(written...)
+	if err != nil {
+		return err
+	}
+	res, err := r.ToArray()
+	if err != nil || len(res) == 0 {
+		return fmt.Errorf("redis: put contacts: unexpected reply: %v", err)
+	}
+	if ok, _ := res[0].AsInt64(); ok == 1 {
+		return nil
+	}
+	if len(res) != 3 {
+		return errors.New("redis: put contacts: unexpected reply")
+	}
+	i, _ := res[1].AsInt64()
+	other, _ := res[2].ToString()
+	if i < 0 || int(i) >= len(contacts) {
+		return errors.New("redis: put contacts: unexpected reply")
+	}
+	c := contacts[i]
+	return fmt.Errorf("contact %s: email %s already belongs to contact %s", c.ID, c.Email, other)
+}
+
+// Contact implements storage.Store. It is on the hot path: served from the
+// client-side cache, which Redis invalidates on every change.
+func (s *Store) Contact(ctx context.Context, ws, id string) (storage.Contact, error) {
+	c, ok, err := record(ctx, s, s.contacts, s.contactKey(ws, id), func(raw string) (storage.Contact, error) {
+		var c storage.Contact
+		if err := json.Unmarshal([]byte(raw), &c); err != nil {
+			return storage.Contact{}, fmt.Errorf("redis: contact %s: %w", id, err)
+		}
+		return c, nil
+	})
+	if err != nil {
+		return storage.Contact{}, err
+	}
+	if !ok {
+		return storage.Contact{}, storage.ErrNotFound
+	}
+	return c, nil
+}
+
+// contactByIndex follows an index key to the contact. The index and the
+// record are read one after the other, so a contact changed in between
+// is looked up again; match says whether the record still fits the index.
+func (s *Store) contactByIndex(ctx context.Context, ws, key string, match func(storage.Contact) bool) (storage.Contact, error) {
+	for range 3 {
+		id, ok, err := s.getString(ctx, key)
+		if err != nil {
+			return storage.Contact{}, err
+		}
+		if !ok {
+			return storage.Contact{}, storage.ErrNotFound
+		}
+		c, err := s.Contact(ctx, ws, id)
+		if err == nil && match(c) {
+			return c, nil
+		}
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return storage.Contact{}, err
+		}
+	}
+	return storage.Contact{}, storage.ErrNotFound
+}
+
+// ContactByEmail implements storage.Store.
+func (s *Store) ContactByEmail(ctx context.Context, ws, email string) (storage.Contact, error) {
+	email = strings.ToLower(strings.TrimSpace(email))
+	return s.contactByIndex(ctx, ws, s.ws(ws)+"ce:"+email, func(c storage.Contact) bool { return c.Email == email })
+}
+
+// ContactByDirectoryID implements storage.Store.
+func (s *Store) ContactByDirectoryID(ctx context.Context, ws, dirID string) (storage.Contact, error) {
+	if dirID == "" {
+		return storage.Contact{}, storage.ErrNotFound
+	}
+	return s.contactByIndex(ctx, ws, s.ws(ws)+"cd:"+dirID, func(c storage.Contact) bool { return c.DirectoryID == dirID })
+}
+
+// Contacts implements storage.Store.
+func (s *Store) Contacts(ctx context.Context, ws string) ([]storage.Contact, error) {
+	r, err := s.do(ctx, func(b rueidis.Builder) rueidis.Completed { return b.Smembers().Key(s.ws(ws) + "ids").Build() })
+	if err != nil {
+		return nil, err
+	}
+	ids, err := r.AsStrSlice()
+	if err != nil || len(ids) == 0 {
+		return nil, err
+	}
+	sort.Strings(ids)
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = s.contactKey(ws, id)
+	}
+	// All of a workspace's contact keys share a hash tag: one MGET.
+	r, err = s.do(ctx, func(b rueidis.Builder) rueidis.Completed { return b.Mget().Key(keys...).Build() })
+	if err != nil {
+		return nil, err
+	}
+	vals, err := r.ToArray()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]storage.Contact, 0, len(vals))
+	for i, v := range vals {
+		raw, err := v.ToString()
+		if err != nil {
+			continue // deleted since SMEMBERS
+		}
+		var c storage.Contact
+		if err := json.Unmarshal([]byte(raw), &c); err != nil {
+			return nil, fmt.Errorf("redis: contact %s: %w", ids[i], err)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// deleteContact removes a contact, its indexes (where they still point to
+// it) and its code. KEYS: contact, ids set, code. ARGV: workspace key
+// prefix, id. Returns 1, or 0 when there was no such contact.
+//
+//go:embed scripts/delete_contact.lua
+var deleteContactLua string
+
+var deleteContact = rueidis.NewLuaScript(deleteContactLua)
+
+// DeleteContact implements storage.Store.
+func (s *Store) DeleteContact(ctx context.Context, ws, id string) error {
+	pre := s.ws(ws)
+	key := s.contactKey(ws, id)
+	r, err := s.run(ctx, deleteContact, []string{key, pre + "ids", pre + "code:" + id}, pre, id)
+	s.written.mark(key)
+	if err != nil {
+		return err
+	}
+	if n, err := r.AsInt64(); err != nil {
+		return err
+	} else if n == 0 {
+		return storage.ErrNotFound
+	}
+	return nil
+}

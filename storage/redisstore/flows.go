@@ -1,0 +1,156 @@
+package redisstore
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/kdesk/portalgate/storage"
+)
+
+// PutFlow implements storage.Store.
+func (s *Store) PutFlow(ctx context.Context, f storage.SignInFlow) error {
+	ttl := f.ExpiresAt.Sub(s.now())
+	if ttl <= 0 {
+		return errors.New("flow already expired")
+	}
+	doc, err := json.Marshal(f)
+	if err != nil {
+		return err
+	}
+	_, err = s.do(ctx, func(b rueidis.Builder) rueidis.Completed {
+		return b.Set().Key(s.p + "flow:" + f.IDHash).Value(string(doc)).PxMilliseconds(px(ttl)).Build()
+	})
+	return err
+}
+
+// Flow implements storage.Store.
+func (s *Store) Flow(ctx context.Context, idHash string) (storage.SignInFlow, error) {
+	raw, ok, err := s.getString(ctx, s.p+"flow:"+idHash)
+	if err != nil {
+		return storage.SignInFlow{}, err
+	}
+	if !ok {
+		return storage.SignInFlow{}, storage.ErrNotFound
+	}
+	var f storage.SignInFlow
+	if err := json.Unmarshal([]byte(raw), &f); err != nil {
+		return storage.SignInFlow{}, fmt.Errorf("redis: flow: %w", err)
+	}
+	if !s.now().Before(f.ExpiresAt) {
+		return storage.SignInFlow{}, storage.ErrNotFound
+	}
+	return f, nil
+}
+
+// DeleteFlow implements storage.Store.
+func (s *Store) DeleteFlow(ctx context.Context, idHash string) error {
+	_, err := s.do(ctx, func(b rueidis.Builder) rueidis.Completed { return b.Del().Key(s.p + "flow:" + idHash).Build() })
+	return err
+}
+
+// ---------------------------------------------------------------- codes
+
+// putCode replaces a contact's code. KEYS: code. ARGV: hash, expiry
+// (unix microseconds), tries, issued at, TTL in milliseconds.
+//
+//go:embed scripts/put_code.lua
+var putCodeLua string
+
+var putCode = rueidis.NewLuaScript(putCodeLua)
+
+// PutCode implements storage.Store.
+func (s *Store) PutCode(ctx context.Context, ws, contactID string, c storage.Code) error {
+	ttl := c.ExpiresAt.Sub(s.now())
+	if ttl <= 0 {
+		return errors.New("code already expired")
+	}
+	_, err := s.run(ctx, putCode, []string{s.ws(ws) + "code:" + contactID},
+		rueidis.BinaryString(c.Hash), micros(c.ExpiresAt), strconv.Itoa(c.Tries),
+		c.IssuedAt.UTC().Format(time.RFC3339Nano), pxString(ttl))
+	return err
+}
+
+// redeemCode is RedeemCode in one step. KEYS: code. ARGV: hash, now (unix
+// microseconds), max tries. Returns a storage.CodeResult: 0 missing,
+// 1 accepted, 2 wrong, 3 dead.
+//
+//go:embed scripts/redeem_code.lua
+var redeemCodeLua string
+
+var redeemCode = rueidis.NewLuaScript(redeemCodeLua)
+
+// RedeemCode implements storage.Store.
+func (s *Store) RedeemCode(ctx context.Context, ws, contactID string, hash []byte, maxTries int) (storage.CodeResult, error) {
+	r, err := s.run(ctx, redeemCode, []string{s.ws(ws) + "code:" + contactID},
+		rueidis.BinaryString(hash), micros(s.now()), strconv.Itoa(maxTries))
+	if err != nil {
+		return storage.CodeMissing, err
+	}
+	n, err := r.AsInt64()
+	if err != nil {
+		return storage.CodeMissing, err
+	}
+	switch n {
+	case 1:
+		return storage.CodeAccepted, nil
+	case 2:
+		return storage.CodeWrong, nil
+	case 3:
+		return storage.CodeDead, nil
+	default:
+		return storage.CodeMissing, nil
+	}
+}
+
+type onceValue struct {
+	Value     []byte    `json:"v"`
+	ExpiresAt time.Time `json:"e"`
+}
+
+// PutOnce implements storage.Store.
+func (s *Store) PutOnce(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	k := s.p + "once:" + key
+	if ttl <= 0 {
+		// Already expired: what was there is no longer takeable either.
+		_, err := s.do(ctx, func(b rueidis.Builder) rueidis.Completed { return b.Del().Key(k).Build() })
+		return err
+	}
+	doc, err := json.Marshal(onceValue{Value: value, ExpiresAt: s.now().Add(ttl)})
+	if err != nil {
+		return err
+	}
+	_, err = s.do(ctx, func(b rueidis.Builder) rueidis.Completed {
+		return b.Set().Key(k).Value(string(doc)).PxMilliseconds(px(ttl)).Build()
+	})
+	return err
+}
+
+// TakeOnce implements storage.Store.
+func (s *Store) TakeOnce(ctx context.Context, key string) ([]byte, error) {
+	r, err := s.do(ctx, func(b rueidis.Builder) rueidis.Completed { return b.Getdel().Key(s.p + "once:" + key).Build() })
+	if rueidis.IsRedisNil(err) {
+		return nil, storage.ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	raw, err := r.AsBytes()
+	if err != nil {
+		return nil, err
+	}
+	var v onceValue
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, fmt.Errorf("redis: single-use value: %w", err)
+	}
+	if !s.now().Before(v.ExpiresAt) {
+		return nil, storage.ErrNotFound
+	}
+	return v.Value, nil
+}

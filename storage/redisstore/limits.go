@@ -1,0 +1,64 @@
+package redisstore
+
+import (
+	"context"
+	_ "embed"
+	"strconv"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// hit counts one event in a window. KEYS: counter. ARGV: TTL in ms.
+// Returns the count.
+//
+//go:embed scripts/hit.lua
+var hitLua string
+
+var hit = rueidis.NewLuaScript(hitLua)
+
+// Hit implements storage.Store.
+func (s *Store) Hit(ctx context.Context, key string, limit int, window time.Duration) (bool, time.Duration, error) {
+	now := s.now()
+	start := now.Truncate(window)
+	reset := start.Add(window)
+	k := s.p + "hit:" + key + ":" + strconv.FormatInt(start.Unix(), 10)
+	r, err := s.run(ctx, hit, []string{k}, pxString(reset.Sub(now)+time.Second))
+	if err != nil {
+		return false, 0, err
+	}
+	n, err := r.AsInt64()
+	if err != nil {
+		return false, 0, err
+	}
+	if n > int64(limit) {
+		return false, reset.Sub(now), nil
+	}
+	return true, 0, nil
+}
+
+// cooldown starts a cooldown unless one is running. KEYS: cooldown.
+// ARGV: now and end of a new cooldown (unix microseconds), TTL in ms.
+// Returns 0 when started, else the microseconds left.
+//
+//go:embed scripts/cooldown.lua
+var cooldownLua string
+
+var cooldown = rueidis.NewLuaScript(cooldownLua)
+
+// Cooldown implements storage.Store.
+func (s *Store) Cooldown(ctx context.Context, key string, d time.Duration) (bool, time.Duration, error) {
+	now := s.now()
+	r, err := s.run(ctx, cooldown, []string{s.p + "cool:" + key}, micros(now), micros(now.Add(d)), pxString(d+time.Second))
+	if err != nil {
+		return false, 0, err
+	}
+	left, err := r.AsInt64()
+	if err != nil {
+		return false, 0, err
+	}
+	if left > 0 {
+		return false, time.Duration(left) * time.Microsecond, nil
+	}
+	return true, 0, nil
+}

@@ -1,0 +1,149 @@
+package redisstore
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/kdesk/portalgate/storage"
+)
+
+// enqueue stores a message and schedules it. KEYS: due set, message.
+// ARGV: id, message JSON, attempts, due, lease until, last error, score
+// (unix microseconds when claimable).
+//
+//go:embed scripts/enqueue.lua
+var enqueueLua string
+
+var enqueue = rueidis.NewLuaScript(enqueueLua)
+
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.Format(time.RFC3339Nano)
+}
+
+func parseTime(s string) time.Time {
+	t, _ := time.Parse(time.RFC3339Nano, s)
+	return t
+}
+
+// Enqueue implements storage.Store.
+func (s *Store) Enqueue(ctx context.Context, m storage.OutboxMessage) error {
+	m = m.WithDefaults(s.now())
+	claimable := m.Due
+	if m.LeaseUntil.After(claimable) {
+		claimable = m.LeaseUntil
+	}
+	// The fields that change live beside the JSON, so the scripts never
+	// re-encode it.
+	base := m
+	base.Attempts, base.Due, base.LeaseUntil, base.LastError = 0, time.Time{}, time.Time{}, ""
+	doc, err := json.Marshal(base)
+	if err != nil {
+		return err
+	}
+	_, err = s.run(ctx, enqueue, []string{s.outboxDue(), s.outboxMsgPrefix() + m.ID},
+		m.ID, string(doc), strconv.Itoa(m.Attempts), formatTime(m.Due), formatTime(m.LeaseUntil), m.LastError, micros(claimable))
+	return err
+}
+
+// claimOutbox leases up to max due messages: it counts an attempt, sets
+// the lease and reschedules each at its lease's end, so a message leased
+// by a worker that died comes back by itself. KEYS: due set. ARGV: now and
+// lease end (unix microseconds), max, message key prefix, lease end
+// (RFC 3339). Returns {id, JSON, attempts, due, last error} per message.
+//
+//go:embed scripts/claim_outbox.lua
+var claimOutboxLua string
+
+var claimOutbox = rueidis.NewLuaScript(claimOutboxLua)
+
+// ClaimOutbox implements storage.Store.
+func (s *Store) ClaimOutbox(ctx context.Context, lease time.Duration, max int) ([]storage.OutboxMessage, error) {
+	if max <= 0 {
+		return nil, nil
+	}
+	now := s.now()
+	until := now.Add(lease)
+	r, err := s.run(ctx, claimOutbox, []string{s.outboxDue()},
+		micros(now), micros(until), strconv.Itoa(max), s.outboxMsgPrefix(), formatTime(until))
+	if err != nil {
+		return nil, err
+	}
+	rows, err := r.ToArray()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]storage.OutboxMessage, 0, len(rows))
+	for _, row := range rows {
+		f, err := row.ToArray()
+		if err != nil || len(f) != 5 {
+			return nil, errors.New("redis: claim outbox: unexpected reply")
+		}
+		id, _ := f[0].ToString()
+		doc, _ := f[1].ToString()
+		var m storage.OutboxMessage
+		if err := json.Unmarshal([]byte(doc), &m); err != nil {
+			return nil, fmt.Errorf("redis: outbox message %s: %w", id, err)
+		}
+		attempts, _ := f[2].AsInt64()
+		due, _ := f[3].ToString()
+		lastErr, _ := f[4].ToString()
+		m.ID, m.Attempts, m.Due, m.LeaseUntil, m.LastError = id, int(attempts), parseTime(due), until, lastErr
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// ackOutbox removes a message. KEYS: due set, message. ARGV: id.
+//
+//go:embed scripts/ack_outbox.lua
+var ackOutboxLua string
+
+var ackOutbox = rueidis.NewLuaScript(ackOutboxLua)
+
+// AckOutbox implements storage.Store.
+func (s *Store) AckOutbox(ctx context.Context, id string) error {
+	_, err := s.run(ctx, ackOutbox, []string{s.outboxDue(), s.outboxMsgPrefix() + id}, id)
+	return err
+}
+
+// retryOutbox releases a message until a new due time. KEYS: due set,
+// message. ARGV: id, due (RFC 3339), due (unix microseconds), last error.
+// Returns 0 when there is no such message.
+//
+//go:embed scripts/retry_outbox.lua
+var retryOutboxLua string
+
+var retryOutbox = rueidis.NewLuaScript(retryOutboxLua)
+
+// RetryOutbox implements storage.Store.
+func (s *Store) RetryOutbox(ctx context.Context, id string, due time.Time, lastErr string) error {
+	r, err := s.run(ctx, retryOutbox, []string{s.outboxDue(), s.outboxMsgPrefix() + id},
+		id, formatTime(due), micros(due), lastErr)
+	if err != nil {
+		return err
+	}
+	if n, _ := r.AsInt64(); n == 0 {
+		return storage.ErrNotFound
+	}
+	return nil
+}
+
+// OutboxLen implements storage.Store.
+func (s *Store) OutboxLen(ctx context.Context) (int, error) {
+	r, err := s.do(ctx, func(b rueidis.Builder) rueidis.Completed { return b.Zcard().Key(s.outboxDue()).Build() })
+	if err != nil {
+		return 0, err
+	}
+	n, err := r.AsInt64()
+	return int(n), err
+}

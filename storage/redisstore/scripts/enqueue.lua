@@ -1,0 +1,4 @@
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[2], 'msg', ARGV[2], 'attempts', ARGV[3], 'due', ARGV[4], 'lease', ARGV[5], 'err', ARGV[6])
+redis.call('ZADD', KEYS[1], ARGV[7], ARGV[1])
+return 1

@@ -1,0 +1,8 @@
+for i = 1, 2 do
+  redis.call('ZADD', KEYS[i], ARGV[1], ARGV[2])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', ARGV[3])
+  if redis.call('PTTL', KEYS[i]) < tonumber(ARGV[4]) then
+    redis.call('PEXPIRE', KEYS[i], ARGV[4])
+  end
+end
+return 1

@@ -1,0 +1,260 @@
+package redisstore
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/kdesk/portalgate/storage"
+)
+
+// indexSession adds a session to its workspace's and contact's indexes,
+// drops entries past their absolute expiry, and keeps each index alive as
+// long as its longest session. KEYS: workspace index, contact index.
+// ARGV: absolute expiry (unix ms), id hash, now (unix ms), TTL in ms.
+//
+//go:embed scripts/index_session.lua
+var indexSessionLua string
+
+var indexSession = rueidis.NewLuaScript(indexSessionLua)
+
+// PutSession implements storage.Store.
+func (s *Store) PutSession(ctx context.Context, sess storage.Session) error {
+	now := s.now()
+	ttl := sess.Expiry().Sub(now)
+	if ttl <= 0 {
+		return errors.New("session already expired")
+	}
+	doc, err := json.Marshal(sess)
+	if err != nil {
+		return err
+	}
+	// Index first: a session that exists must be found by
+	// DeleteContactSessions; a dangling index entry is harmless.
+	pre := s.ws(sess.Workspace)
+	if _, err := s.run(ctx, indexSession, []string{pre + "sessions", pre + "si:" + sess.ContactID},
+		strconv.FormatInt(sess.ExpiresAt.UnixMilli(), 10), sess.IDHash,
+		strconv.FormatInt(now.UnixMilli(), 10), pxString(sess.ExpiresAt.Sub(now)+time.Second)); err != nil {
+		return err
+	}
+	key := s.sessionKey(sess.IDHash)
+	_, err = s.do(ctx, func(b rueidis.Builder) rueidis.Completed {
+		return b.Set().Key(key).Value(string(doc)).PxMilliseconds(px(ttl)).Build()
+	})
+	s.written.mark(key)
+	return err
+}
+
+func decodeSession(raw string) (storage.Session, error) {
+	var sess storage.Session
+	if err := json.Unmarshal([]byte(raw), &sess); err != nil {
+		return storage.Session{}, fmt.Errorf("redis: session: %w", err)
+	}
+	return sess, nil
+}
+
+// Session implements storage.Store. It is on the hot path: served from the
+// client-side cache, which Redis invalidates on every change; expiry is
+// checked against the clock on every call.
+func (s *Store) Session(ctx context.Context, idHash string) (storage.Session, error) {
+	sess, ok, err := record(ctx, s, s.sessions, s.sessionKey(idHash), decodeSession)
+	if err != nil {
+		return storage.Session{}, err
+	}
+	if !ok {
+		return storage.Session{}, storage.ErrNotFound
+	}
+	if !s.now().Before(sess.Expiry()) {
+		return storage.Session{}, storage.ErrNotFound
+	}
+	return sess, nil
+}
+
+// swap replaces a value only if it is still the one read. KEYS: key.
+// ARGV: old value, new value, TTL in ms. Returns 1 if replaced.
+//
+//go:embed scripts/swap.lua
+var swapLua string
+
+var swap = rueidis.NewLuaScript(swapLua)
+
+// TouchSession implements storage.Store.
+func (s *Store) TouchSession(ctx context.Context, idHash string, seen time.Time) error {
+	key := s.sessionKey(idHash)
+	defer s.written.mark(key)
+	for range 16 {
+		raw, ok, err := s.getString(ctx, key)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return storage.ErrNotFound
+		}
+		sess, err := decodeSession(raw)
+		if err != nil {
+			return err
+		}
+		// Redis may keep a session past the store clock's expiry; a touch
+		// must not revive it.
+		now := s.now()
+		if !now.Before(sess.Expiry()) {
+			return storage.ErrNotFound
+		}
+		if !seen.After(sess.LastSeen) {
+			return nil
+		}
+		sess.LastSeen = seen
+		ttl := sess.Expiry().Sub(now)
+		if ttl <= 0 {
+			return storage.ErrNotFound
+		}
+		doc, err := json.Marshal(sess)
+		if err != nil {
+			return err
+		}
+		r, err := s.run(ctx, swap, []string{key}, raw, string(doc), pxString(ttl))
+		if err != nil {
+			return err
+		}
+		if n, _ := r.AsInt64(); n == 1 {
+			return nil
+		}
+		// Changed or deleted in between: read again.
+	}
+	return errors.New("redis: touch session: too many concurrent changes")
+}
+
+// unindexSessions removes ids from a contact's indexes.
+func (s *Store) unindexSessions(ctx context.Context, ws, contactID string, hashes []string) error {
+	if len(hashes) == 0 {
+		return nil
+	}
+	pre := s.ws(ws)
+	_, err := s.doMulti(ctx, func(b rueidis.Builder) []rueidis.Completed {
+		return []rueidis.Completed{
+			b.Zrem().Key(pre + "sessions").Member(hashes...).Build(),
+			b.Zrem().Key(pre + "si:" + contactID).Member(hashes...).Build(),
+		}
+	})
+	return err
+}
+
+// DeleteSession implements storage.Store.
+func (s *Store) DeleteSession(ctx context.Context, idHash string) error {
+	key := s.sessionKey(idHash)
+	r, err := s.do(ctx, func(b rueidis.Builder) rueidis.Completed { return b.Getdel().Key(key).Build() })
+	s.written.mark(key)
+	if rueidis.IsRedisNil(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	raw, err := r.ToString()
+	if err != nil {
+		return err
+	}
+	sess, err := decodeSession(raw)
+	if err != nil {
+		return nil // the session is gone; only its index entry may linger
+	}
+	return s.unindexSessions(ctx, sess.Workspace, sess.ContactID, []string{idHash})
+}
+
+// indexed returns the id hashes in an index.
+func (s *Store) indexed(ctx context.Context, key string) ([]string, error) {
+	r, err := s.do(ctx, func(b rueidis.Builder) rueidis.Completed { return b.Zrange().Key(key).Min("0").Max("-1").Build() })
+	if err != nil {
+		return nil, err
+	}
+	return r.AsStrSlice()
+}
+
+// Sessions implements storage.Store.
+func (s *Store) Sessions(ctx context.Context, ws, contactID string) ([]storage.Session, error) {
+	idx := s.ws(ws) + "sessions"
+	if contactID != "" {
+		idx = s.ws(ws) + "si:" + contactID
+	}
+	hashes, err := s.indexed(ctx, idx)
+	if err != nil {
+		return nil, err
+	}
+	// Session keys spread over the cluster: one GET each, pipelined.
+	rs, err := s.doMulti(ctx, func(b rueidis.Builder) []rueidis.Completed {
+		cmds := make([]rueidis.Completed, len(hashes))
+		for i, h := range hashes {
+			cmds[i] = b.Get().Key(s.sessionKey(h)).Build()
+		}
+		return cmds
+	})
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	var out []storage.Session
+	for _, r := range rs {
+		raw, err := r.ToString()
+		if err != nil {
+			continue
+		}
+		sess, err := decodeSession(raw)
+		if err != nil {
+			return nil, err
+		}
+		if sess.Workspace != ws || contactID != "" && sess.ContactID != contactID || !now.Before(sess.Expiry()) {
+			continue
+		}
+		out = append(out, sess)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	return out, nil
+}
+
+// DeleteContactSessions implements storage.Store. Each session is taken
+// with GETDEL, so concurrent revocations count each session once. Index
+// entries whose session was not found stay until their absolute expiry: a
+// sign-in racing this call indexes before it stores its session, and must
+// remain revocable.
+func (s *Store) DeleteContactSessions(ctx context.Context, ws, contactID string) (int, error) {
+	hashes, err := s.indexed(ctx, s.ws(ws)+"si:"+contactID)
+	if err != nil || len(hashes) == 0 {
+		return 0, err
+	}
+	keys := make([]string, len(hashes))
+	for i, h := range hashes {
+		keys[i] = s.sessionKey(h)
+	}
+	rs, err := s.doMulti(ctx, func(b rueidis.Builder) []rueidis.Completed {
+		cmds := make([]rueidis.Completed, len(keys))
+		for i, k := range keys {
+			cmds[i] = b.Getdel().Key(k).Build()
+		}
+		return cmds
+	})
+	s.written.mark(keys...)
+	if err != nil {
+		return 0, err
+	}
+	now := s.now()
+	n := 0
+	var gone []string
+	for i, r := range rs {
+		raw, err := r.ToString()
+		if err != nil {
+			continue
+		}
+		gone = append(gone, hashes[i])
+		if sess, err := decodeSession(raw); err == nil && now.Before(sess.Expiry()) {
+			n++
+		}
+	}
+	return n, s.unindexSessions(ctx, ws, contactID, gone)
+}
