@@ -48,8 +48,11 @@ func init() {
 //			sends_per_email <n>
 //			sends_per_ip <n>
 //			sends_per_workspace <n>
+//			requests_per_ip <n>
 //			tries_per_ip <n>
-//			tries_per_workspace <n>
+//			tries_per_contact <n>
+//			ipv4_prefix <bits>
+//			ipv6_prefix <bits>
 //			window <duration>
 //		}
 //		workspace <name> {
@@ -202,7 +205,7 @@ func parsePortal(d *caddyfile.Dispenser, existing any) (any, error) {
 var (
 	portalOptions    = []string{"storage_dir", "storage", "secret", "mail", "templates_dir", "outbox_workers", "limits", "workspace"}
 	mailSMTPOptions  = []string{"host", "port", "username", "password", "from", "tls"}
-	limitsOptions    = []string{"sends_per_email", "sends_per_ip", "sends_per_workspace", "tries_per_ip", "tries_per_workspace", "window"}
+	limitsOptions    = []string{"sends_per_email", "sends_per_ip", "sends_per_workspace", "requests_per_ip", "tries_per_ip", "tries_per_contact", "ipv4_prefix", "ipv6_prefix", "window"}
 	workspaceOptions = []string{
 		"title", "url", "contacts_file", "auth_path", "code_ttl", "resend_cooldown", "session_ttl",
 		"session_idle", "link_ttl", "link_max_ttl", "sso", "sso_directory_match", "disabled",
@@ -362,10 +365,18 @@ func parseLimits(d *caddyfile.Dispenser) (*module.LimitsConfig, error) {
 			dst = &l.SendsPerIP
 		case "sends_per_workspace":
 			dst = &l.SendsPerWorkspace
+		case "requests_per_ip":
+			dst = &l.RequestsPerIP
 		case "tries_per_ip":
 			dst = &l.TriesPerIP
+		case "tries_per_contact":
+			dst = &l.TriesPerContact
+		case "ipv4_prefix":
+			dst = &l.IPv4Prefix
+		case "ipv6_prefix":
+			dst = &l.IPv6Prefix
 		case "tries_per_workspace":
-			dst = &l.TriesPerWorkspace
+			return nil, d.Errf("limits: tries_per_workspace is gone: one client could use up the whole workspace's tries; use tries_per_contact (per email address) and tries_per_ip")
 		case "window":
 			v, err := storage.DurationArg(d)
 			if err != nil {

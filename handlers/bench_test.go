@@ -47,7 +47,7 @@ func benchGate(b *testing.B, contacts int) (*Gate, storage.Store, *nullSender) {
 		Sender:     sender,
 		Pages:      pages,
 		Logger:     zap.NewNop(),
-		Limits:     Limits{SendsPerEmail: 1 << 30, SendsPerIP: 1 << 30, SendsPerWorkspace: 1 << 30, TriesPerIP: 1 << 30, TriesPerWorkspace: 1 << 30},
+		Limits:     Limits{SendsPerEmail: 1 << 30, SendsPerIP: 1 << 30, SendsPerWorkspace: 1 << 30, TriesPerIP: 1 << 30, TriesPerContact: 1 << 30, RequestsPerIP: 1 << 30},
 	}
 	var cs []storage.Contact
 	for i := range contacts {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kdesk/portalgate/storage"
 )
@@ -87,14 +88,11 @@ func (k *workspaceKeys) codeHash(contactID, code string) []byte {
 }
 
 func (q *request) signInPage() error {
-	_, id, err := q.flow()
+	key, err := q.formKey()
 	if err != nil {
-		// Arriving at the sign-in page directly: start a flow for "/".
-		if _, id, err = q.newFlow("/"); err != nil {
-			return q.failed("starting sign-in flow", err)
-		}
+		return q.failed("reading sign-in flow", err)
 	}
-	return q.renderSignIn(http.StatusOK, id, "", "")
+	return q.renderSignIn(http.StatusOK, key, "", "")
 }
 
 func (q *request) renderSignIn(status int, flowID, email, errMsg string) error {
@@ -114,7 +112,7 @@ func (q *request) renderSignIn(status int, flowID, email, errMsg string) error {
 // same whether or not the email belongs to an eligible contact: the contact
 // is looked up and the code made by the outbox worker, never here.
 func (q *request) submitEmail() error {
-	f, id, ok, err := q.formFlow()
+	f, id, ok, err := q.formFlow(true)
 	if !ok {
 		return err
 	}
@@ -126,31 +124,6 @@ func (q *request) submitEmail() error {
 	return q.sendCode(f, id, false)
 }
 
-// rateLimit is one counter a request is checked against: key names the
-// kind, the scope ("ip", "email", "ws") and its value.
-type rateLimit struct {
-	key   string
-	limit int
-}
-
-// overLimit counts the request against each limit; when one is exceeded it
-// audits that and answers 429 on the code page, saying when to try again.
-func (q *request) overLimit(f storage.SignInFlow, flowID string, ev storage.AuditEvent, what, msg string, limits ...rateLimit) (answered bool, err error) {
-	window := q.g.portal.Limits.Window
-	for _, l := range limits {
-		ok, wait, err := q.store.Hit(q.r.Context(), l.key, l.limit, window)
-		if err != nil {
-			return true, q.failed("counting "+what, err)
-		}
-		if !ok {
-			ev.Event, ev.Reason = EventRateLimited, what+": "+strings.SplitN(l.key, "/", 3)[1]
-			q.audit(ev)
-			return true, q.renderCode(http.StatusTooManyRequests, f, flowID, msg+" Try again in "+humanDuration(wait)+".", "")
-		}
-	}
-	return false, nil
-}
-
 // flowEvent is an audit event about f's sign-in.
 func (q *request) flowEvent(f storage.SignInFlow) storage.AuditEvent {
 	ev := q.event("")
@@ -158,29 +131,25 @@ func (q *request) flowEvent(f storage.SignInFlow) storage.AuditEvent {
 	return ev
 }
 
-// sendCode applies the rate limits and the resend cooldown, queues a code
-// for f's contact, keeps the flow and shows the code page.
+// sendCode queues a code for f's contact, keeps the flow and shows the
+// code page. The resend cooldown comes first, so a refused resend or a
+// re-opened link costs nothing; then the client's request limit. The send
+// limits are the outbox worker's: they count only codes that go out.
 func (q *request) sendCode(f storage.SignInFlow, flowID string, resend bool) error {
 	ctx := q.r.Context()
 	ws := q.ws
-	lim := q.g.portal.Limits
 	ev := q.flowEvent(f)
 
-	if answered, err := q.overLimit(f, flowID, ev, "code sends", "Too many codes were requested.",
-		rateLimit{"send/ip/" + q.ip, lim.SendsPerIP},
-		rateLimit{"send/email/" + ws.Name + "/" + f.Email, lim.SendsPerEmail},
-		rateLimit{"send/ws/" + ws.Name, lim.SendsPerWorkspace},
-	); answered {
-		return err
-	}
-
-	now := q.now()
 	ok, wait, err := q.store.Cooldown(ctx, "resend/"+ws.Name+"/"+f.Email, ws.ResendCooldown)
 	if err != nil {
 		return q.failed("checking resend cooldown", err)
 	}
+	now := q.now()
 	notice := ""
 	if ok {
+		if answered, err := q.overLimit(ev, "sign-in requests", rateLimit{"req/ip/" + q.net, q.g.portal.Limits.RequestsPerIP}); answered {
+			return err
+		}
 		job, _ := json.Marshal(codeJob{Workspace: ws.Name, Email: f.Email, ContactID: f.ContactID, Method: f.Method, ClientIP: q.ip})
 		if err := q.store.Enqueue(ctx, storage.OutboxMessage{Kind: kindCode, Payload: job, NotAfter: now.Add(ws.CodeTTL)}); err != nil {
 			return q.failed("queueing code email", err)
@@ -188,6 +157,7 @@ func (q *request) sendCode(f storage.SignInFlow, flowID string, resend bool) err
 		q.g.portal.outbox.Wake()
 		f.ResendAt = now.Add(ws.ResendCooldown)
 		f.Held = false
+		f.CodesSent++
 		ev.Event = EventCodeRequested
 		q.audit(ev)
 		if resend {
@@ -210,6 +180,7 @@ func (q *request) sendCode(f storage.SignInFlow, flowID string, resend bool) err
 		errMsg := ""
 		if !ok {
 			status = http.StatusTooManyRequests
+			q.w.Header().Set("Retry-After", strconv.Itoa(waitSeconds(wait)))
 			errMsg = "Please wait " + strconv.Itoa(waitSeconds(wait)) + " seconds before asking for another code."
 		}
 		return q.renderCode(status, f, flowID, errMsg, notice)
@@ -265,7 +236,7 @@ func (q *request) renderCode(status int, f storage.SignInFlow, flowID, errMsg, n
 }
 
 func (q *request) resend() error {
-	f, id, ok, err := q.formFlow()
+	f, id, ok, err := q.formFlow(false)
 	if !ok {
 		return err
 	}
@@ -275,11 +246,18 @@ func (q *request) resend() error {
 	return q.sendCode(f, id, true)
 }
 
-const failedCode = "Sign-in failed: the code is wrong or has expired."
+// The answers to a code. They are the same for an active contact, a
+// disabled one and an address that is no contact at all.
+const (
+	failedCode = "Sign-in failed: the code is wrong or has expired. Check the code, or ask for a new one."
+	deadCode   = "Sign-in failed: too many wrong codes. This code no longer works after too many tries; use Resend code to get a new one."
+)
 
 // submitCode checks a code and, when it is right, signs the contact in.
+// Every answer but success takes the same store work and reads the same
+// whether or not the flow's email belongs to an eligible contact.
 func (q *request) submitCode() error {
-	f, id, ok, err := q.formFlow()
+	f, id, ok, err := q.formFlow(false)
 	if !ok {
 		return err
 	}
@@ -290,13 +268,12 @@ func (q *request) submitCode() error {
 	ws := q.ws
 	lim := q.g.portal.Limits
 	ev := q.flowEvent(f)
-	if answered, err := q.overLimit(f, id, ev, "code tries", "Too many sign-in attempts.",
-		rateLimit{"try/ip/" + q.ip, lim.TriesPerIP},
-		rateLimit{"try/ws/" + ws.Name, lim.TriesPerWorkspace},
+	if answered, err := q.overLimit(ev, "code tries",
+		rateLimit{"try/ip/" + q.net, lim.TriesPerIP},
+		rateLimit{"try/email/" + ws.Name + "/" + f.Email, lim.TriesPerContact},
 	); answered {
 		return err
 	}
-
 	code, valid := NormalizeCode(q.r.PostFormValue("code"))
 	if !valid {
 		ev.Event, ev.Reason = EventCodeRejected, "malformed"
@@ -304,43 +281,68 @@ func (q *request) submitCode() error {
 		return q.renderCode(http.StatusUnauthorized, f, id,
 			"Sign-in failed: a code has 7 letters and digits, like ABC-2345. Check the email and try again.", "")
 	}
-	contact, err := activeContact(ctx, q.store, ws.Name, f.Email, f.ContactID)
+	// This flow's tries at its latest code: past MaxCodeTries the code is
+	// dead for this flow whatever is typed, and the last wrong try says
+	// so. (A day-long window: the flow lives much less.)
+	tries, _, err := q.store.Count(ctx, "try/flow/"+f.IDHash+"/"+strconv.Itoa(f.CodesSent), 24*time.Hour)
 	if err != nil {
-		if !errors.Is(err, storage.ErrNotFound) {
-			return q.failed("finding contact", err)
-		}
-		ev.Event, ev.Reason = EventCodeRejected, "no eligible contact"
-		q.audit(ev)
-		return q.renderCode(http.StatusUnauthorized, f, id, failedCode+" Check the code, or ask for a new one.", "")
+		return q.failed("counting code tries", err)
 	}
-	ev.ContactID = contact.ID
-	res, err := q.store.RedeemCode(ctx, ws.Name, contact.ID, q.keys.codeHash(contact.ID, code), MaxCodeTries)
+	if tries > MaxCodeTries {
+		ev.Event, ev.Reason = EventCodeRejected, "too many wrong tries"
+		q.audit(ev)
+		return q.renderCode(http.StatusUnauthorized, f, id, deadCode, "")
+	}
+	contact, err := activeContact(ctx, q.store, ws.Name, f.Email, f.ContactID)
+	eligible := err == nil
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return q.failed("finding contact", err)
+	}
+	// Without an eligible contact the code is redeemed against a key no
+	// contact has, so the store does the same work either way.
+	redeemID := contact.ID
+	if !eligible {
+		redeemID = "\x00nobody/" + f.Email
+	}
+	res, err := q.store.RedeemCode(ctx, ws.Name, redeemID, q.keys.codeHash(redeemID, code), MaxCodeTries)
 	if err != nil {
 		return q.failed("redeeming code", err)
 	}
-	switch res {
-	case storage.CodeAccepted:
+	switch {
+	case !eligible:
+		ev.Event, ev.Reason = EventCodeRejected, "no eligible contact"
+	case res == storage.CodeAccepted:
+		ev.ContactID = contact.ID
 		ev.Event = EventCodeAccepted
 		q.audit(ev)
 		return q.signIn(f, contact, f.Method)
-	case storage.CodeDead:
+	case res == storage.CodeDead:
+		ev.ContactID = contact.ID
 		ev.Event, ev.Reason = EventCodeRejected, "too many wrong tries"
 		q.audit(ev)
-		return q.renderCode(http.StatusUnauthorized, f, id, "Sign-in failed: too many wrong codes. This code no longer works; ask for a new one with Resend code.", "")
-	case storage.CodeMissing:
+		return q.renderCode(http.StatusUnauthorized, f, id, deadCode, "")
+	case res == storage.CodeMissing:
+		ev.ContactID = contact.ID
 		ev.Event, ev.Reason = EventCodeRejected, "expired or unknown"
 	default:
+		ev.ContactID = contact.ID
 		ev.Event, ev.Reason = EventCodeRejected, "wrong"
 	}
 	q.audit(ev)
-	return q.renderCode(http.StatusUnauthorized, f, id, failedCode+" Check the code, or ask for a new one.", "")
+	if tries == MaxCodeTries {
+		return q.renderCode(http.StatusUnauthorized, f, id, deadCode, "")
+	}
+	return q.renderCode(http.StatusUnauthorized, f, id, failedCode, "")
 }
 
 // maskEmail shows enough of an address to recognise it: j***@acme.example.
+// It keeps whole characters, never half of one.
 func maskEmail(e string) string {
 	at := strings.LastIndexByte(e, '@')
 	if at < 1 {
 		return "your email"
 	}
-	return e[:1] + strings.Repeat("*", min(at-1, 6)+1) + e[at:]
+	_, first := utf8.DecodeRuneInString(e)
+	rest := utf8.RuneCountInString(e[first:at])
+	return e[:first] + strings.Repeat("*", min(rest, 6)+1) + e[at:]
 }

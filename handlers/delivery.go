@@ -58,6 +58,24 @@ func (p *Portal) deliver(ctx context.Context, m storage.OutboxMessage) error {
 		return err
 	}
 	ev.ContactID = contact.ID
+	if m.Attempts <= 1 {
+		// The send limits count codes that actually go out, so anonymous
+		// traffic for addresses that are no contact spends none of them.
+		lim := p.Limits
+		over, _, ok, err := hitAll(ctx, rt.store, lim.Window,
+			rateLimit{"send/email/" + ws.Name + "/" + contact.Email, lim.SendsPerEmail},
+			rateLimit{"send/ip/" + lim.clientNet(job.ClientIP), lim.SendsPerIP},
+			rateLimit{"send/ws/" + ws.Name, lim.SendsPerWorkspace},
+		)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			ev.Event, ev.Reason = EventRateLimited, "code sends: "+over.scope()
+			p.auditRefusal(ctx, rt, ev, over.key)
+			return nil
+		}
+	}
 	now := p.Now()
 	code := NewCode()
 	if err := rt.store.PutCode(ctx, ws.Name, contact.ID, storage.Code{

@@ -1,14 +1,24 @@
 package handlers
 
 import (
+	"crypto/hmac"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/kdesk/portalgate/storage"
 )
+
+// A sign-in flow is what the gate keeps between the page a contact wanted
+// and their sign-in: the wanted path, then the email given and the code
+// page's state. Until an email is submitted (or single sign-on starts)
+// nothing is stored: the flow cookie carries the wanted path itself,
+// sealed with a MAC and an expiry, so anonymous page loads never grow
+// storage. From then on the cookie holds the id of a stored flow.
 
 // flowTTL is how long a sign-in flow (the kept path, the email given) lives.
 const flowTTL = 30 * time.Minute
@@ -16,10 +26,67 @@ const flowTTL = 30 * time.Minute
 // maxFormBytes bounds every form body.
 const maxFormBytes = 8 << 10
 
-// flow returns the request's live sign-in flow for this workspace and its
-// id (the cookie's value).
+// Sealed (not yet stored) flow cookies: "p." then base64url of version,
+// expiry, nonce, the wanted path and a MAC.
+const (
+	pendingPrefix  = "p."
+	pendingVersion = 1
+	pendingMACLen  = 16
+	// maxPendingPath keeps the cookie well within what browsers store;
+	// a longer wanted path falls back to "/".
+	maxPendingPath = 2048
+)
+
+// pending is a flow that exists only in its cookie. Its id is the id the
+// flow gets when it is stored, so the sign-in form's CSRF token stays good
+// across that step.
+type pending struct {
+	id       string
+	returnTo string
+}
+
+func (q *request) sealPending(returnTo string) string {
+	if len(returnTo) > maxPendingPath {
+		returnTo = "/"
+	}
+	b := []byte{pendingVersion}
+	b = binary.BigEndian.AppendUint64(b, uint64(q.now().Add(flowTTL).Unix()))
+	b = append(b, NewID()...)
+	b = append(b, returnTo...)
+	mac := keyed(q.keys.csrf, "pending", string(b))
+	b = append(b, mac[:pendingMACLen]...)
+	return pendingPrefix + base64.RawURLEncoding.EncodeToString(b)
+}
+
+// openPending reads a sealed flow cookie; ok is false for anything that is
+// not one of ours, or has expired.
+func (q *request) openPending(v string) (p pending, ok bool) {
+	raw, found := strings.CutPrefix(v, pendingPrefix)
+	if !found || len(raw) > 4096 {
+		return p, false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(raw)
+	if err != nil || len(b) < 1+8+idLen+1+pendingMACLen || b[0] != pendingVersion {
+		return p, false
+	}
+	body, mac := b[:len(b)-pendingMACLen], b[len(b)-pendingMACLen:]
+	if !hmac.Equal(mac, keyed(q.keys.csrf, "pending", string(body))[:pendingMACLen]) {
+		return p, false
+	}
+	if !q.now().Before(time.Unix(int64(binary.BigEndian.Uint64(body[1:9])), 0)) {
+		return p, false
+	}
+	rp, safe := SafeReturnPath(string(body[9+idLen:]))
+	if !safe {
+		rp = "/"
+	}
+	return pending{id: string(body[9 : 9+idLen]), returnTo: rp}, true
+}
+
+// flow returns the request's live stored sign-in flow for this workspace
+// and its id (the cookie's value).
 func (q *request) flow() (storage.SignInFlow, string, error) {
-	id := cookieValue(q.r, cookieFlow)
+	id := q.cookie(cookieFlow)
 	if !validID(id) {
 		return storage.SignInFlow{}, "", storage.ErrNotFound
 	}
@@ -33,26 +100,78 @@ func (q *request) flow() (storage.SignInFlow, string, error) {
 	return f, id, nil
 }
 
-// keepFlow keeps returnTo in the request's live flow, or in a new one.
-func (q *request) keepFlow(returnTo string) (storage.SignInFlow, error) {
+// keepFlow keeps returnTo for the sign-in: in the request's stored flow if
+// it has one, or else in a sealed cookie (nothing stored).
+func (q *request) keepFlow(returnTo string) error {
 	if f, id, err := q.flow(); err == nil {
 		f.ReturnTo = returnTo
 		f.ExpiresAt = q.now().Add(flowTTL)
 		if err := q.store.PutFlow(q.r.Context(), f); err != nil {
-			return f, err
+			return err
 		}
 		// The browser must keep the cookie as long as the flow lives.
 		q.setCookie(cookieFlow, id, flowTTL)
-		return f, nil
+		return nil
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return err
 	}
-	f, _, err := q.newFlow(returnTo)
-	return f, err
+	q.setCookie(cookieFlow, q.sealPending(returnTo), flowTTL)
+	return nil
 }
 
-// newFlow starts a new flow for returnTo, with a new cookie.
-func (q *request) newFlow(returnTo string) (storage.SignInFlow, string, error) {
+// formKey is what the request's forms are bound to: the flow's id, stored
+// or sealed. A request with neither gets a sealed flow for "/" (nothing
+// stored).
+func (q *request) formKey() (key string, err error) {
+	if _, id, err := q.flow(); err == nil {
+		return id, nil
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return "", err
+	}
+	if p, ok := q.openPending(q.cookie(cookieFlow)); ok {
+		return p.id, nil
+	}
+	v := q.sealPending("/")
+	q.setCookie(cookieFlow, v, flowTTL)
+	p, _ := q.openPending(v)
+	return p.id, nil
+}
+
+// storeFlow turns the request's flow into a stored one, for single
+// sign-on: the stored flow if there is one, else one made from the sealed
+// cookie's wanted path (or "/"), with a new cookie. ok is false when an
+// answer has already been written.
+func (q *request) storeFlow() (f storage.SignInFlow, ok bool, err error) {
+	f, _, err = q.flow()
+	switch {
+	case err == nil:
+		return f, true, nil
+	case !errors.Is(err, storage.ErrNotFound):
+		return f, false, q.failed("reading sign-in flow", err)
+	}
+	id, returnTo := NewID(), "/"
+	if p, sealed := q.openPending(q.cookie(cookieFlow)); sealed {
+		id, returnTo = p.id, p.returnTo
+	}
+	if answered, err := q.flowAllowed(); answered {
+		return f, false, err
+	}
+	if f, err = q.newFlow(id, returnTo); err != nil {
+		return f, false, q.failed("starting sign-in flow", err)
+	}
+	return f, true, nil
+}
+
+// flowAllowed counts a new stored flow against the client's request
+// limit, so that one client cannot grow storage without bound.
+func (q *request) flowAllowed() (answered bool, err error) {
+	return q.overLimit(q.event(""), "new sign-in flows", rateLimit{"flow/ip/" + q.net, q.g.portal.Limits.RequestsPerIP})
+}
+
+// newFlow stores a new flow with that id for returnTo, and sets its
+// cookie.
+func (q *request) newFlow(id, returnTo string) (storage.SignInFlow, error) {
 	now := q.now()
-	id := NewID()
 	f := storage.SignInFlow{
 		IDHash:    HashID(id),
 		Workspace: q.ws.Name,
@@ -61,21 +180,21 @@ func (q *request) newFlow(returnTo string) (storage.SignInFlow, string, error) {
 		ExpiresAt: now.Add(flowTTL),
 	}
 	if err := q.store.PutFlow(q.r.Context(), f); err != nil {
-		return f, "", err
+		return f, err
 	}
 	q.setCookie(cookieFlow, id, flowTTL)
-	return f, id, nil
+	return f, nil
 }
 
-// csrfToken binds a form to the flow id in the browser's cookie.
-func (q *request) csrfToken(flowID string) string {
-	mac := keyed(q.keys.csrf, flowID)
+// csrfToken binds a form to a form key (see formKey).
+func (q *request) csrfToken(key string) string {
+	mac := keyed(q.keys.csrf, key)
 	return base64.RawURLEncoding.EncodeToString(mac[:18])
 }
 
-func (q *request) checkCSRF(flowID string) bool {
+func (q *request) checkCSRF(key string) bool {
 	got := q.r.PostFormValue("csrf")
-	return subtle.ConstantTimeCompare([]byte(q.csrfToken(flowID)), []byte(got)) == 1
+	return subtle.ConstantTimeCompare([]byte(q.csrfToken(key)), []byte(got)) == 1
 }
 
 // parseForm reads a bounded form body.
@@ -84,24 +203,50 @@ func (q *request) parseForm() error {
 	return q.r.ParseForm()
 }
 
-// formFlow parses a POSTed form and returns its flow after checking the
-// CSRF token. ok is false when an answer has already been written.
-func (q *request) formFlow() (f storage.SignInFlow, id string, ok bool, err error) {
+// formFlow parses a POSTed form, checks that it came from our page (the
+// browser's word on its origin, and the CSRF token) and returns the
+// request's stored flow. With store set, a sealed flow becomes a stored one
+// (the email form); otherwise a request without a stored flow is told its
+// sign-in expired. ok is false when an answer has already been written.
+func (q *request) formFlow(store bool) (f storage.SignInFlow, id string, ok bool, err error) {
 	if err := q.parseForm(); err != nil {
 		return f, "", false, q.message(http.StatusBadRequest, "Sign-in failed",
 			"The form could not be read.", "", q.ws.AuthPath+"/signin", "Start again")
 	}
-	f, id, err = q.flow()
-	if err != nil {
-		if !errors.Is(err, storage.ErrNotFound) {
-			return f, "", false, q.failed("reading sign-in flow", err)
-		}
-		return f, "", false, q.message(http.StatusBadRequest, "Sign-in failed",
+	notOurs := func() error {
+		return q.message(http.StatusForbidden, "Sign-in failed",
+			"This form was not sent from the sign-in page.", "Start again from the sign-in page.", q.ws.AuthPath+"/signin", "Start again")
+	}
+	if said, same := browserOrigin(q.r); said && !same {
+		return f, "", false, notOurs()
+	}
+	expired := func() error {
+		return q.message(http.StatusBadRequest, "Sign-in failed",
 			"Your sign-in session has expired.", "Start again from the sign-in page.", q.ws.AuthPath+"/signin", "Start again")
 	}
-	if !q.checkCSRF(id) {
-		return f, "", false, q.message(http.StatusForbidden, "Sign-in failed",
-			"This form was not sent from the sign-in page.", "Start again from the sign-in page.", q.ws.AuthPath+"/signin", "Start again")
+	f, id, err = q.flow()
+	switch {
+	case err == nil:
+		if !q.checkCSRF(id) {
+			return f, "", false, notOurs()
+		}
+		return f, id, true, nil
+	case !errors.Is(err, storage.ErrNotFound):
+		return f, "", false, q.failed("reading sign-in flow", err)
+	}
+	p, sealed := q.openPending(q.cookie(cookieFlow))
+	if !sealed || !store {
+		return f, "", false, expired()
+	}
+	if !q.checkCSRF(p.id) {
+		return f, "", false, notOurs()
+	}
+	if answered, err := q.flowAllowed(); answered {
+		return f, "", false, err
+	}
+	id = p.id
+	if f, err = q.newFlow(id, p.returnTo); err != nil {
+		return f, "", false, q.failed("starting sign-in flow", err)
 	}
 	return f, id, true, nil
 }

@@ -37,11 +37,13 @@ type Gate struct {
 	ws       *Workspace
 	counters *gateCounters
 	routes   *http.ServeMux
+	// httpsURL is ws.https(), kept for the hot path.
+	httpsURL bool
 }
 
 // NewGate returns the gate of one workspace of p.
 func NewGate(p *Portal, ws *Workspace) *Gate {
-	g := &Gate{portal: p, ws: ws, counters: p.Metrics.gateCounters(ws.Name)}
+	g := &Gate{portal: p, ws: ws, counters: p.Metrics.gateCounters(ws.Name), httpsURL: ws.https()}
 	g.routes = g.routeTable()
 	return g
 }
@@ -64,9 +66,15 @@ func (g *Gate) Authenticate(w http.ResponseWriter, r *http.Request) (contact sto
 		if ws.isAuthPath(r.URL.Path) {
 			// A sign-in attempt at a disabled portal is worth a trace;
 			// page views of the portal itself are not.
+			// Once per client network and window.
+			ip := g.portal.ClientIP(r)
 			e := storage.AuditEvent{Workspace: ws.Name, Event: EventPortalUnavailable,
-				ClientIP: g.portal.ClientIP(r), UserAgent: userAgent(r), Reason: "workspace disabled"}
-			g.portal.Audit(r.Context(), e)
+				ClientIP: ip, UserAgent: userAgent(r), Reason: "workspace disabled"}
+			if rt := g.portal.state.Load(); rt != nil {
+				g.portal.auditRefusal(r.Context(), rt, e, ws.Name+"/"+g.portal.Limits.clientNet(ip))
+			} else {
+				g.portal.Audit(r.Context(), e)
+			}
 		}
 		return contact, false, g.unavailable(w, r)
 	}
@@ -75,6 +83,15 @@ func (g *Gate) Authenticate(w http.ResponseWriter, r *http.Request) (contact sto
 		return contact, false, g.storageFailed(w, r, "opening storage", errUnavailable)
 	}
 	if ws.isAuthPath(r.URL.Path) {
+		// Some auth pages (the sign-in form) need no storage; while storage
+		// is known to be down they still say so at once, rather than take
+		// an email that cannot be handled.
+		if g.portal.outage.Load() {
+			if _, err := rt.store.Flow(r.Context(), "probe"); err != nil && !errors.Is(err, storage.ErrNotFound) {
+				return contact, false, g.storageFailed(w, r, "probing storage", err)
+			}
+			g.portal.storageUp()
+		}
 		return contact, false, g.serveAuth(w, r, rt)
 	}
 
@@ -110,7 +127,7 @@ var errSignedOut = errors.New("not signed in")
 // is the hot path: it reads through the store's cache and writes only when
 // the session's last activity needs refreshing.
 func (g *Gate) signedIn(r *http.Request, store storage.Store) (storage.Session, storage.Contact, error) {
-	id := cookieValue(r, cookieSession)
+	id := cookieValue(r, g.secure(r), cookieSession)
 	if !validID(id) {
 		return storage.Session{}, storage.Contact{}, errSignedOut
 	}
@@ -178,7 +195,7 @@ func (g *Gate) challenge(w http.ResponseWriter, r *http.Request, rt *runtime) er
 		}
 	}
 	q := g.newRequest(w, r, rt)
-	if _, err := q.keepFlow(returnTo); err != nil {
+	if err := q.keepFlow(returnTo); err != nil {
 		return q.failed("starting sign-in flow", err)
 	}
 	g.count(func(c *gateCounters) prometheus.Counter { return c.redirect })
@@ -193,10 +210,17 @@ func (g *Gate) count(which func(*gateCounters) prometheus.Counter) {
 	}
 }
 
+// secure reports whether the contact is on HTTPS: direct TLS, an https
+// workspace url (a TLS-terminating proxy in front), or a trusted proxy's
+// X-Forwarded-Proto.
+func (g *Gate) secure(r *http.Request) bool {
+	return r.TLS != nil || g.httpsURL || (g.portal.ForwardedHTTPS != nil && g.portal.ForwardedHTTPS(r))
+}
+
 // cookieValue finds one cookie without parsing the others (r.Cookie
 // allocates for every cookie in the header); "" if absent.
-func cookieValue(r *http.Request, base string) string {
-	name := cookieName(r, base)
+func cookieValue(r *http.Request, secure bool, base string) string {
+	name := cookieName(secure, base)
 	for _, line := range r.Header["Cookie"] {
 		for line != "" {
 			var part string
@@ -244,8 +268,8 @@ func stripCookies(r *http.Request) {
 }
 
 // cookieName adds the __Host- prefix on HTTPS.
-func cookieName(r *http.Request, base string) string {
-	if r.TLS != nil {
+func cookieName(secure bool, base string) string {
+	if secure {
 		return hostPrefixed[base]
 	}
 	return base
@@ -254,13 +278,13 @@ func cookieName(r *http.Request, base string) string {
 // hostPrefixed avoids building the __Host- names on every request.
 var hostPrefixed = map[string]string{cookieSession: "__Host-" + cookieSession, cookieFlow: "__Host-" + cookieFlow}
 
-func setCookie(w http.ResponseWriter, r *http.Request, base, value string, maxAge time.Duration) {
+func setCookie(w http.ResponseWriter, secure bool, base, value string, maxAge time.Duration) {
 	c := &http.Cookie{
-		Name:     cookieName(r, base),
+		Name:     cookieName(secure, base),
 		Value:    value,
 		Path:     "/",
 		HttpOnly: true,
-		Secure:   r.TLS != nil,
+		Secure:   secure,
 		SameSite: http.SameSiteLaxMode,
 		MaxAge:   int(maxAge / time.Second),
 	}

@@ -229,7 +229,9 @@ func TestCookieAttributes(t *testing.T) {
 			name = "https"
 		}
 		t.Run(name, func(t *testing.T) {
-			tp := newTestPortal(t, nil)
+			// An https workspace url makes every cookie Secure even over
+			// plain HTTP (a TLS proxy in front): here the url is http.
+			tp := newTestPortal(t, func(p *Portal) { p.Workspaces["acme"].URL.Scheme = "http" })
 			b := tp.browser(t, tp.acme)
 			b.tls = secure
 			wantRedirect(t, "sign-in", tp.signIn(b, "/tickets/3"), "/tickets/3")

@@ -60,9 +60,12 @@ func NewID() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
+// idLen is the length of an id made by NewID.
+const idLen = 43
+
 // validID reports whether s looks like an id made by NewID.
 func validID(s string) bool {
-	if len(s) != 43 {
+	if len(s) != idLen {
 		return false
 	}
 	for i := 0; i < len(s); i++ {

@@ -154,15 +154,27 @@ func (q *request) openLink() error {
 		err = errBadLink
 	}
 	if err != nil {
+		// Guessing links is refused per client, and audited once per
+		// client and window.
+		within, wait, err2 := q.store.Hit(ctx, "badlink/ip/"+q.net, q.g.portal.Limits.RequestsPerIP, q.g.portal.Limits.Window)
+		if err2 != nil {
+			return q.failed("counting invalid links", err2)
+		}
 		ev.Event, ev.Reason = EventLinkInvalid, err.Error()
-		q.audit(ev)
+		q.auditRefusal(ev, q.net)
+		if !within {
+			return q.tooMany(wait)
+		}
 		return q.message(http.StatusBadRequest, "Invalid portal link",
 			"This sign-in link is incomplete, has expired, or is no longer valid for "+q.ws.Title+".",
 			"Please ask your service provider for a fresh link.", q.ws.AuthPath+"/signin", "Sign in with your email instead")
 	}
+	if answered, err := q.flowAllowed(); answered {
+		return err
+	}
 	ev.Event, ev.Email = EventLinkOpened, contact.Email
 	q.audit(ev)
-	f, _, err := q.newFlow(returnTo)
+	f, err := q.newFlow(NewID(), returnTo)
 	if err != nil {
 		return q.failed("starting sign-in flow", err)
 	}

@@ -23,46 +23,6 @@ import (
 	"github.com/kdesk/portalgate/storage"
 )
 
-// Limits are the rate limits on code sends and tries.
-type Limits struct {
-	// SendsPerEmail, SendsPerIP and SendsPerWorkspace cap code requests
-	// per Window.
-	SendsPerEmail, SendsPerIP, SendsPerWorkspace int
-	// TriesPerIP and TriesPerWorkspace cap code entries per Window.
-	TriesPerIP, TriesPerWorkspace int
-	Window                        time.Duration
-}
-
-// DefaultLimits are used for zero fields of Limits.
-var DefaultLimits = Limits{
-	SendsPerEmail:     5,
-	SendsPerIP:        30,
-	SendsPerWorkspace: 2000,
-	TriesPerIP:        60,
-	TriesPerWorkspace: 5000,
-	Window:            10 * time.Minute,
-}
-
-// WithDefaults fills the zero fields of l from DefaultLimits.
-func (l Limits) WithDefaults() Limits {
-	d := DefaultLimits
-	pick := func(v, def int) int {
-		if v > 0 {
-			return v
-		}
-		return def
-	}
-	l.SendsPerEmail = pick(l.SendsPerEmail, d.SendsPerEmail)
-	l.SendsPerIP = pick(l.SendsPerIP, d.SendsPerIP)
-	l.SendsPerWorkspace = pick(l.SendsPerWorkspace, d.SendsPerWorkspace)
-	l.TriesPerIP = pick(l.TriesPerIP, d.TriesPerIP)
-	l.TriesPerWorkspace = pick(l.TriesPerWorkspace, d.TriesPerWorkspace)
-	if l.Window <= 0 {
-		l.Window = d.Window
-	}
-	return l
-}
-
 // MaxCodeTries is how many wrong codes kill a code.
 const MaxCodeTries = 5
 
@@ -87,6 +47,9 @@ type Portal struct {
 	// ClientIP is the client address of a request, as the server resolved
 	// it (trusted proxies honoured). Default: the connection's peer.
 	ClientIP func(*http.Request) string
+	// ForwardedHTTPS, when set, reports whether a trusted proxy in front
+	// says the client is on HTTPS (X-Forwarded-Proto).
+	ForwardedHTTPS func(*http.Request) bool
 
 	state  atomic.Pointer[runtime]
 	outage atomic.Bool

@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -276,7 +277,7 @@ func (b *browser) do(method, target string, form url.Values, header http.Header)
 	if b.tls != (r.TLS != nil) {
 		b.t.Fatalf("request TLS = %v, want %v", r.TLS != nil, b.tls)
 	}
-	r.RemoteAddr = b.ip + ":41234"
+	r.RemoteAddr = net.JoinHostPort(b.ip, "41234")
 	r.Header.Set("Accept", "text/html,application/xhtml+xml")
 	if form != nil {
 		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -338,7 +339,7 @@ func (b *browser) post(target string, form url.Values) *response {
 // cookie returns the value of the browser's cookie named base, with the
 // __Host- prefix on HTTPS.
 func (b *browser) cookie(base string) string {
-	if b.tls {
+	if b.tls || b.gate.httpsURL {
 		base = "__Host-" + base
 	}
 	return b.jar[base]

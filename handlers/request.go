@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -23,14 +24,19 @@ type request struct {
 	// store is rt.store.
 	store storage.Store
 	ip    string
-	ua    string
+	// net is the client network the per-client limits count by.
+	net string
+	ua  string
+	// secure is set when the contact is on HTTPS.
+	secure bool
 	// err is what the route returned, for ServeHTTP to pass on.
 	err error
 }
 
 func (g *Gate) newRequest(w http.ResponseWriter, r *http.Request, rt *runtime) *request {
+	ip := g.portal.ClientIP(r)
 	return &request{w: w, r: r, g: g, ws: g.ws, rt: rt, keys: rt.keys[g.ws.Name], store: rt.store,
-		ip: g.portal.ClientIP(r), ua: userAgent(r)}
+		ip: ip, net: g.portal.Limits.clientNet(ip), ua: userAgent(r), secure: g.secure(r)}
 }
 
 func (q *request) now() time.Time { return q.g.portal.Now() }
@@ -71,7 +77,12 @@ func (q *request) failed(what string, err error) error {
 
 // setCookie sets one of the gate's cookies.
 func (q *request) setCookie(base, value string, maxAge time.Duration) {
-	setCookie(q.w, q.r, base, value, maxAge)
+	setCookie(q.w, q.secure, base, value, maxAge)
+}
+
+// cookie is the value of one of the gate's cookies, "" if absent.
+func (q *request) cookie(base string) string {
+	return cookieValue(q.r, q.secure, base)
 }
 
 // storageFailed fails closed when storage cannot answer: the page (or a
@@ -125,10 +136,19 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// maxUserAgent bounds the user agent kept with sessions and audit events.
+const maxUserAgent = 128
+
+// userAgent is the request's user agent, cut to maxUserAgent bytes on a
+// character boundary.
 func userAgent(r *http.Request) string {
 	ua := r.UserAgent()
-	if len(ua) > 256 {
-		ua = ua[:256]
+	if len(ua) <= maxUserAgent {
+		return ua
 	}
-	return ua
+	cut := maxUserAgent
+	for cut > 0 && !utf8.RuneStart(ua[cut]) {
+		cut--
+	}
+	return ua[:cut]
 }

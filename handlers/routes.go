@@ -50,6 +50,9 @@ type requestKey struct{}
 // serveAuth answers a request under the auth path.
 func (g *Gate) serveAuth(w http.ResponseWriter, r *http.Request, rt *runtime) error {
 	q := g.newRequest(w, r, rt)
+	if q.secure {
+		w.Header().Set("Strict-Transport-Security", "max-age=31536000")
+	}
 	if p := r.URL.Path; !isClean(p) {
 		// ServeMux would redirect to the cleaned path; no page of ours has
 		// dot segments or empty ones, and a link token never does.

@@ -51,7 +51,7 @@ func (q *request) signIn(f storage.SignInFlow, contact storage.Contact, method s
 		return q.failed("creating session", err)
 	}
 	// The old session (if any) ends: a new id at every sign-in.
-	if old := cookieValue(q.r, cookieSession); validID(old) {
+	if old := q.cookie(cookieSession); validID(old) {
 		_ = q.store.DeleteSession(ctx, HashID(old))
 	}
 	if err := q.store.DeleteFlow(ctx, f.IDHash); err != nil {
@@ -98,7 +98,7 @@ func (q *request) signOut() error {
 	if said && !same {
 		return refuse()
 	}
-	if id := cookieValue(q.r, cookieSession); validID(id) {
+	if id := q.cookie(cookieSession); validID(id) {
 		ctx := q.r.Context()
 		hash := HashID(id)
 		sess, err := q.store.Session(ctx, hash)

@@ -163,8 +163,10 @@ func TestSignInAnswerSameForUnknownEmail(t *testing.T) {
 	}
 }
 
-// TestSendRateLimit checks SendsPerEmail: the third send in a window is
-// refused with 429, and the window's end lifts the limit.
+// TestSendRateLimit checks SendsPerEmail: the third send in a window to
+// one contact is not mailed, and the answer is the one every address gets
+// (a 429 here would tell contacts from strangers); the refusal is audited,
+// and the window's end lifts the limit.
 func TestSendRateLimit(t *testing.T) {
 	tp := newTestPortal(t, func(p *Portal) { p.Limits = Limits{SendsPerEmail: 2} })
 	tp.alignToWindow(DefaultLimits.Window)
@@ -177,19 +179,27 @@ func TestSendRateLimit(t *testing.T) {
 	tp.waitMail(t, 2)
 
 	tp.clock.Advance(31 * time.Second)
-	res := b.post("/_portal/resend", url.Values{"csrf": {token}})
-	wantStatus(t, "send 3", res, http.StatusTooManyRequests)
-	wantBody(t, "send 3", res, "Try again in")
-	// The page counts from the window's end: 10m - 62s, rounded up.
-	wantBody(t, "send 3", res, "Try again in 9 minutes")
-
-	// Asking through the sign-in form counts against the same email.
-	res = b.post("/_portal/signin", url.Values{"csrf": {token}, "email": {strings.ToUpper(jane.Email)}})
-	wantStatus(t, "send 3 through the form", res, http.StatusTooManyRequests)
-	wantBody(t, "send 3 through the form", res, "Try again in")
+	third := b.post("/_portal/resend", url.Values{"csrf": {token}})
+	wantStatus(t, "send 3", third, http.StatusOK)
 	tp.settle(t)
 	if n := tp.mail.count(); n != 2 {
 		t.Fatalf("%d emails, want 2", n)
+	}
+	// The same answer as for an address that is no contact.
+	tp.clock.Advance(31 * time.Second)
+	nb := tp.browser(t, tp.acme)
+	nb.ip = "198.51.100.9"
+	ntoken := nb.requestCode("/", "nobody@acme.example")
+	tp.clock.Advance(31 * time.Second)
+	stranger := nb.post("/_portal/resend", url.Values{"csrf": {ntoken}})
+	norm := func(r *response, email string) string {
+		return strings.Replace(csrfField.ReplaceAllString(r.body, ""), maskEmail(email), "MASKED", 1)
+	}
+	if norm(third, jane.Email) != norm(stranger, "nobody@acme.example") {
+		t.Errorf("a limited contact's answer differs from a stranger's:\n%s\n---\n%s", third.body, stranger.body)
+	}
+	if events := tp.auditEvents(t, EventRateLimited); len(events) != 1 || events[0].ContactID != jane.ID {
+		t.Fatalf("rate_limited events %+v, want one for jane", events)
 	}
 
 	tp.alignToWindow(DefaultLimits.Window)
@@ -197,19 +207,30 @@ func TestSendRateLimit(t *testing.T) {
 	tp.waitMail(t, 3)
 }
 
-// TestSendRateLimitPerIP checks SendsPerIP across different emails.
-func TestSendRateLimitPerIP(t *testing.T) {
-	tp := newTestPortal(t, func(p *Portal) { p.Limits = Limits{SendsPerIP: 2} })
+// TestRequestLimitPerIP checks RequestsPerIP: the third sign-in request
+// from one client network is refused with 429 and Retry-After, the page
+// does not claim a code was sent, nothing is queued, and another network
+// is not affected.
+func TestRequestLimitPerIP(t *testing.T) {
+	tp := newTestPortal(t, func(p *Portal) { p.Limits = Limits{RequestsPerIP: 2} })
 	tp.alignToWindow(DefaultLimits.Window)
 	for _, email := range []string{"a@acme.example", "b@acme.example"} {
 		tp.browser(t, tp.acme).requestCode("/", email)
 	}
+	tp.settle(t)
 	b := tp.browser(t, tp.acme)
 	wantRedirect(t, "GET", b.get("/"), "/_portal/signin")
 	token := csrf(t, b.get("/_portal/signin"))
 	res := b.post("/_portal/signin", url.Values{"csrf": {token}, "email": {jane.Email}})
-	wantStatus(t, "third send from one IP", res, http.StatusTooManyRequests)
-	wantBody(t, "third send from one IP", res, "Try again in")
+	wantStatus(t, "third request from one IP", res, http.StatusTooManyRequests)
+	wantBody(t, "third request from one IP", res, "Try again in")
+	if strings.Contains(res.body, "emailed") {
+		t.Errorf("the 429 page claims a code was sent:\n%s", res.body)
+	}
+	if ra := res.header.Get("Retry-After"); ra == "" || ra == "0" {
+		t.Errorf("Retry-After %q", ra)
+	}
+	tp.wantNoMail(t)
 
 	b2 := tp.browser(t, tp.acme)
 	b2.ip = "198.51.100.7"
@@ -279,7 +300,7 @@ func TestSignInFormErrors(t *testing.T) {
 func FuzzSignInForm(f *testing.F) {
 	tp := newTestPortal(f, func(p *Portal) {
 		p.Limits = Limits{SendsPerEmail: 1 << 30, SendsPerIP: 1 << 30, SendsPerWorkspace: 1 << 30,
-			TriesPerIP: 1 << 30, TriesPerWorkspace: 1 << 30}
+			TriesPerIP: 1 << 30, TriesPerContact: 1 << 30, RequestsPerIP: 1 << 30}
 	})
 	const form = "application/x-www-form-urlencoded"
 	// endpoint%3 picks the form; endpoint/3%2 == 1 gives a flow that

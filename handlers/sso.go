@@ -59,14 +59,12 @@ func (q *request) ssoStart() error {
 		return q.unknownSSO()
 	}
 	ctx := q.r.Context()
-	f, _, err := q.flow()
-	if err != nil {
-		if f, _, err = q.newFlow("/"); err != nil {
-			return q.failed("starting sign-in flow", err)
-		}
+	f, ok, err := q.storeFlow()
+	if !ok {
+		return err
 	}
 	lim := q.g.portal.Limits
-	ok, _, err := q.store.Hit(ctx, "sso/ip/"+q.ip, lim.SendsPerIP*4, lim.Window)
+	ok, _, err = q.store.Hit(ctx, "sso/ip/"+q.net, 2*lim.RequestsPerIP, lim.Window)
 	if err != nil {
 		return q.failed("counting sso starts", err)
 	}

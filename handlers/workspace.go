@@ -34,6 +34,10 @@ type Workspace struct {
 	SSO []*SSOProvider
 }
 
+// https reports whether the workspace's public URL is HTTPS: then its
+// contacts are on HTTPS even where a proxy in front terminates TLS.
+func (ws *Workspace) https() bool { return ws.URL != nil && ws.URL.Scheme == "https" }
+
 // isAuthPath reports whether p is under the reserved auth prefix.
 func (ws *Workspace) isAuthPath(p string) bool {
 	return p == ws.AuthPath || strings.HasPrefix(p, ws.AuthPath+"/") || strings.HasPrefix(p, ws.AuthPath+"?")

@@ -86,23 +86,41 @@ type MailConfig struct {
 	TLS string `json:"tls,omitempty"`
 }
 
-// LimitsConfig is the rate limits on code sends and tries; a zero field
-// takes its value from handlers.DefaultLimits.
+// LimitsConfig is the rate limits on sign-in requests, code sends and
+// tries; a zero field takes its value from handlers.DefaultLimits. No
+// limit is a budget anonymous traffic can spend for others: sends count
+// only codes actually sent to eligible contacts, and the per-client limits
+// refuse only that client's network.
 type LimitsConfig struct {
-	// SendsPerEmail caps code emails to one address per Window. Default: 5.
+	// SendsPerEmail caps code emails sent to one contact per Window.
+	// Default: 5.
 	SendsPerEmail int `json:"sends_per_email,omitempty"`
-	// SendsPerIP caps code requests from one client IP per Window. Default: 30.
+	// SendsPerIP caps code emails sent to contacts at the request of one
+	// client network per Window. Default: 30.
 	SendsPerIP int `json:"sends_per_ip,omitempty"`
-	// SendsPerWorkspace caps code requests to one workspace per Window.
-	// Default: 2000.
+	// SendsPerWorkspace caps code emails sent to a workspace's contacts per
+	// Window. Default: 2000.
 	SendsPerWorkspace int `json:"sends_per_workspace,omitempty"`
-	// TriesPerIP caps code entries from one client IP per Window. Default: 60.
+	// RequestsPerIP caps sign-in requests (emails submitted, codes resent,
+	// links opened, single sign-ons started, invalid links) from one
+	// client network per Window, whether or not they name a contact.
+	// Default: 60.
+	RequestsPerIP int `json:"requests_per_ip,omitempty"`
+	// TriesPerIP caps code entries from one client network per Window.
+	// Default: 60.
 	TriesPerIP int `json:"tries_per_ip,omitempty"`
-	// TriesPerWorkspace caps code entries in one workspace per Window.
-	// Default: 5000.
-	TriesPerWorkspace int `json:"tries_per_workspace,omitempty"`
+	// TriesPerContact caps code entries for one email address per Window,
+	// across all its sign-in flows (each code also dies after 5 wrong
+	// tries in its flow). Default: 30.
+	TriesPerContact int `json:"tries_per_contact,omitempty"`
 	// Window is the period the counters cover. Default: 10m.
 	Window caddy.Duration `json:"window,omitempty"`
+	// IPv4Prefix is the prefix length a client's IPv4 address is counted
+	// by. Default: 32 (the address).
+	IPv4Prefix int `json:"ipv4_prefix,omitempty"`
+	// IPv6Prefix is the prefix length a client's IPv6 address is counted
+	// by. Default: 64 (a typical household or host).
+	IPv6Prefix int `json:"ipv6_prefix,omitempty"`
 }
 
 // SSOConfig is one OpenID Connect provider of a workspace.
@@ -290,9 +308,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 			SendsPerEmail:     l.SendsPerEmail,
 			SendsPerIP:        l.SendsPerIP,
 			SendsPerWorkspace: l.SendsPerWorkspace,
+			RequestsPerIP:     l.RequestsPerIP,
 			TriesPerIP:        l.TriesPerIP,
-			TriesPerWorkspace: l.TriesPerWorkspace,
+			TriesPerContact:   l.TriesPerContact,
 			Window:            time.Duration(l.Window),
+			IPv4Prefix:        l.IPv4Prefix,
+			IPv6Prefix:        l.IPv6Prefix,
 		}
 	}
 	a.portal = &handlers.Portal{
@@ -305,6 +326,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		ConfiguredSecret: secret,
 		OutboxWorkers:    a.OutboxWorkers,
 		ClientIP:         clientIP,
+		ForwardedHTTPS:   forwardedHTTPS,
 	}
 	metrics, err := handlers.NewMetrics(ctx.GetMetricsRegistry(), a.portal.QueueDepth)
 	if err != nil {

@@ -54,8 +54,11 @@ var wholeNumbers = map[string][2]int{
 	"sends_per_email":     {1, 1_000_000},
 	"sends_per_ip":        {1, 1_000_000},
 	"sends_per_workspace": {1, 1_000_000},
+	"requests_per_ip":     {1, 1_000_000},
 	"tries_per_ip":        {1, 1_000_000},
-	"tries_per_workspace": {1, 1_000_000},
+	"tries_per_contact":   {1, 1_000_000},
+	"ipv4_prefix":         {8, 32},
+	"ipv6_prefix":         {32, 128},
 }
 
 // ParseWholeNumber reads s, the value written for one of the whole-number
@@ -137,8 +140,11 @@ func (l *LimitsConfig) Check() error {
 		{"sends_per_email", l.SendsPerEmail},
 		{"sends_per_ip", l.SendsPerIP},
 		{"sends_per_workspace", l.SendsPerWorkspace},
+		{"requests_per_ip", l.RequestsPerIP},
 		{"tries_per_ip", l.TriesPerIP},
-		{"tries_per_workspace", l.TriesPerWorkspace},
+		{"tries_per_contact", l.TriesPerContact},
+		{"ipv4_prefix", l.IPv4Prefix},
+		{"ipv6_prefix", l.IPv6Prefix},
 	} {
 		if f.n == 0 {
 			continue

@@ -101,6 +101,10 @@ type Limits interface {
 	// the count is still within limit and, when not, how long until the
 	// window resets.
 	Hit(ctx context.Context, key string, limit int, window time.Duration) (ok bool, retryAfter time.Duration, err error)
+	// Count counts one event against key in a fixed window, as Hit does
+	// (the two share counters), and returns the window's count so far,
+	// this event included, and how long until the window resets.
+	Count(ctx context.Context, key string, window time.Duration) (n int, reset time.Duration, err error)
 	// Cooldown starts a cooldown of length d on key unless one is running,
 	// in which case it reports the time left.
 	Cooldown(ctx context.Context, key string, d time.Duration) (ok bool, wait time.Duration, err error)
@@ -170,6 +174,9 @@ type SignInFlow struct {
 	// Held is set when the last request sent no code because one went to
 	// the same email within the resend cooldown.
 	Held bool `json:"held,omitempty"`
+	// CodesSent counts the codes this flow has asked for; its tries are
+	// counted per code.
+	CodesSent int `json:"codes_sent,omitempty"`
 	// CreatedAt is when the flow started, by the store's clock.
 	CreatedAt time.Time `json:"created_at"`
 	// ExpiresAt is when the flow ends; the store forgets it then and
@@ -333,11 +340,16 @@ type AuditEvent struct {
 	// ClientIP is the client address the request came from (as Caddy
 	// determines it, trusted proxies honoured).
 	ClientIP string `json:"client_ip,omitempty"`
-	// UserAgent is the browser's User-Agent, cut to 256 bytes.
+	// UserAgent is the browser's User-Agent, cut to 128 bytes.
 	UserAgent string `json:"user_agent,omitempty"`
 	// Reason explains a refusal or a failure in words for the operator,
 	// such as "workspace disabled"; never a code, token or secret.
 	Reason string `json:"reason,omitempty"`
+	// Count is, for a refusal that is recorded once for many (rate_limited,
+	// link_invalid, portal_unavailable), how many such refusals of the same
+	// kind and client its window had when it was recorded: the first, the
+	// 10th, the 100th and so on are recorded. Zero for other events.
+	Count int `json:"count,omitempty"`
 }
 
 // AuditQuery filters the audit trail of one workspace.

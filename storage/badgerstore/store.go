@@ -601,7 +601,19 @@ func (s *Store) DeleteContactSessions(_ context.Context, ws, contactID string) (
 }
 
 // Hit implements storage.Store.
-func (s *Store) Hit(_ context.Context, key string, limit int, window time.Duration) (bool, time.Duration, error) {
+func (s *Store) Hit(ctx context.Context, key string, limit int, window time.Duration) (bool, time.Duration, error) {
+	n, reset, err := s.Count(ctx, key, window)
+	if err != nil {
+		return false, 0, err
+	}
+	if n > limit {
+		return false, reset, nil
+	}
+	return true, 0, nil
+}
+
+// Count implements storage.Store.
+func (s *Store) Count(_ context.Context, key string, window time.Duration) (int, time.Duration, error) {
 	now := s.now()
 	start := now.Truncate(window)
 	reset := start.Add(window)
@@ -631,12 +643,9 @@ func (s *Store) Hit(_ context.Context, key string, limit int, window time.Durati
 		return txn.SetEntry(badger.NewEntry(k, b[:]).WithTTL(reset.Sub(now) + time.Second))
 	})
 	if err != nil {
-		return false, 0, err
+		return 0, 0, err
 	}
-	if count > uint64(limit) {
-		return false, reset.Sub(now), nil
-	}
-	return true, 0, nil
+	return int(count), reset.Sub(now), nil
 }
 
 // Cooldown implements storage.Store.
@@ -854,3 +863,28 @@ func (l badgerLogger) Debugf(f string, a ...any)   { l.s.Debugf(strings.TrimSpac
 
 // Interface guards
 var _ storage.Store = (*Store)(nil)
+
+// Records reports how many live records of each kind the database holds,
+// by key prefix name ("flows", "sessions", "audit", …): for diagnostics
+// and for tests that check what traffic leaves behind.
+func (s *Store) Records() (map[string]int, error) {
+	names := map[string]string{kContact: "contacts", kFlow: "flows", kCode: "codes", kSession: "sessions",
+		kHit: "counters", kCooldown: "cooldowns", kOnce: "once", kOutbox: "outbox", kAudit: "audit"}
+	out := map[string]int{}
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := it.Item().Key()
+			if i := bytes.IndexByte(k, '/'); i > 0 {
+				if name, ok := names[string(k[:i+1])]; ok {
+					out[name]++
+				}
+			}
+		}
+		return nil
+	})
+	return out, err
+}

@@ -19,22 +19,31 @@ var hit = rueidis.NewLuaScript(hitLua)
 
 // Hit implements storage.Store.
 func (s *Store) Hit(ctx context.Context, key string, limit int, window time.Duration) (bool, time.Duration, error) {
+	n, reset, err := s.Count(ctx, key, window)
+	if err != nil {
+		return false, 0, err
+	}
+	if n > limit {
+		return false, reset, nil
+	}
+	return true, 0, nil
+}
+
+// Count implements storage.Store.
+func (s *Store) Count(ctx context.Context, key string, window time.Duration) (int, time.Duration, error) {
 	now := s.now()
 	start := now.Truncate(window)
 	reset := start.Add(window)
 	k := s.p + "hit:" + key + ":" + strconv.FormatInt(start.Unix(), 10)
 	r, err := s.run(ctx, hit, []string{k}, pxString(reset.Sub(now)+time.Second))
 	if err != nil {
-		return false, 0, err
+		return 0, 0, err
 	}
 	n, err := r.AsInt64()
 	if err != nil {
-		return false, 0, err
+		return 0, 0, err
 	}
-	if n > int64(limit) {
-		return false, reset.Sub(now), nil
-	}
-	return true, 0, nil
+	return int(n), reset.Sub(now), nil
 }
 
 // cooldown starts a cooldown unless one is running. KEYS: cooldown.

@@ -977,6 +977,29 @@ func testHit(t *testing.T, open Opener) {
 		}
 	})
 
+	t.Run("CountSharesHitsCounters", func(t *testing.T) {
+		ctx, s, clock := setup(t, open)
+		const window = time.Minute
+		for want := 1; want <= 3; want++ {
+			n, reset, err := s.Count(ctx, "audited:k", window)
+			must(t, "Count", err)
+			if n != want || reset <= 0 || reset > window {
+				t.Fatalf("count %d: n=%d reset=%v, want n=%d and a reset in (0, %v]", want, n, reset, want, window)
+			}
+		}
+		if ok, _, err := s.Hit(ctx, "audited:k", 3, window); err != nil || ok {
+			t.Fatalf("Hit after 3 counts with limit 3: ok=%v err=%v, want refused", ok, err)
+		}
+		if n, _, err := s.Count(ctx, "audited:other", window); err != nil || n != 1 {
+			t.Fatalf("another key: n=%d err=%v, want 1", n, err)
+		}
+		_, reset, _ := s.Count(ctx, "audited:k", window)
+		clock.Advance(reset)
+		if n, _, err := s.Count(ctx, "audited:k", window); err != nil || n != 1 {
+			t.Fatalf("next window: n=%d err=%v, want 1", n, err)
+		}
+	})
+
 	t.Run("ConcurrentHitsCountedExactly", func(t *testing.T) {
 		ctx, s, _ := setup(t, open)
 		const n, limit = 20, 10
