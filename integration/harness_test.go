@@ -219,16 +219,10 @@ func (g *gateway) load(cf string) {
 }
 
 func (g *gateway) waitUp() {
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", g.httpPort))
-		if err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
+	g.t.Helper()
+	if err := e2e.WaitListening(fmt.Sprintf("127.0.0.1:%d", g.httpPort), 10*time.Second); err != nil {
+		g.t.Fatalf("caddy did not start listening: %v", err)
 	}
-	g.t.Fatal("caddy did not start listening")
 }
 
 // stop stops Caddy, as at a process exit.

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kdesk/portalgate/integration/e2e"
 )
 
 // redisBinary finds redis-server; in CI a missing binary is a failure,
@@ -47,13 +49,9 @@ func runRedis(t *testing.T, bin string, port int, dir string, persist bool) *exe
 // waitListening waits until addr accepts connections.
 func waitListening(t *testing.T, addr string) {
 	t.Helper()
-	eventually(t, 10*time.Second, addr+" to listen", func() bool {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	if err := e2e.WaitListening(addr, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // startRedis runs a redis-server on a free loopback port for the test.

@@ -55,18 +55,6 @@ var (
 	sessions   int
 )
 
-func waitPort(port int, within time.Duration) error {
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
-		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			c.Close()
-			return nil
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("nothing listens on port %d after %s", port, within)
-}
-
 func run(caddyBin, backend string, rounds int, d time.Duration, conns int) error {
 	dir, err := os.MkdirTemp("", "portalbench-")
 	if err != nil {
@@ -101,7 +89,7 @@ func run(caddyBin, backend string, rounds int, d time.Duration, conns int) error
 			return fmt.Errorf("starting redis-server: %w", err)
 		}
 		defer func() { _ = redis.Process.Kill(); _ = redis.Wait() }()
-		if err := waitPort(port, 10*time.Second); err != nil {
+		if err := e2e.WaitListening(fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second); err != nil {
 			return err
 		}
 		storage = fmt.Sprintf("storage redis {\n\t\t\taddress 127.0.0.1:%d\n\t\t}", port)
@@ -178,7 +166,7 @@ http://127.0.0.1:%d {
 	caddyPID = caddy.Process.Pid
 	defer func() { _ = caddy.Process.Signal(os.Interrupt); _ = caddy.Wait() }()
 	for _, p := range []int{gatedPort, barePort, headersPort, upPort} {
-		if err := waitPort(p, 20*time.Second); err != nil {
+		if err := e2e.WaitListening(fmt.Sprintf("127.0.0.1:%d", p), 20*time.Second); err != nil {
 			return err
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"sync"
+	"time"
 )
 
 // given holds the ports FreePort has handed out, so that two callers in one
@@ -46,4 +47,21 @@ func FreePort() (int, error) {
 		return port, nil
 	}
 	return 0, errors.New("no free port")
+}
+
+// WaitListening waits until something accepts connections on addr
+// (host:port), for at most within.
+func WaitListening(addr string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("nothing listens on %s after %s", addr, within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
