@@ -2,9 +2,7 @@ package integration
 
 import (
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"os/exec"
@@ -12,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kdesk/portalgate/integration/e2e"
 )
 
 // TestDemo runs the README's demo (integration/demo, as `./xcaddy.sh run`
@@ -54,62 +54,60 @@ func TestDemo(t *testing.T) {
 	waitListening(t, fmt.Sprintf("127.0.0.1:%d", gate))
 
 	base := fmt.Sprintf("http://localhost:%d", gate)
-	jar, _ := cookiejar.New(nil)
-	client := &http.Client{Jar: jar, Timeout: 10 * time.Second}
-	get := func(path string) (*http.Response, string) {
+	client := e2e.NewClient(base, e2e.Options{Timeout: 10 * time.Second})
+	// open sends a request and follows its redirects, as a browser does; it
+	// returns the page it lands on and that page's path.
+	open := func(method, path string, form url.Values, hdr ...string) (response, string) {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodGet, base+path, nil)
-		req.Header.Set("Accept", "text/html")
-		return do(t, client, req)
-	}
-	post := func(path string, form url.Values, hdr ...string) (*http.Response, string) {
-		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, base+path, strings.NewReader(form.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header.Set("Accept", "text/html")
-		for i := 0; i+1 < len(hdr); i += 2 {
-			req.Header.Set(hdr[i], hdr[i+1])
+		at, err := url.Parse(base + path)
+		if err != nil {
+			t.Fatal(err)
 		}
-		return do(t, client, req)
+		r, err := client.Do(method, path, form, hdr...)
+		for hops := 0; err == nil && r.Status/100 == 3 && r.Location != "" && hops < 10; hops++ {
+			if at, err = at.Parse(r.Location); err == nil {
+				r, err = client.Get(at.RequestURI())
+			}
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r, at.Path
+	}
+	get := func(path string) (response, string) {
+		t.Helper()
+		return open(http.MethodGet, path, nil)
+	}
+	post := func(path string, form url.Values, hdr ...string) (response, string) {
+		t.Helper()
+		return open(http.MethodPost, path, form, hdr...)
 	}
 
-	resp, page := get("/tickets")
-	if resp.Request.URL.Path != "/_portal/signin" {
-		t.Fatalf("a visitor lands on %s, want the sign-in page\n%s\n%s", resp.Request.URL, page, log())
+	page, at := get("/tickets")
+	if at != "/_portal/signin" {
+		t.Fatalf("a visitor lands on %s, want the sign-in page\n%s\n%s", at, page.Body, log())
 	}
-	resp, page = post("/_portal/signin", url.Values{"csrf": {csrfOf(t, page)}, "email": {"jane@acme.example"}})
-	if resp.Request.URL.Path != "/_portal/code" {
-		t.Fatalf("after the email: %s\n%s", resp.Request.URL, page)
+	page, at = post("/_portal/signin", url.Values{"csrf": {csrfOf(t, page.Body)}, "email": {"jane@acme.example"}})
+	if at != "/_portal/code" {
+		t.Fatalf("after the email: %s\n%s", at, page.Body)
 	}
 	var code string
 	eventually(t, 10*time.Second, "the code in the demo's log", func() bool {
-		code = codePattern.FindString(log())
+		code = e2e.CodePattern.FindString(log())
 		return code != ""
 	})
-	resp, page = post("/_portal/code", url.Values{"csrf": {csrfOf(t, page)}, "code": {code}})
-	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/tickets" || !strings.Contains(page, "Jane Doe") {
-		t.Fatalf("after the code: %d %s\n%s", resp.StatusCode, resp.Request.URL, page)
+	page, at = post("/_portal/code", url.Values{"csrf": {csrfOf(t, page.Body)}, "code": {code}})
+	if page.Status != http.StatusOK || at != "/tickets" || !strings.Contains(page.Body, "Jane Doe") {
+		t.Fatalf("after the code: %d %s\n%s", page.Status, at, page.Body)
 	}
-	if !strings.Contains(page, `action="/_portal/signout"`) {
+	if !strings.Contains(page.Body, `action="/_portal/signout"`) {
 		t.Fatal("the demo portal shows no sign-out button")
 	}
 	// The button, as a browser sends it from the portal's page.
-	resp, _ = post("/_portal/signout", url.Values{}, "Origin", base, "Sec-Fetch-Site", "same-origin")
-	if resp.Request.URL.Path != "/_portal/signin" {
-		t.Fatalf("after sign-out: %s", resp.Request.URL)
+	if _, at = post("/_portal/signout", url.Values{}, "Origin", base, "Sec-Fetch-Site", "same-origin"); at != "/_portal/signin" {
+		t.Fatalf("after sign-out: %s", at)
 	}
-	if resp, _ = get("/tickets"); resp.Request.URL.Path != "/_portal/signin" {
-		t.Fatalf("signed out, /tickets gives %s", resp.Request.URL)
+	if _, at = get("/tickets"); at != "/_portal/signin" {
+		t.Fatalf("signed out, /tickets gives %s", at)
 	}
-}
-
-func do(t *testing.T, c *http.Client, req *http.Request) (*http.Response, string) {
-	t.Helper()
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, string(b)
 }

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kdesk/portalgate/integration/e2e"
 )
 
 // A contact who opens a deep link signs in with an emailed code and lands
@@ -139,7 +141,7 @@ func TestEmailSubmissionDoesNotRevealContacts(t *testing.T) {
 	g := newGateway(t)
 	g.start()
 	normalize := func(body, email string) string {
-		body = csrfPattern.ReplaceAllString(body, "")
+		body = e2e.CSRFPattern.ReplaceAllString(body, "")
 		at := strings.IndexByte(email, '@')
 		return strings.ReplaceAll(body, email[:1]+strings.Repeat("*", min(at-1, 6)+1)+email[at:], "EMAIL")
 	}

@@ -8,20 +8,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	mrand "math/rand/v2"
 	"net"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/emersion/go-smtp"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -29,132 +24,50 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	_ "github.com/kdesk/portalgate"
+	"github.com/kdesk/portalgate/integration/e2e"
 )
 
-// freePort returns a free loopback port below Linux's ephemeral range
-// (32768 and up), so that no outgoing connection of the tests can take it
-// between the check and Caddy's listen.
+// freePort returns a free loopback port (e2e.FreePort).
 func freePort(t testing.TB) int {
 	t.Helper()
-	for range 200 {
-		port := 20000 + mrand.IntN(12000)
-		l, err := net.Listen("tcp", fmt.Sprintf(":%d", port))
-		if err != nil {
-			continue
-		}
-		l.Close()
-		return port
-	}
-	t.Fatal("no free port")
-	return 0
-}
-
-// mailbox is an SMTP server that keeps what it receives.
-type mailbox struct {
-	addr string
-	srv  *smtp.Server
-	mu   sync.Mutex
-	msgs []receivedMail
-	got  chan receivedMail
-	// reject, when set, answers RCPT with this SMTP code.
-	reject int
-}
-
-type receivedMail struct {
-	From string
-	To   []string
-	Data string
-}
-
-var codePattern = regexp.MustCompile(`\b[2-9A-HJKMNP-Z]{3}-[2-9A-HJKMNP-Z]{4}\b`)
-
-// Code is the sign-in code in the message.
-func (m receivedMail) Code() string {
-	return strings.ReplaceAll(codePattern.FindString(m.Data), "-", "")
-}
-
-// startMailbox starts an SMTP server on addr ("" for a free port).
-func startMailbox(t testing.TB, addr string) *mailbox {
-	t.Helper()
-	if addr == "" {
-		addr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	}
-	mb := &mailbox{addr: addr, got: make(chan receivedMail, 100)}
-	mb.srv = smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &smtpSession{mb: mb}, nil }))
-	mb.srv.Domain = "localhost"
-	mb.srv.AllowInsecureAuth = true
-	mb.srv.ReadTimeout = 10 * time.Second
-	mb.srv.WriteTimeout = 10 * time.Second
-	l, err := net.Listen("tcp", addr)
+	port, err := e2e.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = mb.srv.Serve(l) }()
-	t.Cleanup(func() { mb.srv.Close() })
-	return mb
+	return port
 }
 
-func (mb *mailbox) close() { mb.srv.Close() }
+// mailbox is the test's SMTP server, with waits that fail the test.
+type mailbox struct{ *e2e.Mailbox }
+
+// startMailbox starts an SMTP server on addr ("" for a free port), closed
+// when the test ends.
+func startMailbox(t testing.TB, addr string) *mailbox {
+	t.Helper()
+	mb, err := e2e.StartMailbox(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mb.Close() })
+	return &mailbox{mb}
+}
 
 // wait returns the next message, failing the test after timeout.
-func (mb *mailbox) wait(t testing.TB, timeout time.Duration) receivedMail {
+func (mb *mailbox) wait(t testing.TB, timeout time.Duration) e2e.Mail {
 	t.Helper()
-	select {
-	case m := <-mb.got:
-		return m
-	case <-time.After(timeout):
-		t.Fatalf("no mail arrived within %s", timeout)
-		return receivedMail{}
+	m, err := mb.Wait(timeout)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return m
 }
 
 // none checks that no message arrives within d.
 func (mb *mailbox) none(t testing.TB, d time.Duration) {
 	t.Helper()
-	select {
-	case m := <-mb.got:
+	if m, err := mb.Wait(d); err == nil {
 		t.Fatalf("unexpected mail to %v", m.To)
-	case <-time.After(d):
 	}
-}
-
-func (mb *mailbox) count() int {
-	mb.mu.Lock()
-	defer mb.mu.Unlock()
-	return len(mb.msgs)
-}
-
-type smtpSession struct {
-	mb  *mailbox
-	cur receivedMail
-}
-
-func (s *smtpSession) Reset()        { s.cur = receivedMail{} }
-func (s *smtpSession) Logout() error { return nil }
-func (s *smtpSession) Mail(from string, _ *smtp.MailOptions) error {
-	s.cur.From = from
-	return nil
-}
-
-func (s *smtpSession) Rcpt(to string, _ *smtp.RcptOptions) error {
-	if s.mb.reject != 0 {
-		return &smtp.SMTPError{Code: s.mb.reject, Message: "rejected by test"}
-	}
-	s.cur.To = append(s.cur.To, to)
-	return nil
-}
-
-func (s *smtpSession) Data(r io.Reader) error {
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	s.cur.Data = string(b)
-	s.mb.mu.Lock()
-	s.mb.msgs = append(s.mb.msgs, s.cur)
-	s.mb.mu.Unlock()
-	s.mb.got <- s.cur
-	return nil
 }
 
 // upstream is the portal behind the gate: it answers with what it saw.
@@ -237,7 +150,7 @@ func (g *gateway) base() string { return fmt.Sprintf("http://127.0.0.1:%d", g.ht
 func (g *gateway) admin() string { return fmt.Sprintf("http://127.0.0.1:%d", g.adminPort) }
 
 func (g *gateway) caddyfile() string {
-	host, port, _ := net.SplitHostPort(g.mail.addr)
+	host, port, _ := net.SplitHostPort(g.mail.Addr)
 	contacts := g.dir + "/contacts.json"
 	if err := os.WriteFile(contacts, []byte(g.contacts), 0o600); err != nil {
 		g.t.Fatal(err)
@@ -306,16 +219,10 @@ func (g *gateway) load(cf string) {
 }
 
 func (g *gateway) waitUp() {
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", g.httpPort))
-		if err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
+	g.t.Helper()
+	if err := e2e.WaitListening(fmt.Sprintf("127.0.0.1:%d", g.httpPort), 10*time.Second); err != nil {
+		g.t.Fatalf("caddy did not start listening: %v", err)
 	}
-	g.t.Fatal("caddy did not start listening")
 }
 
 // stop stops Caddy, as at a process exit.
@@ -328,67 +235,27 @@ func (g *gateway) stop() {
 	}
 }
 
-// browser is a user agent with its own cookies that does not follow
-// redirects, so each hop can be checked.
+// browser is a user agent with its own cookies (an e2e.Client) whose
+// requests fail the test when they cannot be made.
 type browser struct {
-	t      testing.TB
-	g      *gateway
-	client *http.Client
-	// headers are sent with every request.
-	headers http.Header
+	t testing.TB
+	g *gateway
+	c *e2e.Client
 }
 
 func (g *gateway) browser() *browser {
-	jar, _ := cookiejar.New(nil)
-	return &browser{
-		t: g.t,
-		g: g,
-		client: &http.Client{
-			Jar:     jar,
-			Timeout: 15 * time.Second,
-			// A fresh connection per request: a reload closes the old
-			// server's idle connections, which a pooled client would
-			// otherwise reuse and see EOF on.
-			Transport:     &http.Transport{DisableKeepAlives: true},
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-		headers: http.Header{"Accept": {"text/html,application/xhtml+xml"}},
-	}
+	return &browser{t: g.t, g: g, c: e2e.NewClient(g.base(), e2e.Options{FreshConns: true})}
 }
 
-type response struct {
-	Status   int
-	Location string
-	Body     string
-	Header   http.Header
-}
+type response = e2e.Response
 
 func (b *browser) do(method, path string, form url.Values, hdr ...string) response {
 	b.t.Helper()
-	var body io.Reader
-	if form != nil {
-		body = strings.NewReader(form.Encode())
-	}
-	req, err := http.NewRequest(method, b.g.base()+path, body)
+	r, err := b.c.Do(method, path, form, hdr...)
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	for k, v := range b.headers {
-		req.Header[k] = v
-	}
-	if form != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := b.client.Do(req)
-	if err != nil {
-		b.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	bs, _ := io.ReadAll(resp.Body)
-	return response{Status: resp.StatusCode, Location: resp.Header.Get("Location"), Body: string(bs), Header: resp.Header}
+	return r
 }
 
 func (b *browser) get(path string, hdr ...string) response {
@@ -399,57 +266,43 @@ func (b *browser) post(path string, form url.Values, hdr ...string) response {
 	return b.do(http.MethodPost, path, form, hdr...)
 }
 
-var csrfPattern = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
-
 func csrfOf(t testing.TB, body string) string {
 	t.Helper()
-	m := csrfPattern.FindStringSubmatch(body)
-	if m == nil {
-		t.Fatalf("no csrf token in page:\n%s", body)
+	csrf, err := e2e.CSRF(body)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return m[1]
+	return csrf
 }
 
 // submitEmail opens the sign-in page and submits email; it returns the
 // code page's CSRF token.
 func (b *browser) submitEmail(email string) string {
 	b.t.Helper()
-	page := b.get("/_portal/signin")
-	if page.Status != http.StatusOK {
-		b.t.Fatalf("sign-in page: %d", page.Status)
+	csrf, err := b.c.SubmitEmail(email)
+	if err != nil {
+		b.t.Fatal(err)
 	}
-	r := b.post("/_portal/signin", url.Values{"csrf": {csrfOf(b.t, page.Body)}, "email": {email}})
-	if r.Status != http.StatusSeeOther || r.Location != "/_portal/code" {
-		b.t.Fatalf("submitting email: %d %q\n%s", r.Status, r.Location, r.Body)
-	}
-	code := b.get("/_portal/code")
-	if code.Status != http.StatusOK {
-		b.t.Fatalf("code page: %d", code.Status)
-	}
-	return csrfOf(b.t, code.Body)
+	return csrf
 }
 
 // enterCode posts a code with the code page's CSRF token.
 func (b *browser) enterCode(csrf, code string) response {
 	b.t.Helper()
-	return b.post("/_portal/code", url.Values{"csrf": {csrf}, "code": {code}})
+	r, err := b.c.EnterCode(csrf, code)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return r
 }
 
-// signIn goes through the whole email-code flow from wanted.
+// signIn goes through the whole email-code flow from wanted, with the code
+// the gateway's mailbox receives.
 func (b *browser) signIn(email, wanted string) {
 	b.t.Helper()
-	r := b.get(wanted)
-	if r.Status != http.StatusSeeOther || r.Location != "/_portal/signin" {
-		b.t.Fatalf("GET %s before sign-in: %d %q", wanted, r.Status, r.Location)
-	}
-	csrf := b.submitEmail(email)
-	m := b.g.mail.wait(b.t, 10*time.Second)
-	if len(m.To) != 1 || m.To[0] != email {
-		b.t.Fatalf("mail went to %v, want %s", m.To, email)
-	}
-	r = b.enterCode(csrf, m.Code())
-	if r.Status != http.StatusSeeOther || r.Location != wanted {
-		b.t.Fatalf("entering code: %d %q, want 303 to %s\n%s", r.Status, r.Location, wanted, r.Body)
+	b.c.Mailbox = b.g.mail.Mailbox
+	if err := b.c.SignIn(email, wanted); err != nil {
+		b.t.Fatal(err)
 	}
 }
 

@@ -12,8 +12,8 @@ import (
 func TestSMTPDownThenUp(t *testing.T) {
 	g := newGateway(t)
 	g.start()
-	addr := g.mail.addr
-	g.mail.close()
+	addr := g.mail.Addr
+	g.mail.Close()
 
 	b := g.browser()
 	b.get("/tickets/7")
@@ -34,8 +34,8 @@ func TestSMTPDownThenUp(t *testing.T) {
 func TestQueuedMailSurvivesRestart(t *testing.T) {
 	g := newGateway(t)
 	g.start()
-	addr := g.mail.addr
-	g.mail.close()
+	addr := g.mail.Addr
+	g.mail.Close()
 
 	b := g.browser()
 	b.get("/requests/new")
@@ -57,14 +57,14 @@ func TestQueuedMailSurvivesRestart(t *testing.T) {
 // A permanent SMTP failure (5xx) is not retried; it is audited.
 func TestPermanentMailFailureIsAudited(t *testing.T) {
 	g := newGateway(t)
-	g.mail.reject = 550
+	g.mail.Reject(550)
 	g.start()
 	b := g.browser()
 	b.submitEmail("sam@acme.example")
 	eventually(t, 10*time.Second, "a mail_failed audit event", func() bool {
 		return len(g.auditEvents("event=mail_failed")) == 1
 	})
-	if n := g.mail.count(); n != 0 {
+	if n := g.mail.Count(); n != 0 {
 		t.Fatalf("%d messages accepted", n)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kdesk/portalgate/integration/e2e"
 )
 
 // redisBinary finds redis-server; in CI a missing binary is a failure,
@@ -47,13 +49,9 @@ func runRedis(t *testing.T, bin string, port int, dir string, persist bool) *exe
 // waitListening waits until addr accepts connections.
 func waitListening(t *testing.T, addr string) {
 	t.Helper()
-	eventually(t, 10*time.Second, addr+" to listen", func() bool {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	if err := e2e.WaitListening(addr, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // startRedis runs a redis-server on a free loopback port for the test.
@@ -161,7 +159,7 @@ func (in *instance) kill() {
 // on returns a browser that talks to this instance with the cookies of b,
 // as a load balancer in front of both would.
 func (b *browser) on(in *instance) *browser {
-	return &browser{t: b.t, g: in.gateway, client: b.client, headers: b.headers}
+	return &browser{t: b.t, g: in.gateway, c: b.c.On(in.base())}
 }
 
 // Two Caddy processes share one Redis: a sign-in started on one finishes
@@ -172,8 +170,8 @@ func TestTwoInstancesShareRedis(t *testing.T) {
 	redis := startRedis(t)
 	mb := startMailbox(t, "")
 	up := startUpstream(t)
-	a := startInstance(t, redis, mb.addr, up, "A")
-	bi := startInstance(t, redis, mb.addr, up, "B")
+	a := startInstance(t, redis, mb.Addr, up, "A")
+	bi := startInstance(t, redis, mb.Addr, up, "B")
 
 	onA := a.browser()
 	onB := onA.on(bi)
@@ -228,8 +226,8 @@ func TestTwoInstancesShareRedis(t *testing.T) {
 
 	// Mail queued while SMTP is down, by an instance that then dies, is
 	// delivered by the other.
-	addr := mb.addr
-	mb.close()
+	addr := mb.Addr
+	mb.Close()
 	pat := a.browser()
 	patCSRF := pat.submitEmail("pat@acme.example")
 	time.Sleep(500 * time.Millisecond) // a first delivery attempt fails
@@ -258,7 +256,7 @@ func TestRedisDownFailsClosed(t *testing.T) {
 	waitListening(t, addr)
 	mb := startMailbox(t, "")
 	up := startUpstream(t)
-	a := startInstance(t, addr, mb.addr, up, "A")
+	a := startInstance(t, addr, mb.Addr, up, "A")
 	a.mail = mb
 	b := a.browser()
 	b.signIn("lee@acme.example", "/tickets/1")
@@ -305,7 +303,7 @@ func TestStartWithRedisDown(t *testing.T) {
 	port := freePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	mb := startMailbox(t, "")
-	a := startInstance(t, addr, mb.addr, startUpstream(t), "A")
+	a := startInstance(t, addr, mb.Addr, startUpstream(t), "A")
 	a.mail = mb
 	b := a.browser()
 	start := time.Now()

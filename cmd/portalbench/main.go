@@ -19,12 +19,9 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/cookiejar"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -32,9 +29,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
 	"github.com/kdesk/portalgate/handlers"
+	"github.com/kdesk/portalgate/integration/e2e"
 	"github.com/kdesk/portalgate/storage"
 	"github.com/kdesk/portalgate/storage/badgerstore"
 )
@@ -59,27 +55,6 @@ var (
 	sessions   int
 )
 
-func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func waitPort(port int, within time.Duration) error {
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
-		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			c.Close()
-			return nil
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("nothing listens on port %d after %s", port, within)
-}
-
 func run(caddyBin, backend string, rounds int, d time.Duration, conns int) error {
 	dir, err := os.MkdirTemp("", "portalbench-")
 	if err != nil {
@@ -87,16 +62,12 @@ func run(caddyBin, backend string, rounds int, d time.Duration, conns int) error
 	}
 	defer os.RemoveAll(dir)
 
-	codes := make(chan string, 4)
-	smtpPort := freePort()
-	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &mailSession{codes: codes}, nil }))
-	srv.Domain, srv.AllowInsecureAuth = "localhost", true
-	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", smtpPort))
+	mail, err := e2e.StartMailbox("")
 	if err != nil {
 		return err
 	}
-	go func() { _ = srv.Serve(l) }()
-	defer srv.Close()
+	defer mail.Close()
+	smtpHost, smtpPort, _ := net.SplitHostPort(mail.Addr)
 
 	storage := fmt.Sprintf("storage_dir %s/portal", dir)
 	var cookies []string
@@ -109,13 +80,16 @@ func run(caddyBin, backend string, rounds int, d time.Duration, conns int) error
 		}
 	}
 	if backend == "redis" {
-		port := freePort()
+		port, err := e2e.FreePort()
+		if err != nil {
+			return err
+		}
 		redis := exec.Command("redis-server", "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
 		if err := redis.Start(); err != nil {
 			return fmt.Errorf("starting redis-server: %w", err)
 		}
 		defer func() { _ = redis.Process.Kill(); _ = redis.Wait() }()
-		if err := waitPort(port, 10*time.Second); err != nil {
+		if err := e2e.WaitListening(fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second); err != nil {
 			return err
 		}
 		storage = fmt.Sprintf("storage redis {\n\t\t\taddress 127.0.0.1:%d\n\t\t}", port)
@@ -123,7 +97,13 @@ func run(caddyBin, backend string, rounds int, d time.Duration, conns int) error
 		return fmt.Errorf("unknown -storage %q", backend)
 	}
 
-	adminPort, gatedPort, barePort, headersPort, upPort := freePort(), freePort(), freePort(), freePort(), freePort()
+	var ports [5]int
+	for i := range ports {
+		if ports[i], err = e2e.FreePort(); err != nil {
+			return err
+		}
+	}
+	adminPort, gatedPort, barePort, headersPort, upPort := ports[0], ports[1], ports[2], ports[3], ports[4]
 	contacts := filepath.Join(dir, "contacts.json")
 	if err := os.WriteFile(contacts, []byte(`[{"id":"c-1","email":"bench@acme.example","name":"Bench"}]`), 0o600); err != nil {
 		return err
@@ -139,8 +119,8 @@ func run(caddyBin, backend string, rounds int, d time.Duration, conns int) error
 	portal {
 		%s
 		mail smtp {
-			host 127.0.0.1
-			port %d
+			host %s
+			port %s
 			from bench@acme.example
 			tls none
 		}
@@ -172,7 +152,7 @@ http://127.0.0.1:%d {
 http://127.0.0.1:%d {
 	respond "ok" 200
 }
-`, adminPort, dir, storage, smtpPort, gatedPort, contacts, gatedPort, upPort, barePort, upPort, headersPort, upPort, upPort)
+`, adminPort, dir, storage, smtpHost, smtpPort, gatedPort, contacts, gatedPort, upPort, barePort, upPort, headersPort, upPort, upPort)
 	cfgFile := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(cfgFile, []byte(caddyfile), 0o600); err != nil {
 		return err
@@ -186,15 +166,21 @@ http://127.0.0.1:%d {
 	caddyPID = caddy.Process.Pid
 	defer func() { _ = caddy.Process.Signal(os.Interrupt); _ = caddy.Wait() }()
 	for _, p := range []int{gatedPort, barePort, headersPort, upPort} {
-		if err := waitPort(p, 20*time.Second); err != nil {
+		if err := e2e.WaitListening(fmt.Sprintf("127.0.0.1:%d", p), 20*time.Second); err != nil {
 			return err
 		}
 	}
 
-	cookie, err := signIn(fmt.Sprintf("http://127.0.0.1:%d", gatedPort), codes)
-	if err != nil {
+	client := e2e.NewClient(fmt.Sprintf("http://127.0.0.1:%d", gatedPort), e2e.Options{Timeout: 10 * time.Second})
+	client.Mailbox = mail
+	if err := client.SignIn("bench@acme.example", "/tickets/1"); err != nil {
 		return fmt.Errorf("signing in: %w", err)
 	}
+	session := client.Cookie("portal_session")
+	if session == "" {
+		return errors.New("no session cookie after signing in")
+	}
+	cookie := "portal_session=" + session
 
 	bare := target{name: "reverse_proxy", url: fmt.Sprintf("http://127.0.0.1:%d/tickets/1", barePort)}
 	gated := target{name: "portal_auth + reverse_proxy", url: fmt.Sprintf("http://127.0.0.1:%d/tickets/1", gatedPort), cookie: cookie}
@@ -494,72 +480,4 @@ func (t *target) pct(p float64) string {
 	slices.Sort(t.lat)
 	v := t.lat[int(float64(len(t.lat)-1)*p)]
 	return fmt.Sprintf("%.0f µs", float64(v.Microseconds()))
-}
-
-// signIn goes through the email-code flow and returns the session cookie.
-func signIn(base string, codes <-chan string) (string, error) {
-	jar, _ := cookiejar.New(nil)
-	c := &http.Client{Jar: jar, Timeout: 10 * time.Second}
-	get := func(path string) (string, error) {
-		req, _ := http.NewRequest(http.MethodGet, base+path, nil)
-		req.Header.Set("Accept", "text/html")
-		resp, err := c.Do(req)
-		if err != nil {
-			return "", err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		return string(b), err
-	}
-	csrfRe := regexp.MustCompile(`name="csrf" value="([^"]+)"`)
-	page, err := get("/tickets/1")
-	if err != nil {
-		return "", err
-	}
-	m := csrfRe.FindStringSubmatch(page)
-	if m == nil {
-		return "", fmt.Errorf("no sign-in form in %.300q", page)
-	}
-	resp, err := c.PostForm(base+"/_portal/signin", url.Values{"csrf": {m[1]}, "email": {"bench@acme.example"}})
-	if err != nil {
-		return "", err
-	}
-	resp.Body.Close()
-	var code string
-	select {
-	case code = <-codes:
-	case <-time.After(10 * time.Second):
-		return "", errors.New("no code mail")
-	}
-	resp, err = c.PostForm(base+"/_portal/code", url.Values{"csrf": {m[1]}, "code": {code}})
-	if err != nil {
-		return "", err
-	}
-	resp.Body.Close()
-	u, _ := url.Parse(base)
-	for _, ck := range jar.Cookies(u) {
-		if ck.Name == "portal_session" {
-			return ck.Name + "=" + ck.Value, nil
-		}
-	}
-	return "", errors.New("no session cookie after entering the code")
-}
-
-type mailSession struct{ codes chan<- string }
-
-var codeRe = regexp.MustCompile(`\b[2-9A-HJKMNP-Z]{3}-[2-9A-HJKMNP-Z]{4}\b`)
-
-func (s *mailSession) Reset()                               {}
-func (s *mailSession) Logout() error                        { return nil }
-func (s *mailSession) Mail(string, *smtp.MailOptions) error { return nil }
-func (s *mailSession) Rcpt(string, *smtp.RcptOptions) error { return nil }
-func (s *mailSession) Data(r io.Reader) error {
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	if c := codeRe.FindString(string(b)); c != "" {
-		s.codes <- strings.ReplaceAll(c, "-", "")
-	}
-	return nil
 }

@@ -1,0 +1,131 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// CodePattern matches a sign-in code as the portal's mail and `mail log`
+// print it: seven characters of the code alphabet, with a dash after the
+// third.
+var CodePattern = regexp.MustCompile(`\b[2-9A-HJKMNP-Z]{3}-[2-9A-HJKMNP-Z]{4}\b`)
+
+// Mail is one message the Mailbox received.
+type Mail struct {
+	// From is the envelope sender.
+	From string
+	// To are the envelope recipients.
+	To []string
+	// Data is the message as sent, headers and body.
+	Data string
+}
+
+// Code is the sign-in code in the message, without its dash, as the code
+// form takes it; "" when there is none.
+func (m Mail) Code() string {
+	return strings.ReplaceAll(CodePattern.FindString(m.Data), "-", "")
+}
+
+// Mailbox is an SMTP server on loopback that keeps what it receives.
+type Mailbox struct {
+	// Addr is the host:port it listens on.
+	Addr string
+
+	srv    *smtp.Server
+	reject atomic.Int32
+	got    chan Mail
+
+	mu   sync.Mutex
+	msgs []Mail
+}
+
+// StartMailbox starts an SMTP server on addr ("" for a free loopback
+// port). Close stops it.
+func StartMailbox(addr string) (*Mailbox, error) {
+	if addr == "" {
+		port, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		addr = fmt.Sprintf("127.0.0.1:%d", port)
+	}
+	mb := &Mailbox{Addr: addr, got: make(chan Mail, 100)}
+	mb.srv = smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &session{mb: mb}, nil }))
+	mb.srv.Domain = "localhost"
+	mb.srv.AllowInsecureAuth = true
+	mb.srv.ReadTimeout = 10 * time.Second
+	mb.srv.WriteTimeout = 10 * time.Second
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("starting mailbox: %w", err)
+	}
+	go func() { _ = mb.srv.Serve(l) }()
+	return mb, nil
+}
+
+// Reject makes the server answer every RCPT with the SMTP code (550 for a
+// permanent failure); 0 accepts again.
+func (mb *Mailbox) Reject(code int) { mb.reject.Store(int32(code)) }
+
+// Close stops the server; what it received stays readable.
+func (mb *Mailbox) Close() error { return mb.srv.Close() }
+
+// Wait returns the next message not yet waited for, or an error when none
+// arrives within timeout.
+func (mb *Mailbox) Wait(timeout time.Duration) (Mail, error) {
+	select {
+	case m := <-mb.got:
+		return m, nil
+	case <-time.After(timeout):
+		return Mail{}, fmt.Errorf("no mail arrived within %s", timeout)
+	}
+}
+
+// Count is how many messages the server has accepted.
+func (mb *Mailbox) Count() int {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	return len(mb.msgs)
+}
+
+// session is one SMTP conversation with the Mailbox.
+type session struct {
+	mb  *Mailbox
+	cur Mail
+}
+
+func (s *session) Reset()        { s.cur = Mail{} }
+func (s *session) Logout() error { return nil }
+func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+	s.cur.From = from
+	return nil
+}
+
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if code := s.mb.reject.Load(); code != 0 {
+		return &smtp.SMTPError{Code: int(code), Message: "recipient rejected by the e2e mailbox"}
+	}
+	s.cur.To = append(s.cur.To, to)
+	return nil
+}
+
+func (s *session) Data(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	s.cur.Data = string(b)
+	s.mb.mu.Lock()
+	s.mb.msgs = append(s.mb.msgs, s.cur)
+	s.mb.mu.Unlock()
+	s.mb.got <- s.cur
+	return nil
+}
