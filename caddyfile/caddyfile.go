@@ -77,6 +77,7 @@ func init() {
 //				label <button label>
 //			}
 //			sso_directory_match
+//			forward_auth
 //			disabled
 //		}
 //	}
@@ -208,7 +209,7 @@ var (
 	limitsOptions    = []string{"sends_per_email", "sends_per_ip", "sends_per_workspace", "requests_per_ip", "tries_per_ip", "tries_per_contact", "ipv4_prefix", "ipv6_prefix", "window"}
 	workspaceOptions = []string{
 		"title", "url", "contacts_file", "auth_path", "code_ttl", "resend_cooldown", "session_ttl",
-		"session_idle", "link_ttl", "link_max_ttl", "sso", "sso_directory_match", "disabled",
+		"session_idle", "link_ttl", "link_max_ttl", "sso", "sso_directory_match", "forward_auth", "disabled",
 	}
 	ssoOptions = []string{"provider", "issuer", "client_id", "client_secret", "tenant", "allowed_tenants", "scopes", "label"}
 )
@@ -439,6 +440,11 @@ func parseWorkspace(d *caddyfile.Dispenser) (*module.WorkspaceConfig, error) {
 				return nil, d.ArgErr()
 			}
 			ws.Disabled = true
+		case "forward_auth":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			ws.ForwardAuth = true
 		case "sso":
 			sc, err := parseSSO(d)
 			if err != nil {

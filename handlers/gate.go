@@ -166,6 +166,9 @@ func touchEvery(idle time.Duration) time.Duration {
 	return min(idle/20, 5*time.Minute)
 }
 
+// errorsIsSignedOut tells "no valid session" from a storage failure.
+func errorsIsSignedOut(err error) bool { return errors.Is(err, errSignedOut) }
+
 func notFoundIsSignedOut(err error) error {
 	if errors.Is(err, storage.ErrNotFound) {
 		return errSignedOut
@@ -188,19 +191,26 @@ func (g *Gate) challenge(w http.ResponseWriter, r *http.Request, rt *runtime) er
 		})
 		return nil
 	}
-	returnTo := "/"
-	if r.Method == http.MethodGet || r.Method == http.MethodHead {
-		if p, ok := SafeReturnPath(r.URL.RequestURI()); ok && !g.ws.isAuthPath(p) {
-			returnTo = p
-		}
-	}
 	q := g.newRequest(w, r, rt)
-	if err := q.keepFlow(returnTo); err != nil {
+	if err := q.keepFlow(g.wantedPath(r)); err != nil {
 		return q.failed("starting sign-in flow", err)
 	}
 	g.count(func(c *gateCounters) prometheus.Counter { return c.redirect })
 	http.Redirect(w, r, signin, http.StatusSeeOther)
 	return nil
+}
+
+// wantedPath is the local path a page load wants, to return to after
+// sign-in: "/" for anything but a GET or HEAD, a path SafeReturnPath
+// refuses, or a page of the sign-in service itself.
+func (g *Gate) wantedPath(r *http.Request) string {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return "/"
+	}
+	if p, ok := SafeReturnPath(r.URL.RequestURI()); ok && !g.ws.isAuthPath(p) {
+		return p
+	}
+	return "/"
 }
 
 // count increments a gate decision counter when metrics are on.

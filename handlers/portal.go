@@ -50,6 +50,10 @@ type Portal struct {
 	// ForwardedHTTPS, when set, reports whether a trusted proxy in front
 	// says the client is on HTTPS (X-Forwarded-Proto).
 	ForwardedHTTPS func(*http.Request) bool
+	// TrustedProxy, when set, reports whether the request came from a
+	// proxy the server trusts; forward-auth subrequests are answered only
+	// then.
+	TrustedProxy func(*http.Request) bool
 
 	state  atomic.Pointer[runtime]
 	outage atomic.Bool

@@ -40,6 +40,9 @@ func (g *Gate) routeTable() *http.ServeMux {
 	handle(ap+"/sso/", (*request).unknownSSO)
 	handle("GET "+ap+"/link/{token...}", (*request).openLink)
 	handle(ap+"/link/{token...}", (*request).methodNotAllowed)
+	if g.ws.ForwardAuth {
+		handle(ap+"/auth", (*request).forwardAuth)
+	}
 	handle(ap+"/", (*request).notFound)
 	return mux
 }

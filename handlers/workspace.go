@@ -32,6 +32,9 @@ type Workspace struct {
 	SSODirectoryMatch bool
 	// SSO are the single sign-on providers, in the order of their buttons.
 	SSO []*SSOProvider
+	// ForwardAuth serves {AuthPath}/auth for a proxy in front of the
+	// portal (nginx auth_request, Traefik forwardAuth, Caddy forward_auth).
+	ForwardAuth bool
 }
 
 // https reports whether the workspace's public URL is HTTPS: then its

@@ -222,6 +222,11 @@ type WorkspaceConfig struct {
 	SSODirectoryMatch bool `json:"sso_directory_match,omitempty"`
 	// Disabled shows "Portal unavailable" (503) to everyone.
 	Disabled bool `json:"disabled,omitempty"`
+	// ForwardAuth makes {auth_path}/auth answer auth subrequests of a
+	// proxy in front of the portal (nginx auth_request, Traefik forwardAuth,
+	// Caddy forward_auth), from Caddy's trusted_proxies only. Default: off
+	// (the endpoint does not exist).
+	ForwardAuth bool `json:"forward_auth,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -327,6 +332,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		OutboxWorkers:    a.OutboxWorkers,
 		ClientIP:         clientIP,
 		ForwardedHTTPS:   forwardedHTTPS,
+		TrustedProxy:     trustedProxy,
 	}
 	metrics, err := handlers.NewMetrics(ctx.GetMetricsRegistry(), a.portal.QueueDepth)
 	if err != nil {
@@ -389,6 +395,7 @@ func (wc *WorkspaceConfig) resolve(name string, repl *caddy.Replacer) (*handlers
 		LinkMaxTTL:        durOr(wc.LinkMaxTTL, 30*24*time.Hour),
 		Disabled:          wc.Disabled,
 		SSODirectoryMatch: wc.SSODirectoryMatch,
+		ForwardAuth:       wc.ForwardAuth,
 	}
 	if ws.Title == "" {
 		ws.Title = name

@@ -71,11 +71,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	return next.ServeHTTP(w, r)
 }
 
+// trustedProxy reports whether the request came from one of Caddy's
+// trusted_proxies.
+func trustedProxy(r *http.Request) bool {
+	trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool)
+	return trusted
+}
+
 // forwardedHTTPS reports whether a proxy Caddy trusts (trusted_proxies)
 // says the client is on HTTPS.
 func forwardedHTTPS(r *http.Request) bool {
-	trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool)
-	return trusted && strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
+	return trustedProxy(r) && strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
 }
 
 // clientIP is the client address as Caddy resolved it (trusted proxies
