@@ -92,16 +92,17 @@ func (q *request) signInPage() error {
 	if err != nil {
 		return q.failed("reading sign-in flow", err)
 	}
-	return q.renderSignIn(http.StatusOK, key, "", "")
+	return q.renderSignIn(http.StatusOK, key, "", "", signedOutNotice(q.r.URL.Query().Get("signed_out")))
 }
 
-func (q *request) renderSignIn(status int, flowID, email, errMsg string) error {
+func (q *request) renderSignIn(status int, flowID, email, errMsg, notice string) error {
 	return q.g.portal.Pages.render(q.w, status, pageSignIn, pageData{
 		WorkspaceTitle: q.ws.Title,
 		AuthPath:       q.ws.AuthPath,
 		Heading:        "Sign in",
 		CSRF:           q.csrfToken(flowID),
 		Error:          errMsg,
+		Notice:         notice,
 		EmailInput:     email,
 		DirectoryMatch: q.ws.SSODirectoryMatch,
 		SSO:            q.ws.ssoButtons(),
@@ -118,7 +119,7 @@ func (q *request) submitEmail() error {
 	}
 	email, verr := storage.NormalizeEmail(q.r.PostFormValue("email"))
 	if verr != nil {
-		return q.renderSignIn(http.StatusBadRequest, id, q.r.PostFormValue("email"), "Enter a valid email address, such as name@example.com.")
+		return q.renderSignIn(http.StatusBadRequest, id, q.r.PostFormValue("email"), "Enter a valid email address, such as name@example.com.", "")
 	}
 	f.Email, f.ContactID, f.Method = email, "", "code"
 	return q.sendCode(f, id, false)

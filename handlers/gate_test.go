@@ -201,7 +201,7 @@ func TestSignOut(t *testing.T) {
 	if !strings.Contains(confirm.body, "Sign out") {
 		t.Fatalf("no confirmation page:\n%s", confirm.body)
 	}
-	wantRedirect(t, "confirmed sign-out", post(url.Values{"csrf": {csrf(t, confirm)}}, nil), "/_portal/signin")
+	wantRedirect(t, "confirmed sign-out", post(url.Values{"csrf": {csrf(t, confirm)}}, nil), "/_portal/signin?signed_out=1")
 	if b.cookie(cookieSession) != "" {
 		t.Error("session cookie kept after sign-out")
 	}
@@ -214,7 +214,7 @@ func TestSignOut(t *testing.T) {
 	for _, h := range []http.Header{{"Sec-Fetch-Site": {"same-origin"}}, {"Origin": {host}}} {
 		tp.clock.Advance(time.Minute) // past the resend cooldown
 		b := tp.signedIn(t)
-		wantRedirect(t, fmt.Sprintf("sign-out button with %v", h), b.do(http.MethodPost, "/_portal/signout", url.Values{}, h), "/_portal/signin")
+		wantRedirect(t, fmt.Sprintf("sign-out button with %v", h), b.do(http.MethodPost, "/_portal/signout", url.Values{}, h), "/_portal/signin?signed_out=1")
 		wantSignIn(t, "after the sign-out button", b)
 	}
 }
@@ -236,7 +236,7 @@ func TestCookieAttributes(t *testing.T) {
 			b.tls = secure
 			wantRedirect(t, "sign-in", tp.signIn(b, "/tickets/3"), "/tickets/3")
 			wantPortal(t, "signed in", b)
-			wantRedirect(t, "sign-out", b.do(http.MethodPost, "/_portal/signout", url.Values{}, http.Header{"Sec-Fetch-Site": {"same-origin"}}), "/_portal/signin")
+			wantRedirect(t, "sign-out", b.do(http.MethodPost, "/_portal/signout", url.Values{}, http.Header{"Sec-Fetch-Site": {"same-origin"}}), "/_portal/signin?signed_out=1")
 
 			seen := map[string]bool{}
 			for _, c := range b.setCookies {
@@ -284,4 +284,43 @@ func TestWorkspaceDisabled(t *testing.T) {
 	}
 	// acme is not affected.
 	wantRedirect(t, "acme", tp.browser(t, tp.acme).get("/"), "/_portal/signin")
+}
+
+// TestSignOutEverywhere: "Sign out on all devices" ends every session of
+// the contact, and the sign-in page says how many ended; a plain sign-out
+// says the contact signed out and leaves the other sessions alone.
+func TestSignOutEverywhere(t *testing.T) {
+	tp := newTestPortal(t, nil)
+	var browsers []*browser
+	for i := range 3 {
+		tp.clock.Advance(31 * time.Second) // past the resend cooldown
+		b := tp.browser(t, tp.acme)
+		b.ip = fmt.Sprintf("198.51.100.%d", i+1)
+		wantRedirect(t, "sign-in", tp.signIn(b, "/"), "/")
+		browsers = append(browsers, b)
+	}
+	page := browsers[0].get("/_portal/signout")
+	wantBody(t, "sign-out page", page, "Sign out on all devices")
+	res := browsers[0].post("/_portal/signout", url.Values{"csrf": {csrf(t, page)}, "all": {"1"}})
+	wantRedirect(t, "sign out on all devices", res, "/_portal/signin?signed_out=3")
+	wantBody(t, "notice", browsers[0].get(res.location()), "You have signed out on all devices: 3 sessions ended.")
+	for i, b := range browsers {
+		wantSignIn(t, fmt.Sprintf("browser %d after signing out everywhere", i), b)
+	}
+
+	// A plain sign-out ends only its own session.
+	tp.clock.Advance(31 * time.Second)
+	one, two := tp.browser(t, tp.acme), tp.browser(t, tp.acme)
+	wantRedirect(t, "sign-in", tp.signIn(one, "/"), "/")
+	tp.clock.Advance(31 * time.Second)
+	wantRedirect(t, "sign-in", tp.signIn(two, "/"), "/")
+	res = one.do(http.MethodPost, "/_portal/signout", url.Values{}, http.Header{"Sec-Fetch-Site": {"same-origin"}})
+	wantRedirect(t, "sign-out", res, "/_portal/signin?signed_out=1")
+	wantBody(t, "notice", one.get(res.location()), "You have signed out.")
+	wantPortal(t, "the other session", two)
+
+	// Everywhere from another site changes nothing.
+	cross := two.do(http.MethodPost, "/_portal/signout", url.Values{"all": {"1"}}, http.Header{"Sec-Fetch-Site": {"cross-site"}})
+	wantStatus(t, "cross-site sign out everywhere", cross, http.StatusForbidden)
+	wantPortal(t, "after the cross-site post", two)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"net/http"
+	"strconv"
 
 	"go.uber.org/zap"
 
@@ -83,7 +84,8 @@ func (q *request) signOutPage() error {
 	})
 }
 
-// signOut ends the session and goes back to sign in. The form must show
+// signOut ends the session (with all=1, every session of the contact) and
+// goes back to sign in, where a notice says so. The form must show
 // that the contact sent it: the confirmation page's token, or, for a plain
 // sign-out button in the portal, the browser's Sec-Fetch-Site or Origin
 // naming this site. A post from another site changes nothing, not even the
@@ -112,16 +114,41 @@ func (q *request) signOut() error {
 				// No token and no word from the browser: ask.
 				return q.signOutPage()
 			}
+			ev := q.event(EventSessionEnded)
+			ev.ContactID, ev.Method = sess.ContactID, sess.Method
+			if q.r.PostFormValue("all") == "1" {
+				n, err := q.store.DeleteContactSessions(ctx, q.ws.Name, sess.ContactID)
+				if err != nil {
+					return q.failed("ending sessions", err)
+				}
+				ev.Reason, ev.Count = "signed out on all devices", n
+				q.audit(ev)
+				q.setCookie(cookieSession, "", -1)
+				return q.redirect("/signin?signed_out=" + strconv.Itoa(n))
+			}
 			if err := q.store.DeleteSession(ctx, hash); err != nil {
 				return q.failed("ending session", err)
 			}
-			ev := q.event(EventSessionEnded)
-			ev.ContactID, ev.Method = sess.ContactID, sess.Method
 			q.audit(ev)
+			q.setCookie(cookieSession, "", -1)
+			return q.redirect("/signin?signed_out=1")
 		}
 	}
 	q.setCookie(cookieSession, "", -1)
 	return q.redirect("/signin")
+}
+
+// signedOutNotice is the sign-in page's notice after a sign-out: n is the
+// signed_out parameter, the number of sessions that ended.
+func signedOutNotice(n string) string {
+	switch count, err := strconv.Atoi(n); {
+	case err != nil || count < 1:
+		return ""
+	case count == 1:
+		return "You have signed out."
+	default:
+		return "You have signed out on all devices: " + strconv.Itoa(count) + " sessions ended."
+	}
 }
 
 // originCheck is Go's check of Sec-Fetch-Site and Origin against the

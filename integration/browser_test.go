@@ -243,7 +243,10 @@ func TestBrowserSignOut(t *testing.T) {
 	c.expect(c.open(wanted), http.StatusOK, wanted, "Ticket #1042")
 
 	hits := len(p.requests())
-	c.expect(c.press(`#signout button`), http.StatusOK, "/_portal/signin", "Sign in")
+	c.expect(c.press(`#signout button`), http.StatusOK, "/_portal/signin?signed_out=1", "Sign in")
+	if msg := c.text(".alert.notice"); msg != "You have signed out." {
+		t.Fatalf("notice after sign-out: %q", msg)
+	}
 	c.expect(c.open(wanted), http.StatusOK, "/_portal/signin", "Sign in")
 	if n := len(p.requests()); n != hits {
 		t.Fatalf("the portal got %d requests after sign-out: %q", n-hits, p.requests()[hits:])
@@ -263,7 +266,7 @@ func TestBrowserSignInAgainWithinCooldown(t *testing.T) {
 	c := newChrome(t, g)
 	const wanted = "/tickets/1042?tab=history"
 	c.signInByCode(g, "jane@acme.example", wanted)
-	c.expect(c.press(`#signout button`), http.StatusOK, "/_portal/signin", "Sign in")
+	c.expect(c.press(`#signout button`), http.StatusOK, "/_portal/signin?signed_out=1", "Sign in")
 	c.expect(c.open(wanted), http.StatusOK, "/_portal/signin", "Sign in")
 	c.submitEmail("jane@acme.example")
 	if msg := c.text(".alert.notice"); !strings.Contains(msg, "no new one was sent") {

@@ -278,7 +278,7 @@ func TestSignOutEndsTheSession(t *testing.T) {
 		t.Fatalf("sign-out without a token: %d\n%s", again.Status, again.Body)
 	}
 	r = b.post("/_portal/signout", url.Values{"csrf": {token}})
-	if r.Status != http.StatusSeeOther || r.Location != "/_portal/signin" {
+	if r.Status != http.StatusSeeOther || r.Location != "/_portal/signin?signed_out=1" {
 		t.Fatalf("sign-out: %d %q", r.Status, r.Location)
 	}
 	if r := b.get("/_portal/signout"); r.Status != http.StatusSeeOther || r.Location != "/_portal/signin" {
@@ -291,7 +291,7 @@ func TestSignOutEndsTheSession(t *testing.T) {
 	// The portal's own button: the browser's Origin names this site.
 	b.signIn("jane@acme.example", "/")
 	r = b.post("/_portal/signout", url.Values{}, "Origin", g.base())
-	if r.Status != http.StatusSeeOther || r.Location != "/_portal/signin" {
+	if r.Status != http.StatusSeeOther || r.Location != "/_portal/signin?signed_out=1" {
 		t.Fatalf("sign-out button: %d %q", r.Status, r.Location)
 	}
 	if r := b.get("/"); r.Status != http.StatusSeeOther {
