@@ -98,10 +98,10 @@ func TestReloadsAreInvisible(t *testing.T) {
 		// a reload: Caddy binds the new config's socket beside the old one
 		// (SO_REUSEPORT), and connections still queued on the old one are
 		// reset when it closes. They never reached portalgate.
-		dropped atomic.Int64
-		failures                  = make(chan string, 100)
-		wg                        sync.WaitGroup
-		next                      atomic.Int64
+		dropped  atomic.Int64
+		failures = make(chan string, 100)
+		wg       sync.WaitGroup
+		next     atomic.Int64
 	)
 	next.Store(int64(len(browsers)))
 	fail := func(format string, a ...any) {
