@@ -78,6 +78,8 @@ func (s *Store) getCached(ctx context.Context, key string, own bool) (v string, 
 	if err != nil {
 		return "", false, false, err
 	}
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	r := c.DoCache(ctx, c.B().Get().Key(key).Cache(), s.cacheTTL)
 	if errors.Is(r.Error(), rueidis.ErrDoCacheAborted) {
 		v, ok, err = s.getString(ctx, key)

@@ -11,7 +11,7 @@ import (
 // redisOptions are the subdirectives of the storage redis block.
 var redisOptions = []string{
 	"address", "username", "password", "db", "key_prefix", "tls",
-	"tls_ca_file", "master_name", "dial_timeout", "audit_retention",
+	"tls_ca_file", "master_name", "dial_timeout", "call_timeout", "audit_retention",
 }
 
 // UnmarshalCaddyfile sets up the backend from the portal option's storage
@@ -27,6 +27,7 @@ var redisOptions = []string{
 //		tls_ca_file <file>
 //		master_name <sentinel master>
 //		dial_timeout <duration>
+//		call_timeout <duration>
 //		audit_retention <duration>
 //	}
 //
@@ -70,14 +71,17 @@ func (b *Backend) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			ok = d.AllArgs(&b.TLSCAFile)
 		case "master_name":
 			ok = d.AllArgs(&b.MasterName)
-		case "dial_timeout", "audit_retention":
+		case "dial_timeout", "call_timeout", "audit_retention":
 			v, err := storage.DurationArg(d)
 			if err != nil {
 				return err
 			}
-			if opt == "dial_timeout" {
+			switch opt {
+			case "dial_timeout":
 				b.DialTimeout = v
-			} else {
+			case "call_timeout":
+				b.CallTimeout = v
+			default:
 				b.AuditRetention = v
 			}
 			ok = true

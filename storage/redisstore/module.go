@@ -72,6 +72,10 @@ type Backend struct {
 
 	// DialTimeout bounds each connection attempt. Default: 5s.
 	DialTimeout caddy.Duration `json:"dial_timeout,omitempty"`
+	// CallTimeout bounds each call to Redis: a frozen or overloaded server
+	// fails requests closed ("temporarily unavailable") after it instead of
+	// holding them. Default: 2s.
+	CallTimeout caddy.Duration `json:"call_timeout,omitempty"`
 
 	// AuditRetention is how long audit events are kept. Default: 90 days.
 	AuditRetention caddy.Duration `json:"audit_retention,omitempty"`
@@ -125,6 +129,9 @@ func (b *Backend) Provision(ctx caddy.Context) error {
 	if b.DialTimeout <= 0 {
 		b.DialTimeout = caddy.Duration(5 * time.Second)
 	}
+	if b.CallTimeout <= 0 {
+		b.CallTimeout = caddy.Duration(2 * time.Second)
+	}
 	if b.AuditRetention <= 0 {
 		b.AuditRetention = caddy.Duration(90 * 24 * time.Hour)
 	}
@@ -171,7 +178,7 @@ func (b *Backend) poolKey() string {
 	pw := sha256.Sum256([]byte(b.Password))
 	k, _ := json.Marshal([]any{
 		b.Address, b.Username, hex.EncodeToString(pw[:]), b.DB, b.KeyPrefix, b.TLS, b.caSum,
-		b.MasterName, b.DialTimeout, b.AuditRetention,
+		b.MasterName, b.DialTimeout, b.CallTimeout, b.AuditRetention,
 	})
 	return string(k)
 }
@@ -190,6 +197,7 @@ func (b *Backend) Open() (storage.Store, error) {
 			TLS:            b.tls,
 			MasterName:     b.MasterName,
 			DialTimeout:    time.Duration(b.DialTimeout),
+			CallTimeout:    time.Duration(b.CallTimeout),
 			AuditRetention: time.Duration(b.AuditRetention),
 			Logger:         b.logger,
 		})

@@ -73,6 +73,10 @@ type Options struct {
 	MasterName string
 	// DialTimeout bounds each connection attempt; default 5 seconds.
 	DialTimeout time.Duration
+	// CallTimeout bounds each call to Redis (a frozen or overloaded server
+	// must not hold requests); past it the call fails with
+	// storage.ErrUnavailable. Default 2 seconds.
+	CallTimeout time.Duration
 	// AuditRetention is how long audit events are kept; default 90 days.
 	AuditRetention time.Duration
 	// CacheTTL is the longest a session or contact stays in the local
@@ -92,6 +96,7 @@ type Store struct {
 	now       func() time.Time
 	retention time.Duration
 	cacheTTL  time.Duration
+	callLimit time.Duration
 	log       *zap.Logger
 
 	// client is set once a connection succeeded; rueidis reconnects it by
@@ -142,6 +147,9 @@ func Open(o Options) (*Store, error) {
 	if o.CacheTTL <= 0 {
 		o.CacheTTL = time.Minute
 	}
+	if o.CallTimeout <= 0 {
+		o.CallTimeout = 2 * time.Second
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -172,6 +180,7 @@ func Open(o Options) (*Store, error) {
 		now:       o.Now,
 		retention: o.AuditRetention,
 		cacheTTL:  o.CacheTTL,
+		callLimit: o.CallTimeout,
 		log:       o.Logger,
 		written:   ownWrites{m: map[string]time.Time{}},
 		sessions:  storage.NewHotCache[string, storage.Session](hotRecords, o.CacheTTL),
@@ -273,8 +282,18 @@ func (s *Store) do(ctx context.Context, build func(rueidis.Builder) rueidis.Comp
 	if err != nil {
 		return rueidis.RedisResult{}, err
 	}
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	r := c.Do(ctx, build(c.B()))
 	return r, s.check(r.Error())
+}
+
+// bounded gives a call at most CallTimeout, or less when ctx says so.
+func (s *Store) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d, ok := ctx.Deadline(); ok && time.Until(d) <= s.callLimit {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, s.callLimit)
 }
 
 // doMulti runs commands in one pipeline (not atomically); it returns the
@@ -288,6 +307,8 @@ func (s *Store) doMulti(ctx context.Context, build func(rueidis.Builder) []rueid
 	if len(cmds) == 0 {
 		return nil, nil
 	}
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	rs := c.DoMulti(ctx, cmds...)
 	for _, r := range rs {
 		if err := r.Error(); err != nil && !rueidis.IsRedisNil(err) {
@@ -304,6 +325,8 @@ func (s *Store) run(ctx context.Context, script *rueidis.Lua, keys []string, arg
 	if err != nil {
 		return rueidis.RedisResult{}, err
 	}
+	ctx, cancel := s.bounded(ctx)
+	defer cancel()
 	r := script.Exec(ctx, c, keys, args)
 	return r, s.check(r.Error())
 }
