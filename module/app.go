@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"sort"
 	"time"
@@ -39,8 +38,8 @@ type App struct {
 	// Default: a random secret generated once and kept in storage.
 	Secret string `json:"secret,omitempty"`
 
-	// Mail configures how code emails leave. Default: the log mailer,
-	// which only suits local runs.
+	// Mail configures how code emails leave. Required: the log mailer,
+	// which only suits local runs, must be chosen explicitly.
 	Mail *MailConfig `json:"mail,omitempty"`
 
 	// Workspaces are the portals, by name.
@@ -136,8 +135,12 @@ type SSOConfig struct {
 	Issuer string `json:"issuer,omitempty"`
 	// ClientID is the OAuth client id. Required.
 	ClientID string `json:"client_id"`
-	// ClientSecret is the OAuth client secret.
+	// ClientSecret is the OAuth client secret. Required, except for an
+	// oidc provider with PublicClient.
 	ClientSecret string `json:"client_secret,omitempty"`
+	// PublicClient says that the oidc provider registered this client
+	// without a secret (PKCE protects the code exchange). Default: false.
+	PublicClient bool `json:"public_client,omitempty"`
 	// Tenant is the Microsoft tenant: common, organizations or a tenant id.
 	// Default: common.
 	Tenant string `json:"tenant,omitempty"`
@@ -338,11 +341,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 
 func (a *App) sender(repl *caddy.Replacer) (mail.Sender, error) {
 	mc := a.Mail
-	if mc == nil || mc.Mailer == "log" {
-		return mail.Log{Logger: a.logger.Named("mail")}, nil
-	}
 	if err := mc.Check(repl); err != nil {
 		return nil, err
+	}
+	if mc.Mailer == "log" {
+		return mail.Log{Logger: a.logger.Named("mail")}, nil
 	}
 	s := &mail.SMTP{
 		Host:     repl.ReplaceKnown(mc.Host, ""),
@@ -364,29 +367,25 @@ func (a *App) sender(repl *caddy.Replacer) (mail.Sender, error) {
 	return s, nil
 }
 
-func durOr(d caddy.Duration, def time.Duration) time.Duration {
-	if d > 0 {
-		return time.Duration(d)
-	}
-	return def
-}
-
 // resolve checks the workspace and builds the handlers' workspace, with
 // placeholders replaced and defaults filled in.
 func (wc *WorkspaceConfig) resolve(name string, repl *caddy.Replacer) (*handlers.Workspace, error) {
 	if err := wc.Check(repl); err != nil {
 		return nil, err
 	}
+	lt := wc.lifetimes()
+	u, _ := wc.publicURL(repl) // checked above
 	ws := &handlers.Workspace{
 		Name:              name,
 		Title:             repl.ReplaceKnown(wc.Title, ""),
+		URL:               u,
 		AuthPath:          wc.AuthPath,
-		CodeTTL:           durOr(wc.CodeTTL, 10*time.Minute),
-		ResendCooldown:    durOr(wc.ResendCooldown, 30*time.Second),
-		SessionTTL:        durOr(wc.SessionTTL, 12*time.Hour),
-		SessionIdle:       durOr(wc.SessionIdle, 2*time.Hour),
-		LinkTTL:           durOr(wc.LinkTTL, 72*time.Hour),
-		LinkMaxTTL:        durOr(wc.LinkMaxTTL, 30*24*time.Hour),
+		CodeTTL:           lt.code,
+		ResendCooldown:    lt.resend,
+		SessionTTL:        lt.session,
+		SessionIdle:       lt.idle,
+		LinkTTL:           lt.link,
+		LinkMaxTTL:        lt.linkMax,
 		Disabled:          wc.Disabled,
 		SSODirectoryMatch: wc.SSODirectoryMatch,
 	}
@@ -395,30 +394,6 @@ func (wc *WorkspaceConfig) resolve(name string, repl *caddy.Replacer) (*handlers
 	}
 	if ws.AuthPath == "" {
 		ws.AuthPath = "/_portal"
-	}
-	ws.SessionIdle = min(ws.SessionIdle, ws.SessionTTL)
-	// The checks on the effective lifetimes and url run here, in
-	// Provision only: caddy adapt accepts a workspace that fails them
-	// and caddy validate reports it (the caddyfile package's
-	// TestValidateCatchesWhatAdaptCannot).
-	if ws.CodeTTL < 30*time.Second || ws.CodeTTL > 24*time.Hour {
-		return nil, fmt.Errorf("code_ttl %s: must be between 30s and 24h", ws.CodeTTL)
-	}
-	if ws.ResendCooldown > ws.CodeTTL {
-		return nil, fmt.Errorf("resend_cooldown %s: must not be longer than code_ttl %s", ws.ResendCooldown, ws.CodeTTL)
-	}
-	if ws.SessionTTL < time.Minute {
-		return nil, fmt.Errorf("session_ttl %s: must be at least 1m", ws.SessionTTL)
-	}
-	if ws.LinkTTL > ws.LinkMaxTTL {
-		return nil, fmt.Errorf("link_ttl %s: must not be longer than link_max_ttl %s", ws.LinkTTL, ws.LinkMaxTTL)
-	}
-	if raw := repl.ReplaceKnown(wc.URL, ""); raw != "" {
-		u, err := url.Parse(raw)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-			return nil, fmt.Errorf("url %q: must be an absolute http(s) URL without query, like https://support.acme.example", raw)
-		}
-		ws.URL = u
 	}
 	for _, sc := range wc.SSO {
 		ws.SSO = append(ws.SSO, sc.resolve(repl))
