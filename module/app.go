@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -64,6 +65,10 @@ type App struct {
 	ctx caddy.Context
 	// stop ends the background work of Start.
 	stop context.CancelFunc
+	// used are the workspaces a portal_auth handler of this config
+	// serves (warn.go).
+	usedMu sync.Mutex
+	used   map[string]bool
 }
 
 // MailConfig selects and configures the mailer.
@@ -433,6 +438,7 @@ func (a *App) Start() error {
 	if err != nil {
 		return fmt.Errorf("opening portal storage: %w", err)
 	}
+	a.warnAtStart()
 	ctx, stop := context.WithCancel(a.ctx)
 	a.stop = stop
 	if err := a.portal.Start(ctx, store); err != nil {
