@@ -50,6 +50,9 @@ type Portal struct {
 	// ForwardedHTTPS, when set, reports whether a trusted proxy in front
 	// says the client is on HTTPS (X-Forwarded-Proto).
 	ForwardedHTTPS func(*http.Request) bool
+	// MailFailing, when set, reports whether mail delivery is failing
+	// (mail.Watched.Failing); the code page then says mail may be delayed.
+	MailFailing func() bool
 
 	state  atomic.Pointer[runtime]
 	outage atomic.Bool
@@ -60,6 +63,8 @@ type Portal struct {
 	readyOnce  sync.Once
 	settleOnce sync.Once
 	ready      chan struct{}
+	// backlog is the mail still being retried (metrics.go).
+	backlog backlog
 }
 
 // runtime is what exists once Start has opened storage: the store and the
@@ -141,9 +146,12 @@ func (p *Portal) Start(ctx context.Context, store storage.Store) error {
 		Store:   store,
 		Deliver: p.deliver,
 		GiveUp:  p.giveUp,
-		Workers: p.OutboxWorkers,
-		Logger:  p.Logger.Named("outbox"),
-		Now:     p.Now,
+		// metrics.go: the attempt-failure counter, the oldest queued mail
+		OnAttemptFailed: p.attemptFailed,
+		OnDone:          p.mailDone,
+		Workers:         p.OutboxWorkers,
+		Logger:          p.Logger.Named("outbox"),
+		Now:             p.Now,
 	}
 	p.outbox.Start(p.ctx)
 	return nil

@@ -57,8 +57,10 @@ type App struct {
 	// OutboxWorkers is the number of concurrent mail deliveries. Default 4.
 	OutboxWorkers int `json:"outbox_workers,omitempty"`
 
-	backend  storage.Backend
-	portal   *handlers.Portal
+	backend storage.Backend
+	portal  *handlers.Portal
+	// mail is the sender, watched for failures.
+	mail     *mail.Watched
 	contacts map[string][]storage.Contact
 	logger   *zap.Logger
 	// ctx is the config's context; background work runs under it.
@@ -324,9 +326,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 			IPv6Prefix:        l.IPv6Prefix,
 		}
 	}
+	a.mail = &mail.Watched{Sender: sender}
 	a.portal = &handlers.Portal{
 		Workspaces:       workspaces,
-		Sender:           sender,
+		Sender:           a.mail,
+		MailFailing:      a.mail.Failing,
 		Pages:            pages,
 		Logger:           a.logger,
 		AuditLog:         a.logger.Named("audit"),
@@ -336,7 +340,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		ClientIP:         clientIP,
 		ForwardedHTTPS:   forwardedHTTPS,
 	}
-	metrics, err := handlers.NewMetrics(ctx.GetMetricsRegistry(), a.portal.QueueDepth)
+	metrics, err := handlers.NewMetrics(ctx.GetMetricsRegistry(), a.portal)
 	if err != nil {
 		return fmt.Errorf("registering metrics: %w", err)
 	}
@@ -441,6 +445,9 @@ func (a *App) Start() error {
 	a.warnAtStart()
 	ctx, stop := context.WithCancel(a.ctx)
 	a.stop = stop
+	if s, ok := a.mail.Sender.(*mail.SMTP); ok {
+		go a.probeSMTP(ctx, s)
+	}
 	if err := a.portal.Start(ctx, store); err != nil {
 		stop()
 		return err
@@ -459,6 +466,28 @@ func (a *App) Start() error {
 		}()
 	}
 	return nil
+}
+
+// probeSMTP tries the SMTP server once, in the background so that a slow
+// or unreachable server never holds up a start, and logs the result; a
+// failure shows on the code page (mail may be delayed) until a message
+// goes out.
+func (a *App) probeSMTP(ctx context.Context, s *mail.SMTP) {
+	fields := []zap.Field{zap.String("host", s.Host), zap.Int("port", s.Port), zap.String("tls", s.TLS),
+		zap.Bool("auth", s.Username != "")}
+	if s.Username != "" {
+		fields = append(fields, zap.String("username", s.Username))
+	}
+	if err := s.Probe(ctx); err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		a.mail.MarkFailing()
+		a.logger.Error("smtp server check failed at start: sign-in codes will wait in the outbox until it answers",
+			append(fields, zap.Error(err))...)
+		return
+	}
+	a.logger.Info("smtp server check passed", fields...)
 }
 
 func (a *App) importContacts(ctx context.Context, store storage.Store) error {
