@@ -15,6 +15,7 @@ XCADDY="github.com/caddyserver/xcaddy/cmd/xcaddy@v0.4.5"
 
 build() {
 	# xcaddy runs through `go run` at a pinned version: nothing is installed.
+	echo "building ./caddy (Caddy $CADDY_VERSION with portalgate); the first build compiles Caddy and takes a few minutes on a small machine" >&2
 	XCADDY_SKIP_CLEANUP=0 go run "$XCADDY" build "$CADDY_VERSION" \
 		--with github.com/kdesk/portalgate@v0.0.0=. \
 		--output ./caddy

@@ -139,7 +139,7 @@ func TestAdaptHandlerOrder(t *testing.T) {
 		"reverse_proxy 127.0.0.1:8080\n\tportal_auth acme",
 		"reverse_proxy 127.0.0.1:8080\n\tbasic_auth {\n\t\tops $2a$14$Zkx19XLiW6VYouLHR5NmfOFU0z2GTNmpkT/5qqR7hx4IjWJPDhjvG\n\t}\n\tportal_auth acme",
 	} {
-		cf := "{\n\tportal {\n\t\tworkspace acme\n\t}\n}\n\nsupport.acme.example {\n\t" + site + "\n}\n"
+		cf := "{\n\tportal {\n\t\tmail log\n\t\tworkspace acme\n\t}\n}\n\nsupport.acme.example {\n\t" + site + "\n}\n"
 		out, err := adapt(t, cf)
 		if err != nil {
 			t.Fatalf("adapting:\n%s\n%v", cf, err)
@@ -194,6 +194,7 @@ func TestAdaptHandlerOrder(t *testing.T) {
 func TestLimitsJSONKeys(t *testing.T) {
 	out, err := adapt(t, `{
 	portal {
+		mail log
 		limits {
 			sends_per_email 3
 			window 15m

@@ -71,6 +71,7 @@ func init() {
 //				issuer <url>
 //				client_id <id>
 //				client_secret <secret>
+//				public_client
 //				tenant common|organizations|<tenant id>
 //				allowed_tenants <tenant id>...
 //				scopes <scope>...
@@ -87,6 +88,7 @@ func init() {
 // storage_dir <dir> is short for storage badger { dir <dir> }.
 func parsePortal(d *caddyfile.Dispenser, existing any) (any, error) {
 	d.Next() // "portal"
+	portalAt := block{"mail": d.Token()}
 	if existing != nil {
 		return nil, d.Err("the portal global option may appear only once")
 	}
@@ -199,6 +201,10 @@ func parsePortal(d *caddyfile.Dispenser, existing any) (any, error) {
 	if err := app.Validate(); err != nil {
 		return nil, d.WrapErr(err)
 	}
+	if app.Mail == nil {
+		// reported at the portal line: the block it is missing from
+		return nil, portalAt.errAt(d, app.Mail.Check(nil))
+	}
 	return httpcaddyfile.App{Name: "portal", Value: caddyconfig.JSON(app, nil)}, nil
 }
 
@@ -211,7 +217,7 @@ var (
 		"title", "url", "contacts_file", "auth_path", "code_ttl", "resend_cooldown", "session_ttl",
 		"session_idle", "link_ttl", "link_max_ttl", "sso", "sso_directory_match", "forward_auth", "disabled",
 	}
-	ssoOptions = []string{"provider", "issuer", "client_id", "client_secret", "tenant", "allowed_tenants", "scopes", "label"}
+	ssoOptions = []string{"provider", "issuer", "client_id", "client_secret", "public_client", "tenant", "allowed_tenants", "scopes", "label"}
 )
 
 // intArg reads the single argument of a whole-number option; the module
@@ -492,6 +498,8 @@ func parseSSO(d *caddyfile.Dispenser) (*module.SSOConfig, error) {
 			ok = d.AllArgs(&sc.Tenant)
 		case "label":
 			ok = d.AllArgs(&sc.Label)
+		case "public_client":
+			sc.PublicClient, ok = true, !d.NextArg()
 		case "allowed_tenants":
 			sc.AllowedTenants = d.RemainingArgs()
 			ok = len(sc.AllowedTenants) > 0

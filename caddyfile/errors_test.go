@@ -27,6 +27,114 @@ var adaptErrorCases = []struct {
 	line      int
 }{
 	{
+		// a portal that only looks like it works: refused unless mail
+		// log is asked for by name
+		name: "no mail",
+		caddyfile: `{
+	admin off
+	portal {
+		storage_dir /srv/portalgate
+		workspace acme
+	}
+}` + site,
+		want: []string{"mail is required", "mail log"},
+		line: 3,
+	},
+	{
+		name: "sso_directory_match without sso",
+		caddyfile: `{
+	portal {
+		mail log
+		workspace acme {
+			url https://support.acme.example
+			sso_directory_match
+		}
+	}
+}` + site,
+		want: []string{"sso_directory_match needs an sso provider"},
+		line: 6,
+	},
+	{
+		name: "google without client_secret",
+		caddyfile: `{
+	portal {
+		mail log
+		workspace acme {
+			url https://support.acme.example
+			sso google {
+				client_id x
+			}
+		}
+	}
+}` + site,
+		want: []string{"sso google: client_secret is required"},
+		line: 8,
+	},
+	{
+		name: "oidc without client_secret",
+		caddyfile: `{
+	portal {
+		mail log
+		workspace acme {
+			url https://support.acme.example
+			sso corp {
+				provider oidc
+				issuer https://idp.example/
+				client_id x
+			}
+		}
+	}
+}` + site,
+		want: []string{"sso corp: client_secret is required (or public_client, for a client registered without one)"},
+		line: 10,
+	},
+	{
+		name: "public_client for microsoft",
+		caddyfile: `{
+	portal {
+		mail log
+		workspace acme {
+			url https://support.acme.example
+			sso microsoft {
+				client_id x
+				public_client
+			}
+		}
+	}
+}` + site,
+		want: []string{"sso microsoft: public_client is for provider oidc"},
+		line: 8,
+	},
+	{
+		name: "smtp username without password",
+		caddyfile: `{
+	portal {
+		mail smtp {
+			host smtp.example.com
+			from support@acme.example
+			username portal
+		}
+		workspace acme
+	}
+}` + site,
+		want: []string{"mail smtp (line 3): password is required when username is set"},
+		line: 7,
+	},
+	{
+		name: "code_ttl too short",
+		caddyfile: `{
+	portal {
+		mail log
+		workspace acme {
+			title "Acme Support"
+			code_ttl 5s
+		}
+	}
+}` + site,
+		want: []string{"code_ttl 5s: must be between 30s and 24h"},
+		line: 6,
+	},
+	{
 		name: "unknown portal option",
 		caddyfile: `{
 	portal {
@@ -52,6 +160,7 @@ var adaptErrorCases = []struct {
 		name: "portal option twice",
 		caddyfile: `{
 	portal {
+		mail log
 		workspace acme
 	}
 	portal {
@@ -59,7 +168,7 @@ var adaptErrorCases = []struct {
 	}
 }` + site,
 		want: []string{"the portal global option may appear only once"},
-		line: 5,
+		line: 6,
 	},
 	{
 		name: "no workspace",
@@ -554,15 +663,17 @@ var adaptErrorCases = []struct {
 			url https://support.acme.example
 			sso google {
 				client_id a
+				client_secret s
 			}
 			sso google {
 				client_id b
+				client_secret s
 			}
 		}
 	}
 }` + site,
 		want: []string{"sso google is defined twice"},
-		line: 10,
+		line: 12,
 	},
 	{
 		name: "sso unknown option",
@@ -699,6 +810,7 @@ var adaptErrorCases = []struct {
 		name: "portal_auth unknown workspace",
 		caddyfile: `{
 	portal {
+		mail log
 		workspace acme
 	}
 }
@@ -709,7 +821,7 @@ support.acme.example {
 }
 `,
 		want: []string{"portal_auth", `unknown workspace "globex"`},
-		line: 8,
+		line: 9,
 	},
 	{
 		name: "portal_auth without the portal option",
@@ -725,6 +837,7 @@ support.acme.example {
 		name: "portal_auth with two arguments",
 		caddyfile: `{
 	portal {
+		mail log
 		workspace acme
 		workspace globex
 	}
@@ -736,12 +849,13 @@ support.acme.example {
 }
 `,
 		want: []string{"portal_auth", "wrong argument count"},
-		line: 9,
+		line: 10,
 	},
 	{
 		name: "portal_auth without argument",
 		caddyfile: `{
 	portal {
+		mail log
 		workspace acme
 	}
 }
@@ -752,12 +866,13 @@ support.acme.example {
 }
 `,
 		want: []string{"portal_auth", "wrong argument count"},
-		line: 9,
+		line: 10,
 	},
 	{
 		name: "portal_auth with a block",
 		caddyfile: `{
 	portal {
+		mail log
 		workspace acme
 	}
 }
@@ -770,7 +885,7 @@ support.acme.example {
 }
 `,
 		want: []string{"portal_auth takes no block"},
-		line: 9,
+		line: 10,
 	},
 }
 

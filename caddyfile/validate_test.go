@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -95,6 +96,7 @@ func TestValidateDefaultStorageDirUntouched(t *testing.T) {
 	isolate(t)
 	cf := `{
 	portal {
+		mail log
 		workspace acme
 	}
 }
@@ -145,9 +147,54 @@ func TestValidateWhileServerHoldsLock(t *testing.T) {
 	}
 }
 
+// TestAdaptChecksLifetimesAndURL: the checks on the effective lifetimes
+// and on the url's shape fail caddy adapt at the option's line, and the
+// same workspace in a JSON config (which no adapter sees) fails Provision.
+func TestAdaptChecksLifetimesAndURL(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		workspace string // body of workspace acme, from line 5
+		json      string // the same workspace in JSON
+		want      string
+		line      int
+	}{
+		{"resend_cooldown longer than code_ttl", "\t\t\tcode_ttl 2m\n\t\t\tresend_cooldown 5m",
+			`{"code_ttl": 120000000000, "resend_cooldown": 300000000000}`, "resend_cooldown 5m0s: must not be longer than code_ttl 2m0s", 6},
+		{"resend_cooldown longer than default code_ttl", "\t\t\tresend_cooldown 11m",
+			`{"resend_cooldown": 660000000000}`, "resend_cooldown 11m0s: must not be longer than code_ttl 10m0s", 5},
+		{"url with ftp scheme", "\t\t\turl ftp://x", `{"url": "ftp://x"}`, `url "ftp://x": must be an absolute http(s) URL`, 5},
+		{"url without host", "\t\t\ttitle Acme\n\t\t\turl /support", `{"url": "/support"}`, `url "/support"`, 6},
+		{"url with query", "\t\t\turl https://support.acme.example/?next=x", `{"url": "https://support.acme.example/?next=x"}`, `url "https://support.acme.example/?next=x"`, 5},
+		{"code_ttl too short", "\t\t\tcode_ttl 5s\n\t\t\tresend_cooldown 1s", `{"code_ttl": 5000000000, "resend_cooldown": 1000000000}`, "code_ttl 5s: must be between 30s and 24h", 5},
+		{"code_ttl too long", "\t\t\tresend_cooldown 30s\n\t\t\tcode_ttl 2d", `{"code_ttl": 172800000000000}`, "code_ttl 48h0m0s: must be between 30s and 24h", 6},
+		{"session_ttl too short", "\t\t\tsession_ttl 30s", `{"session_ttl": 30000000000}`, "session_ttl 30s: must be at least 1m", 5},
+		{"link_ttl longer than link_max_ttl", "\t\t\tlink_max_ttl 7d\n\t\t\tlink_ttl 10d", `{"link_ttl": 864000000000000, "link_max_ttl": 604800000000000}`,
+			"link_ttl 240h0m0s: must not be longer than link_max_ttl 168h0m0s", 6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cf := "{\n\tportal {\n\t\tmail log\n\t\tworkspace acme {\n" + tc.workspace + "\n\t\t}\n\t}\n}" + site
+			out, err := adapt(t, cf)
+			if err == nil {
+				t.Fatalf("adapting succeeded, want %q at line %d:\n%s", tc.want, tc.line, out)
+			}
+			if !strings.Contains(err.Error(), tc.want) || errorLine(err.Error()) != tc.line {
+				t.Errorf("adapt: %v\nwant %q at Caddyfile:%d", err, tc.want, tc.line)
+			}
+
+			isolate(t)
+			dir := t.TempDir()
+			js := `{"apps": {"portal": {"storage": {"backend": "badger", "dir": ` + strconv.Quote(dir) + `}, "mail": {"mailer": "log"}, "workspaces": {"acme": ` + tc.json + `}}}}`
+			if err := validateJSON(t, []byte(js)); err == nil || !strings.Contains(err.Error(), "workspace acme: "+tc.want) {
+				t.Errorf("validate JSON: %v, want %q", err, "workspace acme: "+tc.want)
+			}
+			assertEmpty(t, dir)
+		})
+	}
+}
+
 // TestValidateCatchesWhatAdaptCannot: each config adapts fine (the values
-// are well-formed, come from placeholders, or are files, which caddy adapt
-// does not read) and fails in Provision.
+// come from placeholders, or are files, which caddy adapt does not read)
+// and fails in Provision.
 func TestValidateCatchesWhatAdaptCannot(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
@@ -157,55 +204,25 @@ func TestValidateCatchesWhatAdaptCannot(t *testing.T) {
 		want      []string
 	}{
 		{
-			name:      "resend_cooldown longer than code_ttl",
-			workspace: "\t\t\tcode_ttl 2m\n\t\t\tresend_cooldown 5m",
-			want:      []string{"workspace acme", "resend_cooldown 5m0s: must not be longer than code_ttl 2m0s"},
-		},
-		{
-			name:      "resend_cooldown longer than default code_ttl",
-			workspace: "\t\t\tresend_cooldown 11m",
-			want:      []string{"workspace acme", "resend_cooldown 11m0s", "code_ttl 10m0s"},
-		},
-		{
-			name:      "url with ftp scheme",
-			workspace: "\t\t\turl ftp://x",
-			want:      []string{"workspace acme", `url "ftp://x": must be an absolute http(s) URL`},
-		},
-		{
-			name:      "url without host",
-			workspace: "\t\t\turl /support",
-			want:      []string{`url "/support"`},
-		},
-		{
-			name:      "url with query",
-			workspace: "\t\t\turl https://support.acme.example/?next=x",
-			want:      []string{`url "https://support.acme.example/?next=x"`},
-		},
-		{
 			name:      "url from environment",
 			env:       map[string]string{"PORTALGATE_TEST_URL": "javascript:alert(1)"},
 			workspace: "\t\t\turl {env.PORTALGATE_TEST_URL}",
-			want:      []string{`url "javascript:alert(1)"`},
+			want:      []string{"workspace acme", `url "javascript:alert(1)"`},
 		},
 		{
-			name:      "code_ttl too short",
-			workspace: "\t\t\tcode_ttl 10s",
-			want:      []string{"code_ttl 10s: must be between 30s and 24h"},
+			name:      "url from unset environment variable",
+			workspace: "\t\t\turl {env.PORTALGATE_TEST_UNSET_URL}",
+			want:      []string{"workspace acme", "url is required, but {env.PORTALGATE_TEST_UNSET_URL} is empty"},
 		},
 		{
-			name:      "code_ttl too long",
-			workspace: "\t\t\tcode_ttl 2d\n\t\t\tresend_cooldown 30s",
-			want:      []string{"code_ttl 48h0m0s: must be between 30s and 24h"},
+			name:      "sso client_secret from unset environment variable",
+			workspace: "\t\t\turl https://support.acme.example\n\t\t\tsso google {\n\t\t\t\tclient_id x\n\t\t\t\tclient_secret {env.PORTALGATE_TEST_NOPE}\n\t\t\t}",
+			want:      []string{"workspace acme", "sso google: client_secret is required, but {env.PORTALGATE_TEST_NOPE} is empty"},
 		},
 		{
-			name:      "session_ttl too short",
-			workspace: "\t\t\tsession_ttl 30s",
-			want:      []string{"session_ttl 30s: must be at least 1m"},
-		},
-		{
-			name:      "link_ttl longer than link_max_ttl",
-			workspace: "\t\t\tlink_ttl 10d\n\t\t\tlink_max_ttl 7d",
-			want:      []string{"link_ttl 240h0m0s: must not be longer than link_max_ttl 168h0m0s"},
+			name:      "sso client_id from unset environment variable",
+			workspace: "\t\t\turl https://support.acme.example\n\t\t\tsso google {\n\t\t\t\tclient_id {env.PORTALGATE_TEST_NOPE}\n\t\t\t\tclient_secret s\n\t\t\t}",
+			want:      []string{"sso google: client_id is required, but {env.PORTALGATE_TEST_NOPE} is empty"},
 		},
 		{
 			// caddy adapt reads no contacts file; validate reads it
@@ -239,12 +256,23 @@ func TestValidateCatchesWhatAdaptCannot(t *testing.T) {
 		{
 			name:   "secret from unset environment variable",
 			portal: "\t\tsecret {env.PORTALGATE_TEST_UNSET_SECRET}",
-			want:   []string{"secret: must be at least 32 characters"},
+			want:   []string{"secret: {env.PORTALGATE_TEST_UNSET_SECRET} is empty", "leave secret out"},
 		},
 		{
 			name:   "smtp host from unset environment variable",
 			portal: "\t\tmail smtp {\n\t\t\thost {env.PORTALGATE_TEST_UNSET_HOST}\n\t\t\tfrom support@acme.example\n\t\t}",
-			want:   []string{"mail smtp: host is required"},
+			want:   []string{"mail smtp: host is required, but {env.PORTALGATE_TEST_UNSET_HOST} is empty"},
+		},
+		{
+			name:   "smtp from from unset environment variable",
+			portal: "\t\tmail smtp {\n\t\t\thost smtp.example.com\n\t\t\tfrom {env.PORTALGATE_TEST_UNSET_FROM}\n\t\t}",
+			want:   []string{"mail smtp: from is required, but {env.PORTALGATE_TEST_UNSET_FROM} is empty"},
+		},
+		{
+			name:   "smtp password from unset environment variable",
+			env:    map[string]string{"PORTALGATE_TEST_SMTP_USER": "portal"},
+			portal: "\t\tmail smtp {\n\t\t\thost smtp.example.com\n\t\t\tfrom support@acme.example\n\t\t\tusername {env.PORTALGATE_TEST_SMTP_USER}\n\t\t\tpassword {env.PORTALGATE_TEST_UNSET_PASSWORD}\n\t\t}",
+			want:   []string{"mail smtp: password is required, but {env.PORTALGATE_TEST_UNSET_PASSWORD} is empty", "when username is set"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

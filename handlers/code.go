@@ -233,6 +233,7 @@ func (q *request) renderCode(status int, f storage.SignInFlow, flowID, errMsg, n
 		MaskedEmail:    maskEmail(f.Email),
 		CodeTTL:        humanDuration(q.ws.CodeTTL),
 		Wait:           wait,
+		MailDelayed:    q.g.portal.MailDelayed(),
 	})
 }
 

@@ -99,6 +99,7 @@ type pageData struct {
 	MaskedEmail string
 	CodeTTL     string
 	Wait        int
+	MailDelayed bool
 
 	// sign-out page
 	SignedInAs string

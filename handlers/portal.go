@@ -54,6 +54,9 @@ type Portal struct {
 	// proxy the server trusts; forward-auth subrequests are answered only
 	// then.
 	TrustedProxy func(*http.Request) bool
+	// MailFailing, when set, reports whether mail delivery is failing
+	// (mail.Watched.Failing); the code page then says mail may be delayed.
+	MailFailing func() bool
 
 	state  atomic.Pointer[runtime]
 	outage atomic.Bool
@@ -64,6 +67,8 @@ type Portal struct {
 	readyOnce  sync.Once
 	settleOnce sync.Once
 	ready      chan struct{}
+	// backlog is the mail still being retried (metrics.go).
+	backlog backlog
 }
 
 // runtime is what exists once Start has opened storage: the store and the
@@ -145,9 +150,12 @@ func (p *Portal) Start(ctx context.Context, store storage.Store) error {
 		Store:   store,
 		Deliver: p.deliver,
 		GiveUp:  p.giveUp,
-		Workers: p.OutboxWorkers,
-		Logger:  p.Logger.Named("outbox"),
-		Now:     p.Now,
+		// metrics.go: the attempt-failure counter, the oldest queued mail
+		OnAttemptFailed: p.attemptFailed,
+		OnDone:          p.mailDone,
+		Workers:         p.OutboxWorkers,
+		Logger:          p.Logger.Named("outbox"),
+		Now:             p.Now,
 	}
 	p.outbox.Start(p.ctx)
 	return nil

@@ -8,6 +8,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"regexp"
+	"sync/atomic"
 	"time"
 
 	gomail "github.com/wneessen/go-mail"
@@ -63,6 +65,37 @@ func (s *SMTP) Send(ctx context.Context, m Message) error {
 		msg.AddAlternativeString(gomail.TypeTextHTML, m.HTML)
 	}
 
+	c, err := s.client()
+	if err != nil {
+		return fmt.Errorf("%w: smtp client: %v", ErrPermanent, err)
+	}
+	err = c.DialAndSendWithContext(ctx, msg)
+	if err == nil {
+		return nil
+	}
+	var se *gomail.SendError
+	if errors.As(err, &se) && !se.IsTemp() && se.ErrorCode() >= 500 {
+		return fmt.Errorf("%w: %v", ErrPermanent, err)
+	}
+	return err
+}
+
+// Probe connects to the server and goes as far as a message would before
+// its envelope: EHLO, STARTTLS when required, AUTH when credentials are
+// set; then it quits. The error says which step failed, never the
+// password.
+func (s *SMTP) Probe(ctx context.Context) error {
+	c, err := s.client()
+	if err != nil {
+		return err
+	}
+	if err := c.DialWithContext(ctx); err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+func (s *SMTP) client() (*gomail.Client, error) {
 	opts := []gomail.Option{gomail.WithPort(s.Port), gomail.WithTimeout(s.timeout())}
 	switch s.TLS {
 	case "tls":
@@ -79,19 +112,7 @@ func (s *SMTP) Send(ctx context.Context, m Message) error {
 		opts = append(opts, gomail.WithSMTPAuth(gomail.SMTPAuthAutoDiscover),
 			gomail.WithUsername(s.Username), gomail.WithPassword(s.Password))
 	}
-	c, err := gomail.NewClient(s.Host, opts...)
-	if err != nil {
-		return fmt.Errorf("%w: smtp client: %v", ErrPermanent, err)
-	}
-	err = c.DialAndSendWithContext(ctx, msg)
-	if err == nil {
-		return nil
-	}
-	var se *gomail.SendError
-	if errors.As(err, &se) && !se.IsTemp() && se.ErrorCode() >= 500 {
-		return fmt.Errorf("%w: %v", ErrPermanent, err)
-	}
-	return err
+	return gomail.NewClient(s.Host, opts...)
 }
 
 func (s *SMTP) timeout() time.Duration {
@@ -102,16 +123,47 @@ func (s *SMTP) timeout() time.Duration {
 }
 
 // Log writes each message to a logger instead of sending it: for local runs
-// and demos only, since the log then holds sign-in codes.
+// and demos only, since the log then holds sign-in codes. A message with a
+// code gets a short line of its own first, "code for <to>: <code>", easy to
+// spot in a terminal; the whole message follows.
 type Log struct {
 	Logger *zap.Logger
 }
 
+// CodePattern matches a sign-in code as the code emails print it: seven
+// characters of the code alphabet, with a dash after the third.
+var CodePattern = regexp.MustCompile(`\b[2-9A-HJKMNP-Z]{3}-[2-9A-HJKMNP-Z]{4}\b`)
+
 // Send implements Sender.
 func (l Log) Send(_ context.Context, m Message) error {
+	if code := CodePattern.FindString(m.Text); code != "" {
+		l.Logger.Info("code for " + m.To + ": " + code)
+	}
 	l.Logger.Info("mail (log mailer: not sent)",
 		zap.String("to", m.To),
 		zap.String("subject", m.Subject),
 		zap.String("text", m.Text))
 	return nil
 }
+
+// Watched is a Sender that remembers whether its latest send failed, so
+// that pages can say that mail may be delayed while delivery is failing.
+type Watched struct {
+	Sender  Sender
+	failing atomic.Bool
+}
+
+// Send implements Sender.
+func (w *Watched) Send(ctx context.Context, m Message) error {
+	err := w.Sender.Send(ctx, m)
+	w.failing.Store(err != nil)
+	return err
+}
+
+// Failing reports whether the latest send failed (or the server could
+// not be reached at start, see MarkFailing) and none has succeeded since.
+func (w *Watched) Failing() bool { return w.failing.Load() }
+
+// MarkFailing records a failure seen outside Send, such as a probe at
+// start; the next successful send clears it.
+func (w *Watched) MarkFailing() { w.failing.Store(true) }

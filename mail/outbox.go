@@ -22,6 +22,12 @@ type Outbox struct {
 	Deliver func(ctx context.Context, m storage.OutboxMessage) error
 	// GiveUp is told about a message that will not be retried.
 	GiveUp func(m storage.OutboxMessage, err error)
+	// OnAttemptFailed, when set, is told about every failed delivery
+	// attempt as it happens, whether it will be retried or given up.
+	OnAttemptFailed func(m storage.OutboxMessage, err error)
+	// OnDone, when set, is told about a message that left the outbox:
+	// delivered, or given up.
+	OnDone func(m storage.OutboxMessage)
 	// Workers is the number of concurrent deliveries. Default 4.
 	Workers int
 	// Lease is how long a claimed message is hidden from other workers.
@@ -147,7 +153,11 @@ func (o *Outbox) deliver(ctx context.Context, m storage.OutboxMessage) {
 		if err := o.Store.AckOutbox(bg, m.ID); err != nil {
 			o.Logger.Error("acknowledging outbox message", zap.String("id", m.ID), zap.Error(err))
 		}
+		o.done(m)
 		return
+	}
+	if o.OnAttemptFailed != nil {
+		o.OnAttemptFailed(m, err)
 	}
 	now := o.Now()
 	backoff := min(time.Duration(1<<min(m.Attempts, 10))*time.Second, 5*time.Minute)
@@ -158,11 +168,18 @@ func (o *Outbox) deliver(ctx context.Context, m storage.OutboxMessage) {
 		if o.GiveUp != nil {
 			o.GiveUp(m, err)
 		}
+		o.done(m)
 		return
 	}
 	o.Logger.Warn("mail delivery failed, will retry",
 		zap.String("id", m.ID), zap.Int("attempts", m.Attempts), zap.Duration("backoff", backoff), zap.Error(err))
 	if err := o.Store.RetryOutbox(bg, m.ID, now.Add(backoff), err.Error()); err != nil {
 		o.Logger.Error("rescheduling outbox message", zap.String("id", m.ID), zap.Error(err))
+	}
+}
+
+func (o *Outbox) done(m storage.OutboxMessage) {
+	if o.OnDone != nil {
+		o.OnDone(m)
 	}
 }

@@ -8,9 +8,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"sort"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -39,8 +39,8 @@ type App struct {
 	// Default: a random secret generated once and kept in storage.
 	Secret string `json:"secret,omitempty"`
 
-	// Mail configures how code emails leave. Default: the log mailer,
-	// which only suits local runs.
+	// Mail configures how code emails leave. Required: the log mailer,
+	// which only suits local runs, must be chosen explicitly.
 	Mail *MailConfig `json:"mail,omitempty"`
 
 	// Workspaces are the portals, by name.
@@ -57,14 +57,20 @@ type App struct {
 	// OutboxWorkers is the number of concurrent mail deliveries. Default 4.
 	OutboxWorkers int `json:"outbox_workers,omitempty"`
 
-	backend  storage.Backend
-	portal   *handlers.Portal
+	backend storage.Backend
+	portal  *handlers.Portal
+	// mail is the sender, watched for failures.
+	mail     *mail.Watched
 	contacts map[string][]storage.Contact
 	logger   *zap.Logger
 	// ctx is the config's context; background work runs under it.
 	ctx caddy.Context
 	// stop ends the background work of Start.
 	stop context.CancelFunc
+	// used are the workspaces a portal_auth handler of this config
+	// serves (warn.go).
+	usedMu sync.Mutex
+	used   map[string]bool
 }
 
 // MailConfig selects and configures the mailer.
@@ -136,8 +142,12 @@ type SSOConfig struct {
 	Issuer string `json:"issuer,omitempty"`
 	// ClientID is the OAuth client id. Required.
 	ClientID string `json:"client_id"`
-	// ClientSecret is the OAuth client secret.
+	// ClientSecret is the OAuth client secret. Required, except for an
+	// oidc provider with PublicClient.
 	ClientSecret string `json:"client_secret,omitempty"`
+	// PublicClient says that the oidc provider registered this client
+	// without a secret (PKCE protects the code exchange). Default: false.
+	PublicClient bool `json:"public_client,omitempty"`
 	// Tenant is the Microsoft tenant: common, organizations or a tenant id.
 	// Default: common.
 	Tenant string `json:"tenant,omitempty"`
@@ -321,9 +331,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 			IPv6Prefix:        l.IPv6Prefix,
 		}
 	}
+	a.mail = &mail.Watched{Sender: sender}
 	a.portal = &handlers.Portal{
 		Workspaces:       workspaces,
-		Sender:           sender,
+		Sender:           a.mail,
+		MailFailing:      a.mail.Failing,
 		Pages:            pages,
 		Logger:           a.logger,
 		AuditLog:         a.logger.Named("audit"),
@@ -334,7 +346,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		ForwardedHTTPS:   forwardedHTTPS,
 		TrustedProxy:     trustedProxy,
 	}
-	metrics, err := handlers.NewMetrics(ctx.GetMetricsRegistry(), a.portal.QueueDepth)
+	metrics, err := handlers.NewMetrics(ctx.GetMetricsRegistry(), a.portal)
 	if err != nil {
 		return fmt.Errorf("registering metrics: %w", err)
 	}
@@ -344,11 +356,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 
 func (a *App) sender(repl *caddy.Replacer) (mail.Sender, error) {
 	mc := a.Mail
-	if mc == nil || mc.Mailer == "log" {
-		return mail.Log{Logger: a.logger.Named("mail")}, nil
-	}
 	if err := mc.Check(repl); err != nil {
 		return nil, err
+	}
+	if mc.Mailer == "log" {
+		return mail.Log{Logger: a.logger.Named("mail")}, nil
 	}
 	s := &mail.SMTP{
 		Host:     repl.ReplaceKnown(mc.Host, ""),
@@ -370,29 +382,25 @@ func (a *App) sender(repl *caddy.Replacer) (mail.Sender, error) {
 	return s, nil
 }
 
-func durOr(d caddy.Duration, def time.Duration) time.Duration {
-	if d > 0 {
-		return time.Duration(d)
-	}
-	return def
-}
-
 // resolve checks the workspace and builds the handlers' workspace, with
 // placeholders replaced and defaults filled in.
 func (wc *WorkspaceConfig) resolve(name string, repl *caddy.Replacer) (*handlers.Workspace, error) {
 	if err := wc.Check(repl); err != nil {
 		return nil, err
 	}
+	lt := wc.lifetimes()
+	u, _ := wc.publicURL(repl) // checked above
 	ws := &handlers.Workspace{
 		Name:              name,
 		Title:             repl.ReplaceKnown(wc.Title, ""),
+		URL:               u,
 		AuthPath:          wc.AuthPath,
-		CodeTTL:           durOr(wc.CodeTTL, 10*time.Minute),
-		ResendCooldown:    durOr(wc.ResendCooldown, 30*time.Second),
-		SessionTTL:        durOr(wc.SessionTTL, 12*time.Hour),
-		SessionIdle:       durOr(wc.SessionIdle, 2*time.Hour),
-		LinkTTL:           durOr(wc.LinkTTL, 72*time.Hour),
-		LinkMaxTTL:        durOr(wc.LinkMaxTTL, 30*24*time.Hour),
+		CodeTTL:           lt.code,
+		ResendCooldown:    lt.resend,
+		SessionTTL:        lt.session,
+		SessionIdle:       lt.idle,
+		LinkTTL:           lt.link,
+		LinkMaxTTL:        lt.linkMax,
 		Disabled:          wc.Disabled,
 		SSODirectoryMatch: wc.SSODirectoryMatch,
 		ForwardAuth:       wc.ForwardAuth,
@@ -402,30 +410,6 @@ func (wc *WorkspaceConfig) resolve(name string, repl *caddy.Replacer) (*handlers
 	}
 	if ws.AuthPath == "" {
 		ws.AuthPath = "/_portal"
-	}
-	ws.SessionIdle = min(ws.SessionIdle, ws.SessionTTL)
-	// The checks on the effective lifetimes and url run here, in
-	// Provision only: caddy adapt accepts a workspace that fails them
-	// and caddy validate reports it (the caddyfile package's
-	// TestValidateCatchesWhatAdaptCannot).
-	if ws.CodeTTL < 30*time.Second || ws.CodeTTL > 24*time.Hour {
-		return nil, fmt.Errorf("code_ttl %s: must be between 30s and 24h", ws.CodeTTL)
-	}
-	if ws.ResendCooldown > ws.CodeTTL {
-		return nil, fmt.Errorf("resend_cooldown %s: must not be longer than code_ttl %s", ws.ResendCooldown, ws.CodeTTL)
-	}
-	if ws.SessionTTL < time.Minute {
-		return nil, fmt.Errorf("session_ttl %s: must be at least 1m", ws.SessionTTL)
-	}
-	if ws.LinkTTL > ws.LinkMaxTTL {
-		return nil, fmt.Errorf("link_ttl %s: must not be longer than link_max_ttl %s", ws.LinkTTL, ws.LinkMaxTTL)
-	}
-	if raw := repl.ReplaceKnown(wc.URL, ""); raw != "" {
-		u, err := url.Parse(raw)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-			return nil, fmt.Errorf("url %q: must be an absolute http(s) URL without query, like https://support.acme.example", raw)
-		}
-		ws.URL = u
 	}
 	for _, sc := range wc.SSO {
 		ws.SSO = append(ws.SSO, sc.resolve(repl))
@@ -465,8 +449,12 @@ func (a *App) Start() error {
 	if err != nil {
 		return fmt.Errorf("opening portal storage: %w", err)
 	}
+	a.warnAtStart()
 	ctx, stop := context.WithCancel(a.ctx)
 	a.stop = stop
+	if s, ok := a.mail.Sender.(*mail.SMTP); ok {
+		go a.probeSMTP(ctx, s)
+	}
 	if err := a.portal.Start(ctx, store); err != nil {
 		stop()
 		return err
@@ -485,6 +473,28 @@ func (a *App) Start() error {
 		}()
 	}
 	return nil
+}
+
+// probeSMTP tries the SMTP server once, in the background so that a slow
+// or unreachable server never holds up a start, and logs the result; a
+// failure shows on the code page (mail may be delayed) until a message
+// goes out.
+func (a *App) probeSMTP(ctx context.Context, s *mail.SMTP) {
+	fields := []zap.Field{zap.String("host", s.Host), zap.Int("port", s.Port), zap.String("tls", s.TLS),
+		zap.Bool("auth", s.Username != "")}
+	if s.Username != "" {
+		fields = append(fields, zap.String("username", s.Username))
+	}
+	if err := s.Probe(ctx); err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		a.mail.MarkFailing()
+		a.logger.Error("smtp server check failed at start: sign-in codes will wait in the outbox until it answers",
+			append(fields, zap.Error(err))...)
+		return
+	}
+	a.logger.Info("smtp server check passed", fields...)
 }
 
 func (a *App) importContacts(ctx context.Context, store storage.Store) error {

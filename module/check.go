@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -98,14 +99,23 @@ func CheckName(kind, name string) error {
 // generated and kept in storage).
 func CheckSecret(secret string, repl *caddy.Replacer) error {
 	s, ok := value(repl, secret)
+	if secret != "" && ok && s == "" {
+		return &OptionError{Block: "secret", Msg: secret + " is empty (is the environment variable set?); leave secret out to have one generated and kept in storage"}
+	}
 	if secret != "" && ok && len(s) < 32 {
 		return &OptionError{Block: "secret", Msg: "must be at least 32 characters (or leave it out to have one generated and kept in storage)"}
 	}
 	return nil
 }
 
-// Check reports the first value of the mail config that cannot work.
+// Check reports the first value of the mail config that cannot work. A
+// config without one is refused: a portal whose codes silently went to
+// the log would look like it works while no contact gets a code, so the
+// log mailer must be asked for by name.
 func (mc *MailConfig) Check(repl *caddy.Replacer) error {
+	if mc == nil {
+		return &OptionError{Option: "mail", Msg: "is required: mail smtp { host … from … }, or mail log for local runs (codes are then written to the log, not emailed)"}
+	}
 	switch mc.Mailer {
 	case "log":
 		return nil
@@ -114,11 +124,17 @@ func (mc *MailConfig) Check(repl *caddy.Replacer) error {
 		return &OptionError{Block: "mail", Msg: fmt.Sprintf("unknown mailer %q (want smtp or log)", mc.Mailer)}
 	}
 	const block = "mail smtp"
-	if host, ok := value(repl, mc.Host); ok && host == "" {
-		return &OptionError{Block: block, Option: "host", Msg: "is required"}
+	if err := required(repl, block, "host", mc.Host); err != nil {
+		return err
 	}
-	if from, ok := value(repl, mc.From); ok && from == "" {
-		return &OptionError{Block: block, Option: "from", Msg: "is required"}
+	if err := required(repl, block, "from", mc.From); err != nil {
+		return err
+	}
+	if user, ok := value(repl, mc.Username); ok && user != "" {
+		if err := required(repl, block, "password", mc.Password); err != nil {
+			err.(*OptionError).Msg += " when username is set"
+			return err
+		}
 	}
 	switch mc.TLS {
 	case "", "starttls", "tls", "none":
@@ -186,8 +202,19 @@ func (sc *SSOConfig) Check(repl *caddy.Replacer) error {
 			return &OptionError{Block: block, Option: "allowed_tenants", Msg: "are for provider microsoft"}
 		}
 	}
-	if id, ok := value(repl, sc.ClientID); ok && id == "" {
-		return &OptionError{Block: block, Option: "client_id", Msg: "is required"}
+	if sc.PublicClient && kind != handlers.SSOOIDC {
+		return &OptionError{Block: block, Option: "public_client", Msg: "is for provider oidc (" + kind + " always needs a client_secret)"}
+	}
+	if err := required(repl, block, "client_id", sc.ClientID); err != nil {
+		return err
+	}
+	if !sc.PublicClient {
+		if err := required(repl, block, "client_secret", sc.ClientSecret); err != nil {
+			if kind == handlers.SSOOIDC && sc.ClientSecret == "" {
+				err.(*OptionError).Msg += " (or public_client, for a client registered without one)"
+			}
+			return err
+		}
 	}
 	if issuerKnown && issuer != "" {
 		if u, err := url.Parse(issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
@@ -206,9 +233,23 @@ func (sc *SSOConfig) kind() string {
 }
 
 // Check reports the first option of the workspace, or of its SSO
-// providers, that cannot work. Provision checks more, on the effective
-// values with defaults filled in: the lifetimes and the url's shape.
+// providers, that cannot work, the lifetimes judged with their defaults
+// filled in.
 func (wc *WorkspaceConfig) Check(repl *caddy.Replacer) error {
+	lt := wc.lifetimes()
+	switch {
+	case lt.code < 30*time.Second || lt.code > 24*time.Hour:
+		return &OptionError{Option: "code_ttl", Msg: fmt.Sprintf("%s: must be between 30s and 24h", lt.code)}
+	case lt.resend > lt.code:
+		return &OptionError{Option: "resend_cooldown", Msg: fmt.Sprintf("%s: must not be longer than code_ttl %s", lt.resend, lt.code)}
+	case lt.session < time.Minute:
+		return &OptionError{Option: "session_ttl", Msg: fmt.Sprintf("%s: must be at least 1m", lt.session)}
+	case lt.link > lt.linkMax:
+		return &OptionError{Option: "link_ttl", Msg: fmt.Sprintf("%s: must not be longer than link_max_ttl %s", lt.link, lt.linkMax)}
+	}
+	if _, err := wc.publicURL(repl); err != nil {
+		return err
+	}
 	if p := wc.AuthPath; p != "" && (!strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.ContainsAny(p, "?#%\\ ")) {
 		return &OptionError{Option: "auth_path", Msg: fmt.Sprintf("%q: must be a path like /_portal", p)}
 	}
@@ -222,10 +263,74 @@ func (wc *WorkspaceConfig) Check(repl *caddy.Replacer) error {
 		}
 		seen[sc.Name] = true
 	}
-	if u, ok := value(repl, wc.URL); len(wc.SSO) > 0 && ok && u == "" {
+	if u, ok := value(repl, wc.URL); len(wc.SSO) > 0 && ok && u == "" && wc.URL == "" {
 		return &OptionError{Option: "sso", Msg: "needs the workspace url, to build the callback address"}
 	}
+	if wc.SSODirectoryMatch && len(wc.SSO) == 0 {
+		return &OptionError{Option: "sso_directory_match", Msg: "needs an sso provider: it limits single sign-on to directory contacts, and this workspace offers none"}
+	}
 	return nil
+}
+
+// lifetimes are a workspace's durations with the defaults filled in.
+type lifetimes struct {
+	code, resend, session, idle, link, linkMax time.Duration
+}
+
+// lifetimes fills in the defaults of the workspace's durations, here only.
+func (wc *WorkspaceConfig) lifetimes() lifetimes {
+	lt := lifetimes{
+		code:    durOr(wc.CodeTTL, 10*time.Minute),
+		resend:  durOr(wc.ResendCooldown, 30*time.Second),
+		session: durOr(wc.SessionTTL, 12*time.Hour),
+		idle:    durOr(wc.SessionIdle, 2*time.Hour),
+		link:    durOr(wc.LinkTTL, 72*time.Hour),
+		linkMax: durOr(wc.LinkMaxTTL, 30*24*time.Hour),
+	}
+	lt.idle = min(lt.idle, lt.session)
+	return lt
+}
+
+func durOr(d caddy.Duration, def time.Duration) time.Duration {
+	if d > 0 {
+		return time.Duration(d)
+	}
+	return def
+}
+
+// publicURL parses the workspace url: nil when there is none, or when it
+// holds a placeholder and repl is nil.
+func (wc *WorkspaceConfig) publicURL(repl *caddy.Replacer) (*url.URL, error) {
+	raw, ok := value(repl, wc.URL)
+	if !ok || wc.URL == "" {
+		return nil, nil
+	}
+	if raw == "" {
+		return nil, emptyPlaceholder("", "url", wc.URL)
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return nil, &OptionError{Option: "url", Msg: fmt.Sprintf("%q: must be an absolute http(s) URL without query, like https://support.acme.example", raw)}
+	}
+	return u, nil
+}
+
+// required reports a required value that is empty: not written, or
+// written as a placeholder (such as {env.SMTP_HOST}) that resolved to
+// nothing, which the error then names.
+func required(repl *caddy.Replacer, block, option, raw string) error {
+	v, ok := value(repl, raw)
+	switch {
+	case !ok || v != "":
+		return nil
+	case raw == "":
+		return &OptionError{Block: block, Option: option, Msg: "is required"}
+	}
+	return emptyPlaceholder(block, option, raw)
+}
+
+func emptyPlaceholder(block, option, raw string) *OptionError {
+	return &OptionError{Block: block, Option: option, Msg: fmt.Sprintf("is required, but %s is empty (is the environment variable set?)", raw)}
 }
 
 // value resolves s with repl; with a nil repl it reports whether s can be

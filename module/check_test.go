@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 )
@@ -25,14 +26,21 @@ func TestChecksSkipPlaceholdersWithoutReplacer(t *testing.T) {
 			return (&MailConfig{Mailer: "smtp", Host: "{env.PORTALGATE_CHECK_UNSET}", From: "a@b.example"}).Check(r)
 		}, "mail smtp: host is required"},
 		{"sso client_id", func(r *caddy.Replacer) error {
-			return (&SSOConfig{Name: "google", ClientID: "{env.PORTALGATE_CHECK_UNSET}"}).Check(r)
-		}, "sso google: client_id is required"},
+			return (&SSOConfig{Name: "google", ClientID: "{env.PORTALGATE_CHECK_UNSET}", ClientSecret: "s"}).Check(r)
+		}, "sso google: client_id is required, but {env.PORTALGATE_CHECK_UNSET} is empty"},
+		{"sso client_secret", func(r *caddy.Replacer) error {
+			return (&SSOConfig{Name: "microsoft", ClientID: "x", ClientSecret: "{env.PORTALGATE_CHECK_UNSET}"}).Check(r)
+		}, "sso microsoft: client_secret is required, but {env.PORTALGATE_CHECK_UNSET} is empty"},
+		{"smtp password", func(r *caddy.Replacer) error {
+			return (&MailConfig{Mailer: "smtp", Host: "h", From: "a@b.example", Username: "u", Password: "{env.PORTALGATE_CHECK_UNSET}"}).Check(r)
+		}, "mail smtp: password is required, but {env.PORTALGATE_CHECK_UNSET} is empty (is the environment variable set?) when username is set"},
+		{"secret unset", func(r *caddy.Replacer) error { return CheckSecret("{env.PORTALGATE_CHECK_UNSET}", r) }, "secret: {env.PORTALGATE_CHECK_UNSET} is empty"},
 		{"oidc issuer", func(r *caddy.Replacer) error {
-			return (&SSOConfig{Name: "corp", Provider: "oidc", Issuer: "{env.PORTALGATE_CHECK_SHORT}", ClientID: "x"}).Check(r)
+			return (&SSOConfig{Name: "corp", Provider: "oidc", Issuer: "{env.PORTALGATE_CHECK_SHORT}", ClientID: "x", ClientSecret: "s"}).Check(r)
 		}, `sso corp: issuer "hunter2" must be an http(s) URL`},
 		{"sso url", func(r *caddy.Replacer) error {
-			return (&WorkspaceConfig{URL: "{env.PORTALGATE_CHECK_UNSET}", SSO: []*SSOConfig{{Name: "google", ClientID: "x"}}}).Check(r)
-		}, "sso needs the workspace url"},
+			return (&WorkspaceConfig{URL: "{env.PORTALGATE_CHECK_UNSET}", SSO: []*SSOConfig{{Name: "google", ClientID: "x", ClientSecret: "s"}}}).Check(r)
+		}, "url is required, but {env.PORTALGATE_CHECK_UNSET} is empty"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.check(nil); err != nil {
@@ -64,8 +72,16 @@ func TestOptionErrorNamesTheOption(t *testing.T) {
 		{(&SSOConfig{Name: "corp", Provider: "oidc", ClientID: "x"}).Check(nil), "sso corp", "issuer", "sso corp: issuer is required for provider oidc"},
 		{(&SSOConfig{Name: "google", ClientID: "x", Tenant: "common"}).Check(nil), "sso google", "tenant", "sso google: tenant is for provider microsoft"},
 		{(&WorkspaceConfig{AuthPath: "/_portal/"}).Check(nil), "", "auth_path", `auth_path "/_portal/": must be a path like /_portal`},
-		{(&WorkspaceConfig{URL: "https://x.example", SSO: []*SSOConfig{{Name: "google", ClientID: "a"}, {Name: "google", ClientID: "b"}}}).Check(nil), "", "sso google", "sso google is defined twice"},
+		{(&WorkspaceConfig{URL: "https://x.example", SSO: []*SSOConfig{{Name: "google", ClientID: "a", ClientSecret: "s"}, {Name: "google", ClientID: "b", ClientSecret: "s"}}}).Check(nil), "", "sso google", "sso google is defined twice"},
 		{CheckName("workspace", "Acme"), "", "workspace name", `workspace name "Acme": use lowercase letters`},
+		{(*MailConfig)(nil).Check(nil), "", "mail", "mail is required: mail smtp { host … from … }, or mail log"},
+		{(&MailConfig{Mailer: "smtp", Host: "h", From: "f", Username: "u"}).Check(nil), "mail smtp", "password", "mail smtp: password is required when username is set"},
+		{(&SSOConfig{Name: "google", ClientID: "x"}).Check(nil), "sso google", "client_secret", "sso google: client_secret is required"},
+		{(&SSOConfig{Name: "microsoft", ClientID: "x", PublicClient: true}).Check(nil), "sso microsoft", "public_client", "sso microsoft: public_client is for provider oidc"},
+		{(&SSOConfig{Name: "corp", Provider: "oidc", Issuer: "https://idp.example", ClientID: "x"}).Check(nil), "sso corp", "client_secret", "sso corp: client_secret is required (or public_client"},
+		{(&WorkspaceConfig{SSODirectoryMatch: true}).Check(nil), "", "sso_directory_match", "sso_directory_match needs an sso provider"},
+		{(&WorkspaceConfig{CodeTTL: caddy.Duration(5 * time.Second)}).Check(nil), "", "code_ttl", "code_ttl 5s: must be between 30s and 24h"},
+		{(&WorkspaceConfig{URL: "ftp://x"}).Check(nil), "", "url", `url "ftp://x": must be an absolute http(s) URL`},
 	} {
 		var oe *OptionError
 		if !errors.As(tc.err, &oe) {
@@ -106,17 +122,20 @@ func TestProvisionChecksJSON(t *testing.T) {
 		want string
 	}{
 		{"no workspace", `"mail": {"mailer": "log"}`, "at least one workspace is required"},
-		{"workspace name", `"workspaces": {"Acme": {}}`, `workspace name "Acme"`},
+		{"no mail", `"workspaces": {"acme": {}}`, "mail is required"},
+		{"sso_directory_match without sso", `"mail": {"mailer": "log"}, "workspaces": {"acme": {"sso_directory_match": true}}`, "workspace acme: sso_directory_match needs an sso provider"},
+		{"google without client_secret", `"mail": {"mailer": "log"}, "workspaces": {"acme": {"url": "https://x.example", "sso": [{"name": "google", "client_id": "a"}]}}`, "workspace acme: sso google: client_secret is required"},
+		{"workspace name", `"mail": {"mailer": "log"}, "workspaces": {"Acme": {}}`, `workspace name "Acme"`},
 		{"secret", `"secret": "hunter2", "workspaces": {"acme": {}}`, "secret: must be at least 32 characters"},
 		{"outbox_workers", `"outbox_workers": 100, "workspaces": {"acme": {}}`, `outbox_workers "100": want a whole number from 1 to 64`},
 		{"limits", `"limits": {"sends_per_ip": -3}, "workspaces": {"acme": {}}`, `limits: sends_per_ip "-3"`},
 		{"mailer", `"mail": {"mailer": "sendgrid"}, "workspaces": {"acme": {}}`, `mail: unknown mailer "sendgrid"`},
 		{"smtp port", `"mail": {"mailer": "smtp", "host": "h", "from": "f@x.example", "port": 70000}, "workspaces": {"acme": {}}`, `mail smtp: port "70000"`},
 		{"smtp tls", `"mail": {"mailer": "smtp", "host": "h", "from": "f@x.example", "tls": "ssl"}, "workspaces": {"acme": {}}`, `mail smtp: tls "ssl"`},
-		{"auth_path", `"workspaces": {"acme": {"auth_path": "/a b"}}`, `workspace acme: auth_path "/a b": must be a path like /_portal`},
-		{"sso twice", `"workspaces": {"acme": {"url": "https://x.example", "sso": [{"name": "google", "client_id": "a"}, {"name": "google", "client_id": "b"}]}}`, "workspace acme: sso google is defined twice"},
-		{"sso without url", `"workspaces": {"acme": {"sso": [{"name": "google", "client_id": "a"}]}}`, "workspace acme: sso needs the workspace url"},
-		{"code_ttl", `"workspaces": {"acme": {"code_ttl": 1000000000}}`, "workspace acme: code_ttl 1s: must be between 30s and 24h"},
+		{"auth_path", `"mail": {"mailer": "log"}, "workspaces": {"acme": {"auth_path": "/a b"}}`, `workspace acme: auth_path "/a b": must be a path like /_portal`},
+		{"sso twice", `"mail": {"mailer": "log"}, "workspaces": {"acme": {"url": "https://x.example", "sso": [{"name": "google", "client_id": "a", "client_secret": "s"}, {"name": "google", "client_id": "b", "client_secret": "s"}]}}`, "workspace acme: sso google is defined twice"},
+		{"sso without url", `"mail": {"mailer": "log"}, "workspaces": {"acme": {"sso": [{"name": "google", "client_id": "a", "client_secret": "s"}]}}`, "workspace acme: sso needs the workspace url"},
+		{"code_ttl", `"mail": {"mailer": "log"}, "workspaces": {"acme": {"code_ttl": 1000000000}}`, "workspace acme: code_ttl 1s: must be between 30s and 24h"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			js := `{"apps": {"portal": {"storage": {"backend": "badger", "dir": ` + quote(dir) + `}, ` + tc.app + `}}}`
@@ -135,4 +154,13 @@ func TestProvisionChecksJSON(t *testing.T) {
 func quote(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
+}
+
+// TestPublicOIDCClientNeedsNoSecret: a generic OpenID Connect client
+// registered without a secret says so with public_client.
+func TestPublicOIDCClientNeedsNoSecret(t *testing.T) {
+	sc := &SSOConfig{Name: "corp", Provider: "oidc", Issuer: "https://idp.example/", ClientID: "x", PublicClient: true}
+	if err := sc.Check(caddy.NewReplacer()); err != nil {
+		t.Errorf("public oidc client: %v", err)
+	}
 }

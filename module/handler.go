@@ -50,6 +50,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if !ok {
 		return fmt.Errorf("portal_auth: unknown workspace %q (configure it in the portal global option)", h.Workspace)
 	}
+	app.useWorkspace(h.Workspace)
 	h.gate = handlers.NewGate(app.portal, ws)
 	return nil
 }

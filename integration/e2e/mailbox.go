@@ -4,19 +4,20 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/kdesk/portalgate/mail"
 )
 
 // CodePattern matches a sign-in code as the portal's mail and `mail log`
 // print it: seven characters of the code alphabet, with a dash after the
-// third.
-var CodePattern = regexp.MustCompile(`\b[2-9A-HJKMNP-Z]{3}-[2-9A-HJKMNP-Z]{4}\b`)
+// third (mail.CodePattern, which the log mailer uses).
+var CodePattern = mail.CodePattern
 
 // Mail is one message the Mailbox received.
 type Mail struct {
