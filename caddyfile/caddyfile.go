@@ -44,6 +44,7 @@ func init() {
 //		mail log
 //		templates_dir <dir>
 //		outbox_workers <n>
+//		log_emails masked|full
 //		limits {
 //			sends_per_email <n>
 //			sends_per_ip <n>
@@ -72,6 +73,7 @@ func init() {
 //				client_id <id>
 //				client_secret <secret>
 //				public_client
+//				trust_unverified_email
 //				tenant common|organizations|<tenant id>
 //				allowed_tenants <tenant id>...
 //				scopes <scope>...
@@ -154,6 +156,16 @@ func parsePortal(d *caddyfile.Dispenser, existing any) (any, error) {
 			if !d.AllArgs(&app.TemplatesDir) {
 				return nil, d.ArgErr()
 			}
+		case "log_emails":
+			if err := once(opt); err != nil {
+				return nil, err
+			}
+			if !d.AllArgs(&app.LogEmails) {
+				return nil, d.ArgErr()
+			}
+			if err := module.CheckLogEmails(app.LogEmails); err != nil {
+				return nil, d.Errf("portal: %v", err)
+			}
 		case "outbox_workers":
 			if err := once(opt); err != nil {
 				return nil, err
@@ -210,14 +222,14 @@ func parsePortal(d *caddyfile.Dispenser, existing any) (any, error) {
 
 // The subdirectives of each block, for suggestions when one is misspelled.
 var (
-	portalOptions    = []string{"storage_dir", "storage", "secret", "mail", "templates_dir", "outbox_workers", "limits", "workspace"}
+	portalOptions    = []string{"storage_dir", "storage", "secret", "mail", "templates_dir", "outbox_workers", "log_emails", "limits", "workspace"}
 	mailSMTPOptions  = []string{"host", "port", "username", "password", "from", "tls"}
 	limitsOptions    = []string{"sends_per_email", "sends_per_ip", "sends_per_workspace", "requests_per_ip", "tries_per_ip", "tries_per_contact", "ipv4_prefix", "ipv6_prefix", "window"}
 	workspaceOptions = []string{
 		"title", "url", "contacts_file", "auth_path", "code_ttl", "resend_cooldown", "session_ttl",
 		"session_idle", "link_ttl", "link_max_ttl", "sso", "sso_directory_match", "forward_auth", "disabled",
 	}
-	ssoOptions = []string{"provider", "issuer", "client_id", "client_secret", "public_client", "tenant", "allowed_tenants", "scopes", "label"}
+	ssoOptions = []string{"provider", "issuer", "client_id", "client_secret", "public_client", "trust_unverified_email", "tenant", "allowed_tenants", "scopes", "label"}
 )
 
 // intArg reads the single argument of a whole-number option; the module
@@ -500,6 +512,8 @@ func parseSSO(d *caddyfile.Dispenser) (*module.SSOConfig, error) {
 			ok = d.AllArgs(&sc.Label)
 		case "public_client":
 			sc.PublicClient, ok = true, !d.NextArg()
+		case "trust_unverified_email":
+			sc.TrustUnverifiedEmail, ok = true, !d.NextArg()
 		case "allowed_tenants":
 			sc.AllowedTenants = d.RemainingArgs()
 			ok = len(sc.AllowedTenants) > 0

@@ -598,6 +598,36 @@ var adaptErrorCases = []struct {
 		line: 5,
 	},
 	{
+		name: "log_emails unknown",
+		caddyfile: `{
+	portal {
+		mail log
+		log_emails partly
+		workspace acme
+	}
+}` + site,
+		want: []string{`log_emails "partly": want masked or full`},
+		line: 4,
+	},
+	{
+		name: "trust_unverified_email on google",
+		caddyfile: `{
+	portal {
+		mail log
+		workspace acme {
+			url https://support.acme.example
+			sso google {
+				client_id x
+				client_secret y
+				trust_unverified_email
+			}
+		}
+	}
+}` + site,
+		want: []string{"trust_unverified_email is for provider oidc"},
+		line: 9,
+	},
+	{
 		name: "outbox_workers out of range",
 		caddyfile: `{
 	portal {

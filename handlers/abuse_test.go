@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/kdesk/portalgate/storage"
 )
 
@@ -222,4 +225,34 @@ func TestCookiesSecureBehindTLSProxy(t *testing.T) {
 		}
 	}
 	wantRedirect(t, "signed in", tp.signIn(b, "/tickets/2"), "/tickets/2")
+}
+
+// TestAuditLogMasksEmails: the audit log shows contact emails masked by
+// default (the stored trail keeps them whole), never the address of a
+// code_not_sent, and whole ones with LogFullEmails.
+func TestAuditLogMasksEmails(t *testing.T) {
+	for _, full := range []bool{false, true} {
+		core, logs := observer.New(zap.InfoLevel)
+		tp := newTestPortal(t, func(p *Portal) { p.AuditLog, p.LogFullEmails = zap.New(core), full })
+		tp.browser(t, tp.acme).requestCode("/", jane.Email)
+		tp.browser(t, tp.acme).requestCode("/", "nobody@acme.example")
+		tp.settle(t)
+		for _, e := range logs.All() {
+			email, _ := e.ContextMap()["email"].(string)
+			switch {
+			case e.Message == EventCodeNotSent && email != "":
+				t.Errorf("code_not_sent logged the address %q", email)
+			case !full && strings.Contains(email, "jane@"), !full && strings.Contains(email, "nobody@"):
+				t.Errorf("%s logged %q unmasked", e.Message, email)
+			case full && e.Message == EventCodeSent && email != jane.Email:
+				t.Errorf("with full emails, code_sent logged %q", email)
+			}
+		}
+		if len(logs.FilterMessage(EventCodeSent).All()) != 1 {
+			t.Fatal("no code_sent in the audit log")
+		}
+		if evs := tp.auditEvents(t, EventCodeSent); len(evs) != 1 || evs[0].Email != jane.Email {
+			t.Fatalf("stored code_sent %+v, want jane's whole address", evs)
+		}
+	}
 }

@@ -33,9 +33,11 @@ type Portal struct {
 	Sender     mail.Sender
 	Pages      *Pages
 	Logger     *zap.Logger
-	// AuditLog receives every audit event too.
-	AuditLog *zap.Logger
-	Limits   Limits
+	// AuditLog receives every audit event too, with emails masked unless
+	// LogFullEmails is set; the stored trail keeps them whole.
+	AuditLog      *zap.Logger
+	LogFullEmails bool
+	Limits        Limits
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// ConfiguredSecret, when set, is used instead of the stored one.
@@ -54,9 +56,13 @@ type Portal struct {
 	// proxy the server trusts; forward-auth subrequests are answered only
 	// then.
 	TrustedProxy func(*http.Request) bool
+	// HTTPClient posts webhooks; default: a client with a 10 s timeout.
+	HTTPClient *http.Client
 	// MailFailing, when set, reports whether mail delivery is failing
 	// (mail.Watched.Failing); the code page then says mail may be delayed.
 	MailFailing func() bool
+
+	webhooks webhookOrder
 
 	state  atomic.Pointer[runtime]
 	outage atomic.Bool
@@ -241,6 +247,7 @@ const (
 	EventSessionEnded      = "session_ended"
 	EventSessionRevoked    = "session_revoked"
 	EventPortalUnavailable = "portal_unavailable"
+	EventWebhookFailed     = "webhook_failed"
 )
 
 // Audit records an event in storage and in the audit log. It never fails
@@ -255,10 +262,19 @@ func (p *Portal) audit(ctx context.Context, rt *runtime, e storage.AuditEvent) {
 		e.Time = p.Now()
 	}
 	p.Metrics.count(e.Event, e.Workspace, e.Method)
+	logged := ""
+	switch {
+	case e.Event == EventCodeNotSent:
+		// An address that is no contact is nobody's to log.
+	case p.LogFullEmails:
+		logged = e.Email
+	case e.Email != "":
+		logged = maskEmail(e.Email)
+	}
 	p.AuditLog.Info(e.Event,
 		zap.String("workspace", e.Workspace),
 		zap.String("contact_id", e.ContactID),
-		zap.String("email", e.Email),
+		zap.String("email", logged),
 		zap.String("method", e.Method),
 		zap.String("client_ip", e.ClientIP),
 		zap.String("user_agent", e.UserAgent),
@@ -270,6 +286,7 @@ func (p *Portal) audit(ctx context.Context, rt *runtime, e storage.AuditEvent) {
 	if err := rt.store.AppendAudit(context.WithoutCancel(ctx), e); err != nil {
 		p.Logger.Error("writing audit event", zap.String("event", e.Event), zap.Error(err))
 	}
+	p.queueWebhooks(ctx, rt, e)
 }
 
 // errUnavailable means storage is not open (yet) or cannot be reached.

@@ -247,7 +247,10 @@ func (q *request) ssoContact(p *SSOProvider, d *discovered, iss string, c ssoCla
 		}
 		contact, err = store.ContactByEmail(ctx, ws, c.Email)
 	default:
-		if v, present := claimBool(c.EmailVerified); present && !v {
+		// A generic provider's email counts only when it says it checked
+		// it; a provider the operator trusts may also leave the claim out,
+		// but never say false.
+		if v, present := claimBool(c.EmailVerified); !v && (present || !p.TrustUnverifiedEmail) {
 			return contact, "unverified email", nil
 		}
 		if c.Email == "" {

@@ -51,6 +51,9 @@ type SSOProvider struct {
 	// AllowedTenants limits Microsoft sign-ins to these tenant ids.
 	AllowedTenants []string
 	Scopes         []string
+	// TrustUnverifiedEmail (oidc only) lets an email claim count without
+	// email_verified: true.
+	TrustUnverifiedEmail bool
 	// HTTPClient talks to the provider; default has a 10 s timeout.
 	HTTPClient *http.Client
 

@@ -35,6 +35,8 @@ type Workspace struct {
 	// ForwardAuth serves {AuthPath}/auth for a proxy in front of the
 	// portal (nginx auth_request, Traefik forwardAuth, Caddy forward_auth).
 	ForwardAuth bool
+	// Webhooks receive the workspace's events.
+	Webhooks []*Webhook
 }
 
 // https reports whether the workspace's public URL is HTTPS: then its

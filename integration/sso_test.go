@@ -244,3 +244,35 @@ func TestSSOProviderDownAtStart(t *testing.T) {
 		return b.ssoSignIn("google").Status == http.StatusSeeOther
 	})
 }
+
+// A generic OpenID Connect provider's email counts only when the token
+// says email_verified: true, unless the operator trusts that provider's
+// addresses with trust_unverified_email.
+func TestSSOGenericNeedsVerifiedEmail(t *testing.T) {
+	for _, trust := range []bool{false, true} {
+		t.Run(fmt.Sprintf("trust_unverified_email=%v", trust), func(t *testing.T) {
+			extra := ""
+			if trust {
+				extra = "trust_unverified_email"
+			}
+			g, idp := ssoGateway(t, "generic", "corp", extra)
+			g.start()
+			no := false
+			idp.SetUser(oidctest.User{Subject: "x-1", Email: "sam@acme.example", EmailVerified: &no})
+			g.failed(t, g.browser().ssoSignIn("corp"), "unverified email")
+			idp.SetUser(oidctest.User{Subject: "x-1", Email: "sam@acme.example"})
+			r := g.browser().ssoSignIn("corp")
+			if trust {
+				if r.Status != http.StatusSeeOther {
+					t.Fatalf("no email_verified claim, trusted provider: %d\n%s", r.Status, r.Body)
+				}
+			} else {
+				g.failed(t, r, "unverified email")
+			}
+			idp.SetUser(oidctest.User{Subject: "x-1", Email: "sam@acme.example", EmailVerified: new(true)})
+			if r := g.browser().ssoSignIn("corp"); r.Status != http.StatusSeeOther {
+				t.Fatalf("verified email: %d\n%s", r.Status, r.Body)
+			}
+		})
+	}
+}

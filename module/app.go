@@ -57,6 +57,11 @@ type App struct {
 	// OutboxWorkers is the number of concurrent mail deliveries. Default 4.
 	OutboxWorkers int `json:"outbox_workers,omitempty"`
 
+	// LogEmails is how contact emails appear in the portal.audit log:
+	// "masked" (j***@acme.example) or "full". The stored audit trail keeps
+	// them whole either way. Default: masked.
+	LogEmails string `json:"log_emails,omitempty"`
+
 	backend storage.Backend
 	portal  *handlers.Portal
 	// mail is the sender, watched for failures.
@@ -148,6 +153,13 @@ type SSOConfig struct {
 	// PublicClient says that the oidc provider registered this client
 	// without a secret (PKCE protects the code exchange). Default: false.
 	PublicClient bool `json:"public_client,omitempty"`
+	// TrustUnverifiedEmail lets an oidc provider's email claim match a
+	// contact when the token has no email_verified claim at all, for a
+	// provider known to send only addresses it has checked; an explicit
+	// email_verified: false is refused still. Default: an email counts only
+	// when email_verified is true. (Google and Microsoft keep their own
+	// rules.)
+	TrustUnverifiedEmail bool `json:"trust_unverified_email,omitempty"`
 	// Tenant is the Microsoft tenant: common, organizations or a tenant id.
 	// Default: common.
 	Tenant string `json:"tenant,omitempty"`
@@ -173,6 +185,8 @@ func (sc *SSOConfig) resolve(repl *caddy.Replacer) *handlers.SSOProvider {
 		AllowedTenants: sc.AllowedTenants,
 		Scopes:         sc.Scopes,
 		Label:          sc.Label,
+
+		TrustUnverifiedEmail: sc.TrustUnverifiedEmail,
 	}
 	switch p.Kind {
 	case handlers.SSOGoogle:
@@ -280,6 +294,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 			return err
 		}
 	}
+	if err := CheckLogEmails(a.LogEmails); err != nil {
+		return err
+	}
 	if a.Limits != nil {
 		if err := a.Limits.Check(); err != nil {
 			return err
@@ -339,6 +356,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		Pages:            pages,
 		Logger:           a.logger,
 		AuditLog:         a.logger.Named("audit"),
+		LogFullEmails:    a.LogEmails == "full",
 		Limits:           limits,
 		ConfiguredSecret: secret,
 		OutboxWorkers:    a.OutboxWorkers,

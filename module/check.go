@@ -202,6 +202,9 @@ func (sc *SSOConfig) Check(repl *caddy.Replacer) error {
 			return &OptionError{Block: block, Option: "allowed_tenants", Msg: "are for provider microsoft"}
 		}
 	}
+	if sc.TrustUnverifiedEmail && kind != handlers.SSOOIDC {
+		return &OptionError{Block: block, Option: "trust_unverified_email", Msg: "is for provider oidc (" + kind + " has its own rule)"}
+	}
 	if sc.PublicClient && kind != handlers.SSOOIDC {
 		return &OptionError{Block: block, Option: "public_client", Msg: "is for provider oidc (" + kind + " always needs a client_secret)"}
 	}
@@ -341,4 +344,13 @@ func value(repl *caddy.Replacer, s string) (string, bool) {
 	}
 	open := strings.IndexByte(s, '{')
 	return s, open < 0 || !strings.Contains(s[open:], "}")
+}
+
+// CheckLogEmails checks the log_emails option: masked (the default) or full.
+func CheckLogEmails(v string) error {
+	switch v {
+	case "", "masked", "full":
+		return nil
+	}
+	return &OptionError{Option: "log_emails", Msg: fmt.Sprintf("%q: want masked or full", v)}
 }
