@@ -1,8 +1,11 @@
 package handlers
 
 import (
+	"fmt"
+	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestNewCode checks that 10,000 codes are all well formed and that their
@@ -122,4 +125,34 @@ func FuzzNormalizeCode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestWrongCodesInAnotherFlowSpareTheContactsCode (issue 13): an attacker
+// in another browser, from another network, asks a code for jane and types
+// wrong codes until their flow's code dies; jane's code, in her own flow,
+// still signs her in.
+func TestWrongCodesInAnotherFlowSpareTheContactsCode(t *testing.T) {
+	tp := newTestPortal(t, nil)
+	jb := tp.browser(t, tp.acme)
+	janeToken := jb.requestCode("/tickets/7", jane.Email)
+	janeCode := mailCode(t, tp.waitMail(t, 1))
+
+	// Past the resend cooldown, so the attacker's flow gets a code of its own.
+	tp.clock.Advance(31 * time.Second)
+	ab := tp.browser(t, tp.acme)
+	ab.ip = "203.0.113.66"
+	attackerToken := ab.requestCode("/", jane.Email)
+	attackerCode := mailCode(t, tp.waitMail(t, 2))
+	wrong := "ABC-2345"
+	if wrong == janeCode || wrong == attackerCode {
+		wrong = "XYZ-6789"
+	}
+	for i := range MaxCodeTries {
+		res := ab.submitCode(attackerToken, wrong)
+		wantStatus(t, fmt.Sprintf("attacker's wrong code %d", i+1), res, http.StatusUnauthorized)
+	}
+	res := ab.submitCode(attackerToken, attackerCode)
+	wantBody(t, "attacker's dead code", res, "no longer works")
+
+	wantRedirect(t, "jane's own code", jb.submitCode(janeToken, janeCode), "/tickets/7")
 }

@@ -26,8 +26,11 @@ type codeJob struct {
 	Workspace string `json:"workspace"`
 	Email     string `json:"email"`
 	ContactID string `json:"contact_id,omitempty"`
-	Method    string `json:"method,omitempty"`
-	ClientIP  string `json:"client_ip,omitempty"`
+	// FlowHash is the id hash of the sign-in flow that asked for the code:
+	// the code belongs to that flow, so wrong tries elsewhere cannot kill it.
+	FlowHash string `json:"flow_hash"`
+	Method   string `json:"method,omitempty"`
+	ClientIP string `json:"client_ip,omitempty"`
 }
 
 // deliver is the outbox worker's work for one message.
@@ -38,6 +41,9 @@ func (p *Portal) deliver(ctx context.Context, m storage.OutboxMessage) error {
 	var job codeJob
 	if err := json.Unmarshal(m.Payload, &job); err != nil {
 		return fmt.Errorf("%w: decoding code job: %v", mail.ErrPermanent, err)
+	}
+	if job.FlowHash == "" {
+		return fmt.Errorf("%w: code job without a sign-in flow", mail.ErrPermanent)
 	}
 	ws, ok := p.Workspaces[job.Workspace]
 	if !ok {
@@ -78,7 +84,7 @@ func (p *Portal) deliver(ctx context.Context, m storage.OutboxMessage) error {
 	}
 	now := p.Now()
 	code := NewCode()
-	if err := rt.store.PutCode(ctx, ws.Name, contact.ID, storage.Code{
+	if err := rt.store.PutCode(ctx, ws.Name, contact.ID, job.FlowHash, storage.Code{
 		Hash: rt.keys[ws.Name].codeHash(contact.ID, code), IssuedAt: now, ExpiresAt: now.Add(ws.CodeTTL),
 	}); err != nil {
 		return err

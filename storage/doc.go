@@ -39,7 +39,7 @@
 //	ce/<ws>/<email>                 email index -> contact id
 //	cd/<ws>/<directory id>          directory index -> contact id
 //	f/<id hash>                     sign-in flow
-//	k/<ws>/<contact id>             code
+//	k/<ws>/<contact id>/<flow hash> code of one sign-in flow
 //	s/<id hash>                     session
 //	si/<ws>/<contact id>/<id hash>  session index (empty value), for listing and revoking
 //	r/<key>/<window start>          rate-limit counter (8 bytes, big-endian)
@@ -59,7 +59,8 @@
 //	{ws:W}:ids                 set of contact ids
 //	{ws:W}:ce:<email>          email index -> contact id
 //	{ws:W}:cd:<directory id>   directory index -> contact id
-//	{ws:W}:code:<contact id>   code (a hash, not JSON)
+//	{ws:W}:code:<contact id>:<flow hash>  code of one sign-in flow (a hash, not JSON)
+//	{ws:W}:codes:<contact id>  set of flow hashes holding a code of the contact
 //	{ws:W}:sessions            session id hashes, scored by absolute expiry
 //	{ws:W}:si:<contact id>     the same, per contact
 //	sess:<id hash>             session

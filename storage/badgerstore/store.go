@@ -162,7 +162,7 @@ const (
 	kEmail    = "ce/" // ce/<ws>/<email> -> id
 	kDir      = "cd/" // cd/<ws>/<directory id> -> id
 	kFlow     = "f/"  // f/<hash>
-	kCode     = "k/"  // k/<ws>/<contact id>
+	kCode     = "k/"  // k/<ws>/<contact id>/<flow hash>
 	kSession  = "s/"  // s/<hash>
 	kSessIdx  = "si/" // si/<ws>/<contact id>/<hash>
 	kHit      = "r/"  // r/<key>/<window start>
@@ -362,10 +362,13 @@ func (s *Store) DeleteContact(_ context.Context, ws, id string) error {
 		if err := getJSON(txn, key, &c); err != nil {
 			return err
 		}
-		for _, k := range []string{key, kEmail + ws + "/" + c.Email, kCode + ws + "/" + id} {
+		for _, k := range []string{key, kEmail + ws + "/" + c.Email} {
 			if err := txn.Delete([]byte(k)); err != nil {
 				return err
 			}
+		}
+		if err := deletePrefix(txn, codePrefix(ws, id)); err != nil {
+			return err
 		}
 		if c.DirectoryID != "" {
 			return txn.Delete([]byte(kDir + ws + "/" + c.DirectoryID))
@@ -400,18 +403,38 @@ func (s *Store) DeleteFlow(_ context.Context, idHash string) error {
 	return s.update(func(txn *badger.Txn) error { return txn.Delete([]byte(kFlow + idHash)) })
 }
 
+// codePrefix starts the keys of every code of a contact. Contact ids hold
+// no '/', so one contact's prefix never covers another's codes.
+func codePrefix(ws, contactID string) string { return kCode + ws + "/" + contactID + "/" }
+
+// deletePrefix deletes every key under prefix inside txn.
+func deletePrefix(txn *badger.Txn, prefix string) error {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefix)})
+	var keys [][]byte
+	for it.Rewind(); it.Valid(); it.Next() {
+		keys = append(keys, it.Item().KeyCopy(nil))
+	}
+	it.Close()
+	for _, k := range keys {
+		if err := txn.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // PutCode implements storage.Store.
-func (s *Store) PutCode(_ context.Context, ws, contactID string, c storage.Code) error {
+func (s *Store) PutCode(_ context.Context, ws, contactID, flowHash string, c storage.Code) error {
 	ttl := c.ExpiresAt.Sub(s.now())
 	if ttl <= 0 {
 		return errors.New("code already expired")
 	}
-	return s.update(func(txn *badger.Txn) error { return setJSON(txn, kCode+ws+"/"+contactID, c, ttl) })
+	return s.update(func(txn *badger.Txn) error { return setJSON(txn, codePrefix(ws, contactID)+flowHash, c, ttl) })
 }
 
 // RedeemCode implements storage.Store.
-func (s *Store) RedeemCode(_ context.Context, ws, contactID string, hash []byte, maxTries int) (storage.CodeResult, error) {
-	key := kCode + ws + "/" + contactID
+func (s *Store) RedeemCode(_ context.Context, ws, contactID, flowHash string, hash []byte, maxTries int) (storage.CodeResult, error) {
+	key := codePrefix(ws, contactID) + flowHash
 	var res storage.CodeResult
 	err := s.update(func(txn *badger.Txn) error {
 		var c storage.Code

@@ -53,7 +53,7 @@ func TestReopen(t *testing.T) {
 	sess := storage.Session{IDHash: "sess-1", Workspace: "acme", ContactID: "c-1", Method: "code", CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(12 * time.Hour), Idle: time.Hour}
 	for what, err := range map[string]error{
 		"PutContacts": s.PutContacts(ctx, "acme", []storage.Contact{jane}),
-		"PutCode":     s.PutCode(ctx, "acme", "c-1", code),
+		"PutCode":     s.PutCode(ctx, "acme", "c-1", "flow-1", code),
 		"PutFlow":     s.PutFlow(ctx, flow),
 		"PutSession":  s.PutSession(ctx, sess),
 		"PutOnce":     s.PutOnce(ctx, "link:1", []byte("v"), time.Hour),
@@ -117,7 +117,7 @@ func TestReopen(t *testing.T) {
 	if es, _, err := s.Audit(ctx, storage.AuditQuery{Workspace: "acme"}); err != nil || len(es) != 1 || es[0].Event != "code_sent" {
 		t.Errorf("Audit after reopen = %+v, %v", es, err)
 	}
-	if r, err := s.RedeemCode(ctx, "acme", "c-1", []byte("code-hash"), 5); err != nil || r != storage.CodeAccepted {
+	if r, err := s.RedeemCode(ctx, "acme", "c-1", "flow-1", []byte("code-hash"), 5); err != nil || r != storage.CodeAccepted {
 		t.Errorf("RedeemCode after reopen = %v, %v", r, err)
 	}
 }

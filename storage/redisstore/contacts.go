@@ -168,8 +168,8 @@ func (s *Store) Contacts(ctx context.Context, ws string) ([]storage.Contact, err
 }
 
 // deleteContact removes a contact, its indexes (where they still point to
-// it) and its code. KEYS: contact, ids set, code. ARGV: workspace key
-// prefix, id. Returns 1, or 0 when there was no such contact.
+// it) and every code of its sign-in flows. KEYS: contact, ids set, code
+// set. ARGV: workspace key prefix, id. Returns 1, or 0 when there was no such contact.
 //
 //go:embed scripts/delete_contact.lua
 var deleteContactLua string
@@ -180,7 +180,7 @@ var deleteContact = rueidis.NewLuaScript(deleteContactLua)
 func (s *Store) DeleteContact(ctx context.Context, ws, id string) error {
 	pre := s.ws(ws)
 	key := s.contactKey(ws, id)
-	r, err := s.run(ctx, deleteContact, []string{key, pre + "ids", pre + "code:" + id}, pre, id)
+	r, err := s.run(ctx, deleteContact, []string{key, pre + "ids", s.codeSet(ws, id)}, pre, id)
 	s.written.mark(key)
 	if err != nil {
 		return err

@@ -21,7 +21,8 @@
 //	{ws:W}:ids                 set of contact ids
 //	{ws:W}:ce:<email>          email index -> id
 //	{ws:W}:cd:<directory id>   directory index -> id
-//	{ws:W}:code:<contact id>   code (hash: h = the code's hash, e = expiry, t = tries, i = issued)
+//	{ws:W}:code:<contact id>:<flow hash>  code of one sign-in flow (hash: h = the code's hash, e = expiry, t = tries, i = issued)
+//	{ws:W}:codes:<contact id>  flow hashes holding a code of the contact
 //	{ws:W}:sessions            session id hashes of the workspace, scored by absolute expiry
 //	{ws:W}:si:<contact id>     the same, per contact
 //	sess:<id hash>             session (JSON)

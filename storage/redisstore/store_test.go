@@ -503,7 +503,7 @@ func TestTwoInstancesRedeemOnce(t *testing.T) {
 	for round := range 5 {
 		now := time.Now()
 		hash := []byte(fmt.Sprintf("code-hash-%d", round))
-		if err := stores[0].PutCode(ctx, "acme", "c-1", storage.Code{Hash: hash, IssuedAt: now, ExpiresAt: now.Add(10 * time.Minute)}); err != nil {
+		if err := stores[0].PutCode(ctx, "acme", "c-1", "flow-1", storage.Code{Hash: hash, IssuedAt: now, ExpiresAt: now.Add(10 * time.Minute)}); err != nil {
 			t.Fatal(err)
 		}
 		var accepted, missing atomic.Int32
@@ -513,7 +513,7 @@ func TestTwoInstancesRedeemOnce(t *testing.T) {
 			for range 10 {
 				wg.Go(func() {
 					<-start
-					r, err := s.RedeemCode(ctx, "acme", "c-1", hash, 5)
+					r, err := s.RedeemCode(ctx, "acme", "c-1", "flow-1", hash, 5)
 					switch {
 					case err != nil:
 						t.Errorf("RedeemCode: %v", err)
@@ -574,7 +574,7 @@ func TestOutage(t *testing.T) {
 		"Session": func() error { _, err := s.Session(ctx, "sess-1"); return err },
 		"Contact": func() error { _, err := s.Contact(ctx, "acme", "c-1"); return err },
 		"RedeemCode": func() error {
-			_, err := s.RedeemCode(ctx, "acme", "c-1", []byte("h"), 5)
+			_, err := s.RedeemCode(ctx, "acme", "c-1", "flow-1", []byte("h"), 5)
 			return err
 		},
 		"Enqueue": func() error { return s.Enqueue(ctx, storage.OutboxMessage{Kind: "code"}) },

@@ -496,12 +496,13 @@ func testFlows(t *testing.T, open Opener) {
 
 func testCodes(t *testing.T, open Opener) {
 	const ws, id, maxTries = "acme", "c-1", 5
+	flow := newHash(t)
 	newCode := func(t *testing.T, now time.Time) storage.Code {
 		return storage.Code{Hash: randomBytes(t, 32), IssuedAt: now, ExpiresAt: now.Add(10 * time.Minute)}
 	}
-	redeem := func(t *testing.T, ctx context.Context, s storage.Store, ws, id string, hash []byte, want storage.CodeResult) {
+	redeemIn := func(t *testing.T, ctx context.Context, s storage.Store, ws, id, flow string, hash []byte, want storage.CodeResult) {
 		t.Helper()
-		got, err := s.RedeemCode(ctx, ws, id, hash, maxTries)
+		got, err := s.RedeemCode(ctx, ws, id, flow, hash, maxTries)
 		if err != nil {
 			t.Fatalf("RedeemCode: %v", err)
 		}
@@ -509,12 +510,16 @@ func testCodes(t *testing.T, open Opener) {
 			t.Fatalf("RedeemCode = %v, want %v", got, want)
 		}
 	}
+	redeem := func(t *testing.T, ctx context.Context, s storage.Store, ws, id string, hash []byte, want storage.CodeResult) {
+		t.Helper()
+		redeemIn(t, ctx, s, ws, id, flow, hash, want)
+	}
 
 	t.Run("RedeemedOnce", func(t *testing.T) {
 		ctx, s, clock := setup(t, open)
 		redeem(t, ctx, s, ws, id, randomBytes(t, 32), storage.CodeMissing)
 		c := newCode(t, clock.Now())
-		must(t, "PutCode", s.PutCode(ctx, ws, id, c))
+		must(t, "PutCode", s.PutCode(ctx, ws, id, flow, c))
 		redeem(t, ctx, s, ws, id, c.Hash, storage.CodeAccepted)
 		redeem(t, ctx, s, ws, id, c.Hash, storage.CodeMissing)
 	})
@@ -522,7 +527,7 @@ func testCodes(t *testing.T, open Opener) {
 	t.Run("ScopedToContactAndWorkspace", func(t *testing.T) {
 		ctx, s, clock := setup(t, open)
 		c := newCode(t, clock.Now())
-		must(t, "PutCode", s.PutCode(ctx, ws, id, c))
+		must(t, "PutCode", s.PutCode(ctx, ws, id, flow, c))
 		redeem(t, ctx, s, ws, "c-2", c.Hash, storage.CodeMissing)
 		redeem(t, ctx, s, "globex", id, c.Hash, storage.CodeMissing)
 		redeem(t, ctx, s, ws, id, c.Hash, storage.CodeAccepted)
@@ -531,7 +536,7 @@ func testCodes(t *testing.T, open Opener) {
 	t.Run("WrongTriesCountedThenDead", func(t *testing.T) {
 		ctx, s, clock := setup(t, open)
 		c := newCode(t, clock.Now())
-		must(t, "PutCode", s.PutCode(ctx, ws, id, c))
+		must(t, "PutCode", s.PutCode(ctx, ws, id, flow, c))
 		for range maxTries - 1 {
 			redeem(t, ctx, s, ws, id, randomBytes(t, 32), storage.CodeWrong)
 		}
@@ -543,7 +548,7 @@ func testCodes(t *testing.T, open Opener) {
 	t.Run("RightCodeAfterWrongTries", func(t *testing.T) {
 		ctx, s, clock := setup(t, open)
 		c := newCode(t, clock.Now())
-		must(t, "PutCode", s.PutCode(ctx, ws, id, c))
+		must(t, "PutCode", s.PutCode(ctx, ws, id, flow, c))
 		for range maxTries - 1 {
 			redeem(t, ctx, s, ws, id, randomBytes(t, 32), storage.CodeWrong)
 		}
@@ -553,7 +558,7 @@ func testCodes(t *testing.T, open Opener) {
 	t.Run("Expires", func(t *testing.T) {
 		ctx, s, clock := setup(t, open)
 		c := newCode(t, clock.Now())
-		must(t, "PutCode", s.PutCode(ctx, ws, id, c))
+		must(t, "PutCode", s.PutCode(ctx, ws, id, flow, c))
 		clock.Advance(10*time.Minute - time.Second)
 		redeem(t, ctx, s, ws, id, randomBytes(t, 32), storage.CodeWrong)
 		clock.Advance(time.Second)
@@ -563,13 +568,13 @@ func testCodes(t *testing.T, open Opener) {
 	t.Run("NewCodeReplacesOld", func(t *testing.T) {
 		ctx, s, clock := setup(t, open)
 		old := newCode(t, clock.Now())
-		must(t, "PutCode", s.PutCode(ctx, ws, id, old))
+		must(t, "PutCode", s.PutCode(ctx, ws, id, flow, old))
 		for range maxTries - 1 {
 			redeem(t, ctx, s, ws, id, randomBytes(t, 32), storage.CodeWrong)
 		}
 		clock.Advance(time.Minute)
 		c := newCode(t, clock.Now())
-		must(t, "PutCode (resend)", s.PutCode(ctx, ws, id, c))
+		must(t, "PutCode (resend)", s.PutCode(ctx, ws, id, flow, c))
 		// The old code no longer works, and the new one starts with no tries.
 		redeem(t, ctx, s, ws, id, old.Hash, storage.CodeWrong)
 		redeem(t, ctx, s, ws, id, randomBytes(t, 32), storage.CodeWrong)
@@ -580,11 +585,11 @@ func testCodes(t *testing.T, open Opener) {
 	t.Run("ConcurrentRedeemAcceptsOnce", func(t *testing.T) {
 		ctx, s, clock := setup(t, open)
 		c := newCode(t, clock.Now())
-		must(t, "PutCode", s.PutCode(ctx, ws, id, c))
+		must(t, "PutCode", s.PutCode(ctx, ws, id, flow, c))
 		const n = 20
 		results := make([]storage.CodeResult, n)
 		parallel(n, func(i int) {
-			r, err := s.RedeemCode(ctx, ws, id, c.Hash, maxTries)
+			r, err := s.RedeemCode(ctx, ws, id, flow, c.Hash, maxTries)
 			if err != nil {
 				t.Errorf("RedeemCode #%d: %v", i, err)
 			}
@@ -602,11 +607,11 @@ func testCodes(t *testing.T, open Opener) {
 	t.Run("ConcurrentWrongTriesCountedExactly", func(t *testing.T) {
 		ctx, s, clock := setup(t, open)
 		c := newCode(t, clock.Now())
-		must(t, "PutCode", s.PutCode(ctx, ws, id, c))
+		must(t, "PutCode", s.PutCode(ctx, ws, id, flow, c))
 		const n = 20
 		results := make([]storage.CodeResult, n)
 		parallel(n, func(i int) {
-			r, err := s.RedeemCode(ctx, ws, id, []byte(fmt.Sprintf("wrong-%02d", i)), maxTries)
+			r, err := s.RedeemCode(ctx, ws, id, flow, []byte(fmt.Sprintf("wrong-%02d", i)), maxTries)
 			if err != nil {
 				t.Errorf("RedeemCode #%d: %v", i, err)
 			}
@@ -620,6 +625,68 @@ func testCodes(t *testing.T, open Opener) {
 			t.Fatalf("%d concurrent wrong tries: %v, want %d wrong, 1 dead, %d missing", n, counts, maxTries-1, n-maxTries)
 		}
 		redeem(t, ctx, s, ws, id, c.Hash, storage.CodeMissing)
+	})
+
+	t.Run("FlowsAreIndependent", func(t *testing.T) {
+		ctx, s, clock := setup(t, open)
+		other := newHash(t)
+		mine, theirs := newCode(t, clock.Now()), newCode(t, clock.Now())
+		must(t, "PutCode", s.PutCode(ctx, ws, id, flow, mine))
+		must(t, "PutCode in another flow", s.PutCode(ctx, ws, id, other, theirs))
+		// Each flow takes only its own code.
+		redeemIn(t, ctx, s, ws, id, other, mine.Hash, storage.CodeWrong)
+		redeemIn(t, ctx, s, ws, id, flow, theirs.Hash, storage.CodeWrong)
+		redeemIn(t, ctx, s, ws, id, newHash(t), mine.Hash, storage.CodeMissing)
+		redeemIn(t, ctx, s, ws, id, other, theirs.Hash, storage.CodeAccepted)
+		redeemIn(t, ctx, s, ws, id, flow, mine.Hash, storage.CodeAccepted)
+	})
+
+	t.Run("WrongTriesInOneFlowSpareAnother", func(t *testing.T) {
+		ctx, s, clock := setup(t, open)
+		attacker := newHash(t)
+		mine := newCode(t, clock.Now())
+		must(t, "PutCode", s.PutCode(ctx, ws, id, flow, mine))
+		must(t, "PutCode in the attacker's flow", s.PutCode(ctx, ws, id, attacker, newCode(t, clock.Now())))
+		for range maxTries - 1 {
+			redeemIn(t, ctx, s, ws, id, attacker, randomBytes(t, 32), storage.CodeWrong)
+		}
+		redeemIn(t, ctx, s, ws, id, attacker, randomBytes(t, 32), storage.CodeDead)
+		redeemIn(t, ctx, s, ws, id, attacker, mine.Hash, storage.CodeMissing)
+		redeem(t, ctx, s, ws, id, mine.Hash, storage.CodeAccepted)
+	})
+
+	t.Run("NewCodeReplacesOnlyItsFlow", func(t *testing.T) {
+		ctx, s, clock := setup(t, open)
+		other := newHash(t)
+		theirs := newCode(t, clock.Now())
+		must(t, "PutCode in another flow", s.PutCode(ctx, ws, id, other, theirs))
+		old := newCode(t, clock.Now())
+		must(t, "PutCode", s.PutCode(ctx, ws, id, flow, old))
+		c := newCode(t, clock.Now())
+		must(t, "PutCode (resend)", s.PutCode(ctx, ws, id, flow, c))
+		redeem(t, ctx, s, ws, id, old.Hash, storage.CodeWrong)
+		redeem(t, ctx, s, ws, id, c.Hash, storage.CodeAccepted)
+		redeemIn(t, ctx, s, ws, id, other, theirs.Hash, storage.CodeAccepted)
+	})
+
+	t.Run("DeleteContactRemovesEveryCode", func(t *testing.T) {
+		ctx, s, clock := setup(t, open)
+		jane := normalized(t, storage.Contact{ID: id, Email: "jane@acme.example"})[0]
+		bob := normalized(t, storage.Contact{ID: "c-2", Email: "bob@acme.example"})[0]
+		must(t, "PutContacts", s.PutContacts(ctx, ws, []storage.Contact{jane, bob}))
+		flows := []string{flow, newHash(t), newHash(t)}
+		codes := make([]storage.Code, len(flows))
+		for i, f := range flows {
+			codes[i] = newCode(t, clock.Now())
+			must(t, "PutCode", s.PutCode(ctx, ws, id, f, codes[i]))
+		}
+		bobs := newCode(t, clock.Now())
+		must(t, "PutCode for bob", s.PutCode(ctx, ws, "c-2", flow, bobs))
+		must(t, "DeleteContact", s.DeleteContact(ctx, ws, id))
+		for i, f := range flows {
+			redeemIn(t, ctx, s, ws, id, f, codes[i].Hash, storage.CodeMissing)
+		}
+		redeemIn(t, ctx, s, ws, "c-2", flow, bobs.Hash, storage.CodeAccepted)
 	})
 }
 

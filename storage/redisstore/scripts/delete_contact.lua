@@ -1,6 +1,9 @@
 local raw = redis.call('GET', KEYS[1])
 if not raw then return 0 end
 local d = cjson.decode(raw)
+for _, f in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+  redis.call('DEL', ARGV[1] .. 'code:' .. ARGV[2] .. ':' .. f)
+end
 redis.call('DEL', KEYS[1], KEYS[3])
 redis.call('SREM', KEYS[2], ARGV[2])
 local ek = ARGV[1] .. 'ce:' .. (d.email or '')
