@@ -24,15 +24,38 @@ const CodeLength = 7
 
 // NewCode returns a random sign-in code.
 func NewCode() string {
+	return sampleCode(func(buf []byte) {
+		if _, err := rand.Read(buf); err != nil {
+			panic("crypto/rand: " + err.Error())
+		}
+	})
+}
+
+// deriveCode returns the sign-in code of one delivery: HMAC-SHA256 under
+// key (the workspace's code-minting sub-key) of parts and a block counter,
+// expanded block by block as far as rejection sampling needs. The same
+// parts always give the same code, so a message the outbox delivers again
+// after a crash mails the code the first delivery did, and the code is
+// never kept anywhere but in the mail and as its hash.
+func deriveCode(key []byte, parts ...string) string {
+	block := 0
+	return sampleCode(func(buf []byte) {
+		sum := keyed(key, append(parts, strconv.Itoa(block))...)
+		block++
+		copy(buf, sum)
+	})
+}
+
+// sampleCode maps bytes from fill onto codeAlphabet without bias, by
+// rejection sampling: bytes past the largest multiple of its length are
+// skipped, so every character is equally likely.
+func sampleCode(fill func(buf []byte)) string {
 	var out [CodeLength]byte
 	var buf [16]byte
 	n := 0
 	for n < CodeLength {
-		if _, err := rand.Read(buf[:]); err != nil {
-			panic("crypto/rand: " + err.Error())
-		}
+		fill(buf[:])
 		for _, b := range buf {
-			// Rejection sampling keeps every character equally likely.
 			if int(b) >= 256-256%len(codeAlphabet) {
 				continue
 			}

@@ -20,8 +20,9 @@ import (
 const kindCode = "code"
 
 // codeJob asks the outbox worker to make and email a code. It holds no
-// code: the worker makes a fresh one on every attempt, so no code ever
-// rests in storage except as a hash.
+// code: the worker derives it from the secret and the message id at every
+// attempt (deriveCode), so a redelivery mails the same code and no code
+// ever rests in storage except as a hash.
 type codeJob struct {
 	Workspace string `json:"workspace"`
 	Email     string `json:"email"`
@@ -82,10 +83,16 @@ func (p *Portal) deliver(ctx context.Context, m storage.OutboxMessage) error {
 			return nil
 		}
 	}
-	now := p.Now()
-	code := NewCode()
+	keys := rt.keys[ws.Name]
+	code := deriveCode(keys.mint, m.ID, contact.ID, job.FlowHash)
+	// The code's life counts from when it was asked for, so a redelivery
+	// does not lengthen it; storing the same code again keeps its tries.
+	issued := m.CreatedAt
+	if issued.IsZero() {
+		issued = p.Now()
+	}
 	if err := rt.store.PutCode(ctx, ws.Name, contact.ID, job.FlowHash, storage.Code{
-		Hash: rt.keys[ws.Name].codeHash(contact.ID, code), IssuedAt: now, ExpiresAt: now.Add(ws.CodeTTL),
+		Hash: keys.codeHash(contact.ID, code), IssuedAt: issued, ExpiresAt: issued.Add(ws.CodeTTL),
 	}); err != nil {
 		return err
 	}

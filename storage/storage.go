@@ -75,6 +75,8 @@ type Flows interface {
 type Codes interface {
 	// PutCode stores a code for a contact's sign-in flow, replacing any
 	// previous code of that flow; codes of other flows are untouched.
+	// Storing the code the flow already holds (the same hash: an outbox
+	// redelivery) keeps the wrong tries it has had.
 	PutCode(ctx context.Context, workspace, contactID, flowHash string, c Code) error
 	// RedeemCode compares hash against the live code of the contact's
 	// flow in one atomic step: a match consumes the code; a mismatch counts

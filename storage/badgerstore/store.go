@@ -429,7 +429,19 @@ func (s *Store) PutCode(_ context.Context, ws, contactID, flowHash string, c sto
 	if ttl <= 0 {
 		return errors.New("code already expired")
 	}
-	return s.update(func(txn *badger.Txn) error { return setJSON(txn, codePrefix(ws, contactID)+flowHash, c, ttl) })
+	key := codePrefix(ws, contactID) + flowHash
+	return s.update(func(txn *badger.Txn) error {
+		var old storage.Code
+		switch err := getJSON(txn, key, &old); {
+		case err == nil:
+			if subtle.ConstantTimeCompare(old.Hash, c.Hash) == 1 && old.Tries > c.Tries {
+				c.Tries = old.Tries
+			}
+		case !errors.Is(err, storage.ErrNotFound):
+			return err
+		}
+		return setJSON(txn, key, c, ttl)
+	})
 }
 
 // RedeemCode implements storage.Store.

@@ -59,8 +59,9 @@ func (s *Store) DeleteFlow(ctx context.Context, idHash string) error {
 
 // putCode replaces the code of a contact's sign-in flow and lists the
 // flow in the contact's code set (so deleting the contact finds every
-// code). KEYS: code, the contact's code set. ARGV: hash, expiry (unix
-// microseconds), tries, issued at, TTL in milliseconds, flow hash.
+// code); the same hash again keeps its tries. KEYS: code, the contact's
+// code set. ARGV: hash, expiry (unix microseconds), tries, issued at, TTL
+// in milliseconds, flow hash.
 //
 //go:embed scripts/put_code.lua
 var putCodeLua string

@@ -669,6 +669,19 @@ func testCodes(t *testing.T, open Opener) {
 		redeemIn(t, ctx, s, ws, id, other, theirs.Hash, storage.CodeAccepted)
 	})
 
+	t.Run("SameCodeAgainKeepsTries", func(t *testing.T) {
+		ctx, s, clock := setup(t, open)
+		c := newCode(t, clock.Now())
+		must(t, "PutCode", s.PutCode(ctx, ws, id, flow, c))
+		for range maxTries - 1 {
+			redeem(t, ctx, s, ws, id, randomBytes(t, 32), storage.CodeWrong)
+		}
+		// A redelivery stores the same code again: its tries stay.
+		must(t, "PutCode (same code)", s.PutCode(ctx, ws, id, flow, c))
+		redeem(t, ctx, s, ws, id, randomBytes(t, 32), storage.CodeDead)
+		redeem(t, ctx, s, ws, id, c.Hash, storage.CodeMissing)
+	})
+
 	t.Run("DeleteContactRemovesEveryCode", func(t *testing.T) {
 		ctx, s, clock := setup(t, open)
 		jane := normalized(t, storage.Contact{ID: id, Email: "jane@acme.example"})[0]
