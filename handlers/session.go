@@ -52,7 +52,7 @@ func (q *request) signIn(f storage.SignInFlow, contact storage.Contact, method s
 	}
 	// The old session (if any) ends: a new id at every sign-in.
 	if old := q.cookie(cookieSession); validID(old) {
-		_ = q.store.DeleteSession(ctx, HashID(old))
+		_ = q.store.DeleteSession(ctx, q.ws.Name, HashID(old))
 	}
 	if err := q.store.DeleteFlow(ctx, f.IDHash); err != nil {
 		q.g.portal.Logger.Warn("ending sign-in flow", zap.Error(err))
@@ -101,7 +101,7 @@ func (q *request) signOut() error {
 	if id := q.cookie(cookieSession); validID(id) {
 		ctx := q.r.Context()
 		hash := HashID(id)
-		sess, err := q.store.Session(ctx, hash)
+		sess, err := q.store.Session(ctx, q.ws.Name, hash)
 		if err == nil {
 			switch token := q.r.PostFormValue("csrf"); {
 			case token != "":
@@ -112,7 +112,7 @@ func (q *request) signOut() error {
 				// No token and no word from the browser: ask.
 				return q.signOutPage()
 			}
-			if err := q.store.DeleteSession(ctx, hash); err != nil {
+			if err := q.store.DeleteSession(ctx, q.ws.Name, hash); err != nil {
 				return q.failed("ending session", err)
 			}
 			ev := q.event(EventSessionEnded)

@@ -63,7 +63,8 @@
 //	{ws:W}:codes:<contact id>  set of flow hashes holding a code of the contact
 //	{ws:W}:sessions            session id hashes, scored by absolute expiry
 //	{ws:W}:si:<contact id>     the same, per contact
-//	sess:<id hash>             session
+//	{ws:W}:sess:<id hash>      session, in its workspace's slot so that one
+//	                           script changes a contact and ends its sessions
 //	flow:<id hash>             sign-in flow
 //	once:<key>                 single-use value
 //	hit:<key>:<window start>   rate-limit counter

@@ -43,7 +43,9 @@ type Secrets interface {
 // email and directory indexes.
 type Contacts interface {
 	// PutContacts upserts contacts of a workspace in one transaction: either
-	// all are written or none. The caller validates them first.
+	// all are written or none. The caller validates them first. A contact
+	// written as disabled, or whose email changes, loses every session and
+	// code in that same transaction: nothing revives them.
 	PutContacts(ctx context.Context, workspace string, contacts []Contact) error
 	// Contact returns one contact by id.
 	Contact(ctx context.Context, workspace, id string) (Contact, error)
@@ -53,9 +55,10 @@ type Contacts interface {
 	ContactByDirectoryID(ctx context.Context, workspace, directoryID string) (Contact, error)
 	// Contacts lists every contact of a workspace, ordered by id.
 	Contacts(ctx context.Context, workspace string) ([]Contact, error)
-	// DeleteContact removes a contact, its indexes and its codes.
-	// ErrNotFound if absent.
-	DeleteContact(ctx context.Context, workspace, id string) error
+	// DeleteContact removes a contact, its indexes, its codes and every
+	// session in one transaction, and reports how many live sessions
+	// ended. ErrNotFound if absent.
+	DeleteContact(ctx context.Context, workspace, id string) (int, error)
 }
 
 // Flows keeps sign-ins in progress, each until it expires.
@@ -85,15 +88,17 @@ type Codes interface {
 }
 
 // Sessions keeps signed-in contacts, read on every request to the portal.
+// A session is named by its workspace and id hash; one of another
+// workspace is not found.
 type Sessions interface {
 	// PutSession stores a session until its absolute or idle expiry.
 	PutSession(ctx context.Context, s Session) error
-	// Session returns a live session by the hash of its id.
-	Session(ctx context.Context, idHash string) (Session, error)
+	// Session returns a live session of a workspace by the hash of its id.
+	Session(ctx context.Context, workspace, idHash string) (Session, error)
 	// TouchSession records activity, extending the idle expiry.
-	TouchSession(ctx context.Context, idHash string, seen time.Time) error
+	TouchSession(ctx context.Context, workspace, idHash string, seen time.Time) error
 	// DeleteSession ends one session; deleting a missing one is not an error.
-	DeleteSession(ctx context.Context, idHash string) error
+	DeleteSession(ctx context.Context, workspace, idHash string) error
 	// Sessions lists the live sessions of a workspace, of one contact when
 	// contactID is not empty.
 	Sessions(ctx context.Context, workspace, contactID string) ([]Session, error)

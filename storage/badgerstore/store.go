@@ -237,12 +237,21 @@ func (s *Store) Secret(_ context.Context, generate func() ([]byte, error)) ([]by
 // PutContacts implements storage.Store.
 func (s *Store) PutContacts(_ context.Context, ws string, contacts []storage.Contact) error {
 	now := s.now().UTC()
+	var ended []string
 	err := s.update(func(txn *badger.Txn) error {
+		ended = ended[:0]
 		for _, c := range contacts {
 			key := kContact + ws + "/" + c.ID
 			var old storage.Contact
 			switch err := getJSON(txn, key, &old); {
 			case err == nil:
+				if !c.Active() || old.Email != c.Email {
+					_, hs, err := s.endContact(txn, ws, c.ID)
+					if err != nil {
+						return err
+					}
+					ended = append(ended, hs...)
+				}
 				if err := txn.Delete([]byte(kEmail + ws + "/" + old.Email)); err != nil {
 					return err
 				}
@@ -281,6 +290,9 @@ func (s *Store) PutContacts(_ context.Context, ws string, contacts []storage.Con
 	})
 	if err == nil {
 		s.contacts.DropFunc(func(k contactKey) bool { return k.ws == ws })
+		for _, h := range ended {
+			s.sessions.Drop(h)
+		}
 	}
 	if errors.Is(err, badger.ErrTxnTooBig) {
 		return fmt.Errorf("too many contacts in one call (%d): send them in smaller batches", len(contacts))
@@ -355,8 +367,10 @@ func (s *Store) Contacts(_ context.Context, ws string) ([]storage.Contact, error
 }
 
 // DeleteContact implements storage.Store.
-func (s *Store) DeleteContact(_ context.Context, ws, id string) error {
+func (s *Store) DeleteContact(_ context.Context, ws, id string) (int, error) {
 	key := kContact + ws + "/" + id
+	var n int
+	var ended []string
 	err := s.update(func(txn *badger.Txn) error {
 		var c storage.Contact
 		if err := getJSON(txn, key, &c); err != nil {
@@ -367,7 +381,8 @@ func (s *Store) DeleteContact(_ context.Context, ws, id string) error {
 				return err
 			}
 		}
-		if err := deletePrefix(txn, codePrefix(ws, id)); err != nil {
+		var err error
+		if n, ended, err = s.endContact(txn, ws, id); err != nil {
 			return err
 		}
 		if c.DirectoryID != "" {
@@ -376,7 +391,54 @@ func (s *Store) DeleteContact(_ context.Context, ws, id string) error {
 		return nil
 	})
 	s.contacts.Drop(contactKey{ws: ws, id: id})
-	return err
+	for _, h := range ended {
+		s.sessions.Drop(h)
+	}
+	return n, err
+}
+
+// endContact deletes, inside txn, every session and code of a contact. It
+// returns how many of the sessions were live and the id hashes of all of
+// them, for the caller to drop from the hot cache once txn commits.
+func (s *Store) endContact(txn *badger.Txn, ws, contactID string) (int, []string, error) {
+	if err := deletePrefix(txn, codePrefix(ws, contactID)); err != nil {
+		return 0, nil, err
+	}
+	return s.endSessions(txn, ws, contactID)
+}
+
+// endSessions deletes, inside txn, every session of a contact; it returns
+// what endContact does.
+func (s *Store) endSessions(txn *badger.Txn, ws, contactID string) (int, []string, error) {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(kSessIdx + ws + "/" + contactID + "/")})
+	var keys [][]byte
+	for it.Rewind(); it.Valid(); it.Next() {
+		keys = append(keys, it.Item().KeyCopy(nil))
+	}
+	it.Close()
+	now := s.now()
+	n := 0
+	hashes := make([]string, 0, len(keys))
+	for _, k := range keys {
+		hash := string(k[bytes.LastIndexByte(k, '/')+1:])
+		var sess storage.Session
+		switch err := getJSON(txn, kSession+hash, &sess); {
+		case err == nil:
+			if now.Before(sess.Expiry()) {
+				n++
+			}
+		case !errors.Is(err, storage.ErrNotFound):
+			return 0, nil, err
+		}
+		hashes = append(hashes, hash)
+		if err := txn.Delete(k); err != nil {
+			return 0, nil, err
+		}
+		if err := txn.Delete([]byte(kSession + hash)); err != nil {
+			return 0, nil, err
+		}
+	}
+	return n, hashes, nil
 }
 
 // PutFlow implements storage.Store.
@@ -496,10 +558,10 @@ func (s *Store) PutSession(_ context.Context, sess storage.Session) error {
 }
 
 // Session implements storage.Store.
-func (s *Store) Session(_ context.Context, idHash string) (storage.Session, error) {
+func (s *Store) Session(_ context.Context, ws, idHash string) (storage.Session, error) {
 	now := s.now()
 	if sess, ok := s.sessions.Get(idHash); ok {
-		if now.Before(sess.Expiry()) {
+		if now.Before(sess.Expiry()) && sess.Workspace == ws {
 			return sess, nil
 		}
 		return storage.Session{}, storage.ErrNotFound
@@ -510,20 +572,23 @@ func (s *Store) Session(_ context.Context, idHash string) (storage.Session, erro
 	if err != nil {
 		return storage.Session{}, err
 	}
-	if !now.Before(sess.Expiry()) {
+	s.sessions.Put(idHash, sess, gen)
+	if !now.Before(sess.Expiry()) || sess.Workspace != ws {
 		return storage.Session{}, storage.ErrNotFound
 	}
-	s.sessions.Put(idHash, sess, gen)
 	return sess, nil
 }
 
 // TouchSession implements storage.Store.
-func (s *Store) TouchSession(_ context.Context, idHash string, seen time.Time) error {
+func (s *Store) TouchSession(_ context.Context, ws, idHash string, seen time.Time) error {
 	key := kSession + idHash
 	var sess storage.Session
 	err := s.update(func(txn *badger.Txn) error {
 		if err := getJSON(txn, key, &sess); err != nil {
 			return err
+		}
+		if sess.Workspace != ws {
+			return storage.ErrNotFound
 		}
 		// Badger's TTL runs on real time with a second's grace: an entry
 		// may outlive its expiry, and a touch must not revive it.
@@ -546,7 +611,7 @@ func (s *Store) TouchSession(_ context.Context, idHash string, seen time.Time) e
 }
 
 // DeleteSession implements storage.Store.
-func (s *Store) DeleteSession(_ context.Context, idHash string) error {
+func (s *Store) DeleteSession(_ context.Context, ws, idHash string) error {
 	key := kSession + idHash
 	defer s.sessions.Drop(idHash)
 	return s.update(func(txn *badger.Txn) error {
@@ -556,6 +621,9 @@ func (s *Store) DeleteSession(_ context.Context, idHash string) error {
 			return nil
 		case err != nil:
 			return err
+		}
+		if sess.Workspace != ws {
+			return nil
 		}
 		if err := txn.Delete([]byte(kSessIdx + sess.Workspace + "/" + sess.ContactID + "/" + idHash)); err != nil {
 			return err
@@ -596,38 +664,12 @@ func (s *Store) Sessions(_ context.Context, ws, contactID string) ([]storage.Ses
 
 // DeleteContactSessions implements storage.Store.
 func (s *Store) DeleteContactSessions(_ context.Context, ws, contactID string) (int, error) {
-	prefix := []byte(kSessIdx + ws + "/" + contactID + "/")
-	now := s.now()
-	n := 0
+	var n int
 	var hashes []string
 	err := s.update(func(txn *badger.Txn) error {
-		n, hashes = 0, hashes[:0]
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-		var keys [][]byte
-		for it.Rewind(); it.Valid(); it.Next() {
-			keys = append(keys, it.Item().KeyCopy(nil))
-		}
-		it.Close()
-		for _, k := range keys {
-			hash := string(k[bytes.LastIndexByte(k, '/')+1:])
-			var sess storage.Session
-			switch err := getJSON(txn, kSession+hash, &sess); {
-			case err == nil:
-				if now.Before(sess.Expiry()) {
-					n++
-				}
-			case !errors.Is(err, storage.ErrNotFound):
-				return err
-			}
-			hashes = append(hashes, hash)
-			if err := txn.Delete(k); err != nil {
-				return err
-			}
-			if err := txn.Delete([]byte(kSession + hash)); err != nil {
-				return err
-			}
-		}
-		return nil
+		var err error
+		n, hashes, err = s.endSessions(txn, ws, contactID)
+		return err
 	})
 	for _, h := range hashes {
 		s.sessions.Drop(h)

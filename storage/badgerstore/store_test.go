@@ -93,7 +93,7 @@ func TestReopen(t *testing.T) {
 	if f, err := s.Flow(ctx, "flow-1"); err != nil || f.ReturnTo != "/t/1" {
 		t.Errorf("Flow after reopen = %+v, %v", f, err)
 	}
-	if got, err := s.Session(ctx, "sess-1"); err != nil || got.ContactID != "c-1" {
+	if got, err := s.Session(ctx, "acme", "sess-1"); err != nil || got.ContactID != "c-1" {
 		t.Errorf("Session after reopen = %+v, %v", got, err)
 	}
 	if list, err := s.Sessions(ctx, "acme", "c-1"); err != nil || len(list) != 1 {

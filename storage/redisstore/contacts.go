@@ -14,18 +14,26 @@ import (
 	"github.com/kdesk/portalgate/storage"
 )
 
+// endContactLua defines the Lua functions that end a contact's sessions
+// and codes; the scripts that need them start with it.
+//
+//go:embed scripts/end_contact.lua
+var endContactLua string
+
 // putContacts checks the whole batch first and writes only if every
 // contact fits, so a conflict leaves Redis unchanged (a script is atomic
 // but does not roll back). It mirrors Badger's transaction: contacts apply
 // in order, each replacing its old indexes, and a new email must not
-// belong to another contact. ARGV: the workspace's key prefix, then id,
-// email, directory id and JSON per contact. Returns {1}, or {0, index of
-// the contact, id of the email's owner}.
+// belong to another contact; a contact written as disabled, or whose email
+// changes, loses its sessions and codes in the same script. ARGV: the
+// workspace's key prefix, then id, email, directory id and JSON per
+// contact. Returns {1, then id hash and JSON of each ended session}, or
+// {0, index of the contact, id of the email's owner}.
 //
 //go:embed scripts/put_contacts.lua
 var putContactsLua string
 
-var putContacts = rueidis.NewLuaScript(putContactsLua)
+var putContacts = rueidis.NewLuaScript(endContactLua + putContactsLua)
 
 // PutContacts implements storage.Store.
 func (s *Store) PutContacts(ctx context.Context, ws string, contacts []storage.Contact) error {
@@ -58,7 +66,8 @@ func (s *Store) PutContacts(ctx context.Context, ws string, contacts []storage.C
 		return fmt.Errorf("redis: put contacts: unexpected reply: %v", err)
 	}
 	if ok, _ := res[0].AsInt64(); ok == 1 {
-		return nil
+		_, err := s.endedSessions(ws, res[1:])
+		return err
 	}
 	if len(res) != 3 {
 		return errors.New("redis: put contacts: unexpected reply")
@@ -168,27 +177,58 @@ func (s *Store) Contacts(ctx context.Context, ws string) ([]storage.Contact, err
 }
 
 // deleteContact removes a contact, its indexes (where they still point to
-// it) and every code of its sign-in flows. KEYS: contact, ids set, code
-// set. ARGV: workspace key prefix, id. Returns 1, or 0 when there was no such contact.
+// it), every code of its sign-in flows and every session. KEYS: contact,
+// ids set. ARGV: workspace key prefix, id. Returns {0} when there was no
+// such contact, else {1, then id hash and JSON of each ended session}.
 //
 //go:embed scripts/delete_contact.lua
 var deleteContactLua string
 
-var deleteContact = rueidis.NewLuaScript(deleteContactLua)
+var deleteContact = rueidis.NewLuaScript(endContactLua + deleteContactLua)
 
 // DeleteContact implements storage.Store.
-func (s *Store) DeleteContact(ctx context.Context, ws, id string) error {
+func (s *Store) DeleteContact(ctx context.Context, ws, id string) (int, error) {
 	pre := s.ws(ws)
 	key := s.contactKey(ws, id)
-	r, err := s.run(ctx, deleteContact, []string{key, pre + "ids", s.codeSet(ws, id)}, pre, id)
+	r, err := s.run(ctx, deleteContact, []string{key, pre + "ids"}, pre, id)
 	s.written.mark(key)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	if n, err := r.AsInt64(); err != nil {
-		return err
-	} else if n == 0 {
-		return storage.ErrNotFound
+	res, err := r.ToArray()
+	if err != nil || len(res) == 0 {
+		return 0, fmt.Errorf("redis: delete contact: unexpected reply: %v", err)
 	}
-	return nil
+	if ok, _ := res[0].AsInt64(); ok != 1 {
+		return 0, storage.ErrNotFound
+	}
+	return s.endedSessions(ws, res[1:])
+}
+
+// endedSessions takes the id hash and JSON pairs of the sessions a script
+// ended: it marks their keys as this instance's writes, so its next reads
+// skip the caches, and counts those that were still live.
+func (s *Store) endedSessions(ws string, pairs []rueidis.RedisMessage) (int, error) {
+	if len(pairs)%2 != 0 {
+		return 0, errors.New("redis: ended sessions: unexpected reply")
+	}
+	now := s.now()
+	n := 0
+	keys := make([]string, 0, len(pairs)/2)
+	for i := 0; i < len(pairs); i += 2 {
+		h, err := pairs[i].ToString()
+		if err != nil {
+			return 0, err
+		}
+		keys = append(keys, s.sessionKey(ws, h))
+		raw, err := pairs[i+1].ToString()
+		if err != nil {
+			continue
+		}
+		if sess, err := decodeSession(raw); err == nil && now.Before(sess.Expiry()) {
+			n++
+		}
+	}
+	s.written.mark(keys...)
+	return n, nil
 }

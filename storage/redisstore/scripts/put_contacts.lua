@@ -24,11 +24,20 @@ for i = 0, n - 1 do
   owner[email] = id
   cur[id] = {email, dir}
 end
+local out = {1}
 for i = 0, n - 1 do
   local id, email, dir, doc = ARGV[2 + 4*i], ARGV[3 + 4*i], ARGV[4 + 4*i], ARGV[5 + 4*i]
   local raw = redis.call('GET', pre .. 'c:' .. id)
+  if cjson.decode(doc).status ~= 'active' then
+    end_sessions(pre, id, out)
+    end_codes(pre, id)
+  end
   if raw then
     local d = cjson.decode(raw)
+    if d.email ~= email then
+      end_sessions(pre, id, out)
+      end_codes(pre, id)
+    end
     redis.call('DEL', pre .. 'ce:' .. d.email)
     if d.directory_id and d.directory_id ~= '' then
       redis.call('DEL', pre .. 'cd:' .. d.directory_id)
@@ -39,4 +48,4 @@ for i = 0, n - 1 do
   if dir ~= '' then redis.call('SET', pre .. 'cd:' .. dir, id) end
   redis.call('SADD', pre .. 'ids', id)
 end
-return {1}
+return out
