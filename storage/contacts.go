@@ -40,6 +40,13 @@ type Contact struct {
 	// synced from, such as an Entra object id; unique in the workspace
 	// when set.
 	DirectoryID string `json:"directory_id,omitempty"`
+	// Origin says which import owns the contact: OriginFile for a contact
+	// brought in by the workspace's contacts_file, which disables it once
+	// the file no longer lists it; empty for contacts written through the
+	// admin API (an admin upsert takes a contact over). Set by the store's
+	// ReplaceContacts, never taken from input. Unlike Source, it is no
+	// product field.
+	Origin string `json:"origin,omitempty"`
 	// UpdatedAt is set by the store, to its clock, on every write.
 	UpdatedAt time.Time `json:"updated_at,omitzero"`
 }
@@ -54,7 +61,20 @@ const (
 	SourceManual = "manual"
 	// SourceDirectory is a contact synced from the customer's directory.
 	SourceDirectory = "directory"
+	// OriginFile marks a contact imported from a workspace's contacts_file.
+	OriginFile = "file"
 )
+
+// ReplaceResult counts what ReplaceContacts did.
+type ReplaceResult struct {
+	// Upserted counts contacts written: new, or changed.
+	Upserted int `json:"upserted"`
+	// Disabled counts contacts of the origin that the new set no longer
+	// holds, now disabled and signed out.
+	Disabled int `json:"disabled"`
+	// Unchanged counts contacts already stored exactly as given.
+	Unchanged int `json:"unchanged"`
+}
 
 var contactIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$`)
 
@@ -199,6 +219,11 @@ func ParseContactsJSON(b []byte) ([]Contact, error) {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&cs); err != nil {
 		return nil, fmt.Errorf("want a JSON array of contacts: %w", err)
+	}
+	// Origin is the store's to set: a record read back from the admin API
+	// and sent again is taken over by the sender, not kept the file's.
+	for i := range cs {
+		cs[i].Origin = ""
 	}
 	return cs, ValidateContacts(cs)
 }

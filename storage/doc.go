@@ -17,7 +17,21 @@
 // holds every backend to the same behaviour. Contacts are parsed and
 // validated here too (ParseContactsJSON, ParseContactsCSV,
 // ValidateContacts), so the contacts file, the admin API and the CLI
-// accept the same records with the same errors.
+// accept the same records with the same errors; NormalizeEmail is the one
+// form of an address every comparison uses (contacts, the sign-in form,
+// SSO claims).
+//
+// # Contact lifecycle
+//
+// A contact written as disabled, deleted, or whose email changes loses
+// every session and code in the same store call (a Badger transaction, a
+// Redis script); sessions are deleted, so re-enabling revives none.
+// Contact.Origin records which import owns a contact: OriginFile ("file")
+// for those a workspace's contacts_file brought in, empty for the admin
+// API's. It is not the product field Source (manual or directory).
+// ReplaceContacts makes a set of contacts the whole of an origin's: those
+// of the origin it no longer holds are disabled and signed out, in the
+// same call; contacts of other origins are left alone.
 //
 // Hot records (sessions and contacts, read on every signed-in request) are
 // served by each backend from a HotCache, dropped whenever they change.

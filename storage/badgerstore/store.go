@@ -239,55 +239,128 @@ func (s *Store) PutContacts(_ context.Context, ws string, contacts []storage.Con
 	now := s.now().UTC()
 	var ended []string
 	err := s.update(func(txn *badger.Txn) error {
-		ended = ended[:0]
+		var err error
+		ended, err = s.putContacts(txn, ws, contacts, now)
+		return err
+	})
+	return s.contactsWritten(ws, len(contacts), ended, err)
+}
+
+// ReplaceContacts implements storage.Store.
+func (s *Store) ReplaceContacts(_ context.Context, ws, origin string, contacts []storage.Contact) (storage.ReplaceResult, error) {
+	now := s.now().UTC()
+	var ended []string
+	var res storage.ReplaceResult
+	err := s.update(func(txn *badger.Txn) error {
+		res = storage.ReplaceResult{}
+		stored := map[string]storage.Contact{}
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(kContact + ws + "/"), PrefetchValues: true, PrefetchSize: 100})
+		for it.Rewind(); it.Valid(); it.Next() {
+			var c storage.Contact
+			if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &c) }); err != nil {
+				it.Close()
+				return err
+			}
+			stored[c.ID] = c
+		}
+		it.Close()
+		var write []storage.Contact
+		listed := map[string]bool{}
 		for _, c := range contacts {
-			key := kContact + ws + "/" + c.ID
-			var old storage.Contact
-			switch err := getJSON(txn, key, &old); {
-			case err == nil:
-				if !c.Active() || old.Email != c.Email {
-					_, hs, err := s.endContact(txn, ws, c.ID)
-					if err != nil {
-						return err
-					}
-					ended = append(ended, hs...)
-				}
-				if err := txn.Delete([]byte(kEmail + ws + "/" + old.Email)); err != nil {
-					return err
-				}
-				if old.DirectoryID != "" {
-					if err := txn.Delete([]byte(kDir + ws + "/" + old.DirectoryID)); err != nil {
-						return err
-					}
-				}
-			case !errors.Is(err, storage.ErrNotFound):
-				return err
+			c.Origin = origin
+			listed[c.ID] = true
+			if old, ok := stored[c.ID]; ok && sameContact(old, c) {
+				res.Unchanged++
+				continue
 			}
-			// Another contact may already hold this email.
-			if item, err := txn.Get([]byte(kEmail + ws + "/" + c.Email)); err == nil {
-				var other []byte
-				if other, err = item.ValueCopy(nil); err != nil {
-					return err
-				}
-				if string(other) != c.ID {
-					return fmt.Errorf("contact %s: email %s already belongs to contact %s", c.ID, c.Email, other)
-				}
-			}
-			c.UpdatedAt = now
-			if err := setJSON(txn, key, c, 0); err != nil {
-				return err
-			}
-			if err := txn.Set([]byte(kEmail+ws+"/"+c.Email), []byte(c.ID)); err != nil {
-				return err
-			}
-			if c.DirectoryID != "" {
-				if err := txn.Set([]byte(kDir+ws+"/"+c.DirectoryID), []byte(c.ID)); err != nil {
-					return err
-				}
+			write = append(write, c)
+		}
+		res.Upserted = len(write)
+		for _, c := range stored {
+			if c.Origin == origin && !listed[c.ID] && c.Active() {
+				c.Status = storage.StatusDisabled
+				write = append(write, c)
+				res.Disabled++
 			}
 		}
-		return nil
+		var err error
+		ended, err = s.putContacts(txn, ws, write, now)
+		return err
 	})
+	return res, s.contactsWritten(ws, len(contacts), ended, err)
+}
+
+// sameContact compares contacts except when they were written.
+func sameContact(a, b storage.Contact) bool {
+	a.UpdatedAt, b.UpdatedAt = time.Time{}, time.Time{}
+	return a == b
+}
+
+// putContacts upserts contacts inside txn, each replacing its old indexes;
+// a new email must not belong to another contact. A contact written as
+// disabled, or whose email changes, loses its sessions and codes; their
+// id hashes are returned for contactsWritten.
+func (s *Store) putContacts(txn *badger.Txn, ws string, contacts []storage.Contact, now time.Time) ([]string, error) {
+	var ended []string
+	for _, c := range contacts {
+		key := kContact + ws + "/" + c.ID
+		var old storage.Contact
+		switch err := getJSON(txn, key, &old); {
+		case err == nil:
+			if old.Email != c.Email {
+				_, hs, err := s.endContact(txn, ws, c.ID)
+				if err != nil {
+					return nil, err
+				}
+				ended = append(ended, hs...)
+			}
+			if err := txn.Delete([]byte(kEmail + ws + "/" + old.Email)); err != nil {
+				return nil, err
+			}
+			if old.DirectoryID != "" {
+				if err := txn.Delete([]byte(kDir + ws + "/" + old.DirectoryID)); err != nil {
+					return nil, err
+				}
+			}
+		case !errors.Is(err, storage.ErrNotFound):
+			return nil, err
+		}
+		if !c.Active() {
+			_, hs, err := s.endContact(txn, ws, c.ID)
+			if err != nil {
+				return nil, err
+			}
+			ended = append(ended, hs...)
+		}
+		// Another contact may already hold this email.
+		if item, err := txn.Get([]byte(kEmail + ws + "/" + c.Email)); err == nil {
+			var other []byte
+			if other, err = item.ValueCopy(nil); err != nil {
+				return nil, err
+			}
+			if string(other) != c.ID {
+				return nil, fmt.Errorf("contact %s: email %s already belongs to contact %s", c.ID, c.Email, other)
+			}
+		}
+		c.UpdatedAt = now
+		if err := setJSON(txn, key, c, 0); err != nil {
+			return nil, err
+		}
+		if err := txn.Set([]byte(kEmail+ws+"/"+c.Email), []byte(c.ID)); err != nil {
+			return nil, err
+		}
+		if c.DirectoryID != "" {
+			if err := txn.Set([]byte(kDir+ws+"/"+c.DirectoryID), []byte(c.ID)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return ended, nil
+}
+
+// contactsWritten follows a transaction that wrote n contacts of ws: on
+// success it drops what changed from the hot caches.
+func (s *Store) contactsWritten(ws string, n int, ended []string, err error) error {
 	if err == nil {
 		s.contacts.DropFunc(func(k contactKey) bool { return k.ws == ws })
 		for _, h := range ended {
@@ -295,7 +368,7 @@ func (s *Store) PutContacts(_ context.Context, ws string, contacts []storage.Con
 		}
 	}
 	if errors.Is(err, badger.ErrTxnTooBig) {
-		return fmt.Errorf("too many contacts in one call (%d): send them in smaller batches", len(contacts))
+		return fmt.Errorf("too many contacts in one call (%d): send them in smaller batches", n)
 	}
 	return err
 }

@@ -8,16 +8,17 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/redis/rueidis"
 
 	"github.com/kdesk/portalgate/storage"
 )
 
-// endContactLua defines the Lua functions that end a contact's sessions
-// and codes; the scripts that need them start with it.
+// endContactLua defines the Lua functions the contact scripts share:
+// end_sessions, end_codes and put_contacts. The scripts start with it.
 //
-//go:embed scripts/end_contact.lua
+//go:embed scripts/contacts_lib.lua
 var endContactLua string
 
 // putContacts checks the whole batch first and writes only if every
@@ -69,6 +70,11 @@ func (s *Store) PutContacts(ctx context.Context, ws string, contacts []storage.C
 		_, err := s.endedSessions(ws, res[1:])
 		return err
 	}
+	return s.contactConflict(contacts, res)
+}
+
+// contactConflict is the error of put_contacts' reply {0, index, owner}.
+func (s *Store) contactConflict(contacts []storage.Contact, res []rueidis.RedisMessage) error {
 	if len(res) != 3 {
 		return errors.New("redis: put contacts: unexpected reply")
 	}
@@ -79,6 +85,66 @@ func (s *Store) PutContacts(ctx context.Context, ws string, contacts []storage.C
 	}
 	c := contacts[i]
 	return fmt.Errorf("contact %s: email %s already belongs to contact %s", c.ID, c.Email, other)
+}
+
+// replaceContacts is ReplaceContacts in one script: it upserts the given
+// contacts that differ from what is stored (put_contacts), then disables
+// every other active contact of the origin, ending their sessions and
+// codes. KEYS: ids set. ARGV: workspace key prefix, origin, now (RFC 3339),
+// then id, email, directory id and JSON per contact. Returns {1, upserted,
+// disabled, unchanged, then id hash and JSON of each ended session}, or
+// put_contacts' conflict.
+//
+//go:embed scripts/replace_contacts.lua
+var replaceContactsLua string
+
+var replaceContacts = rueidis.NewLuaScript(endContactLua + replaceContactsLua)
+
+// ReplaceContacts implements storage.Store.
+func (s *Store) ReplaceContacts(ctx context.Context, ws, origin string, contacts []storage.Contact) (storage.ReplaceResult, error) {
+	now := s.now().UTC()
+	pre := s.ws(ws)
+	args := make([]string, 3, 3+4*len(contacts))
+	args[0], args[1], args[2] = pre, origin, now.Format(time.RFC3339Nano)
+	for _, c := range contacts {
+		c.UpdatedAt, c.Origin = now, origin
+		doc, err := json.Marshal(c)
+		if err != nil {
+			return storage.ReplaceResult{}, err
+		}
+		args = append(args, c.ID, c.Email, c.DirectoryID, string(doc))
+	}
+	r, err := s.run(ctx, replaceContacts, []string{pre + "ids"}, args...)
+	if err != nil {
+		return storage.ReplaceResult{}, err
+	}
+	res, err := r.ToArray()
+	if err != nil || len(res) == 0 {
+		return storage.ReplaceResult{}, fmt.Errorf("redis: replace contacts: unexpected reply: %v", err)
+	}
+	if ok, _ := res[0].AsInt64(); ok != 1 {
+		return storage.ReplaceResult{}, s.contactConflict(contacts, res)
+	}
+	if len(res) < 4 {
+		return storage.ReplaceResult{}, errors.New("redis: replace contacts: unexpected reply")
+	}
+	var out storage.ReplaceResult
+	n := [3]int64{}
+	for i := range n {
+		n[i], _ = res[1+i].AsInt64()
+	}
+	out.Upserted, out.Disabled, out.Unchanged = int(n[0]), int(n[1]), int(n[2])
+	// Every contact of the workspace may have changed: mark them all.
+	list, err := s.Contacts(ctx, ws)
+	if err == nil {
+		keys := make([]string, len(list))
+		for i, c := range list {
+			keys[i] = s.contactKey(ws, c.ID)
+		}
+		s.written.mark(keys...)
+	}
+	_, err = s.endedSessions(ws, res[4:])
+	return out, err
 }
 
 // Contact implements storage.Store. It is on the hot path: served from the

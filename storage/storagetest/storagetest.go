@@ -1139,6 +1139,78 @@ func testContactLifecycle(t *testing.T, open Opener) {
 		must(t, "PutContacts (again)", d.s.PutContacts(d.ctx, ws, []storage.Contact{d.jane}))
 		janeEnded(t, d, "added again")
 	})
+	t.Run("ReplaceContactsFromFile", func(t *testing.T) {
+		d := seed(t)
+		ctx, s := d.ctx, d.s
+		file := normalized(t,
+			storage.Contact{ID: "c-1", Email: "jane@acme.example", Name: "Jane"},
+			storage.Contact{ID: "f-1", Email: "fred@acme.example", Name: "Fred"})
+		res, err := s.ReplaceContacts(ctx, ws, storage.OriginFile, file)
+		must(t, "ReplaceContacts", err)
+		// jane and fred are the file's now (jane was written with no origin).
+		if res != (storage.ReplaceResult{Upserted: 2}) {
+			t.Fatalf("first ReplaceContacts = %+v, want 2 upserted", res)
+		}
+		c, err := s.Contact(ctx, ws, "f-1")
+		if err != nil || c.Origin != storage.OriginFile || !c.Active() {
+			t.Fatalf("Contact(f-1) = %+v, %v; want an active file contact", c, err)
+		}
+		res, err = s.ReplaceContacts(ctx, ws, storage.OriginFile, file)
+		must(t, "ReplaceContacts again", err)
+		if res != (storage.ReplaceResult{Unchanged: 2}) {
+			t.Fatalf("the same file again = %+v, want 2 unchanged", res)
+		}
+		for _, sess := range d.janes {
+			if _, err := s.Session(ctx, ws, sess.IDHash); err != nil {
+				t.Fatalf("jane's session after an unchanged import: %v", err)
+			}
+		}
+
+		// The file drops jane: she is disabled and signed out; bob (no
+		// origin: the admin API's) and globex are left alone.
+		res, err = s.ReplaceContacts(ctx, ws, storage.OriginFile, file[1:])
+		must(t, "ReplaceContacts without jane", err)
+		if res != (storage.ReplaceResult{Disabled: 1, Unchanged: 1}) {
+			t.Fatalf("ReplaceContacts without jane = %+v, want 1 disabled, 1 unchanged", res)
+		}
+		janeEnded(t, d, "dropped from the file")
+		othersLive(t, d, "jane dropped from the file")
+		c, err = s.Contact(ctx, ws, "c-1")
+		if err != nil || c.Active() {
+			t.Fatalf("Contact(c-1) = %+v, %v; want disabled", c, err)
+		}
+		c, err = s.ContactByEmail(ctx, ws, "jane@acme.example")
+		if err != nil || c.ID != "c-1" || c.Active() {
+			t.Fatalf("ContactByEmail(jane) = %+v, %v; want her, disabled", c, err)
+		}
+		c, err = s.Contact(ctx, ws, "c-2")
+		if err != nil || !c.Active() {
+			t.Fatalf("Contact(c-2) = %+v, %v; want bob untouched", c, err)
+		}
+		// Already disabled: nothing more to do.
+		res, err = s.ReplaceContacts(ctx, ws, storage.OriginFile, file[1:])
+		must(t, "ReplaceContacts without jane again", err)
+		if res != (storage.ReplaceResult{Unchanged: 1}) {
+			t.Fatalf("again = %+v, want 1 unchanged", res)
+		}
+		// Back in the file: active again, with no old session.
+		res, err = s.ReplaceContacts(ctx, ws, storage.OriginFile, file)
+		must(t, "ReplaceContacts with jane back", err)
+		if res != (storage.ReplaceResult{Upserted: 1, Unchanged: 1}) {
+			t.Fatalf("jane back = %+v, want 1 upserted, 1 unchanged", res)
+		}
+		janeEnded(t, d, "back in the file")
+
+		// A conflict changes nothing: fred's email taken by bob.
+		clash := normalized(t, storage.Contact{ID: "f-1", Email: "bob@acme.example"})
+		if _, err := s.ReplaceContacts(ctx, ws, storage.OriginFile, clash); err == nil {
+			t.Fatal("ReplaceContacts taking bob's email: no error")
+		}
+		c, err = s.Contact(ctx, ws, "c-1")
+		if err != nil || !c.Active() {
+			t.Fatalf("Contact(c-1) after a refused replace = %+v, %v; want active", c, err)
+		}
+	})
 }
 
 // ---------------------------------------------------------------- hit
