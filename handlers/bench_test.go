@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	goruntime "runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -202,8 +203,8 @@ func BenchmarkDeliverCode(b *testing.B) {
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		job := fmt.Appendf(nil, `{"workspace":"acme","email":"u%d@acme.example","method":"code"}`, i%10_000)
-		if err := g.portal.deliver(ctx, storage.OutboxMessage{Kind: kindCode, Payload: job}); err != nil {
+		job := fmt.Appendf(nil, `{"workspace":"acme","email":"u%d@acme.example","flow_hash":"%064x","method":"code"}`, i%10_000, i)
+		if err := g.portal.deliver(ctx, storage.OutboxMessage{ID: strconv.Itoa(i), Kind: kindCode, Payload: job}); err != nil {
 			b.Fatal(err)
 		}
 		i++

@@ -24,15 +24,38 @@ const CodeLength = 7
 
 // NewCode returns a random sign-in code.
 func NewCode() string {
+	return sampleCode(func(buf []byte) {
+		if _, err := rand.Read(buf); err != nil {
+			panic("crypto/rand: " + err.Error())
+		}
+	})
+}
+
+// deriveCode returns the sign-in code of one delivery: HMAC-SHA256 under
+// key (the workspace's code-minting sub-key) of parts and a block counter,
+// expanded block by block as far as rejection sampling needs. The same
+// parts always give the same code, so a message the outbox delivers again
+// after a crash mails the code the first delivery did, and the code is
+// never kept anywhere but in the mail and as its hash.
+func deriveCode(key []byte, parts ...string) string {
+	block := 0
+	return sampleCode(func(buf []byte) {
+		sum := keyed(key, append(parts, strconv.Itoa(block))...)
+		block++
+		copy(buf, sum)
+	})
+}
+
+// sampleCode maps bytes from fill onto codeAlphabet without bias, by
+// rejection sampling: bytes past the largest multiple of its length are
+// skipped, so every character is equally likely.
+func sampleCode(fill func(buf []byte)) string {
 	var out [CodeLength]byte
 	var buf [16]byte
 	n := 0
 	for n < CodeLength {
-		if _, err := rand.Read(buf[:]); err != nil {
-			panic("crypto/rand: " + err.Error())
-		}
+		fill(buf[:])
 		for _, b := range buf {
-			// Rejection sampling keeps every character equally likely.
 			if int(b) >= 256-256%len(codeAlphabet) {
 				continue
 			}
@@ -151,7 +174,7 @@ func (q *request) sendCode(f storage.SignInFlow, flowID string, resend bool) err
 		if answered, err := q.overLimit(ev, "sign-in requests", rateLimit{"req/ip/" + q.net, q.g.portal.Limits.RequestsPerIP}); answered {
 			return err
 		}
-		job, _ := json.Marshal(codeJob{Workspace: ws.Name, Email: f.Email, ContactID: f.ContactID, Method: f.Method, ClientIP: q.ip})
+		job, _ := json.Marshal(codeJob{Workspace: ws.Name, Email: f.Email, ContactID: f.ContactID, FlowHash: f.CodeFlow(), Method: f.Method, ClientIP: q.ip})
 		if err := q.store.Enqueue(ctx, storage.OutboxMessage{Kind: kindCode, Payload: job, NotAfter: now.Add(ws.CodeTTL)}); err != nil {
 			return q.failed("queueing code email", err)
 		}
@@ -208,6 +231,9 @@ func (q *request) codePage() error {
 	notice := ""
 	if f.Held {
 		notice = heldNotice
+		if f.LinkHash == "" {
+			notice = heldElsewhereNotice
+		}
 	}
 	return q.renderCode(http.StatusOK, f, id, "", notice)
 }
@@ -217,6 +243,12 @@ func (q *request) codePage() error {
 // per email whether or not it matches a contact, so this tells nothing
 // about the contact list.
 const heldNotice = "A code was emailed to this address moments ago, so no new one was sent. Use that code, or if you have already used it, ask for a new one when the Resend button is ready."
+
+// heldElsewhereNotice is heldNotice for a sign-in started on the sign-in
+// page: a code works only in the browser that asked for it (so wrong tries
+// elsewhere cannot kill it), and the code sent moments ago may have been
+// asked for in another one.
+const heldElsewhereNotice = "A code was emailed to this address moments ago, so no new one was sent yet. A code works only in the browser where it was asked for: use it there, or ask for a new one here when the Resend button is ready."
 
 func (q *request) renderCode(status int, f storage.SignInFlow, flowID, errMsg, notice string) error {
 	wait := 0
@@ -306,7 +338,7 @@ func (q *request) submitCode() error {
 	if !eligible {
 		redeemID = "\x00nobody/" + f.Email
 	}
-	res, err := q.store.RedeemCode(ctx, ws.Name, redeemID, q.keys.codeHash(redeemID, code), MaxCodeTries)
+	res, err := q.store.RedeemCode(ctx, ws.Name, redeemID, f.CodeFlow(), q.keys.codeHash(redeemID, code), MaxCodeTries)
 	if err != nil {
 		return q.failed("redeeming code", err)
 	}

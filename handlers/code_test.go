@@ -1,8 +1,16 @@
 package handlers
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/kdesk/portalgate/storage"
 )
 
 // TestNewCode checks that 10,000 codes are all well formed and that their
@@ -122,4 +130,106 @@ func FuzzNormalizeCode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestWrongCodesInAnotherFlowSpareTheContactsCode (issue 13): an attacker
+// in another browser, from another network, asks a code for jane and types
+// wrong codes until their flow's code dies; jane's code, in her own flow,
+// still signs her in.
+func TestWrongCodesInAnotherFlowSpareTheContactsCode(t *testing.T) {
+	tp := newTestPortal(t, nil)
+	jb := tp.browser(t, tp.acme)
+	janeToken := jb.requestCode("/tickets/7", jane.Email)
+	janeCode := mailCode(t, tp.waitMail(t, 1))
+
+	// Past the resend cooldown, so the attacker's flow gets a code of its own.
+	tp.clock.Advance(31 * time.Second)
+	ab := tp.browser(t, tp.acme)
+	ab.ip = "203.0.113.66"
+	attackerToken := ab.requestCode("/", jane.Email)
+	attackerCode := mailCode(t, tp.waitMail(t, 2))
+	wrong := "ABC-2345"
+	if wrong == janeCode || wrong == attackerCode {
+		wrong = "XYZ-6789"
+	}
+	for i := range MaxCodeTries {
+		res := ab.submitCode(attackerToken, wrong)
+		wantStatus(t, fmt.Sprintf("attacker's wrong code %d", i+1), res, http.StatusUnauthorized)
+	}
+	res := ab.submitCode(attackerToken, attackerCode)
+	wantBody(t, "attacker's dead code", res, "no longer works")
+
+	wantRedirect(t, "jane's own code", jb.submitCode(janeToken, janeCode), "/tickets/7")
+}
+
+// TestRedeliveryMailsTheSameCode (issue 18): the outbox delivers at least
+// once, so a message sent again after a crash (its first delivery mailed,
+// but not acknowledged) must carry the code of the first mail, which still
+// signs in.
+func TestRedeliveryMailsTheSameCode(t *testing.T) {
+	tp := newTestPortal(t, nil)
+	b := tp.browser(t, tp.acme)
+	token := b.requestCode("/tickets/9", jane.Email)
+	first := mailCode(t, tp.waitMail(t, 1))
+	tp.settle(t)
+
+	// The same message, as the worker would claim it twice.
+	job, err := json.Marshal(codeJob{Workspace: "acme", Email: jane.Email, FlowHash: HashID(b.cookie(cookieFlow)), Method: "code", ClientIP: b.ip})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := storage.OutboxMessage{ID: storage.SortableID(tp.clock.Now()), Kind: kindCode, Payload: job, CreatedAt: tp.clock.Now()}
+	ctx := context.Background()
+	var codes []string
+	for attempt := 1; attempt <= 2; attempt++ {
+		m.Attempts = attempt
+		if err := tp.portal.deliver(ctx, m); err != nil {
+			t.Fatalf("delivery %d: %v", attempt, err)
+		}
+		codes = append(codes, mailCode(t, tp.waitMail(t, 1+attempt)))
+		tp.clock.Advance(time.Second)
+	}
+	if codes[0] != codes[1] {
+		t.Fatalf("a redelivery mailed %s after %s: the first mail's code was replaced", codes[1], codes[0])
+	}
+	if codes[0] == first {
+		t.Fatalf("two outbox messages mailed the same code %s", first)
+	}
+	wantRedirect(t, "the redelivered code", b.submitCode(token, codes[0]), "/tickets/9")
+}
+
+// TestDeriveCode: derived codes are well formed, stable for the same
+// inputs, different for different messages, and evenly spread.
+func TestDeriveCode(t *testing.T) {
+	key := []byte("a test key of thirty-two bytes!!")
+	if deriveCode(key, "m-1", "c-1") != deriveCode(key, "m-1", "c-1") {
+		t.Fatal("the same message gave two codes")
+	}
+	const n = 10000
+	counts := map[byte]int{}
+	seen := map[string]bool{}
+	for i := range n {
+		c := deriveCode(key, "m-"+strconv.Itoa(i), "c-1")
+		if _, ok := NormalizeCode(c); !ok {
+			t.Fatalf("deriveCode = %q: not a code", c)
+		}
+		seen[c] = true
+		for j := 0; j < len(c); j++ {
+			counts[c[j]]++
+		}
+	}
+	if len(seen) < n-1 {
+		t.Fatalf("%d distinct codes for %d messages", len(seen), n)
+	}
+	// The chi-square bound of TestNewCode, over all positions.
+	k := len(codeAlphabet)
+	want := float64(n*CodeLength) / float64(k)
+	chi := 0.0
+	for i := 0; i < k; i++ {
+		d := float64(counts[codeAlphabet[i]]) - want
+		chi += d * d / want
+	}
+	if chi > 150 {
+		t.Fatalf("chi-square %.1f over %d characters: not uniform", chi, k)
+	}
 }

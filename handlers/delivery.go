@@ -20,14 +20,18 @@ import (
 const kindCode = "code"
 
 // codeJob asks the outbox worker to make and email a code. It holds no
-// code: the worker makes a fresh one on every attempt, so no code ever
-// rests in storage except as a hash.
+// code: the worker derives it from the secret and the message id at every
+// attempt (deriveCode), so a redelivery mails the same code and no code
+// ever rests in storage except as a hash.
 type codeJob struct {
 	Workspace string `json:"workspace"`
 	Email     string `json:"email"`
 	ContactID string `json:"contact_id,omitempty"`
-	Method    string `json:"method,omitempty"`
-	ClientIP  string `json:"client_ip,omitempty"`
+	// FlowHash is the id hash of the sign-in flow that asked for the code:
+	// the code belongs to that flow, so wrong tries elsewhere cannot kill it.
+	FlowHash string `json:"flow_hash"`
+	Method   string `json:"method,omitempty"`
+	ClientIP string `json:"client_ip,omitempty"`
 }
 
 // deliver is the outbox worker's work for one message.
@@ -38,6 +42,9 @@ func (p *Portal) deliver(ctx context.Context, m storage.OutboxMessage) error {
 	var job codeJob
 	if err := json.Unmarshal(m.Payload, &job); err != nil {
 		return fmt.Errorf("%w: decoding code job: %v", mail.ErrPermanent, err)
+	}
+	if job.FlowHash == "" {
+		return fmt.Errorf("%w: code job without a sign-in flow", mail.ErrPermanent)
 	}
 	ws, ok := p.Workspaces[job.Workspace]
 	if !ok {
@@ -76,10 +83,16 @@ func (p *Portal) deliver(ctx context.Context, m storage.OutboxMessage) error {
 			return nil
 		}
 	}
-	now := p.Now()
-	code := NewCode()
-	if err := rt.store.PutCode(ctx, ws.Name, contact.ID, storage.Code{
-		Hash: rt.keys[ws.Name].codeHash(contact.ID, code), IssuedAt: now, ExpiresAt: now.Add(ws.CodeTTL),
+	keys := rt.keys[ws.Name]
+	code := deriveCode(keys.mint, m.ID, contact.ID, job.FlowHash)
+	// The code's life counts from when it was asked for, so a redelivery
+	// does not lengthen it; storing the same code again keeps its tries.
+	issued := m.CreatedAt
+	if issued.IsZero() {
+		issued = p.Now()
+	}
+	if err := rt.store.PutCode(ctx, ws.Name, contact.ID, job.FlowHash, storage.Code{
+		Hash: keys.codeHash(contact.ID, code), IssuedAt: issued, ExpiresAt: issued.Add(ws.CodeTTL),
 	}); err != nil {
 		return err
 	}

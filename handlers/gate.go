@@ -133,7 +133,7 @@ func (g *Gate) signedIn(r *http.Request, store storage.Store) (storage.Session, 
 	}
 	ctx := r.Context()
 	hash := HashID(id)
-	sess, err := store.Session(ctx, hash)
+	sess, err := store.Session(ctx, g.ws.Name, hash)
 	if err != nil {
 		return sess, storage.Contact{}, notFoundIsSignedOut(err)
 	}
@@ -149,7 +149,7 @@ func (g *Gate) signedIn(r *http.Request, store storage.Store) (storage.Session, 
 	}
 	now := g.portal.Now()
 	if now.Sub(sess.LastSeen) > touchEvery(sess.Idle) {
-		if err := store.TouchSession(context.WithoutCancel(ctx), hash, now); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		if err := store.TouchSession(context.WithoutCancel(ctx), g.ws.Name, hash, now); err != nil && !errors.Is(err, storage.ErrNotFound) {
 			g.portal.Logger.Warn("refreshing session activity", zap.Error(err))
 		}
 	}

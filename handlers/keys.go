@@ -12,13 +12,16 @@ import (
 // workspaceKeys are one workspace's sub-keys of the instance secret,
 // derived once per config.
 type workspaceKeys struct {
-	csrf, code, link []byte
+	// code keys the stored hashes of codes; mint derives each delivery's
+	// code from its outbox message (see deriveCode).
+	csrf, code, mint, link []byte
 }
 
 func deriveKeys(secret []byte, workspace string) *workspaceKeys {
 	return &workspaceKeys{
 		csrf: derive(secret, "csrf", workspace),
 		code: derive(secret, "code", workspace),
+		mint: derive(secret, "code-mint", workspace),
 		link: derive(secret, "link", workspace),
 	}
 }

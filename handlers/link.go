@@ -179,5 +179,6 @@ func (q *request) openLink() error {
 		return q.failed("starting sign-in flow", err)
 	}
 	f.Email, f.ContactID, f.Method = contact.Email, contact.ID, "link"
+	f.LinkHash = HashID(q.r.PathValue("token"))
 	return q.sendCode(f, "", false)
 }

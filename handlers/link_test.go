@@ -163,7 +163,7 @@ func TestLinkContactDisabled(t *testing.T) {
 		t.Fatal(err)
 	}
 	path2, _ := tp.mint(t, "acme", jane.ID, "/", 0)
-	if err := tp.store.DeleteContact(ctx, "acme", jane.ID); err != nil {
+	if _, err := tp.store.DeleteContact(ctx, "acme", jane.ID); err != nil {
 		t.Fatal(err)
 	}
 	wantInvalidLink(t, "link of a deleted contact", tp.browser(t, tp.acme).get(path2))

@@ -53,7 +53,7 @@ func (q *request) signIn(f storage.SignInFlow, contact storage.Contact, method s
 	}
 	// The old session (if any) ends: a new id at every sign-in.
 	if old := q.cookie(cookieSession); validID(old) {
-		_ = q.store.DeleteSession(ctx, HashID(old))
+		_ = q.store.DeleteSession(ctx, q.ws.Name, HashID(old))
 	}
 	if err := q.store.DeleteFlow(ctx, f.IDHash); err != nil {
 		q.g.portal.Logger.Warn("ending sign-in flow", zap.Error(err))
@@ -103,7 +103,7 @@ func (q *request) signOut() error {
 	if id := q.cookie(cookieSession); validID(id) {
 		ctx := q.r.Context()
 		hash := HashID(id)
-		sess, err := q.store.Session(ctx, hash)
+		sess, err := q.store.Session(ctx, q.ws.Name, hash)
 		if err == nil {
 			switch token := q.r.PostFormValue("csrf"); {
 			case token != "":
@@ -126,7 +126,7 @@ func (q *request) signOut() error {
 				q.setCookie(cookieSession, "", -1)
 				return q.redirect("/signin?signed_out=" + strconv.Itoa(n))
 			}
-			if err := q.store.DeleteSession(ctx, hash); err != nil {
+			if err := q.store.DeleteSession(ctx, q.ws.Name, hash); err != nil {
 				return q.failed("ending session", err)
 			}
 			q.audit(ev)

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -240,12 +241,12 @@ func (q *request) ssoContact(p *SSOProvider, d *discovered, iss string, c ssoCla
 		if c.Email == "" || !(edov || verified) {
 			return contact, "unverified email", nil
 		}
-		contact, err = store.ContactByEmail(ctx, ws, c.Email)
+		contact, err = contactByClaimedEmail(ctx, store, ws, c.Email)
 	case SSOGoogle:
 		if v, _ := claimBool(c.EmailVerified); !v || c.Email == "" {
 			return contact, "unverified email", nil
 		}
-		contact, err = store.ContactByEmail(ctx, ws, c.Email)
+		contact, err = contactByClaimedEmail(ctx, store, ws, c.Email)
 	default:
 		// A generic provider's email counts only when it says it checked
 		// it; a provider the operator trusts may also leave the claim out,
@@ -256,7 +257,7 @@ func (q *request) ssoContact(p *SSOProvider, d *discovered, iss string, c ssoCla
 		if c.Email == "" {
 			return contact, "no email claim", nil
 		}
-		contact, err = store.ContactByEmail(ctx, ws, c.Email)
+		contact, err = contactByClaimedEmail(ctx, store, ws, c.Email)
 	}
 	if errors.Is(err, storage.ErrNotFound) {
 		return contact, "no matching contact", nil
@@ -297,4 +298,16 @@ func truncate(s string, n int) string {
 		return s[:n]
 	}
 	return s
+}
+
+// contactByClaimedEmail finds the contact of an email claim, comparing only
+// normalized forms (storage.NormalizeEmail), as the sign-in form does: a
+// claim that is no valid address, or one that only case folding would
+// turn into a contact's address, matches nobody.
+func contactByClaimedEmail(ctx context.Context, store storage.Contacts, ws, email string) (storage.Contact, error) {
+	e, err := storage.NormalizeEmail(email)
+	if err != nil {
+		return storage.Contact{}, storage.ErrNotFound
+	}
+	return store.ContactByEmail(ctx, ws, e)
 }

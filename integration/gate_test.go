@@ -405,3 +405,50 @@ func TestConcurrentSignIns(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// The contacts file is authoritative for the contacts it brought in: a
+// reload with a file that no longer lists sam disables him and ends his
+// open session at its next request; jane (still listed) and a contact
+// added through the admin API stay signed in.
+func TestContactsFileIsAuthoritativeOnReload(t *testing.T) {
+	g := newGateway(t)
+	g.start()
+	if status, body := g.adminDo(http.MethodPut, "/portal/workspaces/acme/contacts", "application/json",
+		[]byte(`[{"id":"c-9","email":"ann@acme.example","name":"Ann Admin"}]`)); status != http.StatusOK {
+		t.Fatalf("adding ann: %d %s", status, body)
+	}
+	jane, sam, ann := g.browser(), g.browser(), g.browser()
+	jane.signIn("jane@acme.example", "/")
+	sam.signIn("sam@acme.example", "/")
+	ann.signIn("ann@acme.example", "/")
+
+	g.contacts = `[
+ {"id": "c-1", "email": "jane@acme.example", "name": "Jane Doe", "source": "directory", "directory_id": "d-1"},
+ {"id": "c-3", "email": "former@acme.example", "name": "Former", "status": "disabled"}
+]`
+	g.start() // caddy reload
+	// The old config's server may still reset a connection or two.
+	eventually(t, 5*time.Second, "the reloaded server answering", func() bool {
+		_, err := g.browser().c.Get("/_portal/signin")
+		return err == nil
+	})
+	if r := sam.get("/"); r.Status != http.StatusSeeOther || r.Location != "/_portal/signin" {
+		t.Fatalf("sam, no longer in the file: %d %q, want 303 to sign in", r.Status, r.Location)
+	}
+	for who, b := range map[string]*browser{"jane": jane, "ann (admin API)": ann} {
+		if r := b.get("/"); r.Status != http.StatusOK {
+			t.Fatalf("%s after the reload: %d %q", who, r.Status, r.Location)
+		}
+	}
+	status, body := g.adminDo(http.MethodGet, "/portal/workspaces/acme/contacts/c-2", "", nil)
+	if status != http.StatusOK || !strings.Contains(body, `"status":"disabled"`) {
+		t.Fatalf("sam after the reload: %d %s, want disabled", status, body)
+	}
+	status, body = g.adminDo(http.MethodGet, "/portal/workspaces/acme/sessions?contact_id=c-2", "", nil)
+	if status != http.StatusOK || strings.Contains(body, "c-2") {
+		t.Fatalf("sam's sessions after the reload: %d %s, want none", status, body)
+	}
+	if logs := g.logText(); !strings.Contains(logs, `"disabled":1`) {
+		t.Fatal("the reload did not log one contact disabled")
+	}
+}

@@ -189,14 +189,12 @@ func (c adminCall) getContact(w http.ResponseWriter, r *http.Request, id string)
 }
 
 func (c adminCall) deleteContact(w http.ResponseWriter, r *http.Request, id string) error {
-	if err := c.store.DeleteContact(r.Context(), c.ws.Name, id); err != nil {
+	// The contact's sessions end in the same store operation.
+	n, err := c.store.DeleteContact(r.Context(), c.ws.Name, id)
+	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
 			return apiErr(http.StatusNotFound, "no contact %q in workspace %s", id, c.ws.Name)
 		}
-		return c.storeErr(err)
-	}
-	n, err := c.store.DeleteContactSessions(r.Context(), c.ws.Name, id)
-	if err != nil {
 		return c.storeErr(err)
 	}
 	return writeAdminJSON(w, http.StatusOK, map[string]any{"deleted": id, "sessions_ended": n})

@@ -522,10 +522,15 @@ func (a *App) importContacts(ctx context.Context, store storage.Store) error {
 	}
 	sort.Strings(names)
 	for _, ws := range names {
-		if err := store.PutContacts(ctx, ws, a.contacts[ws]); err != nil {
+		// The file is authoritative for the contacts it brought in: those
+		// it no longer lists are disabled and signed out in the same store
+		// call; contacts added through the admin API are left alone.
+		res, err := store.ReplaceContacts(ctx, ws, storage.OriginFile, a.contacts[ws])
+		if err != nil {
 			return fmt.Errorf("workspace %s: importing contacts_file: %w", ws, err)
 		}
-		a.logger.Info("contacts imported", zap.String("workspace", ws), zap.Int("count", len(a.contacts[ws])))
+		a.logger.Info("contacts imported", zap.String("workspace", ws), zap.Int("count", len(a.contacts[ws])),
+			zap.Int("upserted", res.Upserted), zap.Int("disabled", res.Disabled), zap.Int("unchanged", res.Unchanged))
 	}
 	return nil
 }

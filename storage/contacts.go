@@ -10,6 +10,11 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/net/idna"
+	"golang.org/x/text/unicode/norm"
 )
 
 // Contact is a person who may sign in to a workspace's portal.
@@ -18,11 +23,12 @@ type Contact struct {
 	// digits or ._:@-, starting with a letter or digit, unique in the
 	// workspace.
 	ID string `json:"id"`
-	// Email is the primary email, stored lowercased and unique in the
+	// Email is the primary email, stored in the form NormalizeEmail gives
+	// (lowercase, NFC local part, ASCII domain) and unique in the
 	// workspace, so it matches case-insensitively.
 	Email string `json:"email"`
-	// Name is the contact's display name, passed to the portal; one line
-	// of at most 200 characters, optional.
+	// Name is the contact's display name, passed to the portal; at most
+	// 200 characters without control characters, optional.
 	Name string `json:"name,omitempty"`
 	// Status is "active" or "disabled"; only an active contact may sign
 	// in. Default: active.
@@ -34,6 +40,13 @@ type Contact struct {
 	// synced from, such as an Entra object id; unique in the workspace
 	// when set.
 	DirectoryID string `json:"directory_id,omitempty"`
+	// Origin says which import owns the contact: OriginFile for a contact
+	// brought in by the workspace's contacts_file, which disables it once
+	// the file no longer lists it; empty for contacts written through the
+	// admin API (an admin upsert takes a contact over). Set by the store's
+	// ReplaceContacts, never taken from input. Unlike Source, it is no
+	// product field.
+	Origin string `json:"origin,omitempty"`
 	// UpdatedAt is set by the store, to its clock, on every write.
 	UpdatedAt time.Time `json:"updated_at,omitzero"`
 }
@@ -48,7 +61,20 @@ const (
 	SourceManual = "manual"
 	// SourceDirectory is a contact synced from the customer's directory.
 	SourceDirectory = "directory"
+	// OriginFile marks a contact imported from a workspace's contacts_file.
+	OriginFile = "file"
 )
+
+// ReplaceResult counts what ReplaceContacts did.
+type ReplaceResult struct {
+	// Upserted counts contacts written: new, or changed.
+	Upserted int `json:"upserted"`
+	// Disabled counts contacts of the origin that the new set no longer
+	// holds, now disabled and signed out.
+	Disabled int `json:"disabled"`
+	// Unchanged counts contacts already stored exactly as given.
+	Unchanged int `json:"unchanged"`
+}
 
 var contactIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$`)
 
@@ -65,7 +91,10 @@ func (c *Contact) Normalize() error {
 	}
 	c.Email = email
 	c.Name = strings.TrimSpace(c.Name)
-	if len(c.Name) > 200 || strings.ContainsAny(c.Name, "\r\n\x00") {
+	if hasControl(c.Name) {
+		return fmt.Errorf("contact %s: name must not contain control characters (such as a line break, tab or NUL)", c.ID)
+	}
+	if utf8.RuneCountInString(c.Name) > 200 || !utf8.ValidString(c.Name) {
 		return fmt.Errorf("contact %s: name must be one line of at most 200 characters", c.ID)
 	}
 	switch c.Status {
@@ -83,8 +112,11 @@ func (c *Contact) Normalize() error {
 		return fmt.Errorf("contact %s: source %q: must be manual or directory", c.ID, c.Source)
 	}
 	c.DirectoryID = strings.TrimSpace(c.DirectoryID)
-	if len(c.DirectoryID) > 256 || strings.ContainsAny(c.DirectoryID, "\r\n\x00/") {
-		return fmt.Errorf("contact %s: directory_id is not valid", c.ID)
+	if hasControl(c.DirectoryID) {
+		return fmt.Errorf("contact %s: directory_id must not contain control characters", c.ID)
+	}
+	if len(c.DirectoryID) > 256 || strings.ContainsRune(c.DirectoryID, '/') || !utf8.ValidString(c.DirectoryID) {
+		return fmt.Errorf("contact %s: directory_id must be at most 256 bytes of UTF-8 without '/'", c.ID)
 	}
 	return nil
 }
@@ -92,20 +124,90 @@ func (c *Contact) Normalize() error {
 // Active reports whether the contact may sign in.
 func (c Contact) Active() bool { return c.Status == StatusActive }
 
-// NormalizeEmail lowercases and checks a bare email address.
+// hasControl reports whether s holds a control character (Unicode
+// category Cc), which would break headers, logs and CSV exports.
+func hasControl(s string) bool {
+	return strings.ContainsFunc(s, unicode.IsControl)
+}
+
+// NormalizeEmail checks a bare email address and returns the one form
+// every comparison uses (contacts, the sign-in form, SSO claims): the local
+// part NFC-normalized and lowercased, the domain in its IDNA (UTS #46)
+// ASCII form, lowercase. Addresses with a character that case folding
+// turns into ASCII (U+212A KELVIN SIGN into k, U+017F LONG S into s, U+0130
+// into i) are refused: they would look like, or fold into, another address.
 func NormalizeEmail(s string) (string, error) {
-	s = strings.ToLower(strings.TrimSpace(s))
+	s = strings.TrimSpace(s)
 	if s == "" {
 		return "", errors.New("email is required")
 	}
 	if len(s) > 254 {
 		return "", errors.New("email is too long")
 	}
-	a, err := mail.ParseAddress(s)
-	if err != nil || a.Address != s || a.Name != "" || !strings.Contains(s[strings.LastIndexByte(s, '@')+1:], ".") && !strings.HasSuffix(s, "@localhost") {
+	if !utf8.ValidString(s) || hasControl(s) {
 		return "", fmt.Errorf("email %q is not a valid address", s)
 	}
-	return s, nil
+	if r, ok := foldsToASCII(s); ok {
+		return "", fmt.Errorf("email %q: the character %q (U+%04X) reads as an ASCII letter; type the address in plain letters", s, r, r)
+	}
+	at := strings.LastIndexByte(s, '@')
+	if at < 1 || at == len(s)-1 {
+		return "", fmt.Errorf("email %q is not a valid address", s)
+	}
+	local := strings.ToLower(norm.NFC.String(s[:at]))
+	domain, err := idna.Lookup.ToASCII(s[at+1:])
+	if err != nil {
+		return "", fmt.Errorf("email %q: the domain is not a valid internationalized domain name", s)
+	}
+	domain = strings.ToLower(domain)
+	out := local + "@" + domain
+	if len(out) > 254 {
+		return "", errors.New("email is too long")
+	}
+	a, err := mail.ParseAddress(out)
+	if err != nil || a.Address != out || a.Name != "" || !strings.Contains(domain, ".") && domain != "localhost" {
+		return "", fmt.Errorf("email %q is not a valid address", s)
+	}
+	return out, nil
+}
+
+// foldsToASCII returns the first non-ASCII rune of s that lowercasing or
+// case folding maps onto ASCII. It checks rune by rune what
+// strings.ToLower(s) would do, and the rune's whole case-folding orbit.
+func foldsToASCII(s string) (rune, bool) {
+	for _, r := range s {
+		if r < utf8.RuneSelf {
+			continue
+		}
+		if unicode.ToLower(r) < utf8.RuneSelf || unicode.ToUpper(r) < utf8.RuneSelf {
+			return r, true
+		}
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			if f < utf8.RuneSelf {
+				return r, true
+			}
+		}
+	}
+	// strings.ToLower may expand a rune (U+0130 into "i" and a combining
+	// dot): any ASCII it yields that the input did not hold is refused too.
+	if asciiCount(strings.ToLower(s)) != asciiCount(s) {
+		for _, r := range s {
+			if r >= utf8.RuneSelf && asciiCount(strings.ToLower(string(r))) > 0 {
+				return r, true
+			}
+		}
+	}
+	return 0, false
+}
+
+func asciiCount(s string) int {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] < utf8.RuneSelf {
+			n++
+		}
+	}
+	return n
 }
 
 // ParseContactsJSON decodes and validates a JSON array of contacts (the
@@ -117,6 +219,11 @@ func ParseContactsJSON(b []byte) ([]Contact, error) {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&cs); err != nil {
 		return nil, fmt.Errorf("want a JSON array of contacts: %w", err)
+	}
+	// Origin is the store's to set: a record read back from the admin API
+	// and sent again is taken over by the sender, not kept the file's.
+	for i := range cs {
+		cs[i].Origin = ""
 	}
 	return cs, ValidateContacts(cs)
 }

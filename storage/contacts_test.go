@@ -1,9 +1,11 @@
 package storage
 
 import (
+	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestParseContactsJSON(t *testing.T) {
@@ -32,7 +34,7 @@ func TestParseContactsJSON(t *testing.T) {
 		`[{"id":"c-1"}]`:                                                          "record 1: contact c-1: email is required",
 		`[{"id":"c-1","email":"a@b.example","status":"gone"}]`:                    `record 1: contact c-1: status "gone": must be active or disabled`,
 		`[{"id":"c-1","email":"a@b.example","source":"x"}]`:                       `record 1: contact c-1: source "x": must be manual or directory`,
-		`[{"id":"c-1","email":"a@b.example","directory_id":"a/b"}]`:               "record 1: contact c-1: directory_id is not valid",
+		`[{"id":"c-1","email":"a@b.example","directory_id":"a/b"}]`:               "record 1: contact c-1: directory_id must be at most 256 bytes of UTF-8 without '/'",
 	} {
 		if _, err := ParseContactsJSON([]byte(in)); err == nil || err.Error() != wantErr {
 			t.Errorf("ParseContactsJSON(%s): err = %v, want %q", in, err, wantErr)
@@ -129,6 +131,126 @@ func FuzzParseContactsCSV(f *testing.F) {
 			checkParsed(t, cs)
 		} else if !strings.HasPrefix(err.Error(), "csv") {
 			t.Fatalf("CSV error %q does not say csv", err)
+		}
+	})
+}
+
+// TestNormalizeEmail: the one form every comparison uses, and the
+// addresses that must be refused because folding them turns non-ASCII
+// into ASCII.
+func TestNormalizeEmail(t *testing.T) {
+	for in, want := range map[string]string{
+		" Jane@Acme.Example ":           "jane@acme.example",
+		"jane@localhost":                "jane@localhost",
+		"Jose\u0301@acme.example":       "jos\u00e9@acme.example", // NFD local part → NFC
+		"jos\u00e9@acme.example":        "jos\u00e9@acme.example",
+		"jane@B\u00fccher.Example":      "jane@xn--bcher-kva.example", // IDNA
+		"jane@xn--bcher-kva.example":    "jane@xn--bcher-kva.example",
+		"jane@\u00e9xample.example":     "jane@xn--xample-9ua.example",
+		"\u00c9lodie@acme.example":      "\u00e9lodie@acme.example",
+		"jane@\uff41cme.example":        "jane@acme.example", // full-width a, mapped by UTS #46
+		"jane+tag@support.acme.example": "jane+tag@support.acme.example",
+	} {
+		got, err := NormalizeEmail(in)
+		if err != nil || got != want {
+			t.Errorf("NormalizeEmail(%q) = %q, %v; want %q", in, got, err, want)
+		}
+		// Normalizing is idempotent.
+		if again, err := NormalizeEmail(got); err != nil || again != got {
+			t.Errorf("NormalizeEmail(%q) = %q, %v; not stable", got, again, err)
+		}
+	}
+	for _, in := range []string{
+		"",
+		"nope",
+		"@acme.example",
+		"jane@",
+		"jane@acme",
+		"Jane Doe <jane@acme.example>",
+		"\u212Aate@acme.example",  // KELVIN SIGN → k
+		"ja\u017Fon@acme.example", // LONG S → s
+		"\u0130da@acme.example",   // I WITH DOT ABOVE → i
+		"jane@\u212Acme.example",  // in the domain too
+		"ja\u0000ne@acme.example",
+		"jane\n@acme.example",
+		"jane@acme..example",
+		"jane@-acme.example",
+		"\xff@acme.example",
+		strings.Repeat("a", 250) + "@b.example",
+	} {
+		if got, err := NormalizeEmail(in); err == nil {
+			t.Errorf("NormalizeEmail(%q) = %q, want an error", in, got)
+		}
+	}
+}
+
+// TestControlCharactersRefused: a name or directory id with a control
+// character is refused at every import path, naming the record.
+func TestControlCharactersRefused(t *testing.T) {
+	for _, bad := range []string{"\x00", "\t", "\r", "\n", "\x1b[31m", "\u0085", "\x7f"} {
+		name, _ := json.Marshal("Jane" + bad + "Doe")
+		dir, _ := json.Marshal("entra" + bad + "1")
+		for _, tc := range []struct{ in, want string }{
+			{`[{"id":"c-1","email":"a@b.example"},{"id":"c-2","email":"b@b.example","name":` + string(name) + `}]`,
+				"record 2: contact c-2: name must not contain control characters"},
+			{`[{"id":"c-1","email":"a@b.example","source":"directory","directory_id":` + string(dir) + `}]`,
+				"record 1: contact c-1: directory_id must not contain control characters"},
+		} {
+			if _, err := ParseContactsJSON([]byte(tc.in)); err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+				t.Errorf("ParseContactsJSON(%s): err = %v, want %q", tc.in, err, tc.want)
+			}
+		}
+		csv := "id,email,name,directory_id\nc-1,a@b.example,Jane,\n\"c-2\",b@b.example,\"Jane" + bad + "Doe\",\n"
+		if _, err := ParseContactsCSV([]byte(csv)); err == nil || !strings.HasPrefix(err.Error(), "csv row 3: contact c-2: name must not contain control characters") {
+			t.Errorf("ParseContactsCSV with %q in a name: err = %v", bad, err)
+		}
+		csv = "id,email,directory_id\nc-1,a@b.example,\"entra" + bad + "1\"\n"
+		if _, err := ParseContactsCSV([]byte(csv)); err == nil || !strings.HasPrefix(err.Error(), "csv row 2: contact c-1: directory_id must not contain control characters") {
+			t.Errorf("ParseContactsCSV with %q in a directory id: err = %v", bad, err)
+		}
+	}
+	// Blanks around a name are trimmed, not refused.
+	cs, err := ParseContactsJSON([]byte(`[{"id":"c-1","email":"a@b.example","name":" Jane\t"}]`))
+	if err != nil || cs[0].Name != "Jane" {
+		t.Errorf("a name with blanks around it: %+v, %v", cs, err)
+	}
+}
+
+// emailSeeds are the fuzz seeds of FuzzNormalizeEmail: tricky forms of
+// addresses (folding, NFC/NFD, IDNA, controls, lengths).
+var emailSeeds = []string{
+	"jane@acme.example", " JANE@ACME.EXAMPLE ", "jane@localhost",
+	"\u212Aate@acme.example", "ja\u017Fon@acme.example", "\u0130da@acme.example",
+	"Jose\u0301@acme.example", "jos\u00e9@acme.example", "jane@B\u00fccher.example",
+	"jane@xn--bcher-kva.example", "jane@\uff41cme.example", "jane@acme.example\u3002",
+	"ja\u0000ne@acme.example", "jane\r\n@acme.example", "\"jane doe\"@acme.example",
+	"jane@[192.0.2.1]", "jane@acme..example", "@", "a@b", "\xff\xfe@acme.example",
+	"\u00df@acme.example", "\u03a3\u03c3\u03c2@acme.example", "jane@xn--.example",
+}
+
+// FuzzNormalizeEmail: an accepted address is normalized for good
+// (idempotent), holds no control character, no rune that folds into ASCII,
+// and an ASCII domain.
+func FuzzNormalizeEmail(f *testing.F) {
+	for _, s := range emailSeeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		out, err := NormalizeEmail(in)
+		if err != nil {
+			return
+		}
+		if again, err := NormalizeEmail(out); err != nil || again != out {
+			t.Fatalf("NormalizeEmail(%q) = %q, but again %q, %v", in, out, again, err)
+		}
+		if hasControl(out) || !utf8.ValidString(out) {
+			t.Fatalf("NormalizeEmail(%q) = %q holds a control character or bad UTF-8", in, out)
+		}
+		if r, bad := foldsToASCII(out); bad {
+			t.Fatalf("NormalizeEmail(%q) = %q holds %q, which folds into ASCII", in, out, r)
+		}
+		if d := out[strings.LastIndexByte(out, '@')+1:]; asciiCount(d) != len(d) || d != strings.ToLower(d) {
+			t.Fatalf("NormalizeEmail(%q) = %q: domain %q is not lowercase ASCII", in, out, d)
 		}
 	})
 }

@@ -17,7 +17,21 @@
 // holds every backend to the same behaviour. Contacts are parsed and
 // validated here too (ParseContactsJSON, ParseContactsCSV,
 // ValidateContacts), so the contacts file, the admin API and the CLI
-// accept the same records with the same errors.
+// accept the same records with the same errors; NormalizeEmail is the one
+// form of an address every comparison uses (contacts, the sign-in form,
+// SSO claims).
+//
+// # Contact lifecycle
+//
+// A contact written as disabled, deleted, or whose email changes loses
+// every session and code in the same store call (a Badger transaction, a
+// Redis script); sessions are deleted, so re-enabling revives none.
+// Contact.Origin records which import owns a contact: OriginFile ("file")
+// for those a workspace's contacts_file brought in, empty for the admin
+// API's. It is not the product field Source (manual or directory).
+// ReplaceContacts makes a set of contacts the whole of an origin's: those
+// of the origin it no longer holds are disabled and signed out, in the
+// same call; contacts of other origins are left alone.
 //
 // Hot records (sessions and contacts, read on every signed-in request) are
 // served by each backend from a HotCache, dropped whenever they change.
@@ -39,7 +53,7 @@
 //	ce/<ws>/<email>                 email index -> contact id
 //	cd/<ws>/<directory id>          directory index -> contact id
 //	f/<id hash>                     sign-in flow
-//	k/<ws>/<contact id>             code
+//	k/<ws>/<contact id>/<flow hash> code of one sign-in flow
 //	s/<id hash>                     session
 //	si/<ws>/<contact id>/<id hash>  session index (empty value), for listing and revoking
 //	r/<key>/<window start>          rate-limit counter (8 bytes, big-endian)
@@ -59,10 +73,12 @@
 //	{ws:W}:ids                 set of contact ids
 //	{ws:W}:ce:<email>          email index -> contact id
 //	{ws:W}:cd:<directory id>   directory index -> contact id
-//	{ws:W}:code:<contact id>   code (a hash, not JSON)
+//	{ws:W}:code:<contact id>:<flow hash>  code of one sign-in flow (a hash, not JSON)
+//	{ws:W}:codes:<contact id>  set of flow hashes holding a code of the contact
 //	{ws:W}:sessions            session id hashes, scored by absolute expiry
 //	{ws:W}:si:<contact id>     the same, per contact
-//	sess:<id hash>             session
+//	{ws:W}:sess:<id hash>      session, in its workspace's slot so that one
+//	                           script changes a contact and ends its sessions
 //	flow:<id hash>             sign-in flow
 //	once:<key>                 single-use value
 //	hit:<key>:<window start>   rate-limit counter

@@ -43,8 +43,17 @@ type Secrets interface {
 // email and directory indexes.
 type Contacts interface {
 	// PutContacts upserts contacts of a workspace in one transaction: either
-	// all are written or none. The caller validates them first.
+	// all are written or none. The caller validates them first. A contact
+	// written as disabled, or whose email changes, loses every session and
+	// code in that same transaction: nothing revives them.
 	PutContacts(ctx context.Context, workspace string, contacts []Contact) error
+	// ReplaceContacts makes contacts the whole set of the workspace's
+	// contacts of that origin (such as OriginFile), in one transaction:
+	// each is upserted, marked with origin, unless it is stored exactly so
+	// already; every other active contact of that origin is disabled and
+	// loses its sessions and codes. Contacts of other origins (the admin
+	// API's) are left alone. The caller validates contacts first.
+	ReplaceContacts(ctx context.Context, workspace, origin string, contacts []Contact) (ReplaceResult, error)
 	// Contact returns one contact by id.
 	Contact(ctx context.Context, workspace, id string) (Contact, error)
 	// ContactByEmail returns the contact whose email matches, ignoring case.
@@ -53,8 +62,10 @@ type Contacts interface {
 	ContactByDirectoryID(ctx context.Context, workspace, directoryID string) (Contact, error)
 	// Contacts lists every contact of a workspace, ordered by id.
 	Contacts(ctx context.Context, workspace string) ([]Contact, error)
-	// DeleteContact removes a contact and its indexes. ErrNotFound if absent.
-	DeleteContact(ctx context.Context, workspace, id string) error
+	// DeleteContact removes a contact, its indexes, its codes and every
+	// session in one transaction, and reports how many live sessions
+	// ended. ErrNotFound if absent.
+	DeleteContact(ctx context.Context, workspace, id string) (int, error)
 }
 
 // Flows keeps sign-ins in progress, each until it expires.
@@ -67,26 +78,34 @@ type Flows interface {
 	DeleteFlow(ctx context.Context, idHash string) error
 }
 
-// Codes keeps the one live sign-in code of each contact and redeems it.
+// Codes keeps the live sign-in codes of each contact, one per sign-in
+// flow, and redeems them. A code belongs to (workspace, contact, flow id
+// hash): wrong tries in one browser's flow never touch the code another
+// flow is about to use, and deleting a contact removes all its codes.
 type Codes interface {
-	// PutCode stores a code for a contact, replacing any previous one.
-	PutCode(ctx context.Context, workspace, contactID string, c Code) error
-	// RedeemCode compares hash against the contact's live code in one
-	// atomic step: a match consumes the code; a mismatch counts a try and
-	// kills the code once maxTries wrong tries are reached.
-	RedeemCode(ctx context.Context, workspace, contactID string, hash []byte, maxTries int) (CodeResult, error)
+	// PutCode stores a code for a contact's sign-in flow, replacing any
+	// previous code of that flow; codes of other flows are untouched.
+	// Storing the code the flow already holds (the same hash: an outbox
+	// redelivery) keeps the wrong tries it has had.
+	PutCode(ctx context.Context, workspace, contactID, flowHash string, c Code) error
+	// RedeemCode compares hash against the live code of the contact's
+	// flow in one atomic step: a match consumes the code; a mismatch counts
+	// a try and kills the code once maxTries wrong tries are reached.
+	RedeemCode(ctx context.Context, workspace, contactID, flowHash string, hash []byte, maxTries int) (CodeResult, error)
 }
 
 // Sessions keeps signed-in contacts, read on every request to the portal.
+// A session is named by its workspace and id hash; one of another
+// workspace is not found.
 type Sessions interface {
 	// PutSession stores a session until its absolute or idle expiry.
 	PutSession(ctx context.Context, s Session) error
-	// Session returns a live session by the hash of its id.
-	Session(ctx context.Context, idHash string) (Session, error)
+	// Session returns a live session of a workspace by the hash of its id.
+	Session(ctx context.Context, workspace, idHash string) (Session, error)
 	// TouchSession records activity, extending the idle expiry.
-	TouchSession(ctx context.Context, idHash string, seen time.Time) error
+	TouchSession(ctx context.Context, workspace, idHash string, seen time.Time) error
 	// DeleteSession ends one session; deleting a missing one is not an error.
-	DeleteSession(ctx context.Context, idHash string) error
+	DeleteSession(ctx context.Context, workspace, idHash string) error
 	// Sessions lists the live sessions of a workspace, of one contact when
 	// contactID is not empty.
 	Sessions(ctx context.Context, workspace, contactID string) ([]Session, error)
@@ -153,7 +172,8 @@ type AuditTrail interface {
 // sees the hash.
 type SignInFlow struct {
 	// IDHash is the hash of the flow id kept in the browser's flow cookie;
-	// the store never sees the id itself.
+	// the store never sees the id itself. The flow's codes are kept under
+	// it (see Codes), unless LinkHash is set.
 	IDHash string `json:"id_hash"`
 	// Workspace names the workspace the sign-in is for.
 	Workspace string `json:"workspace"`
@@ -169,6 +189,11 @@ type SignInFlow struct {
 	// ContactID is set when the flow is tied to one contact (a
 	// personalized link); a shared-link flow finds the contact by Email.
 	ContactID string `json:"contact_id,omitempty"`
+	// LinkHash, for a flow started by a personalized link, is the hash of
+	// the link's token: every browser that opens the same link (a mail
+	// scanner first, then the contact) shares its code, kept under this
+	// hash instead of IDHash. Empty for other flows.
+	LinkHash string `json:"link_hash,omitempty"`
 	// ResendAt is when the page may offer another code.
 	ResendAt time.Time `json:"resend_at,omitzero"`
 	// Held is set when the last request sent no code because one went to
@@ -182,6 +207,15 @@ type SignInFlow struct {
 	// ExpiresAt is when the flow ends; the store forgets it then and
 	// reports ErrNotFound from that instant on.
 	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// CodeFlow is the flow hash the flow's codes are kept under: LinkHash
+// when the flow came from a personalized link, IDHash otherwise.
+func (f SignInFlow) CodeFlow() string {
+	if f.LinkHash != "" {
+		return f.LinkHash
+	}
+	return f.IDHash
 }
 
 // Code is a one-time sign-in code, stored only as a keyed hash.

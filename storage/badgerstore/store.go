@@ -162,7 +162,7 @@ const (
 	kEmail    = "ce/" // ce/<ws>/<email> -> id
 	kDir      = "cd/" // cd/<ws>/<directory id> -> id
 	kFlow     = "f/"  // f/<hash>
-	kCode     = "k/"  // k/<ws>/<contact id>
+	kCode     = "k/"  // k/<ws>/<contact id>/<flow hash>
 	kSession  = "s/"  // s/<hash>
 	kSessIdx  = "si/" // si/<ws>/<contact id>/<hash>
 	kHit      = "r/"  // r/<key>/<window start>
@@ -237,53 +237,138 @@ func (s *Store) Secret(_ context.Context, generate func() ([]byte, error)) ([]by
 // PutContacts implements storage.Store.
 func (s *Store) PutContacts(_ context.Context, ws string, contacts []storage.Contact) error {
 	now := s.now().UTC()
+	var ended []string
 	err := s.update(func(txn *badger.Txn) error {
+		var err error
+		ended, err = s.putContacts(txn, ws, contacts, now)
+		return err
+	})
+	return s.contactsWritten(ws, len(contacts), ended, err)
+}
+
+// ReplaceContacts implements storage.Store.
+func (s *Store) ReplaceContacts(_ context.Context, ws, origin string, contacts []storage.Contact) (storage.ReplaceResult, error) {
+	now := s.now().UTC()
+	var ended []string
+	var res storage.ReplaceResult
+	err := s.update(func(txn *badger.Txn) error {
+		res = storage.ReplaceResult{}
+		stored := map[string]storage.Contact{}
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(kContact + ws + "/"), PrefetchValues: true, PrefetchSize: 100})
+		for it.Rewind(); it.Valid(); it.Next() {
+			var c storage.Contact
+			if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &c) }); err != nil {
+				it.Close()
+				return err
+			}
+			stored[c.ID] = c
+		}
+		it.Close()
+		var write []storage.Contact
+		listed := map[string]bool{}
 		for _, c := range contacts {
-			key := kContact + ws + "/" + c.ID
-			var old storage.Contact
-			switch err := getJSON(txn, key, &old); {
-			case err == nil:
-				if err := txn.Delete([]byte(kEmail + ws + "/" + old.Email)); err != nil {
-					return err
-				}
-				if old.DirectoryID != "" {
-					if err := txn.Delete([]byte(kDir + ws + "/" + old.DirectoryID)); err != nil {
-						return err
-					}
-				}
-			case !errors.Is(err, storage.ErrNotFound):
-				return err
+			c.Origin = origin
+			listed[c.ID] = true
+			if old, ok := stored[c.ID]; ok && sameContact(old, c) {
+				res.Unchanged++
+				continue
 			}
-			// Another contact may already hold this email.
-			if item, err := txn.Get([]byte(kEmail + ws + "/" + c.Email)); err == nil {
-				var other []byte
-				if other, err = item.ValueCopy(nil); err != nil {
-					return err
-				}
-				if string(other) != c.ID {
-					return fmt.Errorf("contact %s: email %s already belongs to contact %s", c.ID, c.Email, other)
-				}
-			}
-			c.UpdatedAt = now
-			if err := setJSON(txn, key, c, 0); err != nil {
-				return err
-			}
-			if err := txn.Set([]byte(kEmail+ws+"/"+c.Email), []byte(c.ID)); err != nil {
-				return err
-			}
-			if c.DirectoryID != "" {
-				if err := txn.Set([]byte(kDir+ws+"/"+c.DirectoryID), []byte(c.ID)); err != nil {
-					return err
-				}
+			write = append(write, c)
+		}
+		res.Upserted = len(write)
+		for _, c := range stored {
+			if c.Origin == origin && !listed[c.ID] && c.Active() {
+				c.Status = storage.StatusDisabled
+				write = append(write, c)
+				res.Disabled++
 			}
 		}
-		return nil
+		var err error
+		ended, err = s.putContacts(txn, ws, write, now)
+		return err
 	})
+	return res, s.contactsWritten(ws, len(contacts), ended, err)
+}
+
+// sameContact compares contacts except when they were written.
+func sameContact(a, b storage.Contact) bool {
+	a.UpdatedAt, b.UpdatedAt = time.Time{}, time.Time{}
+	return a == b
+}
+
+// putContacts upserts contacts inside txn, each replacing its old indexes;
+// a new email must not belong to another contact. A contact written as
+// disabled, or whose email changes, loses its sessions and codes; their
+// id hashes are returned for contactsWritten.
+func (s *Store) putContacts(txn *badger.Txn, ws string, contacts []storage.Contact, now time.Time) ([]string, error) {
+	var ended []string
+	for _, c := range contacts {
+		key := kContact + ws + "/" + c.ID
+		var old storage.Contact
+		switch err := getJSON(txn, key, &old); {
+		case err == nil:
+			if old.Email != c.Email {
+				_, hs, err := s.endContact(txn, ws, c.ID)
+				if err != nil {
+					return nil, err
+				}
+				ended = append(ended, hs...)
+			}
+			if err := txn.Delete([]byte(kEmail + ws + "/" + old.Email)); err != nil {
+				return nil, err
+			}
+			if old.DirectoryID != "" {
+				if err := txn.Delete([]byte(kDir + ws + "/" + old.DirectoryID)); err != nil {
+					return nil, err
+				}
+			}
+		case !errors.Is(err, storage.ErrNotFound):
+			return nil, err
+		}
+		if !c.Active() {
+			_, hs, err := s.endContact(txn, ws, c.ID)
+			if err != nil {
+				return nil, err
+			}
+			ended = append(ended, hs...)
+		}
+		// Another contact may already hold this email.
+		if item, err := txn.Get([]byte(kEmail + ws + "/" + c.Email)); err == nil {
+			var other []byte
+			if other, err = item.ValueCopy(nil); err != nil {
+				return nil, err
+			}
+			if string(other) != c.ID {
+				return nil, fmt.Errorf("contact %s: email %s already belongs to contact %s", c.ID, c.Email, other)
+			}
+		}
+		c.UpdatedAt = now
+		if err := setJSON(txn, key, c, 0); err != nil {
+			return nil, err
+		}
+		if err := txn.Set([]byte(kEmail+ws+"/"+c.Email), []byte(c.ID)); err != nil {
+			return nil, err
+		}
+		if c.DirectoryID != "" {
+			if err := txn.Set([]byte(kDir+ws+"/"+c.DirectoryID), []byte(c.ID)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return ended, nil
+}
+
+// contactsWritten follows a transaction that wrote n contacts of ws: on
+// success it drops what changed from the hot caches.
+func (s *Store) contactsWritten(ws string, n int, ended []string, err error) error {
 	if err == nil {
 		s.contacts.DropFunc(func(k contactKey) bool { return k.ws == ws })
+		for _, h := range ended {
+			s.sessions.Drop(h)
+		}
 	}
 	if errors.Is(err, badger.ErrTxnTooBig) {
-		return fmt.Errorf("too many contacts in one call (%d): send them in smaller batches", len(contacts))
+		return fmt.Errorf("too many contacts in one call (%d): send them in smaller batches", n)
 	}
 	return err
 }
@@ -355,17 +440,23 @@ func (s *Store) Contacts(_ context.Context, ws string) ([]storage.Contact, error
 }
 
 // DeleteContact implements storage.Store.
-func (s *Store) DeleteContact(_ context.Context, ws, id string) error {
+func (s *Store) DeleteContact(_ context.Context, ws, id string) (int, error) {
 	key := kContact + ws + "/" + id
+	var n int
+	var ended []string
 	err := s.update(func(txn *badger.Txn) error {
 		var c storage.Contact
 		if err := getJSON(txn, key, &c); err != nil {
 			return err
 		}
-		for _, k := range []string{key, kEmail + ws + "/" + c.Email, kCode + ws + "/" + id} {
+		for _, k := range []string{key, kEmail + ws + "/" + c.Email} {
 			if err := txn.Delete([]byte(k)); err != nil {
 				return err
 			}
+		}
+		var err error
+		if n, ended, err = s.endContact(txn, ws, id); err != nil {
+			return err
 		}
 		if c.DirectoryID != "" {
 			return txn.Delete([]byte(kDir + ws + "/" + c.DirectoryID))
@@ -373,7 +464,54 @@ func (s *Store) DeleteContact(_ context.Context, ws, id string) error {
 		return nil
 	})
 	s.contacts.Drop(contactKey{ws: ws, id: id})
-	return err
+	for _, h := range ended {
+		s.sessions.Drop(h)
+	}
+	return n, err
+}
+
+// endContact deletes, inside txn, every session and code of a contact. It
+// returns how many of the sessions were live and the id hashes of all of
+// them, for the caller to drop from the hot cache once txn commits.
+func (s *Store) endContact(txn *badger.Txn, ws, contactID string) (int, []string, error) {
+	if err := deletePrefix(txn, codePrefix(ws, contactID)); err != nil {
+		return 0, nil, err
+	}
+	return s.endSessions(txn, ws, contactID)
+}
+
+// endSessions deletes, inside txn, every session of a contact; it returns
+// what endContact does.
+func (s *Store) endSessions(txn *badger.Txn, ws, contactID string) (int, []string, error) {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(kSessIdx + ws + "/" + contactID + "/")})
+	var keys [][]byte
+	for it.Rewind(); it.Valid(); it.Next() {
+		keys = append(keys, it.Item().KeyCopy(nil))
+	}
+	it.Close()
+	now := s.now()
+	n := 0
+	hashes := make([]string, 0, len(keys))
+	for _, k := range keys {
+		hash := string(k[bytes.LastIndexByte(k, '/')+1:])
+		var sess storage.Session
+		switch err := getJSON(txn, kSession+hash, &sess); {
+		case err == nil:
+			if now.Before(sess.Expiry()) {
+				n++
+			}
+		case !errors.Is(err, storage.ErrNotFound):
+			return 0, nil, err
+		}
+		hashes = append(hashes, hash)
+		if err := txn.Delete(k); err != nil {
+			return 0, nil, err
+		}
+		if err := txn.Delete([]byte(kSession + hash)); err != nil {
+			return 0, nil, err
+		}
+	}
+	return n, hashes, nil
 }
 
 // PutFlow implements storage.Store.
@@ -400,18 +538,50 @@ func (s *Store) DeleteFlow(_ context.Context, idHash string) error {
 	return s.update(func(txn *badger.Txn) error { return txn.Delete([]byte(kFlow + idHash)) })
 }
 
+// codePrefix starts the keys of every code of a contact. Contact ids hold
+// no '/', so one contact's prefix never covers another's codes.
+func codePrefix(ws, contactID string) string { return kCode + ws + "/" + contactID + "/" }
+
+// deletePrefix deletes every key under prefix inside txn.
+func deletePrefix(txn *badger.Txn, prefix string) error {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefix)})
+	var keys [][]byte
+	for it.Rewind(); it.Valid(); it.Next() {
+		keys = append(keys, it.Item().KeyCopy(nil))
+	}
+	it.Close()
+	for _, k := range keys {
+		if err := txn.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // PutCode implements storage.Store.
-func (s *Store) PutCode(_ context.Context, ws, contactID string, c storage.Code) error {
+func (s *Store) PutCode(_ context.Context, ws, contactID, flowHash string, c storage.Code) error {
 	ttl := c.ExpiresAt.Sub(s.now())
 	if ttl <= 0 {
 		return errors.New("code already expired")
 	}
-	return s.update(func(txn *badger.Txn) error { return setJSON(txn, kCode+ws+"/"+contactID, c, ttl) })
+	key := codePrefix(ws, contactID) + flowHash
+	return s.update(func(txn *badger.Txn) error {
+		var old storage.Code
+		switch err := getJSON(txn, key, &old); {
+		case err == nil:
+			if subtle.ConstantTimeCompare(old.Hash, c.Hash) == 1 && old.Tries > c.Tries {
+				c.Tries = old.Tries
+			}
+		case !errors.Is(err, storage.ErrNotFound):
+			return err
+		}
+		return setJSON(txn, key, c, ttl)
+	})
 }
 
 // RedeemCode implements storage.Store.
-func (s *Store) RedeemCode(_ context.Context, ws, contactID string, hash []byte, maxTries int) (storage.CodeResult, error) {
-	key := kCode + ws + "/" + contactID
+func (s *Store) RedeemCode(_ context.Context, ws, contactID, flowHash string, hash []byte, maxTries int) (storage.CodeResult, error) {
+	key := codePrefix(ws, contactID) + flowHash
 	var res storage.CodeResult
 	err := s.update(func(txn *badger.Txn) error {
 		var c storage.Code
@@ -461,10 +631,10 @@ func (s *Store) PutSession(_ context.Context, sess storage.Session) error {
 }
 
 // Session implements storage.Store.
-func (s *Store) Session(_ context.Context, idHash string) (storage.Session, error) {
+func (s *Store) Session(_ context.Context, ws, idHash string) (storage.Session, error) {
 	now := s.now()
 	if sess, ok := s.sessions.Get(idHash); ok {
-		if now.Before(sess.Expiry()) {
+		if now.Before(sess.Expiry()) && sess.Workspace == ws {
 			return sess, nil
 		}
 		return storage.Session{}, storage.ErrNotFound
@@ -475,20 +645,23 @@ func (s *Store) Session(_ context.Context, idHash string) (storage.Session, erro
 	if err != nil {
 		return storage.Session{}, err
 	}
-	if !now.Before(sess.Expiry()) {
+	s.sessions.Put(idHash, sess, gen)
+	if !now.Before(sess.Expiry()) || sess.Workspace != ws {
 		return storage.Session{}, storage.ErrNotFound
 	}
-	s.sessions.Put(idHash, sess, gen)
 	return sess, nil
 }
 
 // TouchSession implements storage.Store.
-func (s *Store) TouchSession(_ context.Context, idHash string, seen time.Time) error {
+func (s *Store) TouchSession(_ context.Context, ws, idHash string, seen time.Time) error {
 	key := kSession + idHash
 	var sess storage.Session
 	err := s.update(func(txn *badger.Txn) error {
 		if err := getJSON(txn, key, &sess); err != nil {
 			return err
+		}
+		if sess.Workspace != ws {
+			return storage.ErrNotFound
 		}
 		// Badger's TTL runs on real time with a second's grace: an entry
 		// may outlive its expiry, and a touch must not revive it.
@@ -511,7 +684,7 @@ func (s *Store) TouchSession(_ context.Context, idHash string, seen time.Time) e
 }
 
 // DeleteSession implements storage.Store.
-func (s *Store) DeleteSession(_ context.Context, idHash string) error {
+func (s *Store) DeleteSession(_ context.Context, ws, idHash string) error {
 	key := kSession + idHash
 	defer s.sessions.Drop(idHash)
 	return s.update(func(txn *badger.Txn) error {
@@ -521,6 +694,9 @@ func (s *Store) DeleteSession(_ context.Context, idHash string) error {
 			return nil
 		case err != nil:
 			return err
+		}
+		if sess.Workspace != ws {
+			return nil
 		}
 		if err := txn.Delete([]byte(kSessIdx + sess.Workspace + "/" + sess.ContactID + "/" + idHash)); err != nil {
 			return err
@@ -561,38 +737,12 @@ func (s *Store) Sessions(_ context.Context, ws, contactID string) ([]storage.Ses
 
 // DeleteContactSessions implements storage.Store.
 func (s *Store) DeleteContactSessions(_ context.Context, ws, contactID string) (int, error) {
-	prefix := []byte(kSessIdx + ws + "/" + contactID + "/")
-	now := s.now()
-	n := 0
+	var n int
 	var hashes []string
 	err := s.update(func(txn *badger.Txn) error {
-		n, hashes = 0, hashes[:0]
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-		var keys [][]byte
-		for it.Rewind(); it.Valid(); it.Next() {
-			keys = append(keys, it.Item().KeyCopy(nil))
-		}
-		it.Close()
-		for _, k := range keys {
-			hash := string(k[bytes.LastIndexByte(k, '/')+1:])
-			var sess storage.Session
-			switch err := getJSON(txn, kSession+hash, &sess); {
-			case err == nil:
-				if now.Before(sess.Expiry()) {
-					n++
-				}
-			case !errors.Is(err, storage.ErrNotFound):
-				return err
-			}
-			hashes = append(hashes, hash)
-			if err := txn.Delete(k); err != nil {
-				return err
-			}
-			if err := txn.Delete([]byte(kSession + hash)); err != nil {
-				return err
-			}
-		}
-		return nil
+		var err error
+		n, hashes, err = s.endSessions(txn, ws, contactID)
+		return err
 	})
 	for _, h := range hashes {
 		s.sessions.Drop(h)

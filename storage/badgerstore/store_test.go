@@ -53,7 +53,7 @@ func TestReopen(t *testing.T) {
 	sess := storage.Session{IDHash: "sess-1", Workspace: "acme", ContactID: "c-1", Method: "code", CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(12 * time.Hour), Idle: time.Hour}
 	for what, err := range map[string]error{
 		"PutContacts": s.PutContacts(ctx, "acme", []storage.Contact{jane}),
-		"PutCode":     s.PutCode(ctx, "acme", "c-1", code),
+		"PutCode":     s.PutCode(ctx, "acme", "c-1", "flow-1", code),
 		"PutFlow":     s.PutFlow(ctx, flow),
 		"PutSession":  s.PutSession(ctx, sess),
 		"PutOnce":     s.PutOnce(ctx, "link:1", []byte("v"), time.Hour),
@@ -93,7 +93,7 @@ func TestReopen(t *testing.T) {
 	if f, err := s.Flow(ctx, "flow-1"); err != nil || f.ReturnTo != "/t/1" {
 		t.Errorf("Flow after reopen = %+v, %v", f, err)
 	}
-	if got, err := s.Session(ctx, "sess-1"); err != nil || got.ContactID != "c-1" {
+	if got, err := s.Session(ctx, "acme", "sess-1"); err != nil || got.ContactID != "c-1" {
 		t.Errorf("Session after reopen = %+v, %v", got, err)
 	}
 	if list, err := s.Sessions(ctx, "acme", "c-1"); err != nil || len(list) != 1 {
@@ -117,7 +117,7 @@ func TestReopen(t *testing.T) {
 	if es, _, err := s.Audit(ctx, storage.AuditQuery{Workspace: "acme"}); err != nil || len(es) != 1 || es[0].Event != "code_sent" {
 		t.Errorf("Audit after reopen = %+v, %v", es, err)
 	}
-	if r, err := s.RedeemCode(ctx, "acme", "c-1", []byte("code-hash"), 5); err != nil || r != storage.CodeAccepted {
+	if r, err := s.RedeemCode(ctx, "acme", "c-1", "flow-1", []byte("code-hash"), 5); err != nil || r != storage.CodeAccepted {
 		t.Errorf("RedeemCode after reopen = %v, %v", r, err)
 	}
 }

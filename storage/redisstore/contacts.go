@@ -8,24 +8,33 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/redis/rueidis"
 
 	"github.com/kdesk/portalgate/storage"
 )
 
+// endContactLua defines the Lua functions the contact scripts share:
+// end_sessions, end_codes and put_contacts. The scripts start with it.
+//
+//go:embed scripts/contacts_lib.lua
+var endContactLua string
+
 // putContacts checks the whole batch first and writes only if every
 // contact fits, so a conflict leaves Redis unchanged (a script is atomic
 // but does not roll back). It mirrors Badger's transaction: contacts apply
 // in order, each replacing its old indexes, and a new email must not
-// belong to another contact. ARGV: the workspace's key prefix, then id,
-// email, directory id and JSON per contact. Returns {1}, or {0, index of
-// the contact, id of the email's owner}.
+// belong to another contact; a contact written as disabled, or whose email
+// changes, loses its sessions and codes in the same script. ARGV: the
+// workspace's key prefix, then id, email, directory id and JSON per
+// contact. Returns {1, then id hash and JSON of each ended session}, or
+// {0, index of the contact, id of the email's owner}.
 //
 //go:embed scripts/put_contacts.lua
 var putContactsLua string
 
-var putContacts = rueidis.NewLuaScript(putContactsLua)
+var putContacts = rueidis.NewLuaScript(endContactLua + putContactsLua)
 
 // PutContacts implements storage.Store.
 func (s *Store) PutContacts(ctx context.Context, ws string, contacts []storage.Contact) error {
@@ -58,8 +67,14 @@ func (s *Store) PutContacts(ctx context.Context, ws string, contacts []storage.C
 		return fmt.Errorf("redis: put contacts: unexpected reply: %v", err)
 	}
 	if ok, _ := res[0].AsInt64(); ok == 1 {
-		return nil
+		_, err := s.endedSessions(ws, res[1:])
+		return err
 	}
+	return s.contactConflict(contacts, res)
+}
+
+// contactConflict is the error of put_contacts' reply {0, index, owner}.
+func (s *Store) contactConflict(contacts []storage.Contact, res []rueidis.RedisMessage) error {
 	if len(res) != 3 {
 		return errors.New("redis: put contacts: unexpected reply")
 	}
@@ -70,6 +85,66 @@ func (s *Store) PutContacts(ctx context.Context, ws string, contacts []storage.C
 	}
 	c := contacts[i]
 	return fmt.Errorf("contact %s: email %s already belongs to contact %s", c.ID, c.Email, other)
+}
+
+// replaceContacts is ReplaceContacts in one script: it upserts the given
+// contacts that differ from what is stored (put_contacts), then disables
+// every other active contact of the origin, ending their sessions and
+// codes. KEYS: ids set. ARGV: workspace key prefix, origin, now (RFC 3339),
+// then id, email, directory id and JSON per contact. Returns {1, upserted,
+// disabled, unchanged, then id hash and JSON of each ended session}, or
+// put_contacts' conflict.
+//
+//go:embed scripts/replace_contacts.lua
+var replaceContactsLua string
+
+var replaceContacts = rueidis.NewLuaScript(endContactLua + replaceContactsLua)
+
+// ReplaceContacts implements storage.Store.
+func (s *Store) ReplaceContacts(ctx context.Context, ws, origin string, contacts []storage.Contact) (storage.ReplaceResult, error) {
+	now := s.now().UTC()
+	pre := s.ws(ws)
+	args := make([]string, 3, 3+4*len(contacts))
+	args[0], args[1], args[2] = pre, origin, now.Format(time.RFC3339Nano)
+	for _, c := range contacts {
+		c.UpdatedAt, c.Origin = now, origin
+		doc, err := json.Marshal(c)
+		if err != nil {
+			return storage.ReplaceResult{}, err
+		}
+		args = append(args, c.ID, c.Email, c.DirectoryID, string(doc))
+	}
+	r, err := s.run(ctx, replaceContacts, []string{pre + "ids"}, args...)
+	if err != nil {
+		return storage.ReplaceResult{}, err
+	}
+	res, err := r.ToArray()
+	if err != nil || len(res) == 0 {
+		return storage.ReplaceResult{}, fmt.Errorf("redis: replace contacts: unexpected reply: %v", err)
+	}
+	if ok, _ := res[0].AsInt64(); ok != 1 {
+		return storage.ReplaceResult{}, s.contactConflict(contacts, res)
+	}
+	if len(res) < 4 {
+		return storage.ReplaceResult{}, errors.New("redis: replace contacts: unexpected reply")
+	}
+	var out storage.ReplaceResult
+	n := [3]int64{}
+	for i := range n {
+		n[i], _ = res[1+i].AsInt64()
+	}
+	out.Upserted, out.Disabled, out.Unchanged = int(n[0]), int(n[1]), int(n[2])
+	// Every contact of the workspace may have changed: mark them all.
+	list, err := s.Contacts(ctx, ws)
+	if err == nil {
+		keys := make([]string, len(list))
+		for i, c := range list {
+			keys[i] = s.contactKey(ws, c.ID)
+		}
+		s.written.mark(keys...)
+	}
+	_, err = s.endedSessions(ws, res[4:])
+	return out, err
 }
 
 // Contact implements storage.Store. It is on the hot path: served from the
@@ -168,27 +243,58 @@ func (s *Store) Contacts(ctx context.Context, ws string) ([]storage.Contact, err
 }
 
 // deleteContact removes a contact, its indexes (where they still point to
-// it) and its code. KEYS: contact, ids set, code. ARGV: workspace key
-// prefix, id. Returns 1, or 0 when there was no such contact.
+// it), every code of its sign-in flows and every session. KEYS: contact,
+// ids set. ARGV: workspace key prefix, id. Returns {0} when there was no
+// such contact, else {1, then id hash and JSON of each ended session}.
 //
 //go:embed scripts/delete_contact.lua
 var deleteContactLua string
 
-var deleteContact = rueidis.NewLuaScript(deleteContactLua)
+var deleteContact = rueidis.NewLuaScript(endContactLua + deleteContactLua)
 
 // DeleteContact implements storage.Store.
-func (s *Store) DeleteContact(ctx context.Context, ws, id string) error {
+func (s *Store) DeleteContact(ctx context.Context, ws, id string) (int, error) {
 	pre := s.ws(ws)
 	key := s.contactKey(ws, id)
-	r, err := s.run(ctx, deleteContact, []string{key, pre + "ids", pre + "code:" + id}, pre, id)
+	r, err := s.run(ctx, deleteContact, []string{key, pre + "ids"}, pre, id)
 	s.written.mark(key)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	if n, err := r.AsInt64(); err != nil {
-		return err
-	} else if n == 0 {
-		return storage.ErrNotFound
+	res, err := r.ToArray()
+	if err != nil || len(res) == 0 {
+		return 0, fmt.Errorf("redis: delete contact: unexpected reply: %v", err)
 	}
-	return nil
+	if ok, _ := res[0].AsInt64(); ok != 1 {
+		return 0, storage.ErrNotFound
+	}
+	return s.endedSessions(ws, res[1:])
+}
+
+// endedSessions takes the id hash and JSON pairs of the sessions a script
+// ended: it marks their keys as this instance's writes, so its next reads
+// skip the caches, and counts those that were still live.
+func (s *Store) endedSessions(ws string, pairs []rueidis.RedisMessage) (int, error) {
+	if len(pairs)%2 != 0 {
+		return 0, errors.New("redis: ended sessions: unexpected reply")
+	}
+	now := s.now()
+	n := 0
+	keys := make([]string, 0, len(pairs)/2)
+	for i := 0; i < len(pairs); i += 2 {
+		h, err := pairs[i].ToString()
+		if err != nil {
+			return 0, err
+		}
+		keys = append(keys, s.sessionKey(ws, h))
+		raw, err := pairs[i+1].ToString()
+		if err != nil {
+			continue
+		}
+		if sess, err := decodeSession(raw); err == nil && now.Before(sess.Expiry()) {
+			n++
+		}
+	}
+	s.written.mark(keys...)
+	return n, nil
 }

@@ -57,8 +57,11 @@ func (s *Store) DeleteFlow(ctx context.Context, idHash string) error {
 
 // ---------------------------------------------------------------- codes
 
-// putCode replaces a contact's code. KEYS: code. ARGV: hash, expiry
-// (unix microseconds), tries, issued at, TTL in milliseconds.
+// putCode replaces the code of a contact's sign-in flow and lists the
+// flow in the contact's code set (so deleting the contact finds every
+// code); the same hash again keeps its tries. KEYS: code, the contact's
+// code set. ARGV: hash, expiry (unix microseconds), tries, issued at, TTL
+// in milliseconds, flow hash.
 //
 //go:embed scripts/put_code.lua
 var putCodeLua string
@@ -66,19 +69,28 @@ var putCodeLua string
 var putCode = rueidis.NewLuaScript(putCodeLua)
 
 // PutCode implements storage.Store.
-func (s *Store) PutCode(ctx context.Context, ws, contactID string, c storage.Code) error {
+func (s *Store) PutCode(ctx context.Context, ws, contactID, flowHash string, c storage.Code) error {
 	ttl := c.ExpiresAt.Sub(s.now())
 	if ttl <= 0 {
 		return errors.New("code already expired")
 	}
-	_, err := s.run(ctx, putCode, []string{s.ws(ws) + "code:" + contactID},
+	_, err := s.run(ctx, putCode, []string{s.codeKey(ws, contactID, flowHash), s.codeSet(ws, contactID)},
 		rueidis.BinaryString(c.Hash), micros(c.ExpiresAt), strconv.Itoa(c.Tries),
-		c.IssuedAt.UTC().Format(time.RFC3339Nano), pxString(ttl))
+		c.IssuedAt.UTC().Format(time.RFC3339Nano), pxString(ttl), flowHash)
 	return err
 }
 
-// redeemCode is RedeemCode in one step. KEYS: code. ARGV: hash, now (unix
-// microseconds), max tries. Returns a storage.CodeResult: 0 missing,
+// codeKey names the code of one contact's sign-in flow; flow hashes are
+// hex, so the last ':' separates them from the contact id.
+func (s *Store) codeKey(ws, contactID, flowHash string) string {
+	return s.ws(ws) + "code:" + contactID + ":" + flowHash
+}
+
+// codeSet names the set of flow hashes that hold a code of a contact.
+func (s *Store) codeSet(ws, contactID string) string { return s.ws(ws) + "codes:" + contactID }
+
+// redeemCode is RedeemCode in one step. KEYS: code, the contact's code
+// set. ARGV: hash, now (unix microseconds), max tries, flow hash. Returns a storage.CodeResult: 0 missing,
 // 1 accepted, 2 wrong, 3 dead.
 //
 //go:embed scripts/redeem_code.lua
@@ -87,9 +99,9 @@ var redeemCodeLua string
 var redeemCode = rueidis.NewLuaScript(redeemCodeLua)
 
 // RedeemCode implements storage.Store.
-func (s *Store) RedeemCode(ctx context.Context, ws, contactID string, hash []byte, maxTries int) (storage.CodeResult, error) {
-	r, err := s.run(ctx, redeemCode, []string{s.ws(ws) + "code:" + contactID},
-		rueidis.BinaryString(hash), micros(s.now()), strconv.Itoa(maxTries))
+func (s *Store) RedeemCode(ctx context.Context, ws, contactID, flowHash string, hash []byte, maxTries int) (storage.CodeResult, error) {
+	r, err := s.run(ctx, redeemCode, []string{s.codeKey(ws, contactID, flowHash), s.codeSet(ws, contactID)},
+		rueidis.BinaryString(hash), micros(s.now()), strconv.Itoa(maxTries), flowHash)
 	if err != nil {
 		return storage.CodeMissing, err
 	}

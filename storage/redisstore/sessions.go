@@ -15,15 +15,18 @@ import (
 	"github.com/kdesk/portalgate/storage"
 )
 
-// indexSession adds a session to its workspace's and contact's indexes,
-// drops entries past their absolute expiry, and keeps each index alive as
-// long as its longest session. KEYS: workspace index, contact index.
-// ARGV: absolute expiry (unix ms), id hash, now (unix ms), TTL in ms.
+// putSession stores a session and adds it to its workspace's and
+// contact's indexes, in one step, so a contact's sessions are always all
+// found by the scripts that end them. It drops index entries past their
+// absolute expiry and keeps each index alive as long as its longest
+// session. KEYS: workspace index, contact index, session. ARGV: absolute
+// expiry (unix ms), id hash, now (unix ms), index TTL in ms, JSON,
+// session TTL in ms.
 //
-//go:embed scripts/index_session.lua
-var indexSessionLua string
+//go:embed scripts/put_session.lua
+var putSessionLua string
 
-var indexSession = rueidis.NewLuaScript(indexSessionLua)
+var putSession = rueidis.NewLuaScript(putSessionLua)
 
 // PutSession implements storage.Store.
 func (s *Store) PutSession(ctx context.Context, sess storage.Session) error {
@@ -36,18 +39,12 @@ func (s *Store) PutSession(ctx context.Context, sess storage.Session) error {
 	if err != nil {
 		return err
 	}
-	// Index first: a session that exists must be found by
-	// DeleteContactSessions; a dangling index entry is harmless.
 	pre := s.ws(sess.Workspace)
-	if _, err := s.run(ctx, indexSession, []string{pre + "sessions", pre + "si:" + sess.ContactID},
+	key := s.sessionKey(sess.Workspace, sess.IDHash)
+	_, err = s.run(ctx, putSession, []string{pre + "sessions", pre + "si:" + sess.ContactID, key},
 		strconv.FormatInt(sess.ExpiresAt.UnixMilli(), 10), sess.IDHash,
-		strconv.FormatInt(now.UnixMilli(), 10), pxString(sess.ExpiresAt.Sub(now)+time.Second)); err != nil {
-		return err
-	}
-	key := s.sessionKey(sess.IDHash)
-	_, err = s.do(ctx, func(b rueidis.Builder) rueidis.Completed {
-		return b.Set().Key(key).Value(string(doc)).PxMilliseconds(px(ttl)).Build()
-	})
+		strconv.FormatInt(now.UnixMilli(), 10), pxString(sess.ExpiresAt.Sub(now)+time.Second),
+		string(doc), pxString(ttl))
 	s.written.mark(key)
 	return err
 }
@@ -63,8 +60,8 @@ func decodeSession(raw string) (storage.Session, error) {
 // Session implements storage.Store. It is on the hot path: served from the
 // client-side cache, which Redis invalidates on every change; expiry is
 // checked against the clock on every call.
-func (s *Store) Session(ctx context.Context, idHash string) (storage.Session, error) {
-	sess, ok, err := record(ctx, s, s.sessions, s.sessionKey(idHash), decodeSession)
+func (s *Store) Session(ctx context.Context, ws, idHash string) (storage.Session, error) {
+	sess, ok, err := record(ctx, s, s.sessions, s.sessionKey(ws, idHash), decodeSession)
 	if err != nil {
 		return storage.Session{}, err
 	}
@@ -86,8 +83,8 @@ var swapLua string
 var swap = rueidis.NewLuaScript(swapLua)
 
 // TouchSession implements storage.Store.
-func (s *Store) TouchSession(ctx context.Context, idHash string, seen time.Time) error {
-	key := s.sessionKey(idHash)
+func (s *Store) TouchSession(ctx context.Context, ws, idHash string, seen time.Time) error {
+	key := s.sessionKey(ws, idHash)
 	defer s.written.mark(key)
 	for range 16 {
 		raw, ok, err := s.getString(ctx, key)
@@ -147,8 +144,8 @@ func (s *Store) unindexSessions(ctx context.Context, ws, contactID string, hashe
 }
 
 // DeleteSession implements storage.Store.
-func (s *Store) DeleteSession(ctx context.Context, idHash string) error {
-	key := s.sessionKey(idHash)
+func (s *Store) DeleteSession(ctx context.Context, ws, idHash string) error {
+	key := s.sessionKey(ws, idHash)
 	r, err := s.do(ctx, func(b rueidis.Builder) rueidis.Completed { return b.Getdel().Key(key).Build() })
 	s.written.mark(key)
 	if rueidis.IsRedisNil(err) {
@@ -165,7 +162,7 @@ func (s *Store) DeleteSession(ctx context.Context, idHash string) error {
 	if err != nil {
 		return nil // the session is gone; only its index entry may linger
 	}
-	return s.unindexSessions(ctx, sess.Workspace, sess.ContactID, []string{idHash})
+	return s.unindexSessions(ctx, ws, sess.ContactID, []string{idHash})
 }
 
 // indexed returns the id hashes in an index.
@@ -191,7 +188,7 @@ func (s *Store) Sessions(ctx context.Context, ws, contactID string) ([]storage.S
 	rs, err := s.doMulti(ctx, func(b rueidis.Builder) []rueidis.Completed {
 		cmds := make([]rueidis.Completed, len(hashes))
 		for i, h := range hashes {
-			cmds[i] = b.Get().Key(s.sessionKey(h)).Build()
+			cmds[i] = b.Get().Key(s.sessionKey(ws, h)).Build()
 		}
 		return cmds
 	})
@@ -218,43 +215,25 @@ func (s *Store) Sessions(ctx context.Context, ws, contactID string) ([]storage.S
 	return out, nil
 }
 
-// DeleteContactSessions implements storage.Store. Each session is taken
-// with GETDEL, so concurrent revocations count each session once. Index
-// entries whose session was not found stay until their absolute expiry: a
-// sign-in racing this call indexes before it stores its session, and must
-// remain revocable.
+// deleteContactSessions ends every session of a contact in one step.
+// ARGV: workspace key prefix, contact id. Returns the id hash and JSON of
+// each ended session.
+//
+//go:embed scripts/delete_contact_sessions.lua
+var deleteContactSessionsLua string
+
+var deleteContactSessions = rueidis.NewLuaScript(endContactLua + deleteContactSessionsLua)
+
+// DeleteContactSessions implements storage.Store.
 func (s *Store) DeleteContactSessions(ctx context.Context, ws, contactID string) (int, error) {
-	hashes, err := s.indexed(ctx, s.ws(ws)+"si:"+contactID)
-	if err != nil || len(hashes) == 0 {
-		return 0, err
-	}
-	keys := make([]string, len(hashes))
-	for i, h := range hashes {
-		keys[i] = s.sessionKey(h)
-	}
-	rs, err := s.doMulti(ctx, func(b rueidis.Builder) []rueidis.Completed {
-		cmds := make([]rueidis.Completed, len(keys))
-		for i, k := range keys {
-			cmds[i] = b.Getdel().Key(k).Build()
-		}
-		return cmds
-	})
-	s.written.mark(keys...)
+	pre := s.ws(ws)
+	r, err := s.run(ctx, deleteContactSessions, []string{pre + "si:" + contactID}, pre, contactID)
 	if err != nil {
 		return 0, err
 	}
-	now := s.now()
-	n := 0
-	var gone []string
-	for i, r := range rs {
-		raw, err := r.ToString()
-		if err != nil {
-			continue
-		}
-		gone = append(gone, hashes[i])
-		if sess, err := decodeSession(raw); err == nil && now.Before(sess.Expiry()) {
-			n++
-		}
+	res, err := r.ToArray()
+	if err != nil {
+		return 0, err
 	}
-	return n, s.unindexSessions(ctx, ws, contactID, gone)
+	return s.endedSessions(ws, res)
 }

@@ -21,10 +21,11 @@
 //	{ws:W}:ids                 set of contact ids
 //	{ws:W}:ce:<email>          email index -> id
 //	{ws:W}:cd:<directory id>   directory index -> id
-//	{ws:W}:code:<contact id>   code (hash: h = the code's hash, e = expiry, t = tries, i = issued)
+//	{ws:W}:code:<contact id>:<flow hash>  code of one sign-in flow (hash: h = the code's hash, e = expiry, t = tries, i = issued)
+//	{ws:W}:codes:<contact id>  flow hashes holding a code of the contact
 //	{ws:W}:sessions            session id hashes of the workspace, scored by absolute expiry
 //	{ws:W}:si:<contact id>     the same, per contact
-//	sess:<id hash>             session (JSON)
+//	{ws:W}:sess:<id hash>      session (JSON), beside its contact so one script ends both
 //	flow:<id hash>             sign-in flow (JSON)
 //	once:<key>                 single-use value (JSON)
 //	hit:<key>:<window start>   rate-limit counter
@@ -346,11 +347,11 @@ func (s *Store) getString(ctx context.Context, key string) (string, bool, error)
 
 // ---------------------------------------------------------------- keys
 
-func (s *Store) ws(ws string) string             { return s.p + "{ws:" + ws + "}:" }
-func (s *Store) contactKey(ws, id string) string { return s.ws(ws) + "c:" + id }
-func (s *Store) sessionKey(hash string) string   { return s.p + "sess:" + hash }
-func (s *Store) outboxDue() string               { return s.p + "{outbox}:due" }
-func (s *Store) outboxMsgPrefix() string         { return s.p + "{outbox}:m:" }
+func (s *Store) ws(ws string) string               { return s.p + "{ws:" + ws + "}:" }
+func (s *Store) contactKey(ws, id string) string   { return s.ws(ws) + "c:" + id }
+func (s *Store) sessionKey(ws, hash string) string { return s.ws(ws) + "sess:" + hash }
+func (s *Store) outboxDue() string                 { return s.p + "{outbox}:due" }
+func (s *Store) outboxMsgPrefix() string           { return s.p + "{outbox}:m:" }
 
 // micros is a time as Redis scores and Lua numbers hold it exactly.
 func micros(t time.Time) string { return strconv.FormatInt(t.UnixMicro(), 10) }

@@ -387,7 +387,7 @@ func TestTwoInstances(t *testing.T) {
 	}
 
 	// The hot path: after the first read, no GET reaches Redis.
-	if _, err := b.Session(ctx, "sess-1"); err != nil {
+	if _, err := b.Session(ctx, "acme", "sess-1"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := b.Contact(ctx, "acme", "c-1"); err != nil {
@@ -395,7 +395,7 @@ func TestTwoInstances(t *testing.T) {
 	}
 	before := getCalls(t, srv)
 	for range 100 {
-		if _, err := b.Session(ctx, "sess-1"); err != nil {
+		if _, err := b.Session(ctx, "acme", "sess-1"); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := b.Contact(ctx, "acme", "c-1"); err != nil {
@@ -409,16 +409,16 @@ func TestTwoInstances(t *testing.T) {
 	// Revoked through a: refused by b. Redis pushes the invalidation to b
 	// before it answers a, but b reads it on its own goroutine, so allow
 	// it the time to be scheduled.
-	if err := a.DeleteSession(ctx, "sess-1"); err != nil {
+	if err := a.DeleteSession(ctx, "acme", "sess-1"); err != nil {
 		t.Fatal(err)
 	}
 	if !eventually(500*time.Millisecond, func() bool {
-		_, err := b.Session(ctx, "sess-1")
+		_, err := b.Session(ctx, "acme", "sess-1")
 		return errors.Is(err, storage.ErrNotFound)
 	}) {
 		t.Fatal("b still accepts a session a deleted")
 	}
-	if _, err := b.Session(ctx, "sess-2"); err != nil {
+	if _, err := b.Session(ctx, "acme", "sess-2"); err != nil {
 		t.Fatalf("the other session: %v", err)
 	}
 
@@ -433,16 +433,32 @@ func TestTwoInstances(t *testing.T) {
 	}) {
 		t.Fatal("b still sees the contact a disabled as active")
 	}
+	// Disabling ended the contact's sessions, which b had cached.
+	if !eventually(500*time.Millisecond, func() bool {
+		_, err := b.Session(ctx, "acme", "sess-2")
+		return errors.Is(err, storage.ErrNotFound)
+	}) {
+		t.Fatal("b still accepts a session of the contact a disabled")
+	}
 
 	// Revoking every session of the contact through b reaches a.
-	if _, err := a.Session(ctx, "sess-2"); err != nil {
+	jane.Status = storage.StatusActive
+	if err := a.PutContacts(ctx, "acme", []storage.Contact{jane}); err != nil {
+		t.Fatal(err)
+	}
+	third := sess
+	third.IDHash = "sess-3"
+	if err := a.PutSession(ctx, third); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Session(ctx, "acme", "sess-3"); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := b.DeleteContactSessions(ctx, "acme", "c-1"); err != nil || n != 1 {
 		t.Fatalf("DeleteContactSessions = %d, %v; want 1", n, err)
 	}
 	if !eventually(500*time.Millisecond, func() bool {
-		_, err := a.Session(ctx, "sess-2")
+		_, err := a.Session(ctx, "acme", "sess-3")
 		return errors.Is(err, storage.ErrNotFound)
 	}) {
 		t.Fatal("a still accepts a session b revoked")
@@ -469,17 +485,17 @@ func TestInvalidationReachesOtherInstanceAtOnce(t *testing.T) {
 		if err := a.PutSession(ctx, sess); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := b.Session(ctx, sess.IDHash); err != nil { // cached in b
+		if _, err := b.Session(ctx, "acme", sess.IDHash); err != nil { // cached in b
 			t.Fatal(err)
 		}
-		if err := a.DeleteSession(ctx, sess.IDHash); err != nil {
+		if err := a.DeleteSession(ctx, "acme", sess.IDHash); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := b.Session(ctx, sess.IDHash); err == nil {
+		if _, err := b.Session(ctx, "acme", sess.IDHash); err == nil {
 			stale++
 		}
 		if !eventually(500*time.Millisecond, func() bool {
-			_, err := b.Session(ctx, sess.IDHash)
+			_, err := b.Session(ctx, "acme", sess.IDHash)
 			return errors.Is(err, storage.ErrNotFound)
 		}) {
 			t.Fatalf("round %d: b accepts the deleted session for more than 500ms", i)
@@ -503,7 +519,7 @@ func TestTwoInstancesRedeemOnce(t *testing.T) {
 	for round := range 5 {
 		now := time.Now()
 		hash := []byte(fmt.Sprintf("code-hash-%d", round))
-		if err := stores[0].PutCode(ctx, "acme", "c-1", storage.Code{Hash: hash, IssuedAt: now, ExpiresAt: now.Add(10 * time.Minute)}); err != nil {
+		if err := stores[0].PutCode(ctx, "acme", "c-1", "flow-1", storage.Code{Hash: hash, IssuedAt: now, ExpiresAt: now.Add(10 * time.Minute)}); err != nil {
 			t.Fatal(err)
 		}
 		var accepted, missing atomic.Int32
@@ -513,7 +529,7 @@ func TestTwoInstancesRedeemOnce(t *testing.T) {
 			for range 10 {
 				wg.Go(func() {
 					<-start
-					r, err := s.RedeemCode(ctx, "acme", "c-1", hash, 5)
+					r, err := s.RedeemCode(ctx, "acme", "c-1", "flow-1", hash, 5)
 					switch {
 					case err != nil:
 						t.Errorf("RedeemCode: %v", err)
@@ -557,7 +573,7 @@ func TestOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(1100 * time.Millisecond) // past the own-write window: Session reads through the cache
-	if _, err := s.Session(ctx, "sess-1"); err != nil {
+	if _, err := s.Session(ctx, "acme", "sess-1"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -565,16 +581,16 @@ func TestOutage(t *testing.T) {
 	// rueidis drops its cache when it sees the connection close, on its
 	// own goroutine: from then on nothing is served from memory.
 	if !eventually(time.Second, func() bool {
-		_, err := s.Session(ctx, "sess-1")
+		_, err := s.Session(ctx, "acme", "sess-1")
 		return errors.Is(err, storage.ErrUnavailable)
 	}) {
 		t.Fatal("Session still answers from the cache a second after Redis stopped")
 	}
 	calls := map[string]func() error{
-		"Session": func() error { _, err := s.Session(ctx, "sess-1"); return err },
+		"Session": func() error { _, err := s.Session(ctx, "acme", "sess-1"); return err },
 		"Contact": func() error { _, err := s.Contact(ctx, "acme", "c-1"); return err },
 		"RedeemCode": func() error {
-			_, err := s.RedeemCode(ctx, "acme", "c-1", []byte("h"), 5)
+			_, err := s.RedeemCode(ctx, "acme", "c-1", "flow-1", []byte("h"), 5)
 			return err
 		},
 		"Enqueue": func() error { return s.Enqueue(ctx, storage.OutboxMessage{Kind: "code"}) },
@@ -598,7 +614,7 @@ func TestOutage(t *testing.T) {
 	if !eventually(10*time.Second, func() bool { return s.PutSession(ctx, sess) == nil }) {
 		t.Fatal("the store did not recover after Redis came back")
 	}
-	if got, err := s.Session(ctx, "sess-1"); err != nil || got.ContactID != "c-1" {
+	if got, err := s.Session(ctx, "acme", "sess-1"); err != nil || got.ContactID != "c-1" {
 		t.Fatalf("Session after recovery = %+v, %v", got, err)
 	}
 	if n := logs.FilterMessageSnippet("available again").Len(); n != 1 {
@@ -652,7 +668,7 @@ func TestLostConnectionForgetsCachedRecords(t *testing.T) {
 	if err := a.PutSession(ctx, sess); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Session(ctx, sess.IDHash); err != nil { // cached in b
+	if _, err := b.Session(ctx, "acme", sess.IDHash); err != nil { // cached in b
 		t.Fatal(err)
 	}
 	// Every client connection is cut, then the session is deleted behind
@@ -660,11 +676,11 @@ func TestLostConnectionForgetsCachedRecords(t *testing.T) {
 	if _, err := command(srv.addr(), "CLIENT", "KILL", "TYPE", "normal"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := command(srv.addr(), "DEL", prefix+"sess:"+sess.IDHash); err != nil {
+	if _, err := command(srv.addr(), "DEL", prefix+"{ws:acme}:sess:"+sess.IDHash); err != nil {
 		t.Fatal(err)
 	}
 	if !eventually(2*time.Second, func() bool {
-		_, err := b.Session(ctx, sess.IDHash)
+		_, err := b.Session(ctx, "acme", sess.IDHash)
 		return errors.Is(err, storage.ErrNotFound)
 	}) {
 		t.Fatal("after a lost connection, b still serves a session deleted meanwhile")

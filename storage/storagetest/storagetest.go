@@ -66,6 +66,7 @@ func Run(t *testing.T, open func(t *testing.T, now func() time.Time) storage.Sto
 	t.Run("Codes", func(t *testing.T) { testCodes(t, o) })
 	t.Run("Once", func(t *testing.T) { testOnce(t, o) })
 	t.Run("Sessions", func(t *testing.T) { testSessions(t, o) })
+	t.Run("ContactLifecycle", func(t *testing.T) { testContactLifecycle(t, o) })
 	t.Run("Hit", func(t *testing.T) { testHit(t, o) })
 	t.Run("Cooldown", func(t *testing.T) { testCooldown(t, o) })
 	t.Run("Outbox", func(t *testing.T) { testOutbox(t, o) })
@@ -399,9 +400,10 @@ func testContacts(t *testing.T, open Opener) {
 	t.Run("DeleteRemovesIndexes", func(t *testing.T) {
 		ctx, s, _, jane, bob := seed(t)
 		_, _ = s.Contact(ctx, ws, "c-1")
-		must(t, "DeleteContact", s.DeleteContact(ctx, ws, "c-1"))
+		_, err := s.DeleteContact(ctx, ws, "c-1")
+		must(t, "DeleteContact", err)
 
-		_, err := s.Contact(ctx, ws, "c-1")
+		_, err = s.Contact(ctx, ws, "c-1")
 		wantNotFound(t, "Contact after delete", err)
 		_, err = s.ContactByEmail(ctx, ws, jane.Email)
 		wantNotFound(t, "ContactByEmail after delete", err)
@@ -412,8 +414,10 @@ func testContacts(t *testing.T, open Opener) {
 		if len(list) != 1 || !sameContact(list[0], bob) {
 			t.Fatalf("Contacts after delete = %+v, want only bob", list)
 		}
-		wantNotFound(t, "DeleteContact twice", s.DeleteContact(ctx, ws, "c-1"))
-		wantNotFound(t, "DeleteContact in the wrong workspace", s.DeleteContact(ctx, other, "c-2"))
+		_, err = s.DeleteContact(ctx, ws, "c-1")
+		wantNotFound(t, "DeleteContact twice", err)
+		_, err = s.DeleteContact(ctx, other, "c-2")
+		wantNotFound(t, "DeleteContact in the wrong workspace", err)
 		c, err := s.Contact(ctx, ws, "c-2")
 		wantContact(t, "Contact(c-2)", c, err, bob)
 
@@ -496,12 +500,13 @@ func testFlows(t *testing.T, open Opener) {
 
 func testCodes(t *testing.T, open Opener) {
 	const ws, id, maxTries = "acme", "c-1", 5
+	flow := newHash(t)
 	newCode := func(t *testing.T, now time.Time) storage.Code {
 		return storage.Code{Hash: randomBytes(t, 32), IssuedAt: now, ExpiresAt: now.Add(10 * time.Minute)}
 	}
-	redeem := func(t *testing.T, ctx context.Context, s storage.Store, ws, id string, hash []byte, want storage.CodeResult) {
+	redeemIn := func(t *testing.T, ctx context.Context, s storage.Store, ws, id, flow string, hash []byte, want storage.CodeResult) {
 		t.Helper()
-		got, err := s.RedeemCode(ctx, ws, id, hash, maxTries)
+		got, err := s.RedeemCode(ctx, ws, id, flow, hash, maxTries)
 		if err != nil {
 			t.Fatalf("RedeemCode: %v", err)
 		}
@@ -509,12 +514,16 @@ func testCodes(t *testing.T, open Opener) {
 			t.Fatalf("RedeemCode = %v, want %v", got, want)
 		}
 	}
+	redeem := func(t *testing.T, ctx context.Context, s storage.Store, ws, id string, hash []byte, want storage.CodeResult) {
+		t.Helper()
+		redeemIn(t, ctx, s, ws, id, flow, hash, want)
+	}
 
 	t.Run("RedeemedOnce", func(t *testing.T) {
 		ctx, s, clock := setup(t, open)
 		redeem(t, ctx, s, ws, id, randomBytes(t, 32), storage.CodeMissing)
 		c := newCode(t, clock.Now())
-		must(t, "PutCode", s.PutCode(ctx, ws, id, c))
+		must(t, "PutCode", s.PutCode(ctx, ws, id, flow, c))
 		redeem(t, ctx, s, ws, id, c.Hash, storage.CodeAccepted)
 		redeem(t, ctx, s, ws, id, c.Hash, storage.CodeMissing)
 	})
@@ -522,7 +531,7 @@ func testCodes(t *testing.T, open Opener) {
 	t.Run("ScopedToContactAndWorkspace", func(t *testing.T) {
 		ctx, s, clock := setup(t, open)
 		c := newCode(t, clock.Now())
-		must(t, "PutCode", s.PutCode(ctx, ws, id, c))
+		must(t, "PutCode", s.PutCode(ctx, ws, id, flow, c))
 		redeem(t, ctx, s, ws, "c-2", c.Hash, storage.CodeMissing)
 		redeem(t, ctx, s, "globex", id, c.Hash, storage.CodeMissing)
 		redeem(t, ctx, s, ws, id, c.Hash, storage.CodeAccepted)
@@ -531,7 +540,7 @@ func testCodes(t *testing.T, open Opener) {
 	t.Run("WrongTriesCountedThenDead", func(t *testing.T) {
 		ctx, s, clock := setup(t, open)
 		c := newCode(t, clock.Now())
-		must(t, "PutCode", s.PutCode(ctx, ws, id, c))
+		must(t, "PutCode", s.PutCode(ctx, ws, id, flow, c))
 		for range maxTries - 1 {
 			redeem(t, ctx, s, ws, id, randomBytes(t, 32), storage.CodeWrong)
 		}
@@ -543,7 +552,7 @@ func testCodes(t *testing.T, open Opener) {
 	t.Run("RightCodeAfterWrongTries", func(t *testing.T) {
 		ctx, s, clock := setup(t, open)
 		c := newCode(t, clock.Now())
-		must(t, "PutCode", s.PutCode(ctx, ws, id, c))
+		must(t, "PutCode", s.PutCode(ctx, ws, id, flow, c))
 		for range maxTries - 1 {
 			redeem(t, ctx, s, ws, id, randomBytes(t, 32), storage.CodeWrong)
 		}
@@ -553,7 +562,7 @@ func testCodes(t *testing.T, open Opener) {
 	t.Run("Expires", func(t *testing.T) {
 		ctx, s, clock := setup(t, open)
 		c := newCode(t, clock.Now())
-		must(t, "PutCode", s.PutCode(ctx, ws, id, c))
+		must(t, "PutCode", s.PutCode(ctx, ws, id, flow, c))
 		clock.Advance(10*time.Minute - time.Second)
 		redeem(t, ctx, s, ws, id, randomBytes(t, 32), storage.CodeWrong)
 		clock.Advance(time.Second)
@@ -563,13 +572,13 @@ func testCodes(t *testing.T, open Opener) {
 	t.Run("NewCodeReplacesOld", func(t *testing.T) {
 		ctx, s, clock := setup(t, open)
 		old := newCode(t, clock.Now())
-		must(t, "PutCode", s.PutCode(ctx, ws, id, old))
+		must(t, "PutCode", s.PutCode(ctx, ws, id, flow, old))
 		for range maxTries - 1 {
 			redeem(t, ctx, s, ws, id, randomBytes(t, 32), storage.CodeWrong)
 		}
 		clock.Advance(time.Minute)
 		c := newCode(t, clock.Now())
-		must(t, "PutCode (resend)", s.PutCode(ctx, ws, id, c))
+		must(t, "PutCode (resend)", s.PutCode(ctx, ws, id, flow, c))
 		// The old code no longer works, and the new one starts with no tries.
 		redeem(t, ctx, s, ws, id, old.Hash, storage.CodeWrong)
 		redeem(t, ctx, s, ws, id, randomBytes(t, 32), storage.CodeWrong)
@@ -580,11 +589,11 @@ func testCodes(t *testing.T, open Opener) {
 	t.Run("ConcurrentRedeemAcceptsOnce", func(t *testing.T) {
 		ctx, s, clock := setup(t, open)
 		c := newCode(t, clock.Now())
-		must(t, "PutCode", s.PutCode(ctx, ws, id, c))
+		must(t, "PutCode", s.PutCode(ctx, ws, id, flow, c))
 		const n = 20
 		results := make([]storage.CodeResult, n)
 		parallel(n, func(i int) {
-			r, err := s.RedeemCode(ctx, ws, id, c.Hash, maxTries)
+			r, err := s.RedeemCode(ctx, ws, id, flow, c.Hash, maxTries)
 			if err != nil {
 				t.Errorf("RedeemCode #%d: %v", i, err)
 			}
@@ -602,11 +611,11 @@ func testCodes(t *testing.T, open Opener) {
 	t.Run("ConcurrentWrongTriesCountedExactly", func(t *testing.T) {
 		ctx, s, clock := setup(t, open)
 		c := newCode(t, clock.Now())
-		must(t, "PutCode", s.PutCode(ctx, ws, id, c))
+		must(t, "PutCode", s.PutCode(ctx, ws, id, flow, c))
 		const n = 20
 		results := make([]storage.CodeResult, n)
 		parallel(n, func(i int) {
-			r, err := s.RedeemCode(ctx, ws, id, []byte(fmt.Sprintf("wrong-%02d", i)), maxTries)
+			r, err := s.RedeemCode(ctx, ws, id, flow, []byte(fmt.Sprintf("wrong-%02d", i)), maxTries)
 			if err != nil {
 				t.Errorf("RedeemCode #%d: %v", i, err)
 			}
@@ -620,6 +629,82 @@ func testCodes(t *testing.T, open Opener) {
 			t.Fatalf("%d concurrent wrong tries: %v, want %d wrong, 1 dead, %d missing", n, counts, maxTries-1, n-maxTries)
 		}
 		redeem(t, ctx, s, ws, id, c.Hash, storage.CodeMissing)
+	})
+
+	t.Run("FlowsAreIndependent", func(t *testing.T) {
+		ctx, s, clock := setup(t, open)
+		other := newHash(t)
+		mine, theirs := newCode(t, clock.Now()), newCode(t, clock.Now())
+		must(t, "PutCode", s.PutCode(ctx, ws, id, flow, mine))
+		must(t, "PutCode in another flow", s.PutCode(ctx, ws, id, other, theirs))
+		// Each flow takes only its own code.
+		redeemIn(t, ctx, s, ws, id, other, mine.Hash, storage.CodeWrong)
+		redeemIn(t, ctx, s, ws, id, flow, theirs.Hash, storage.CodeWrong)
+		redeemIn(t, ctx, s, ws, id, newHash(t), mine.Hash, storage.CodeMissing)
+		redeemIn(t, ctx, s, ws, id, other, theirs.Hash, storage.CodeAccepted)
+		redeemIn(t, ctx, s, ws, id, flow, mine.Hash, storage.CodeAccepted)
+	})
+
+	t.Run("WrongTriesInOneFlowSpareAnother", func(t *testing.T) {
+		ctx, s, clock := setup(t, open)
+		attacker := newHash(t)
+		mine := newCode(t, clock.Now())
+		must(t, "PutCode", s.PutCode(ctx, ws, id, flow, mine))
+		must(t, "PutCode in the attacker's flow", s.PutCode(ctx, ws, id, attacker, newCode(t, clock.Now())))
+		for range maxTries - 1 {
+			redeemIn(t, ctx, s, ws, id, attacker, randomBytes(t, 32), storage.CodeWrong)
+		}
+		redeemIn(t, ctx, s, ws, id, attacker, randomBytes(t, 32), storage.CodeDead)
+		redeemIn(t, ctx, s, ws, id, attacker, mine.Hash, storage.CodeMissing)
+		redeem(t, ctx, s, ws, id, mine.Hash, storage.CodeAccepted)
+	})
+
+	t.Run("NewCodeReplacesOnlyItsFlow", func(t *testing.T) {
+		ctx, s, clock := setup(t, open)
+		other := newHash(t)
+		theirs := newCode(t, clock.Now())
+		must(t, "PutCode in another flow", s.PutCode(ctx, ws, id, other, theirs))
+		old := newCode(t, clock.Now())
+		must(t, "PutCode", s.PutCode(ctx, ws, id, flow, old))
+		c := newCode(t, clock.Now())
+		must(t, "PutCode (resend)", s.PutCode(ctx, ws, id, flow, c))
+		redeem(t, ctx, s, ws, id, old.Hash, storage.CodeWrong)
+		redeem(t, ctx, s, ws, id, c.Hash, storage.CodeAccepted)
+		redeemIn(t, ctx, s, ws, id, other, theirs.Hash, storage.CodeAccepted)
+	})
+
+	t.Run("SameCodeAgainKeepsTries", func(t *testing.T) {
+		ctx, s, clock := setup(t, open)
+		c := newCode(t, clock.Now())
+		must(t, "PutCode", s.PutCode(ctx, ws, id, flow, c))
+		for range maxTries - 1 {
+			redeem(t, ctx, s, ws, id, randomBytes(t, 32), storage.CodeWrong)
+		}
+		// A redelivery stores the same code again: its tries stay.
+		must(t, "PutCode (same code)", s.PutCode(ctx, ws, id, flow, c))
+		redeem(t, ctx, s, ws, id, randomBytes(t, 32), storage.CodeDead)
+		redeem(t, ctx, s, ws, id, c.Hash, storage.CodeMissing)
+	})
+
+	t.Run("DeleteContactRemovesEveryCode", func(t *testing.T) {
+		ctx, s, clock := setup(t, open)
+		jane := normalized(t, storage.Contact{ID: id, Email: "jane@acme.example"})[0]
+		bob := normalized(t, storage.Contact{ID: "c-2", Email: "bob@acme.example"})[0]
+		must(t, "PutContacts", s.PutContacts(ctx, ws, []storage.Contact{jane, bob}))
+		flows := []string{flow, newHash(t), newHash(t)}
+		codes := make([]storage.Code, len(flows))
+		for i, f := range flows {
+			codes[i] = newCode(t, clock.Now())
+			must(t, "PutCode", s.PutCode(ctx, ws, id, f, codes[i]))
+		}
+		bobs := newCode(t, clock.Now())
+		must(t, "PutCode for bob", s.PutCode(ctx, ws, "c-2", flow, bobs))
+		_, err := s.DeleteContact(ctx, ws, id)
+		must(t, "DeleteContact", err)
+		for i, f := range flows {
+			redeemIn(t, ctx, s, ws, id, f, codes[i].Hash, storage.CodeMissing)
+		}
+		redeemIn(t, ctx, s, ws, "c-2", flow, bobs.Hash, storage.CodeAccepted)
 	})
 }
 
@@ -713,7 +798,7 @@ func testSessions(t *testing.T, open Opener) {
 	}
 	live := func(t *testing.T, ctx context.Context, s storage.Store, sess storage.Session, what string) {
 		t.Helper()
-		got, err := s.Session(ctx, sess.IDHash)
+		got, err := s.Session(ctx, sess.Workspace, sess.IDHash)
 		if err != nil {
 			t.Fatalf("%s: Session: %v", what, err)
 		}
@@ -723,7 +808,7 @@ func testSessions(t *testing.T, open Opener) {
 	}
 	gone := func(t *testing.T, ctx context.Context, s storage.Store, sess storage.Session, what string) {
 		t.Helper()
-		_, err := s.Session(ctx, sess.IDHash)
+		_, err := s.Session(ctx, sess.Workspace, sess.IDHash)
 		if !errors.Is(err, storage.ErrNotFound) {
 			t.Fatalf("%s: Session err = %v, want ErrNotFound", what, err)
 		}
@@ -736,12 +821,12 @@ func testSessions(t *testing.T, open Opener) {
 		must(t, "PutSession", s.PutSession(ctx, a))
 		must(t, "PutSession", s.PutSession(ctx, b))
 		live(t, ctx, s, a, "after put")
-		_, err := s.Session(ctx, newHash(t))
+		_, err := s.Session(ctx, "acme", newHash(t))
 		wantNotFound(t, "Session(unknown)", err)
-		must(t, "DeleteSession", s.DeleteSession(ctx, a.IDHash))
+		must(t, "DeleteSession", s.DeleteSession(ctx, a.Workspace, a.IDHash))
 		gone(t, ctx, s, a, "after delete")
-		must(t, "DeleteSession twice", s.DeleteSession(ctx, a.IDHash))
-		must(t, "DeleteSession(unknown)", s.DeleteSession(ctx, newHash(t)))
+		must(t, "DeleteSession twice", s.DeleteSession(ctx, a.Workspace, a.IDHash))
+		must(t, "DeleteSession(unknown)", s.DeleteSession(ctx, "acme", newHash(t)))
 		live(t, ctx, s, b, "the other session")
 		list, err := s.Sessions(ctx, "acme", "c-1")
 		must(t, "Sessions", err)
@@ -767,13 +852,13 @@ func testSessions(t *testing.T, open Opener) {
 		live(t, ctx, s, sess, "after put")
 		for range 3 {
 			clock.Advance(50 * time.Minute)
-			must(t, "TouchSession", s.TouchSession(ctx, sess.IDHash, clock.Now()))
+			must(t, "TouchSession", s.TouchSession(ctx, sess.Workspace, sess.IDHash, clock.Now()))
 			sess.LastSeen = clock.Now()
 			live(t, ctx, s, sess, "after touch")
 		}
 		// An older timestamp (a slow request finishing late) does not
 		// move LastSeen back.
-		must(t, "TouchSession with an older time", s.TouchSession(ctx, sess.IDHash, clock.Now().Add(-10*time.Minute)))
+		must(t, "TouchSession with an older time", s.TouchSession(ctx, sess.Workspace, sess.IDHash, clock.Now().Add(-10*time.Minute)))
 		live(t, ctx, s, sess, "after an older touch")
 		clock.Advance(time.Hour - time.Second)
 		live(t, ctx, s, sess, "a second before the extended idle expiry")
@@ -786,12 +871,12 @@ func testSessions(t *testing.T, open Opener) {
 		sess := newSession(t, clock.Now(), "acme", "c-1")
 		must(t, "PutSession", s.PutSession(ctx, sess))
 		clock.Advance(time.Hour + time.Minute)
-		if err := s.TouchSession(ctx, sess.IDHash, clock.Now()); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		if err := s.TouchSession(ctx, sess.Workspace, sess.IDHash, clock.Now()); err != nil && !errors.Is(err, storage.ErrNotFound) {
 			t.Fatalf("TouchSession on an expired session: %v", err)
 		}
 		gone(t, ctx, s, sess, "touched after idle expiry")
 
-		if err := s.TouchSession(ctx, newHash(t), clock.Now()); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		if err := s.TouchSession(ctx, "acme", newHash(t), clock.Now()); err != nil && !errors.Is(err, storage.ErrNotFound) {
 			t.Fatalf("TouchSession(unknown): %v", err)
 		}
 	})
@@ -803,14 +888,14 @@ func testSessions(t *testing.T, open Opener) {
 		must(t, "PutSession", s.PutSession(ctx, sess))
 		for range 2 {
 			clock.Advance(50 * time.Minute)
-			must(t, "TouchSession", s.TouchSession(ctx, sess.IDHash, clock.Now()))
+			must(t, "TouchSession", s.TouchSession(ctx, sess.Workspace, sess.IDHash, clock.Now()))
 		}
 		sess.LastSeen = clock.Now()
 		clock.Advance(20*time.Minute - time.Second) // 1h59m59s after creation
 		live(t, ctx, s, sess, "a second before absolute expiry")
 		clock.Advance(time.Second)
 		gone(t, ctx, s, sess, "at absolute expiry, despite recent activity")
-		if err := s.TouchSession(ctx, sess.IDHash, clock.Now()); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		if err := s.TouchSession(ctx, sess.Workspace, sess.IDHash, clock.Now()); err != nil && !errors.Is(err, storage.ErrNotFound) {
 			t.Fatalf("TouchSession after absolute expiry: %v", err)
 		}
 		gone(t, ctx, s, sess, "touched after absolute expiry")
@@ -863,7 +948,7 @@ func testSessions(t *testing.T, open Opener) {
 
 		clock.Advance(10 * time.Minute) // short idles out
 		check("acme", "c-1", a1.IDHash, a2.IDHash)
-		must(t, "DeleteSession", s.DeleteSession(ctx, a1.IDHash))
+		must(t, "DeleteSession", s.DeleteSession(ctx, a1.Workspace, a1.IDHash))
 		check("acme", "c-1", a2.IDHash)
 	})
 
@@ -920,18 +1005,210 @@ func testSessions(t *testing.T, open Opener) {
 						return
 					default:
 					}
-					_, _ = s.Session(ctx, sess.IDHash)
+					_, _ = s.Session(ctx, sess.Workspace, sess.IDHash)
 				}
 			})
 			runtime.Gosched()
 			if i%2 == 0 {
-				must(t, "DeleteSession", s.DeleteSession(ctx, sess.IDHash))
+				must(t, "DeleteSession", s.DeleteSession(ctx, sess.Workspace, sess.IDHash))
 			} else if _, err := s.DeleteContactSessions(ctx, "acme", "c-1"); err != nil {
 				t.Fatalf("DeleteContactSessions: %v", err)
 			}
 			close(stop)
 			wg.Wait()
 			gone(t, ctx, s, sess, fmt.Sprintf("round %d, after revocation during concurrent reads", i))
+		}
+	})
+}
+
+// ---------------------------------------------------------------- contact lifecycle
+
+// testContactLifecycle: a contact disabled, deleted or whose email changes
+// loses every session and code in the same store call; nothing revives
+// them, and nobody else's are touched.
+func testContactLifecycle(t *testing.T, open Opener) {
+	const ws = "acme"
+	// seed stores jane (c-1) and bob (c-2) in acme and jane's id in
+	// globex, gives each two, one and one sessions, read once (so a cache,
+	// if any, holds them), and jane a code in two flows.
+	type seeded struct {
+		ctx       context.Context
+		s         storage.Store
+		jane      storage.Contact
+		janes     []storage.Session
+		others    []storage.Session
+		codes     []storage.Code
+		codeFlows []string
+	}
+	seed := func(t *testing.T) seeded {
+		t.Helper()
+		ctx, s, clock := setup(t, open)
+		cs := normalized(t,
+			storage.Contact{ID: "c-1", Email: "jane@acme.example", Name: "Jane"},
+			storage.Contact{ID: "c-2", Email: "bob@acme.example", Name: "Bob"})
+		must(t, "PutContacts", s.PutContacts(ctx, ws, cs))
+		must(t, "PutContacts globex", s.PutContacts(ctx, "globex", normalized(t, storage.Contact{ID: "c-1", Email: "jane@globex.example"})))
+		now := clock.Now()
+		mk := func(ws, id string) storage.Session {
+			return storage.Session{IDHash: newHash(t), Workspace: ws, ContactID: id, Method: "code",
+				CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(12 * time.Hour), Idle: time.Hour}
+		}
+		d := seeded{ctx: ctx, s: s, jane: cs[0],
+			janes:  []storage.Session{mk(ws, "c-1"), mk(ws, "c-1")},
+			others: []storage.Session{mk(ws, "c-2"), mk("globex", "c-1")}}
+		for _, sess := range append(slices.Clone(d.janes), d.others...) {
+			must(t, "PutSession", s.PutSession(ctx, sess))
+			if _, err := s.Session(ctx, sess.Workspace, sess.IDHash); err != nil {
+				t.Fatalf("Session after put: %v", err)
+			}
+		}
+		for range 2 {
+			c := storage.Code{Hash: randomBytes(t, 32), IssuedAt: now, ExpiresAt: now.Add(10 * time.Minute)}
+			f := newHash(t)
+			must(t, "PutCode", s.PutCode(ctx, ws, "c-1", f, c))
+			d.codes, d.codeFlows = append(d.codes, c), append(d.codeFlows, f)
+		}
+		return d
+	}
+	janeEnded := func(t *testing.T, d seeded, what string) {
+		t.Helper()
+		for _, sess := range d.janes {
+			if _, err := d.s.Session(d.ctx, ws, sess.IDHash); !errors.Is(err, storage.ErrNotFound) {
+				t.Fatalf("%s: jane's session: err = %v, want ErrNotFound", what, err)
+			}
+		}
+		list, err := d.s.Sessions(d.ctx, ws, "c-1")
+		must(t, "Sessions", err)
+		if len(list) != 0 {
+			t.Fatalf("%s: Sessions(c-1) = %v, want none", what, sessionHashes(list))
+		}
+		for i, c := range d.codes {
+			if r, err := d.s.RedeemCode(d.ctx, ws, "c-1", d.codeFlows[i], c.Hash, 5); err != nil || r != storage.CodeMissing {
+				t.Fatalf("%s: jane's code = %v, %v; want missing", what, r, err)
+			}
+		}
+	}
+	othersLive := func(t *testing.T, d seeded, what string) {
+		t.Helper()
+		for _, sess := range d.others {
+			if _, err := d.s.Session(d.ctx, sess.Workspace, sess.IDHash); err != nil {
+				t.Fatalf("%s: %s/%s's session: %v", what, sess.Workspace, sess.ContactID, err)
+			}
+		}
+	}
+
+	t.Run("DisableEndsSessions", func(t *testing.T) {
+		d := seed(t)
+		jane := d.jane
+		jane.Status = storage.StatusDisabled
+		must(t, "PutContacts (disable)", d.s.PutContacts(d.ctx, ws, []storage.Contact{jane}))
+		janeEnded(t, d, "disabled")
+		othersLive(t, d, "jane disabled")
+		// Re-enabling revives nothing.
+		jane.Status = storage.StatusActive
+		must(t, "PutContacts (enable)", d.s.PutContacts(d.ctx, ws, []storage.Contact{jane}))
+		janeEnded(t, d, "enabled again")
+	})
+
+	t.Run("EmailChangeEndsSessions", func(t *testing.T) {
+		d := seed(t)
+		jane := d.jane
+		jane.Name = "Jane Q. Doe" // a name change keeps them
+		must(t, "PutContacts (rename)", d.s.PutContacts(d.ctx, ws, []storage.Contact{jane}))
+		for _, sess := range d.janes {
+			if _, err := d.s.Session(d.ctx, ws, sess.IDHash); err != nil {
+				t.Fatalf("after a name change: %v", err)
+			}
+		}
+		jane.Email = "jane.doe@acme.example"
+		must(t, "PutContacts (new email)", d.s.PutContacts(d.ctx, ws, []storage.Contact{jane}))
+		janeEnded(t, d, "email changed")
+		othersLive(t, d, "jane's email changed")
+	})
+
+	t.Run("DeleteEndsSessions", func(t *testing.T) {
+		d := seed(t)
+		n, err := d.s.DeleteContact(d.ctx, ws, "c-1")
+		must(t, "DeleteContact", err)
+		if n != 2 {
+			t.Errorf("DeleteContact ended %d sessions, want 2", n)
+		}
+		janeEnded(t, d, "deleted")
+		othersLive(t, d, "jane deleted")
+		// The same contact again revives nothing.
+		must(t, "PutContacts (again)", d.s.PutContacts(d.ctx, ws, []storage.Contact{d.jane}))
+		janeEnded(t, d, "added again")
+	})
+	t.Run("ReplaceContactsFromFile", func(t *testing.T) {
+		d := seed(t)
+		ctx, s := d.ctx, d.s
+		file := normalized(t,
+			storage.Contact{ID: "c-1", Email: "jane@acme.example", Name: "Jane"},
+			storage.Contact{ID: "f-1", Email: "fred@acme.example", Name: "Fred"})
+		res, err := s.ReplaceContacts(ctx, ws, storage.OriginFile, file)
+		must(t, "ReplaceContacts", err)
+		// jane and fred are the file's now (jane was written with no origin).
+		if res != (storage.ReplaceResult{Upserted: 2}) {
+			t.Fatalf("first ReplaceContacts = %+v, want 2 upserted", res)
+		}
+		c, err := s.Contact(ctx, ws, "f-1")
+		if err != nil || c.Origin != storage.OriginFile || !c.Active() {
+			t.Fatalf("Contact(f-1) = %+v, %v; want an active file contact", c, err)
+		}
+		res, err = s.ReplaceContacts(ctx, ws, storage.OriginFile, file)
+		must(t, "ReplaceContacts again", err)
+		if res != (storage.ReplaceResult{Unchanged: 2}) {
+			t.Fatalf("the same file again = %+v, want 2 unchanged", res)
+		}
+		for _, sess := range d.janes {
+			if _, err := s.Session(ctx, ws, sess.IDHash); err != nil {
+				t.Fatalf("jane's session after an unchanged import: %v", err)
+			}
+		}
+
+		// The file drops jane: she is disabled and signed out; bob (no
+		// origin: the admin API's) and globex are left alone.
+		res, err = s.ReplaceContacts(ctx, ws, storage.OriginFile, file[1:])
+		must(t, "ReplaceContacts without jane", err)
+		if res != (storage.ReplaceResult{Disabled: 1, Unchanged: 1}) {
+			t.Fatalf("ReplaceContacts without jane = %+v, want 1 disabled, 1 unchanged", res)
+		}
+		janeEnded(t, d, "dropped from the file")
+		othersLive(t, d, "jane dropped from the file")
+		c, err = s.Contact(ctx, ws, "c-1")
+		if err != nil || c.Active() {
+			t.Fatalf("Contact(c-1) = %+v, %v; want disabled", c, err)
+		}
+		c, err = s.ContactByEmail(ctx, ws, "jane@acme.example")
+		if err != nil || c.ID != "c-1" || c.Active() {
+			t.Fatalf("ContactByEmail(jane) = %+v, %v; want her, disabled", c, err)
+		}
+		c, err = s.Contact(ctx, ws, "c-2")
+		if err != nil || !c.Active() {
+			t.Fatalf("Contact(c-2) = %+v, %v; want bob untouched", c, err)
+		}
+		// Already disabled: nothing more to do.
+		res, err = s.ReplaceContacts(ctx, ws, storage.OriginFile, file[1:])
+		must(t, "ReplaceContacts without jane again", err)
+		if res != (storage.ReplaceResult{Unchanged: 1}) {
+			t.Fatalf("again = %+v, want 1 unchanged", res)
+		}
+		// Back in the file: active again, with no old session.
+		res, err = s.ReplaceContacts(ctx, ws, storage.OriginFile, file)
+		must(t, "ReplaceContacts with jane back", err)
+		if res != (storage.ReplaceResult{Upserted: 1, Unchanged: 1}) {
+			t.Fatalf("jane back = %+v, want 1 upserted, 1 unchanged", res)
+		}
+		janeEnded(t, d, "back in the file")
+
+		// A conflict changes nothing: fred's email taken by bob.
+		clash := normalized(t, storage.Contact{ID: "f-1", Email: "bob@acme.example"})
+		if _, err := s.ReplaceContacts(ctx, ws, storage.OriginFile, clash); err == nil {
+			t.Fatal("ReplaceContacts taking bob's email: no error")
+		}
+		c, err = s.Contact(ctx, ws, "c-1")
+		if err != nil || !c.Active() {
+			t.Fatalf("Contact(c-1) after a refused replace = %+v, %v; want active", c, err)
 		}
 	})
 }

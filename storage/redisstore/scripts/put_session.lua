@@ -5,4 +5,5 @@ for i = 1, 2 do
     redis.call('PEXPIRE', KEYS[i], ARGV[4])
   end
 end
+redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[6])
 return 1
