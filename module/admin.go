@@ -199,22 +199,27 @@ func (c adminCall) deleteContact(w http.ResponseWriter, r *http.Request, id stri
 	if err != nil {
 		return c.storeErr(err)
 	}
-	return writeAdminJSON(w, http.StatusOK, map[string]any{"deleted": id, "sessions_ended": n})
+	links, err := c.store.DeleteContactLinks(r.Context(), c.ws.Name, id)
+	if err != nil {
+		return c.storeErr(err)
+	}
+	return writeAdminJSON(w, http.StatusOK, map[string]any{"deleted": id, "sessions_ended": n, "links_revoked": links})
 }
 
 func (c adminCall) mintLink(w http.ResponseWriter, r *http.Request) error {
 	var req struct {
 		ContactID string `json:"contact_id"`
+		Email     string `json:"email"`
 		ReturnTo  string `json:"return_to"`
 		TTL       string `json:"ttl"`
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		return apiErr(http.StatusBadRequest, "want a JSON object {\"contact_id\", \"return_to\", \"ttl\"}: %v", err)
+		return apiErr(http.StatusBadRequest, "want a JSON object {\"contact_id\" or \"email\", \"return_to\", \"ttl\"}: %v", err)
 	}
-	if req.ContactID == "" {
-		return apiErr(http.StatusBadRequest, "contact_id is required")
+	if req.ContactID == "" && req.Email == "" {
+		return apiErr(http.StatusBadRequest, "contact_id or email is required")
 	}
 	var ttl time.Duration
 	if req.TTL != "" {
@@ -224,7 +229,9 @@ func (c adminCall) mintLink(w http.ResponseWriter, r *http.Request) error {
 		}
 		ttl = d
 	}
-	link, err := c.app.portal.MintLink(r.Context(), c.ws.Name, req.ContactID, req.ReturnTo, ttl)
+	link, err := c.app.portal.MintLink(r.Context(), c.ws.Name, handlers.LinkRequest{
+		ContactID: req.ContactID, Email: req.Email, ReturnTo: req.ReturnTo, TTL: ttl, CreatedBy: actor(r),
+	})
 	var ie *handlers.InputError
 	switch {
 	case errors.As(err, &ie):
@@ -306,6 +313,18 @@ func (c adminCall) audit(w http.ResponseWriter, r *http.Request) error {
 		events = []storage.AuditEvent{}
 	}
 	return writeAdminJSON(w, http.StatusOK, map[string]any{"events": events, "next_cursor": next})
+}
+
+// actor names the admin caller as Caddy identifies it: the subject of its
+// client certificate (remote admin), else its remote address.
+func actor(r *http.Request) string {
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		return r.TLS.PeerCertificates[0].Subject.String()
+	}
+	if r.RemoteAddr != "" {
+		return r.RemoteAddr
+	}
+	return "admin"
 }
 
 func isHex(s string) bool {
