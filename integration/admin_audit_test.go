@@ -1,5 +1,13 @@
 package integration
 
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
 // signInEvents returns the audit trail's event names, newest first,
 // without those every start records (config_loaded, contacts_imported
 // from contacts_file).
@@ -12,4 +20,144 @@ func (g *gateway) signInEvents(query string) []string {
 		}
 	}
 	return out
+}
+
+// linkRow is one link of GET links.
+type linkRow struct {
+	ID           string    `json:"id"`
+	ContactID    string    `json:"contact_id"`
+	ReturnTo     string    `json:"return_to"`
+	CreatedAt    time.Time `json:"created_at"`
+	ExpiresAt    time.Time `json:"expires_at"`
+	CreatedBy    string    `json:"created_by"`
+	Opens        int       `json:"opens"`
+	LastOpenedAt time.Time `json:"last_opened_at"`
+}
+
+func (g *gateway) links(t *testing.T, query string) []linkRow {
+	t.Helper()
+	status, body := g.adminDo(http.MethodGet, "/portal/workspaces/acme/links?"+query, "", nil)
+	if status != http.StatusOK {
+		t.Fatalf("GET links?%s: %d %s", query, status, body)
+	}
+	var ls []linkRow
+	if err := json.Unmarshal([]byte(body), &ls); err != nil {
+		t.Fatalf("GET links: %v\n%s", err, body)
+	}
+	return ls
+}
+
+func TestLinksAdminAPIListsAndRevokes(t *testing.T) {
+	g := newGateway(t)
+	g.start()
+	_, link, resp := g.mintLink(t, `{"email":"Sam@acme.example","return_to":"/tickets/7","ttl":"1h"}`)
+	var made struct{ ID string }
+	if err := json.Unmarshal([]byte(resp), &made); err != nil || len(made.ID) != 32 {
+		t.Fatalf("POST links answered %s", resp)
+	}
+	p := g.pathOf(t, link)
+	if strings.Contains(p, "c-2") || strings.Contains(p, "tickets") {
+		t.Fatalf("the link shows its contact or path: %s", p)
+	}
+	ls := g.links(t, "contact_id=c-2")
+	if len(ls) != 1 || ls[0].ID != made.ID || ls[0].ContactID != "c-2" || ls[0].ReturnTo != "/tickets/7" ||
+		!strings.HasPrefix(ls[0].CreatedBy, "127.0.0.1:") || ls[0].Opens != 0 || !ls[0].LastOpenedAt.IsZero() {
+		t.Fatalf("GET links: %+v", ls)
+	}
+	if r := g.browser().get(p); r.Status != http.StatusSeeOther {
+		t.Fatalf("opening the link: %d", r.Status)
+	}
+	g.mail.wait(t, 10*time.Second)
+	if ls := g.links(t, ""); len(ls) != 1 || ls[0].Opens != 1 || ls[0].LastOpenedAt.IsZero() {
+		t.Fatalf("after an open: %+v", ls)
+	}
+
+	// Revoked at once: the next open is refused.
+	if s, body := g.adminDo(http.MethodDelete, "/portal/workspaces/acme/links/"+made.ID, "", nil); s != http.StatusOK || !strings.Contains(body, `"revoked":1`) {
+		t.Fatalf("DELETE links/{id}: %d %s", s, body)
+	}
+	if r := g.browser().get(p); r.Status != http.StatusBadRequest || !strings.Contains(r.Body, "Invalid portal link") {
+		t.Fatalf("revoked link: %d", r.Status)
+	}
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		want         string
+	}{
+		{http.MethodDelete, "links/" + made.ID, http.StatusNotFound, "no live link"},
+		{http.MethodDelete, "links/not-an-id", http.StatusNotFound, "no link"},
+		{http.MethodDelete, "links", http.StatusBadRequest, "contact_id is required"},
+		{http.MethodPut, "links", http.StatusMethodNotAllowed, "not allowed"},
+	} {
+		if s, body := g.adminDo(tc.method, "/portal/workspaces/acme/"+tc.path, "", nil); s != tc.status || !strings.Contains(body, tc.want) || !strings.HasPrefix(strings.TrimSpace(body), "{") {
+			t.Errorf("%s %s: %d %s, want %d mentioning %q", tc.method, tc.path, s, body, tc.status, tc.want)
+		}
+	}
+
+	// Every link of a contact at once.
+	var paths []string
+	for range 2 {
+		_, l, _ := g.mintLink(t, `{"contact_id":"c-1"}`)
+		paths = append(paths, g.pathOf(t, l))
+	}
+	g.mintLink(t, `{"contact_id":"c-2"}`)
+	if s, body := g.adminDo(http.MethodDelete, "/portal/workspaces/acme/links?contact_id=c-1", "", nil); s != http.StatusOK || !strings.Contains(body, `"revoked":2`) {
+		t.Fatalf("DELETE links?contact_id: %d %s", s, body)
+	}
+	for _, p := range paths {
+		if r := g.browser().get(p); r.Status != http.StatusBadRequest {
+			t.Fatalf("link of a contact whose links were revoked: %d", r.Status)
+		}
+	}
+	if ls := g.links(t, ""); len(ls) != 1 || ls[0].ContactID != "c-2" {
+		t.Fatalf("left after revoking c-1's links: %+v", ls)
+	}
+	revoked := 0
+	for _, e := range g.auditEvents("event=link_revoked") {
+		if e == "link_revoked" {
+			revoked++
+		}
+	}
+	if created := len(g.auditEvents("event=link_created")); created != 4 || revoked != 2 {
+		t.Fatalf("%d link_created and %d link_revoked events, want 4 and 2", created, revoked)
+	}
+}
+
+func TestLinksCLI(t *testing.T) {
+	g := newGateway(t)
+	g.start()
+	out, err := g.cli(t, "link", "--email", "sam@acme.example", "--to", "/tickets/3")
+	if err != nil || !strings.Contains(out, "/_portal/link/") {
+		t.Fatalf("portal link --email: %v\n%s", err, out)
+	}
+	if out, err := g.cli(t, "link", "--email", "sam@acme.example", "--contact", "c-2"); err == nil {
+		t.Fatalf("portal link with --email and --contact: no error\n%s", out)
+	}
+	if out, err := g.cli(t, "link"); err == nil {
+		t.Fatalf("portal link without a contact: no error\n%s", out)
+	}
+	g.cli(t, "link", "--contact", "c-1")
+	out, err = g.cli(t, "links", "list", "--contact", "c-2")
+	if err != nil || !strings.Contains(out, "CREATED BY") || !strings.Contains(out, "/tickets/3") || strings.Contains(out, "c-1") {
+		t.Fatalf("links list --contact: %v\n%s", err, out)
+	}
+	ls := g.links(t, "contact_id=c-2")
+	if len(ls) != 1 {
+		t.Fatalf("links of c-2: %+v", ls)
+	}
+	if out, err := g.cli(t, "links", "revoke", "--id", ls[0].ID); err != nil || !strings.Contains(out, "1 links revoked") {
+		t.Fatalf("links revoke --id: %v\n%s", err, out)
+	}
+	if out, err := g.cli(t, "links", "revoke", "--id", ls[0].ID); err == nil || !strings.Contains(out, "no live link") {
+		t.Fatalf("links revoke --id twice: %v\n%s", err, out)
+	}
+	if out, err := g.cli(t, "links", "revoke", "--contact", "c-1"); err != nil || !strings.Contains(out, "1 links revoked") {
+		t.Fatalf("links revoke --contact: %v\n%s", err, out)
+	}
+	if out, err := g.cli(t, "links", "revoke"); err == nil {
+		t.Fatalf("links revoke without --id or --contact: no error\n%s", out)
+	}
+	if out, _ := g.cli(t, "links", "list"); strings.Contains(out, "c-1") || strings.Contains(out, "c-2") {
+		t.Fatalf("links left after revoking:\n%s", out)
+	}
 }

@@ -101,8 +101,20 @@ func (adm *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 			return api.deleteContact(w, r, parts[3])
 		}
 	case parts[2] == "links" && len(parts) == 3:
-		if r.Method == http.MethodPost {
+		switch r.Method {
+		case http.MethodPost:
 			return api.mintLink(w, r)
+		case http.MethodGet:
+			return api.listLinks(w, r)
+		case http.MethodDelete:
+			return api.revokeContactLinks(w, r)
+		}
+	case parts[2] == "links" && len(parts) == 4:
+		switch r.Method {
+		case http.MethodGet:
+			return api.getLink(w, r, parts[3])
+		case http.MethodDelete:
+			return api.revokeLink(w, r, parts[3])
 		}
 	case parts[2] == "sessions" && len(parts) == 3:
 		switch r.Method {
@@ -240,6 +252,90 @@ func (c adminCall) mintLink(w http.ResponseWriter, r *http.Request) error {
 		return c.storeErr(err)
 	}
 	return writeAdminJSON(w, http.StatusCreated, link)
+}
+
+// linkView is a link as the admin API shows it.
+type linkView struct {
+	ID           string    `json:"id"`
+	ContactID    string    `json:"contact_id"`
+	ReturnTo     string    `json:"return_to"`
+	CreatedAt    time.Time `json:"created_at"`
+	ExpiresAt    time.Time `json:"expires_at"`
+	CreatedBy    string    `json:"created_by,omitempty"`
+	Opens        int       `json:"opens"`
+	LastOpenedAt time.Time `json:"last_opened_at,omitzero"`
+}
+
+func viewLink(l storage.PortalLink) linkView {
+	return linkView{ID: l.ID, ContactID: l.ContactID, ReturnTo: l.ReturnTo, CreatedAt: l.CreatedAt, ExpiresAt: l.ExpiresAt,
+		CreatedBy: l.CreatedBy, Opens: l.Opens, LastOpenedAt: l.LastOpenedAt}
+}
+
+// validLinkID reports whether id has the form of a link id (32 hex
+// digits), so nothing else reaches the store.
+func validLinkID(id string) bool { return len(id) == 32 && isHex(id) }
+
+func (c adminCall) listLinks(w http.ResponseWriter, r *http.Request) error {
+	ls, err := c.store.Links(r.Context(), c.ws.Name, r.URL.Query().Get("contact_id"))
+	if err != nil {
+		return c.storeErr(err)
+	}
+	out := make([]linkView, 0, len(ls))
+	for _, l := range ls {
+		out = append(out, viewLink(l))
+	}
+	return writeAdminJSON(w, http.StatusOK, out)
+}
+
+func (c adminCall) getLink(w http.ResponseWriter, r *http.Request, id string) error {
+	if !validLinkID(id) {
+		return apiErr(http.StatusNotFound, "no link %q in workspace %s", id, c.ws.Name)
+	}
+	l, err := c.store.Link(r.Context(), c.ws.Name, id)
+	if errors.Is(err, storage.ErrNotFound) {
+		return apiErr(http.StatusNotFound, "no live link %q in workspace %s", id, c.ws.Name)
+	}
+	if err != nil {
+		return c.storeErr(err)
+	}
+	return writeAdminJSON(w, http.StatusOK, viewLink(l))
+}
+
+// revokeLink revokes one link at once.
+func (c adminCall) revokeLink(w http.ResponseWriter, r *http.Request, id string) error {
+	if !validLinkID(id) {
+		return apiErr(http.StatusNotFound, "no link %q in workspace %s", id, c.ws.Name)
+	}
+	// Read for the audit entry's contact only; DeleteLink itself says
+	// whether there was a live link to revoke.
+	l, err := c.store.Link(r.Context(), c.ws.Name, id)
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return c.storeErr(err)
+	}
+	if err := c.store.DeleteLink(r.Context(), c.ws.Name, id); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return apiErr(http.StatusNotFound, "no live link %q in workspace %s", id, c.ws.Name)
+		}
+		return c.storeErr(err)
+	}
+	c.app.portal.Audit(r.Context(), storage.AuditEvent{Workspace: c.ws.Name, Event: handlers.EventLinkRevoked,
+		ContactID: l.ContactID, Method: "link", Actor: actor(r), Reason: "link " + id, Count: 1})
+	return writeAdminJSON(w, http.StatusOK, map[string]any{"revoked": 1, "id": id})
+}
+
+// revokeContactLinks revokes every link of a contact at once.
+func (c adminCall) revokeContactLinks(w http.ResponseWriter, r *http.Request) error {
+	id := r.URL.Query().Get("contact_id")
+	if id == "" {
+		return apiErr(http.StatusBadRequest, "contact_id is required: DELETE /portal/workspaces/%s/links?contact_id=ID, or DELETE links/{id} for one link", c.ws.Name)
+	}
+	n, err := c.store.DeleteContactLinks(r.Context(), c.ws.Name, id)
+	if err != nil {
+		return c.storeErr(err)
+	}
+	c.app.portal.Audit(r.Context(), storage.AuditEvent{Workspace: c.ws.Name, Event: handlers.EventLinkRevoked,
+		ContactID: id, Method: "link", Actor: actor(r), Reason: strconv.Itoa(n) + " links of the contact", Count: n})
+	return writeAdminJSON(w, http.StatusOK, map[string]int{"revoked": n})
 }
 
 // sessionView is a session as the admin API shows it: never its id.

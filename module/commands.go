@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -21,14 +22,16 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "portal",
-		Usage: "link|contacts|sessions|audit [flags]",
+		Usage: "link|links|contacts|sessions|audit [flags]",
 		Short: "Manages portalgate: sign-in links, contacts, sessions and the audit trail",
 		Long: `
 Talks to the portal admin API of a running Caddy (default localhost:2019; use
 --address, or --config to read it from a config file, like Caddy's own
 commands). Output is a table; --json prints the API's JSON instead.
 
-  caddy portal link --workspace acme --contact c-1001 [--to /tickets/42] [--ttl 72h]
+  caddy portal link --workspace acme (--contact c-1001 | --email jane@acme.example) [--to /tickets/42] [--ttl 72h]
+  caddy portal links list --workspace acme [--contact c-1001]
+  caddy portal links revoke --workspace acme (--id LINK-ID | --contact c-1001)
   caddy portal contacts import --workspace acme contacts.json|contacts.csv
   caddy portal contacts list --workspace acme
   caddy portal sessions list --workspace acme [--contact c-1001]
@@ -36,7 +39,7 @@ commands). Output is a table; --json prints the API's JSON instead.
   caddy portal audit --workspace acme [--contact ID] [--event NAME] [--since T] [--until T] [--limit N]
 `,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(linkCommand(), contactsCommand(), sessionsCommand(), auditCommand())
+			cmd.AddCommand(linkCommand(), linksCommand(), contactsCommand(), sessionsCommand(), auditCommand())
 		},
 	})
 }
@@ -102,15 +105,24 @@ func table(w io.Writer, header string, rows [][]string) {
 
 func linkCommand() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "link --workspace W --contact ID [--to PATH] [--ttl DURATION]",
+		Use:   "link --workspace W (--contact ID | --email ADDRESS) [--to PATH] [--ttl DURATION]",
 		Short: "Makes a personalized sign-in link for a contact",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			contact, _ := c.Flags().GetString("contact")
+			email, _ := c.Flags().GetString("email")
 			to, _ := c.Flags().GetString("to")
 			ttl, _ := c.Flags().GetString("ttl")
-			body, _ := json.Marshal(map[string]string{"contact_id": contact, "return_to": to, "ttl": ttl})
+			req := map[string]string{"return_to": to, "ttl": ttl}
+			if contact != "" {
+				req["contact_id"] = contact
+			}
+			if email != "" {
+				req["email"] = email
+			}
+			body, _ := json.Marshal(req)
 			var link struct {
+				ID        string    `json:"id"`
 				URL       string    `json:"url"`
 				ExpiresAt time.Time `json:"expires_at"`
 			}
@@ -122,15 +134,84 @@ func linkCommand() *cobra.Command {
 				_, err = c.OutOrStdout().Write(raw)
 				return err
 			}
-			fmt.Fprintf(c.OutOrStdout(), "%s\n(expires %s)\n", link.URL, link.ExpiresAt.Format(time.RFC3339))
+			fmt.Fprintf(c.OutOrStdout(), "%s\n(link %s, expires %s)\n", link.URL, link.ID, link.ExpiresAt.Format(time.RFC3339))
 			return nil
 		},
 	}
 	apiFlags(c)
-	c.Flags().String("contact", "", "The contact's id (required)")
+	c.Flags().String("contact", "", "The contact's id (or --email)")
+	c.Flags().String("email", "", "The contact's email (or --contact)")
 	c.Flags().String("to", "", "The portal path to open after sign-in (default /)")
 	c.Flags().String("ttl", "", "How long the link works (default: the workspace's link_ttl)")
-	_ = c.MarkFlagRequired("contact")
+	c.MarkFlagsOneRequired("contact", "email")
+	c.MarkFlagsMutuallyExclusive("contact", "email")
+	return c
+}
+
+func linksCommand() *cobra.Command {
+	c := &cobra.Command{Use: "links", Short: "Lists and revokes personalized sign-in links"}
+	list := &cobra.Command{
+		Use:   "list --workspace W [--contact ID]",
+		Short: "Lists live links, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			contact, _ := c.Flags().GetString("contact")
+			var ls []linkView
+			raw, err := call(c, http.MethodGet, "links?contact_id="+url.QueryEscape(contact), nil, nil, &ls)
+			if err != nil {
+				return err
+			}
+			if jsonOut(c) {
+				_, err = c.OutOrStdout().Write(raw)
+				return err
+			}
+			rows := make([][]string, len(ls))
+			for i, l := range ls {
+				last := "-"
+				if !l.LastOpenedAt.IsZero() {
+					last = l.LastOpenedAt.Format(time.RFC3339)
+				}
+				rows[i] = []string{l.ID, l.ContactID, l.ReturnTo, l.CreatedAt.Format(time.RFC3339), l.ExpiresAt.Format(time.RFC3339),
+					l.CreatedBy, strconv.Itoa(l.Opens), last}
+			}
+			table(c.OutOrStdout(), "ID\tCONTACT\tRETURN TO\tCREATED\tEXPIRES\tCREATED BY\tOPENS\tLAST OPENED", rows)
+			return nil
+		},
+	}
+	apiFlags(list)
+	list.Flags().String("contact", "", "Only this contact's links")
+	revoke := &cobra.Command{
+		Use:   "revoke --workspace W (--id ID | --contact ID)",
+		Short: "Revokes one link, or every link of a contact, at once",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			id, _ := c.Flags().GetString("id")
+			contact, _ := c.Flags().GetString("contact")
+			sub := "links?contact_id=" + url.QueryEscape(contact)
+			if id != "" {
+				sub = "links/" + url.PathEscape(id)
+			}
+			var res struct {
+				Revoked int `json:"revoked"`
+			}
+			raw, err := call(c, http.MethodDelete, sub, nil, nil, &res)
+			if err != nil {
+				return err
+			}
+			if jsonOut(c) {
+				_, err = c.OutOrStdout().Write(raw)
+				return err
+			}
+			fmt.Fprintf(c.OutOrStdout(), "%d links revoked\n", res.Revoked)
+			return nil
+		},
+	}
+	apiFlags(revoke)
+	revoke.Flags().String("id", "", "The link's id (from links list)")
+	revoke.Flags().String("contact", "", "Every link of this contact id")
+	revoke.MarkFlagsOneRequired("id", "contact")
+	revoke.MarkFlagsMutuallyExclusive("id", "contact")
+	c.AddCommand(list, revoke)
 	return c
 }
 
