@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kdesk/portalgate/handlers"
 )
 
 // signInEvents returns the audit trail's event names, newest first,
@@ -159,5 +161,99 @@ func TestLinksCLI(t *testing.T) {
 	}
 	if out, _ := g.cli(t, "links", "list"); strings.Contains(out, "c-1") || strings.Contains(out, "c-2") {
 		t.Fatalf("links left after revoking:\n%s", out)
+	}
+}
+
+// auditEvent is one event of GET audit.
+type auditEvent struct {
+	Event     string `json:"event"`
+	Actor     string `json:"actor"`
+	ContactID string `json:"contact_id"`
+	Email     string `json:"email"`
+	Reason    string `json:"reason"`
+	Count     int    `json:"count"`
+}
+
+func (g *gateway) audit(t *testing.T, query string) []auditEvent {
+	t.Helper()
+	status, body := g.adminDo(http.MethodGet, "/portal/workspaces/acme/audit?"+query, "", nil)
+	if status != http.StatusOK {
+		t.Fatalf("audit?%s: %d %s", query, status, body)
+	}
+	var v struct{ Events []auditEvent }
+	if err := json.Unmarshal([]byte(body), &v); err != nil {
+		t.Fatal(err)
+	}
+	return v.Events
+}
+
+func TestAdminActionsAuditedWithActor(t *testing.T) {
+	g := newGateway(t)
+	const secret = "an-integration-secret-of-32-chars!"
+	g.extraGlobal = "secret " + secret
+	g.start()
+
+	loaded := g.audit(t, "event=config_loaded")
+	if len(loaded) != 1 || loaded[0].Actor != "config" || !strings.Contains(loaded[0].Reason, "workspaces acme") ||
+		!strings.Contains(loaded[0].Reason, "secret id "+handlers.SecretID([]byte(secret))) || strings.Contains(loaded[0].Reason, secret) {
+		t.Fatalf("config_loaded: %+v", loaded)
+	}
+	if ev := g.audit(t, "event=contacts_imported"); len(ev) != 1 || ev[0].Actor != "file" || ev[0].Count == 0 {
+		t.Fatalf("contacts_file import: %+v", ev)
+	}
+
+	// An import that disables one contact, changes another's email and
+	// adds a third.
+	body := `[{"id":"c-1","email":"jane@acme.example","status":"disabled"},
+		{"id":"c-2","email":"samuel@acme.example"},{"id":"n-1","email":"new@acme.example"}]`
+	if s, resp := g.adminDo(http.MethodPut, "/portal/workspaces/acme/contacts", "application/json", []byte(body)); s != http.StatusOK {
+		t.Fatalf("PUT contacts: %d %s", s, resp)
+	}
+	imported := g.audit(t, "event=contacts_imported&limit=1")
+	if len(imported) != 1 || imported[0].Count != 3 || !strings.HasPrefix(imported[0].Actor, "127.0.0.1:") ||
+		!strings.Contains(imported[0].Reason, "1 new, 2 with a new status or email") {
+		t.Fatalf("contacts_imported: %+v", imported)
+	}
+	changed := map[string]auditEvent{}
+	for _, e := range g.audit(t, "event=contact_changed") {
+		changed[e.ContactID] = e
+	}
+	if len(changed) != 2 || changed["c-1"].Reason != "status active -> disabled" ||
+		changed["c-2"].Reason != "email sam@acme.example -> samuel@acme.example" || changed["c-2"].Actor == "" {
+		t.Fatalf("contact_changed: %+v", changed)
+	}
+	// A refused import changes nothing and audits nothing.
+	if s, _ := g.adminDo(http.MethodPut, "/portal/workspaces/acme/contacts", "application/json", []byte(`[{"id":"c-2","email":"bad"}]`)); s != http.StatusBadRequest {
+		t.Fatalf("bad import: %d", s)
+	}
+	if n := len(g.audit(t, "event=contacts_imported")); n != 2 {
+		t.Fatalf("%d contacts_imported events after a refused import, want 2", n)
+	}
+
+	if s, resp := g.adminDo(http.MethodDelete, "/portal/workspaces/acme/sessions?contact_id=c-2", "", nil); s != http.StatusOK {
+		t.Fatalf("DELETE sessions: %d %s", s, resp)
+	}
+	if ev := g.audit(t, "event=sessions_revoked"); len(ev) != 1 || ev[0].ContactID != "c-2" || ev[0].Actor == "" {
+		t.Fatalf("sessions_revoked: %+v", ev)
+	}
+	g.mintLink(t, `{"contact_id":"n-1"}`)
+	if s, resp := g.adminDo(http.MethodDelete, "/portal/workspaces/acme/contacts/n-1", "", nil); s != http.StatusOK || !strings.Contains(resp, `"links_revoked":1`) {
+		t.Fatalf("DELETE contacts/n-1: %d %s", s, resp)
+	}
+	if ev := g.audit(t, "event=contact_deleted"); len(ev) != 1 || ev[0].ContactID != "n-1" || ev[0].Reason != "0 sessions ended, 1 links revoked" || ev[0].Actor == "" {
+		t.Fatalf("contact_deleted: %+v", ev)
+	}
+
+	// Unknown event names are refused with a suggestion, by the API and
+	// by the CLI.
+	if s, resp := g.adminDo(http.MethodGet, "/portal/workspaces/acme/audit?event=sso_fail", "", nil); s != http.StatusBadRequest ||
+		!strings.Contains(resp, "unknown event sso_fail, did you mean sso_failure?") {
+		t.Fatalf("audit?event=sso_fail: %d %s", s, resp)
+	}
+	if out, err := g.cli(t, "audit", "--event", "link_creatd"); err == nil || !strings.Contains(out, "unknown event link_creatd, did you mean link_created?") {
+		t.Fatalf("audit --event link_creatd: %v\n%s", err, out)
+	}
+	if out, err := g.cli(t, "audit", "--event", "contact_changed"); err != nil || !strings.Contains(out, "status active -> disabled") {
+		t.Fatalf("audit --event contact_changed: %v\n%s", err, out)
 	}
 }

@@ -180,13 +180,52 @@ func (c adminCall) putContacts(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return apiErr(http.StatusBadRequest, "%v; nothing was imported", err)
 	}
+	// The contacts as they were, to audit what the import changed.
+	before, err := c.store.Contacts(r.Context(), c.ws.Name)
+	if err != nil {
+		return c.storeErr(err)
+	}
 	if err := c.store.PutContacts(r.Context(), c.ws.Name, cs); err != nil {
 		if errors.Is(err, storage.ErrUnavailable) {
 			return c.storeErr(err)
 		}
 		return apiErr(http.StatusBadRequest, "%v; nothing was imported", err)
 	}
+	c.auditImport(r, before, cs)
 	return writeAdminJSON(w, http.StatusOK, map[string]int{"upserted": len(cs)})
+}
+
+// auditImport records contacts_imported, and contact_changed for each
+// contact whose status or email the import changed.
+func (c adminCall) auditImport(r *http.Request, before, after []storage.Contact) {
+	old := make(map[string]storage.Contact, len(before))
+	for _, ct := range before {
+		old[ct.ID] = ct
+	}
+	who := actor(r)
+	added, changed := 0, 0
+	for _, ct := range after {
+		prev, ok := old[ct.ID]
+		if !ok {
+			added++
+			continue
+		}
+		var what []string
+		if prev.Status != ct.Status {
+			what = append(what, fmt.Sprintf("status %s -> %s", prev.Status, ct.Status))
+		}
+		if prev.Email != ct.Email {
+			what = append(what, fmt.Sprintf("email %s -> %s", prev.Email, ct.Email))
+		}
+		if len(what) == 0 {
+			continue
+		}
+		changed++
+		c.app.portal.Audit(r.Context(), storage.AuditEvent{Workspace: c.ws.Name, Event: handlers.EventContactChanged,
+			ContactID: ct.ID, Email: ct.Email, Actor: who, Reason: strings.Join(what, "; ")})
+	}
+	c.app.portal.Audit(r.Context(), storage.AuditEvent{Workspace: c.ws.Name, Event: handlers.EventContactsImported,
+		Actor: who, Count: len(after), Reason: fmt.Sprintf("%d contacts: %d new, %d with a new status or email", len(after), added, changed)})
 }
 
 func (c adminCall) getContact(w http.ResponseWriter, r *http.Request, id string) error {
@@ -215,6 +254,8 @@ func (c adminCall) deleteContact(w http.ResponseWriter, r *http.Request, id stri
 	if err != nil {
 		return c.storeErr(err)
 	}
+	c.app.portal.Audit(r.Context(), storage.AuditEvent{Workspace: c.ws.Name, Event: handlers.EventContactDeleted,
+		ContactID: id, Actor: actor(r), Reason: fmt.Sprintf("%d sessions ended, %d links revoked", n, links)})
 	return writeAdminJSON(w, http.StatusOK, map[string]any{"deleted": id, "sessions_ended": n, "links_revoked": links})
 }
 
@@ -371,14 +412,19 @@ func (c adminCall) revokeSessions(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return c.storeErr(err)
 	}
-	c.app.portal.Audit(r.Context(), storage.AuditEvent{Workspace: c.ws.Name, Event: handlers.EventSessionRevoked,
-		ContactID: id, Method: "admin", Reason: strconv.Itoa(n) + " sessions"})
+	c.app.portal.Audit(r.Context(), storage.AuditEvent{Workspace: c.ws.Name, Event: handlers.EventSessionsRevoked,
+		ContactID: id, Method: "admin", Actor: actor(r), Count: n, Reason: strconv.Itoa(n) + " sessions"})
 	return writeAdminJSON(w, http.StatusOK, map[string]int{"revoked": n})
 }
 
 func (c adminCall) audit(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	aq := storage.AuditQuery{Workspace: c.ws.Name, ContactID: q.Get("contact_id"), Event: q.Get("event"), Cursor: q.Get("cursor")}
+	if aq.Event != "" {
+		if err := handlers.CheckEventName(aq.Event); err != nil {
+			return apiErr(http.StatusBadRequest, "%v", err)
+		}
+	}
 	for _, p := range []struct {
 		name string
 		dst  *time.Time

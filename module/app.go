@@ -498,6 +498,7 @@ func (a *App) importContacts(ctx context.Context, store storage.Store) error {
 			return fmt.Errorf("workspace %s: importing contacts_file: %w", ws, err)
 		}
 		a.logger.Info("contacts imported", zap.String("workspace", ws), zap.Int("count", len(a.contacts[ws])))
+		a.portal.Audit(ctx, storage.AuditEvent{Workspace: ws, Event: handlers.EventContactsImported, Actor: handlers.ActorFile, Count: len(a.contacts[ws]), Reason: "contacts_file"})
 	}
 	return nil
 }

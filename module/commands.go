@@ -17,6 +17,8 @@ import (
 	"github.com/spf13/cobra"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+
+	"github.com/kdesk/portalgate/handlers"
 )
 
 func init() {
@@ -343,6 +345,11 @@ func auditCommand() *cobra.Command {
 		Short: "Shows the audit trail, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			if ev, _ := c.Flags().GetString("event"); ev != "" {
+				if err := handlers.CheckEventName(ev); err != nil {
+					return err
+				}
+			}
 			q := url.Values{}
 			for _, f := range []struct{ flag, param string }{
 				{"contact", "contact_id"}, {"event", "event"}, {"since", "since"}, {"until", "until"}, {"limit", "limit"}, {"cursor", "cursor"},
@@ -359,6 +366,7 @@ func auditCommand() *cobra.Command {
 					Email     string    `json:"email"`
 					Method    string    `json:"method"`
 					ClientIP  string    `json:"client_ip"`
+					Actor     string    `json:"actor"`
 					Reason    string    `json:"reason"`
 				} `json:"events"`
 				Next string `json:"next_cursor"`
@@ -373,9 +381,9 @@ func auditCommand() *cobra.Command {
 			}
 			rows := make([][]string, len(res.Events))
 			for i, e := range res.Events {
-				rows[i] = []string{e.Time.Format(time.RFC3339), e.Event, e.ContactID, e.Email, e.Method, e.ClientIP, e.Reason}
+				rows[i] = []string{e.Time.Format(time.RFC3339), e.Event, e.ContactID, e.Email, e.Method, e.ClientIP, e.Actor, e.Reason}
 			}
-			table(c.OutOrStdout(), "TIME\tEVENT\tCONTACT\tEMAIL\tMETHOD\tCLIENT IP\tREASON", rows)
+			table(c.OutOrStdout(), "TIME\tEVENT\tCONTACT\tEMAIL\tMETHOD\tCLIENT IP\tACTOR\tREASON", rows)
 			if res.Next != "" {
 				fmt.Fprintf(c.OutOrStdout(), "more: --cursor %s\n", res.Next)
 			}

@@ -356,7 +356,9 @@ type AuditEvent struct {
 	// Count is, for a refusal that is recorded once for many (rate_limited,
 	// link_invalid, portal_unavailable), how many such refusals of the same
 	// kind and client its window had when it was recorded: the first, the
-	// 10th, the 100th and so on are recorded. Zero for other events.
+	// 10th, the 100th and so on are recorded. For contacts_imported,
+	// link_revoked and sessions_revoked, how many records the call
+	// touched. Zero for other events.
 	Count int `json:"count,omitempty"`
 }
 
