@@ -257,3 +257,49 @@ func TestAdminActionsAuditedWithActor(t *testing.T) {
 		t.Fatalf("audit --event contact_changed: %v\n%s", err, out)
 	}
 }
+
+func TestAuditExportAPIAndCLI(t *testing.T) {
+	g := newGateway(t)
+	g.start()
+	for range 3 {
+		g.mintLink(t, `{"contact_id":"c-1"}`)
+	}
+	all := g.auditEvents("limit=1000")
+
+	s, body := g.adminDo(http.MethodGet, "/portal/workspaces/acme/audit?format=ndjson", "", nil)
+	lines := strings.Split(strings.TrimSpace(body), "\n")
+	if s != http.StatusOK || len(lines) != len(all) {
+		t.Fatalf("format=ndjson: %d, %d lines for %d events\n%s", s, len(lines), len(all), body)
+	}
+	for i, l := range lines {
+		var e auditEvent
+		if err := json.Unmarshal([]byte(l), &e); err != nil || e.Event != all[i] {
+			t.Fatalf("line %d: %q (%v), want event %s", i, l, err, all[i])
+		}
+	}
+	s, body = g.adminDo(http.MethodGet, "/portal/workspaces/acme/audit?format=csv&event=link_created", "", nil)
+	rows := strings.Split(strings.TrimSpace(body), "\n")
+	if s != http.StatusOK || len(rows) != 4 || !strings.HasPrefix(rows[0], "id,time,workspace,event,actor,") || !strings.Contains(rows[1], ",link_created,127.0.0.1:") {
+		t.Fatalf("format=csv: %d\n%s", s, body)
+	}
+	for _, q := range []string{"format=xml", "format=csv&limit=10", "format=csv&since=yesterday", "format=ndjson&event=sso_fail"} {
+		if s, body := g.adminDo(http.MethodGet, "/portal/workspaces/acme/audit?"+q, "", nil); s != http.StatusBadRequest || !strings.HasPrefix(body, "{") {
+			t.Errorf("audit?%s: %d %s, want a JSON 400", q, s, body)
+		}
+	}
+
+	out, err := g.cli(t, "audit", "export", "--format", "csv", "--since", "2000-01-01T00:00:00Z")
+	if err != nil || !strings.HasPrefix(out, "id,time,workspace,event,actor,") || strings.Count(out, "\n") != len(all)+1 {
+		t.Fatalf("audit export --format csv: %v\n%s", err, out)
+	}
+	out, err = g.cli(t, "audit", "export", "--event", "link_created")
+	if err != nil || strings.Count(out, "\n") != 3 || !strings.HasPrefix(out, `{"id":`) {
+		t.Fatalf("audit export (ndjson): %v\n%s", err, out)
+	}
+	if out, err := g.cli(t, "audit", "export", "--event", "sso_fail"); err == nil || !strings.Contains(out, "did you mean sso_failure?") {
+		t.Fatalf("audit export --event sso_fail: %v\n%s", err, out)
+	}
+	if out, err := g.cli(t, "audit", "export", "--format", "xml"); err == nil || !strings.Contains(out, "ndjson or csv") {
+		t.Fatalf("audit export --format xml: %v\n%s", err, out)
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/kdesk/portalgate/handlers"
@@ -447,6 +449,9 @@ func (c adminCall) audit(w http.ResponseWriter, r *http.Request) error {
 	if aq.Cursor != "" && !isHex(aq.Cursor) {
 		return apiErr(http.StatusBadRequest, "cursor %q is not valid", aq.Cursor)
 	}
+	if f := q.Get("format"); f != "" {
+		return c.exportAudit(w, r, aq, f, q.Has("limit"))
+	}
 	events, next, err := c.store.Audit(r.Context(), aq)
 	if err != nil {
 		return c.storeErr(err)
@@ -467,6 +472,31 @@ func actor(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return "admin"
+}
+
+// exportAudit streams the whole filtered range (GET audit?format=).
+// Everything is checked before the first byte: once the answer has
+// started, a storage error can only cut it short, which the client sees
+// as a broken transfer, never as a complete file.
+func (c adminCall) exportAudit(w http.ResponseWriter, r *http.Request, aq storage.AuditQuery, format string, limited bool) error {
+	ctype, ok := exportFormats[format]
+	if !ok {
+		return apiErr(http.StatusBadRequest, "format %q: want ndjson or csv", format)
+	}
+	if limited {
+		return apiErr(http.StatusBadRequest, "limit does not apply to format=%s: an export is the whole filtered range (narrow it with since and until)", format)
+	}
+	w.Header().Set("Content-Type", ctype)
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="audit-%s.%s"`, c.ws.Name, format))
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	n, err := exportAudit(r.Context(), c.store, aq, format, w, func() { _ = rc.Flush() })
+	if err != nil {
+		c.app.logger.Error("audit export cut short", zap.String("workspace", c.ws.Name), zap.Int("events_written", n), zap.Error(err))
+		panic(http.ErrAbortHandler)
+	}
+	return nil
 }
 
 func isHex(s string) bool {
