@@ -5,7 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -14,12 +14,15 @@ import (
 	"github.com/kdesk/portalgate/storage"
 )
 
-// A personalized link's token: version, expiry, nonce, contact id and return
-// path, followed by a MAC under a key derived for the workspace. It is
-// opaque base64url, about 90 characters for typical values.
+// A personalized link's token: version, the link's id (16 random bytes)
+// and a MAC under a key derived for the workspace; the link itself (its
+// contact, return path and expiry) is a storage.PortalLink. It is opaque
+// base64url, 44 characters.
 const (
-	linkVersion = 1
+	linkVersion = 2
+	linkIDLen   = 16
 	linkMACLen  = 16
+	linkTokLen  = 1 + linkIDLen + linkMACLen
 )
 
 // InputError is bad input from an operator (admin API or CLI); its message
@@ -31,16 +34,33 @@ func (e *InputError) Error() string { return e.Msg }
 // ErrUnknownWorkspace is returned for a workspace that is not configured.
 var ErrUnknownWorkspace = errors.New("unknown workspace")
 
+// LinkRequest asks for a personalized sign-in link.
+type LinkRequest struct {
+	// ContactID names the contact; or give Email instead.
+	ContactID string
+	// Email finds the contact by email (ignoring case) when ContactID is
+	// empty.
+	Email string
+	// ReturnTo is the local path to land on after sign-in; default /.
+	ReturnTo string
+	// TTL is how long the link works; zero means the workspace's LinkTTL.
+	TTL time.Duration
+	// CreatedBy is who asks (the admin caller), kept with the link and
+	// recorded as the actor of link_created.
+	CreatedBy string
+}
+
 // Link is a minted personalized sign-in link.
 type Link struct {
+	ID        string    `json:"id"`
 	URL       string    `json:"url"`
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
-// MintLink makes a personalized sign-in link for an active contact. The URL
-// is built from the workspace's configured public URL, never from a
-// request.
-func (p *Portal) MintLink(ctx context.Context, workspace, contactID, returnTo string, ttl time.Duration) (Link, error) {
+// MintLink makes and stores a personalized sign-in link for an active
+// contact, and audits it as link_created. The URL is built from the
+// workspace's configured public URL, never from a request.
+func (p *Portal) MintLink(ctx context.Context, workspace string, req LinkRequest) (Link, error) {
 	ws, ok := p.Workspaces[workspace]
 	if !ok {
 		return Link{}, ErrUnknownWorkspace
@@ -52,6 +72,7 @@ func (p *Portal) MintLink(ctx context.Context, workspace, contactID, returnTo st
 	if ws.URL == nil {
 		return Link{}, &InputError{fmt.Sprintf("workspace %s has no url configured, so links cannot be made", ws.Name)}
 	}
+	ttl := req.TTL
 	switch {
 	case ttl == 0:
 		ttl = ws.LinkTTL
@@ -60,6 +81,7 @@ func (p *Portal) MintLink(ctx context.Context, workspace, contactID, returnTo st
 	case ttl > ws.LinkMaxTTL:
 		return Link{}, &InputError{fmt.Sprintf("ttl must be at most %s", ws.LinkMaxTTL)}
 	}
+	returnTo := req.ReturnTo
 	if returnTo == "" {
 		returnTo = "/"
 	}
@@ -67,36 +89,53 @@ func (p *Portal) MintLink(ctx context.Context, workspace, contactID, returnTo st
 	if !ok || ws.isAuthPath(rp) {
 		return Link{}, &InputError{fmt.Sprintf("return_to %q must be a local path such as /tickets/42", returnTo)}
 	}
-	c, err := rt.store.Contact(ctx, ws.Name, contactID)
+	var c storage.Contact
+	var err error
+	who := req.ContactID
+	switch {
+	case req.ContactID != "" && req.Email != "":
+		return Link{}, &InputError{"give contact_id or email, not both"}
+	case req.ContactID != "":
+		c, err = rt.store.Contact(ctx, ws.Name, req.ContactID)
+	case req.Email != "":
+		who = req.Email
+		c, err = rt.store.ContactByEmail(ctx, ws.Name, req.Email)
+	default:
+		return Link{}, &InputError{"contact_id or email is required"}
+	}
 	if errors.Is(err, storage.ErrNotFound) {
-		return Link{}, &InputError{fmt.Sprintf("no contact %q in workspace %s", contactID, ws.Name)}
+		return Link{}, &InputError{fmt.Sprintf("no contact %q in workspace %s", who, ws.Name)}
 	}
 	if err != nil {
 		return Link{}, err
 	}
 	if !c.Active() {
-		return Link{}, &InputError{fmt.Sprintf("contact %s is disabled", contactID)}
+		return Link{}, &InputError{fmt.Sprintf("contact %s is disabled", c.ID)}
 	}
-	exp := p.Now().Add(ttl).Truncate(time.Second)
-	tok := sealLink(rt.keys[ws.Name].link, ws.Name, linkClaims{ContactID: c.ID, ReturnTo: rp, ExpiresAt: exp})
-	return Link{URL: ws.authURL("/link/" + tok), ExpiresAt: exp.UTC()}, nil
+	var raw [linkIDLen]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return Link{}, err
+	}
+	now := p.Now()
+	l := storage.PortalLink{
+		ID: hex.EncodeToString(raw[:]), Workspace: ws.Name, ContactID: c.ID, ReturnTo: rp,
+		CreatedAt: now.UTC(), ExpiresAt: now.Add(ttl).Truncate(time.Second).UTC(), CreatedBy: req.CreatedBy,
+	}
+	if err := rt.store.PutLink(ctx, l); err != nil {
+		return Link{}, err
+	}
+	p.audit(ctx, rt, storage.AuditEvent{Workspace: ws.Name, Event: EventLinkCreated, ContactID: c.ID, Email: c.Email,
+		Method: "link", Actor: req.CreatedBy,
+		Reason: fmt.Sprintf("link %s to %s, expires %s", l.ID, rp, l.ExpiresAt.Format(time.RFC3339))})
+	tok := sealLink(rt.keys[ws.Name].link, ws.Name, l.ID)
+	return Link{ID: l.ID, URL: ws.authURL("/link/" + tok), ExpiresAt: l.ExpiresAt}, nil
 }
 
-type linkClaims struct {
-	ContactID string
-	ReturnTo  string
-	ExpiresAt time.Time
-}
-
-func sealLink(key []byte, workspace string, c linkClaims) string {
-	b := []byte{linkVersion}
-	b = binary.BigEndian.AppendUint64(b, uint64(c.ExpiresAt.Unix()))
-	var nonce [8]byte
-	_, _ = rand.Read(nonce[:])
-	b = append(b, nonce[:]...)
-	b = binary.AppendUvarint(b, uint64(len(c.ContactID)))
-	b = append(b, c.ContactID...)
-	b = append(b, c.ReturnTo...)
+// sealLink makes the token of the link with the given id (hex).
+func sealLink(key []byte, workspace, id string) string {
+	b := make([]byte, 1, linkTokLen)
+	b[0] = linkVersion
+	b, _ = hex.AppendDecode(b, []byte(id))
 	mac := keyed(key, workspace, string(b))
 	b = append(b, mac[:linkMACLen]...)
 	return base64.RawURLEncoding.EncodeToString(b)
@@ -104,30 +143,20 @@ func sealLink(key []byte, workspace string, c linkClaims) string {
 
 var errBadLink = errors.New("invalid link")
 
-// openLinkToken verifies a token and returns its claims.
-func openLinkToken(key []byte, workspace, tok string, now time.Time) (linkClaims, error) {
-	if len(tok) > 1024 {
-		return linkClaims{}, errBadLink
+// openLinkToken verifies a token and returns the id of its link.
+func openLinkToken(key []byte, workspace, tok string) (string, error) {
+	if len(tok) != base64.RawURLEncoding.EncodedLen(linkTokLen) {
+		return "", errBadLink
 	}
-	b, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil || len(b) < 1+8+8+1+linkMACLen || b[0] != linkVersion {
-		return linkClaims{}, errBadLink
+	b, err := base64.RawURLEncoding.Strict().DecodeString(tok)
+	if err != nil || len(b) != linkTokLen || b[0] != linkVersion {
+		return "", errBadLink
 	}
 	body, mac := b[:len(b)-linkMACLen], b[len(b)-linkMACLen:]
 	if !hmac.Equal(mac, keyed(key, workspace, string(body))[:linkMACLen]) {
-		return linkClaims{}, errBadLink
+		return "", errBadLink
 	}
-	exp := time.Unix(int64(binary.BigEndian.Uint64(body[1:9])), 0)
-	rest := body[17:]
-	n, k := binary.Uvarint(rest)
-	if k <= 0 || n > uint64(len(rest)-k) {
-		return linkClaims{}, errBadLink
-	}
-	c := linkClaims{ContactID: string(rest[k : k+int(n)]), ReturnTo: string(rest[k+int(n):]), ExpiresAt: exp}
-	if !now.Before(exp) {
-		return c, errors.New("link expired")
-	}
-	return c, nil
+	return hex.EncodeToString(body[1:]), nil
 }
 
 // openLink starts a sign-in for the contact a personalized link names and
@@ -137,11 +166,21 @@ func (q *request) openLink() error {
 	ctx := q.r.Context()
 	ev := q.event("")
 	ev.Method = "link"
-	claims, err := openLinkToken(q.keys.link, q.ws.Name, q.r.PathValue("token"), q.now())
+	var link storage.PortalLink
 	var contact storage.Contact
+	id, err := openLinkToken(q.keys.link, q.ws.Name, q.r.PathValue("token"))
 	if err == nil {
-		ev.ContactID = claims.ContactID
-		contact, err = activeContact(ctx, q.store, q.ws.Name, "", claims.ContactID)
+		// One store call checks the link is live and counts the open.
+		link, err = q.store.OpenLink(ctx, q.ws.Name, id)
+		if errors.Is(err, storage.ErrNotFound) {
+			err = errors.New("link expired or revoked")
+		} else if err != nil {
+			return q.failed("opening link", err)
+		}
+	}
+	if err == nil {
+		ev.ContactID = link.ContactID
+		contact, err = activeContact(ctx, q.store, q.ws.Name, "", link.ContactID)
 		if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return q.failed("finding contact", err)
 		}
@@ -149,7 +188,7 @@ func (q *request) openLink() error {
 			err = errors.New("contact is not active")
 		}
 	}
-	returnTo, ok := SafeReturnPath(claims.ReturnTo)
+	returnTo, ok := SafeReturnPath(link.ReturnTo)
 	if err == nil && !ok {
 		err = errBadLink
 	}
@@ -172,7 +211,7 @@ func (q *request) openLink() error {
 	if answered, err := q.flowAllowed(); answered {
 		return err
 	}
-	ev.Event, ev.Email = EventLinkOpened, contact.Email
+	ev.Event, ev.Email, ev.Reason = EventLinkOpened, contact.Email, "link "+link.ID
 	q.audit(ev)
 	f, err := q.newFlow(NewID(), returnTo)
 	if err != nil {

@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -18,7 +19,7 @@ import (
 // mint makes a personalized link and returns its path and token.
 func (tp *testPortal) mint(t testing.TB, ws, contactID, returnTo string, ttl time.Duration) (path, token string) {
 	t.Helper()
-	l, err := tp.portal.MintLink(context.Background(), ws, contactID, returnTo, ttl)
+	l, err := tp.portal.MintLink(context.Background(), ws, LinkRequest{ContactID: contactID, ReturnTo: returnTo, TTL: ttl, CreatedBy: "test"})
 	if err != nil {
 		t.Fatalf("MintLink(%s, %s, %q, %s): %v", ws, contactID, returnTo, ttl, err)
 	}
@@ -193,7 +194,7 @@ func TestMintLinkRefuses(t *testing.T) {
 		{"negative ttl", jane.ID, "/", -time.Hour},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			l, err := tp.portal.MintLink(ctx, "acme", tc.contact, tc.returnTo, tc.ttl)
+			l, err := tp.portal.MintLink(ctx, "acme", LinkRequest{ContactID: tc.contact, ReturnTo: tc.returnTo, TTL: tc.ttl})
 			var ie *InputError
 			if !errors.As(err, &ie) {
 				t.Fatalf("MintLink = %+v, %v; want an *InputError", l, err)
@@ -203,10 +204,24 @@ func TestMintLinkRefuses(t *testing.T) {
 			}
 		})
 	}
-	if _, err := tp.portal.MintLink(ctx, "nope", jane.ID, "/", 0); !errors.Is(err, ErrUnknownWorkspace) {
+	for _, req := range []LinkRequest{
+		{},
+		{Email: "nobody@acme.example"},
+		{Email: bob.Email},
+		{Email: otherOne.Email},
+		{ContactID: jane.ID, Email: jane.Email},
+	} {
+		if l, err := tp.portal.MintLink(ctx, "acme", req); !errors.As(err, new(*InputError)) || l != (Link{}) {
+			t.Errorf("MintLink(%+v) = %+v, %v; want an *InputError", req, l, err)
+		}
+	}
+	if ls, err := tp.store.Links(ctx, "acme", ""); err != nil || len(ls) != 0 {
+		t.Fatalf("refused MintLinks stored %d links (%v)", len(ls), err)
+	}
+	if _, err := tp.portal.MintLink(ctx, "nope", LinkRequest{ContactID: jane.ID}); !errors.Is(err, ErrUnknownWorkspace) {
 		t.Fatalf("unknown workspace: %v", err)
 	}
-	l, err := tp.portal.MintLink(ctx, "acme", jane.ID, "/", 30*24*time.Hour)
+	l, err := tp.portal.MintLink(ctx, "acme", LinkRequest{ContactID: jane.ID, TTL: 30 * 24 * time.Hour})
 	if err != nil {
 		t.Fatalf("ttl of exactly link_max_ttl: %v", err)
 	}
@@ -249,30 +264,32 @@ func FuzzLinkToken(f *testing.F) {
 	_, foreign := tp.mint(f, "other", otherOne.ID, "/tickets/1", 0)
 	_, live := tp.mint(f, "acme", jane.ID, "/", 0)
 	tp.clock.Advance(time.Minute)
-	// A token with a valid MAC for acme but a return path that is not safe:
-	// only reachable by sealing it here.
+	// Tokens with a valid MAC for acme but a stored link that must be
+	// refused (an unsafe return path, a disabled contact, no link at all):
+	// only reachable by storing and sealing them here.
 	key := tp.portal.state.Load().keys["acme"].link
-	unsafe := sealLink(key, "acme", linkClaims{ContactID: jane.ID, ReturnTo: "//evil.com", ExpiresAt: tp.clock.Now().Add(time.Hour)})
-	bobTok := sealLink(key, "acme", linkClaims{ContactID: bob.ID, ReturnTo: "/", ExpiresAt: tp.clock.Now().Add(time.Hour)})
+	unsafe := tp.storeLink(f, "acme", jane.ID, "//evil.com")
+	bobTok := tp.storeLink(f, "acme", bob.ID, "/")
+	unstored := sealLink(key, "acme", "00112233445566778899aabbccddeeff")
 	// A live acme token would send mail, so it is only a seed with its
 	// last MAC bit flipped.
 	raw, _ := base64.RawURLEncoding.DecodeString(live)
 	raw[len(raw)-1] ^= 1
 	for _, s := range []string{
-		"", "x", "%", "%zz", "%2F", "..", "../signin", expired, foreign, unsafe, bobTok,
+		"", "x", "%", "%zz", "%2F", "..", "../signin", expired, foreign, unsafe, bobTok, unstored,
 		base64.RawURLEncoding.EncodeToString(raw),
 		strings.Repeat("A", 1025), strings.Repeat("A", 200),
 		base64.RawURLEncoding.EncodeToString([]byte{linkVersion}),
-		base64.RawURLEncoding.EncodeToString(append([]byte{linkVersion}, make([]byte, 40)...)),
+		base64.RawURLEncoding.EncodeToString(append([]byte{linkVersion}, make([]byte, linkTokLen-1)...)),
+		base64.RawURLEncoding.EncodeToString(append([]byte{1}, make([]byte, 40)...)),
 	} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, tok string) {
-		now := tp.clock.Now()
-		if c, err := openLinkToken(key, "acme", tok, now); err == nil {
+		if id, err := openLinkToken(key, "acme", tok); err == nil {
 			// Only the tokens sealed above may open; the page refuses them.
-			if !sameToken(tok, unsafe) && !sameToken(tok, bobTok) {
-				t.Fatalf("openLinkToken(%q) = %+v: a token nobody made was accepted", tok, c)
+			if tok != unsafe && tok != bobTok && tok != unstored && tok != expired {
+				t.Fatalf("openLinkToken(%q) = %s: a token nobody made was accepted", tok, id)
 			}
 		}
 		r := httptest.NewRequest(http.MethodGet, "http://support.acme.example/", nil)
@@ -299,10 +316,78 @@ func FuzzLinkToken(f *testing.F) {
 	})
 }
 
-// sameToken reports whether two tokens decode to the same bytes (the
-// decoder ignores the unused low bits of the last character).
-func sameToken(a, b string) bool {
-	x, err1 := base64.RawURLEncoding.DecodeString(a)
-	y, err2 := base64.RawURLEncoding.DecodeString(b)
-	return err1 == nil && err2 == nil && string(x) == string(y)
+// storeLink stores a link directly, past MintLink's checks, and returns its
+// token.
+func (tp *testPortal) storeLink(t testing.TB, ws, contactID, returnTo string) string {
+	t.Helper()
+	now := tp.clock.Now()
+	l := storage.PortalLink{ID: hex.EncodeToString([]byte(NewID())[:16]), Workspace: ws, ContactID: contactID,
+		ReturnTo: returnTo, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	if err := tp.store.PutLink(context.Background(), l); err != nil {
+		t.Fatal(err)
+	}
+	return sealLink(tp.portal.state.Load().keys[ws].link, ws, l.ID)
+}
+
+// TestLinkRevoked checks that a revoked link, alone or with all of its
+// contact's links, gives the invalid-link page at once and sends nothing,
+// while an open of a live link is counted on the stored link.
+func TestLinkRevoked(t *testing.T) {
+	tp := newTestPortal(t, nil)
+	ctx := context.Background()
+	one, _ := tp.mint(t, "acme", jane.ID, "/a", 0)
+	tp.clock.Advance(time.Second)
+	l, err := tp.portal.MintLink(ctx, "acme", LinkRequest{Email: strings.ToUpper(jane.Email), ReturnTo: "/b", CreatedBy: "198.51.100.7:4444"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls, err := tp.store.Links(ctx, "acme", jane.ID)
+	if err != nil || len(ls) != 2 || ls[0].ID != l.ID || ls[0].ContactID != jane.ID || ls[0].ReturnTo != "/b" || ls[0].CreatedBy != "198.51.100.7:4444" {
+		t.Fatalf("Links = %+v, %v; want the link made by email first", ls, err)
+	}
+	if err := tp.store.DeleteLink(ctx, "acme", l.ID); err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(l.URL)
+	wantInvalidLink(t, "revoked link", tp.browser(t, tp.acme).get(u.Path))
+	tp.wantNoMail(t)
+
+	wantRedirect(t, "live link", tp.browser(t, tp.acme).get(one), "/_portal/code")
+	tp.waitMail(t, 1)
+	ls, err = tp.store.Links(ctx, "acme", jane.ID)
+	if err != nil || len(ls) != 1 || ls[0].Opens != 1 || !ls[0].LastOpenedAt.Equal(tp.clock.Now()) {
+		t.Fatalf("after one open: %+v, %v", ls, err)
+	}
+	if n, err := tp.store.DeleteContactLinks(ctx, "acme", jane.ID); err != nil || n != 1 {
+		t.Fatalf("DeleteContactLinks = %d, %v", n, err)
+	}
+	wantInvalidLink(t, "link of a contact whose links were revoked", tp.browser(t, tp.acme).get(one))
+	created := tp.auditEvents(t, EventLinkCreated)
+	if len(created) != 2 || created[0].Actor != "198.51.100.7:4444" || created[0].ContactID != jane.ID || !strings.Contains(created[0].Reason, l.ID) {
+		t.Fatalf("link_created events: %+v", created)
+	}
+}
+
+// TestLinkTokenCarriesOnlyID checks the token's shape: short, of a fixed
+// length, and holding neither the contact nor the return path.
+func TestLinkTokenCarriesOnlyID(t *testing.T) {
+	tp := newTestPortal(t, nil)
+	long := "/tickets/" + strings.Repeat("9", 300) + "?tab=history"
+	_, tok := tp.mint(t, "acme", jane.ID, long, 0)
+	if len(tok) != 44 {
+		t.Fatalf("token of %d characters, want 44", len(tok))
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{jane.ID, "tickets", "999"} {
+		if strings.Contains(string(raw), s) || strings.Contains(tok, s) {
+			t.Fatalf("token holds %q", s)
+		}
+	}
+	ls, err := tp.store.Links(context.Background(), "acme", jane.ID)
+	if err != nil || len(ls) != 1 || !strings.Contains(hex.EncodeToString(raw), ls[0].ID) {
+		t.Fatalf("the token does not carry the stored link's id: %+v, %v", ls, err)
+	}
 }

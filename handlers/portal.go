@@ -187,6 +187,7 @@ func (p *Portal) loadSecret(store storage.Store) error {
 		rt.keys[name] = deriveKeys(secret, name)
 	}
 	p.state.Store(rt)
+	p.configLoaded(rt, secret)
 	p.storageUp()
 	p.settle()
 	return nil
@@ -278,6 +279,7 @@ func (p *Portal) audit(ctx context.Context, rt *runtime, e storage.AuditEvent) {
 		zap.String("method", e.Method),
 		zap.String("client_ip", e.ClientIP),
 		zap.String("user_agent", e.UserAgent),
+		zap.String("actor", e.Actor),
 		zap.String("reason", e.Reason))
 	if rt == nil {
 		p.Logger.Error("audit event not stored: storage is not open", zap.String("event", e.Event))

@@ -105,12 +105,12 @@ func TestCLI(t *testing.T) {
 
 	// audit: the table and the JSON both show what happened.
 	out, _ = g.cli(t, "audit", "--contact", "c-2")
-	for _, ev := range []string{"link_opened", "code_sent", "code_accepted", "session_revoked"} {
+	for _, ev := range []string{"link_opened", "code_sent", "code_accepted", "sessions_revoked"} {
 		if !strings.Contains(out, ev) {
 			t.Errorf("audit lacks %s:\n%s", ev, out)
 		}
 	}
-	out, _ = g.cli(t, "audit", "--event", "session_revoked", "--json")
+	out, _ = g.cli(t, "audit", "--event", "sessions_revoked", "--json")
 	if !strings.HasPrefix(out, `{"events":[{`) || strings.Contains(out, "code_sent") {
 		t.Fatalf("audit --json:\n%s", out)
 	}

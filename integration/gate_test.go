@@ -127,7 +127,7 @@ func TestDisabledWorkspaceIsUnavailable(t *testing.T) {
 		t.Errorf("API: %d %s", r.Status, r.Body)
 	}
 	// The sign-in attempt is audited; the portal page views are not.
-	if ev := g.auditEvents(""); len(ev) != 1 || ev[0] != "portal_unavailable" {
+	if ev := g.signInEvents(""); len(ev) != 1 || ev[0] != "portal_unavailable" {
 		t.Errorf("audit: %v", ev)
 	}
 	if g.up.requests() != 0 {

@@ -131,7 +131,9 @@ func TestLinkAdminAPIRefusesBadInput(t *testing.T) {
 		{`{"contact_id":"c-1","ttl":"400d"}`, "at most"},
 		{`{"contact_id":"c-1","ttl":"soon"}`, "duration"},
 		{`{"contact_id":"c-1","ttl":"-5m"}`, "duration"},
-		{`{"contact_id":""}`, "contact_id is required"},
+		{`{"contact_id":""}`, "contact_id or email is required"},
+		{`{"contact_id":"c-1","email":"jane@acme.example"}`, "not both"},
+		{`{"email":"nobody@acme.example"}`, "no contact"},
 		{`{"contact":"c-1"}`, "unknown field"},
 		{`not json`, "JSON object"},
 	} {
@@ -143,7 +145,7 @@ func TestLinkAdminAPIRefusesBadInput(t *testing.T) {
 	if s, body := g.adminDo(http.MethodPost, "/portal/workspaces/nope/links", "application/json", []byte(`{"contact_id":"c-1"}`)); s != http.StatusNotFound {
 		t.Errorf("unknown workspace: %d %s", s, body)
 	}
-	if n := len(g.auditEvents("")); n != 0 {
+	if n := len(g.signInEvents("")); n != 0 {
 		t.Errorf("refused calls left %d audit events", n)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/kdesk/portalgate/handlers"
@@ -101,8 +103,20 @@ func (adm *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 			return api.deleteContact(w, r, parts[3])
 		}
 	case parts[2] == "links" && len(parts) == 3:
-		if r.Method == http.MethodPost {
+		switch r.Method {
+		case http.MethodPost:
 			return api.mintLink(w, r)
+		case http.MethodGet:
+			return api.listLinks(w, r)
+		case http.MethodDelete:
+			return api.revokeContactLinks(w, r)
+		}
+	case parts[2] == "links" && len(parts) == 4:
+		switch r.Method {
+		case http.MethodGet:
+			return api.getLink(w, r, parts[3])
+		case http.MethodDelete:
+			return api.revokeLink(w, r, parts[3])
 		}
 	case parts[2] == "sessions" && len(parts) == 3:
 		switch r.Method {
@@ -168,13 +182,52 @@ func (c adminCall) putContacts(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return apiErr(http.StatusBadRequest, "%v; nothing was imported", err)
 	}
+	// The contacts as they were, to audit what the import changed.
+	before, err := c.store.Contacts(r.Context(), c.ws.Name)
+	if err != nil {
+		return c.storeErr(err)
+	}
 	if err := c.store.PutContacts(r.Context(), c.ws.Name, cs); err != nil {
 		if errors.Is(err, storage.ErrUnavailable) {
 			return c.storeErr(err)
 		}
 		return apiErr(http.StatusBadRequest, "%v; nothing was imported", err)
 	}
+	c.auditImport(r, before, cs)
 	return writeAdminJSON(w, http.StatusOK, map[string]int{"upserted": len(cs)})
+}
+
+// auditImport records contacts_imported, and contact_changed for each
+// contact whose status or email the import changed.
+func (c adminCall) auditImport(r *http.Request, before, after []storage.Contact) {
+	old := make(map[string]storage.Contact, len(before))
+	for _, ct := range before {
+		old[ct.ID] = ct
+	}
+	who := actor(r)
+	added, changed := 0, 0
+	for _, ct := range after {
+		prev, ok := old[ct.ID]
+		if !ok {
+			added++
+			continue
+		}
+		var what []string
+		if prev.Status != ct.Status {
+			what = append(what, fmt.Sprintf("status %s -> %s", prev.Status, ct.Status))
+		}
+		if prev.Email != ct.Email {
+			what = append(what, fmt.Sprintf("email %s -> %s", prev.Email, ct.Email))
+		}
+		if len(what) == 0 {
+			continue
+		}
+		changed++
+		c.app.portal.Audit(r.Context(), storage.AuditEvent{Workspace: c.ws.Name, Event: handlers.EventContactChanged,
+			ContactID: ct.ID, Email: ct.Email, Actor: who, Reason: strings.Join(what, "; ")})
+	}
+	c.app.portal.Audit(r.Context(), storage.AuditEvent{Workspace: c.ws.Name, Event: handlers.EventContactsImported,
+		Actor: who, Count: len(after), Reason: fmt.Sprintf("%d contacts: %d new, %d with a new status or email", len(after), added, changed)})
 }
 
 func (c adminCall) getContact(w http.ResponseWriter, r *http.Request, id string) error {
@@ -197,22 +250,29 @@ func (c adminCall) deleteContact(w http.ResponseWriter, r *http.Request, id stri
 		}
 		return c.storeErr(err)
 	}
-	return writeAdminJSON(w, http.StatusOK, map[string]any{"deleted": id, "sessions_ended": n})
+	links, err := c.store.DeleteContactLinks(r.Context(), c.ws.Name, id)
+	if err != nil {
+		return c.storeErr(err)
+	}
+	c.app.portal.Audit(r.Context(), storage.AuditEvent{Workspace: c.ws.Name, Event: handlers.EventContactDeleted,
+		ContactID: id, Actor: actor(r), Reason: fmt.Sprintf("%d sessions ended, %d links revoked", n, links)})
+	return writeAdminJSON(w, http.StatusOK, map[string]any{"deleted": id, "sessions_ended": n, "links_revoked": links})
 }
 
 func (c adminCall) mintLink(w http.ResponseWriter, r *http.Request) error {
 	var req struct {
 		ContactID string `json:"contact_id"`
+		Email     string `json:"email"`
 		ReturnTo  string `json:"return_to"`
 		TTL       string `json:"ttl"`
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		return apiErr(http.StatusBadRequest, "want a JSON object {\"contact_id\", \"return_to\", \"ttl\"}: %v", err)
+		return apiErr(http.StatusBadRequest, "want a JSON object {\"contact_id\" or \"email\", \"return_to\", \"ttl\"}: %v", err)
 	}
-	if req.ContactID == "" {
-		return apiErr(http.StatusBadRequest, "contact_id is required")
+	if req.ContactID == "" && req.Email == "" {
+		return apiErr(http.StatusBadRequest, "contact_id or email is required")
 	}
 	var ttl time.Duration
 	if req.TTL != "" {
@@ -222,7 +282,9 @@ func (c adminCall) mintLink(w http.ResponseWriter, r *http.Request) error {
 		}
 		ttl = d
 	}
-	link, err := c.app.portal.MintLink(r.Context(), c.ws.Name, req.ContactID, req.ReturnTo, ttl)
+	link, err := c.app.portal.MintLink(r.Context(), c.ws.Name, handlers.LinkRequest{
+		ContactID: req.ContactID, Email: req.Email, ReturnTo: req.ReturnTo, TTL: ttl, CreatedBy: actor(r),
+	})
 	var ie *handlers.InputError
 	switch {
 	case errors.As(err, &ie):
@@ -231,6 +293,90 @@ func (c adminCall) mintLink(w http.ResponseWriter, r *http.Request) error {
 		return c.storeErr(err)
 	}
 	return writeAdminJSON(w, http.StatusCreated, link)
+}
+
+// linkView is a link as the admin API shows it.
+type linkView struct {
+	ID           string    `json:"id"`
+	ContactID    string    `json:"contact_id"`
+	ReturnTo     string    `json:"return_to"`
+	CreatedAt    time.Time `json:"created_at"`
+	ExpiresAt    time.Time `json:"expires_at"`
+	CreatedBy    string    `json:"created_by,omitempty"`
+	Opens        int       `json:"opens"`
+	LastOpenedAt time.Time `json:"last_opened_at,omitzero"`
+}
+
+func viewLink(l storage.PortalLink) linkView {
+	return linkView{ID: l.ID, ContactID: l.ContactID, ReturnTo: l.ReturnTo, CreatedAt: l.CreatedAt, ExpiresAt: l.ExpiresAt,
+		CreatedBy: l.CreatedBy, Opens: l.Opens, LastOpenedAt: l.LastOpenedAt}
+}
+
+// validLinkID reports whether id has the form of a link id (32 hex
+// digits), so nothing else reaches the store.
+func validLinkID(id string) bool { return len(id) == 32 && isHex(id) }
+
+func (c adminCall) listLinks(w http.ResponseWriter, r *http.Request) error {
+	ls, err := c.store.Links(r.Context(), c.ws.Name, r.URL.Query().Get("contact_id"))
+	if err != nil {
+		return c.storeErr(err)
+	}
+	out := make([]linkView, 0, len(ls))
+	for _, l := range ls {
+		out = append(out, viewLink(l))
+	}
+	return writeAdminJSON(w, http.StatusOK, out)
+}
+
+func (c adminCall) getLink(w http.ResponseWriter, r *http.Request, id string) error {
+	if !validLinkID(id) {
+		return apiErr(http.StatusNotFound, "no link %q in workspace %s", id, c.ws.Name)
+	}
+	l, err := c.store.Link(r.Context(), c.ws.Name, id)
+	if errors.Is(err, storage.ErrNotFound) {
+		return apiErr(http.StatusNotFound, "no live link %q in workspace %s", id, c.ws.Name)
+	}
+	if err != nil {
+		return c.storeErr(err)
+	}
+	return writeAdminJSON(w, http.StatusOK, viewLink(l))
+}
+
+// revokeLink revokes one link at once.
+func (c adminCall) revokeLink(w http.ResponseWriter, r *http.Request, id string) error {
+	if !validLinkID(id) {
+		return apiErr(http.StatusNotFound, "no link %q in workspace %s", id, c.ws.Name)
+	}
+	// Read for the audit entry's contact only; DeleteLink itself says
+	// whether there was a live link to revoke.
+	l, err := c.store.Link(r.Context(), c.ws.Name, id)
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return c.storeErr(err)
+	}
+	if err := c.store.DeleteLink(r.Context(), c.ws.Name, id); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return apiErr(http.StatusNotFound, "no live link %q in workspace %s", id, c.ws.Name)
+		}
+		return c.storeErr(err)
+	}
+	c.app.portal.Audit(r.Context(), storage.AuditEvent{Workspace: c.ws.Name, Event: handlers.EventLinkRevoked,
+		ContactID: l.ContactID, Method: "link", Actor: actor(r), Reason: "link " + id, Count: 1})
+	return writeAdminJSON(w, http.StatusOK, map[string]any{"revoked": 1, "id": id})
+}
+
+// revokeContactLinks revokes every link of a contact at once.
+func (c adminCall) revokeContactLinks(w http.ResponseWriter, r *http.Request) error {
+	id := r.URL.Query().Get("contact_id")
+	if id == "" {
+		return apiErr(http.StatusBadRequest, "contact_id is required: DELETE /portal/workspaces/%s/links?contact_id=ID, or DELETE links/{id} for one link", c.ws.Name)
+	}
+	n, err := c.store.DeleteContactLinks(r.Context(), c.ws.Name, id)
+	if err != nil {
+		return c.storeErr(err)
+	}
+	c.app.portal.Audit(r.Context(), storage.AuditEvent{Workspace: c.ws.Name, Event: handlers.EventLinkRevoked,
+		ContactID: id, Method: "link", Actor: actor(r), Reason: strconv.Itoa(n) + " links of the contact", Count: n})
+	return writeAdminJSON(w, http.StatusOK, map[string]int{"revoked": n})
 }
 
 // sessionView is a session as the admin API shows it: never its id.
@@ -266,14 +412,19 @@ func (c adminCall) revokeSessions(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return c.storeErr(err)
 	}
-	c.app.portal.Audit(r.Context(), storage.AuditEvent{Workspace: c.ws.Name, Event: handlers.EventSessionRevoked,
-		ContactID: id, Method: "admin", Reason: strconv.Itoa(n) + " sessions"})
+	c.app.portal.Audit(r.Context(), storage.AuditEvent{Workspace: c.ws.Name, Event: handlers.EventSessionsRevoked,
+		ContactID: id, Method: "admin", Actor: actor(r), Count: n, Reason: strconv.Itoa(n) + " sessions"})
 	return writeAdminJSON(w, http.StatusOK, map[string]int{"revoked": n})
 }
 
 func (c adminCall) audit(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	aq := storage.AuditQuery{Workspace: c.ws.Name, ContactID: q.Get("contact_id"), Event: q.Get("event"), Cursor: q.Get("cursor")}
+	if aq.Event != "" {
+		if err := handlers.CheckEventName(aq.Event); err != nil {
+			return apiErr(http.StatusBadRequest, "%v", err)
+		}
+	}
 	for _, p := range []struct {
 		name string
 		dst  *time.Time
@@ -296,6 +447,9 @@ func (c adminCall) audit(w http.ResponseWriter, r *http.Request) error {
 	if aq.Cursor != "" && !isHex(aq.Cursor) {
 		return apiErr(http.StatusBadRequest, "cursor %q is not valid", aq.Cursor)
 	}
+	if f := q.Get("format"); f != "" {
+		return c.exportAudit(w, r, aq, f, q.Has("limit"))
+	}
 	events, next, err := c.store.Audit(r.Context(), aq)
 	if err != nil {
 		return c.storeErr(err)
@@ -304,6 +458,43 @@ func (c adminCall) audit(w http.ResponseWriter, r *http.Request) error {
 		events = []storage.AuditEvent{}
 	}
 	return writeAdminJSON(w, http.StatusOK, map[string]any{"events": events, "next_cursor": next})
+}
+
+// actor names the admin caller as Caddy identifies it: the subject of its
+// client certificate (remote admin), else its remote address.
+func actor(r *http.Request) string {
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		return r.TLS.PeerCertificates[0].Subject.String()
+	}
+	if r.RemoteAddr != "" {
+		return r.RemoteAddr
+	}
+	return "admin"
+}
+
+// exportAudit streams the whole filtered range (GET audit?format=).
+// Everything is checked before the first byte: once the answer has
+// started, a storage error can only cut it short, which the client sees
+// as a broken transfer, never as a complete file.
+func (c adminCall) exportAudit(w http.ResponseWriter, r *http.Request, aq storage.AuditQuery, format string, limited bool) error {
+	ctype, ok := exportFormats[format]
+	if !ok {
+		return apiErr(http.StatusBadRequest, "format %q: want ndjson or csv", format)
+	}
+	if limited {
+		return apiErr(http.StatusBadRequest, "limit does not apply to format=%s: an export is the whole filtered range (narrow it with since and until)", format)
+	}
+	w.Header().Set("Content-Type", ctype)
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="audit-%s.%s"`, c.ws.Name, format))
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	n, err := exportAudit(r.Context(), c.store, aq, format, w, func() { _ = rc.Flush() })
+	if err != nil {
+		c.app.logger.Error("audit export cut short", zap.String("workspace", c.ws.Name), zap.Int("events_written", n), zap.Error(err))
+		panic(http.ErrAbortHandler)
+	}
+	return nil
 }
 
 func isHex(s string) bool {

@@ -531,6 +531,8 @@ func (a *App) importContacts(ctx context.Context, store storage.Store) error {
 		}
 		a.logger.Info("contacts imported", zap.String("workspace", ws), zap.Int("count", len(a.contacts[ws])),
 			zap.Int("upserted", res.Upserted), zap.Int("disabled", res.Disabled), zap.Int("unchanged", res.Unchanged))
+		a.portal.Audit(ctx, storage.AuditEvent{Workspace: ws, Event: handlers.EventContactsImported, Actor: handlers.ActorFile, Count: len(a.contacts[ws]),
+			Reason: fmt.Sprintf("contacts_file: %d upserted, %d disabled, %d unchanged", res.Upserted, res.Disabled, res.Unchanged)})
 	}
 	return nil
 }

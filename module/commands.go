@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -16,27 +17,39 @@ import (
 	"github.com/spf13/cobra"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+
+	"github.com/kdesk/portalgate/handlers"
 )
 
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "portal",
-		Usage: "link|contacts|sessions|audit [flags]",
+		Usage: "link|links|contacts|sessions|audit [flags]",
 		Short: "Manages portalgate: sign-in links, contacts, sessions and the audit trail",
 		Long: `
 Talks to the portal admin API of a running Caddy (default localhost:2019; use
 --address, or --config to read it from a config file, like Caddy's own
 commands). Output is a table; --json prints the API's JSON instead.
 
-  caddy portal link --workspace acme --contact c-1001 [--to /tickets/42] [--ttl 72h]
+  caddy portal link --workspace acme (--contact c-1001 | --email jane@acme.example) [--to /tickets/42] [--ttl 72h]
+  caddy portal links list --workspace acme [--contact c-1001]
+  caddy portal links revoke --workspace acme (--id LINK-ID | --contact c-1001)
   caddy portal contacts import --workspace acme contacts.json|contacts.csv
   caddy portal contacts list --workspace acme
   caddy portal sessions list --workspace acme [--contact c-1001]
   caddy portal sessions revoke --workspace acme --contact c-1001
   caddy portal audit --workspace acme [--contact ID] [--event NAME] [--since T] [--until T] [--limit N]
+  caddy portal audit export --workspace acme [--format ndjson|csv] [--contact ID] [--event NAME] [--since T] [--until T] > audit.csv
+
+Event names (--event): ` + strings.Join(handlers.AuditEventNames, ", ") + `.
+An unknown name is refused with the nearest one. Admin actions (links made
+and revoked, contacts imported, changed and deleted, sessions revoked) are
+audited with their actor: the admin caller's address, or its client
+certificate's subject with remote admin. audit export streams the whole
+filtered range (no --limit), newest first.
 `,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(linkCommand(), contactsCommand(), sessionsCommand(), auditCommand())
+			cmd.AddCommand(linkCommand(), linksCommand(), contactsCommand(), sessionsCommand(), auditCommand())
 		},
 	})
 }
@@ -102,15 +115,24 @@ func table(w io.Writer, header string, rows [][]string) {
 
 func linkCommand() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "link --workspace W --contact ID [--to PATH] [--ttl DURATION]",
+		Use:   "link --workspace W (--contact ID | --email ADDRESS) [--to PATH] [--ttl DURATION]",
 		Short: "Makes a personalized sign-in link for a contact",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			contact, _ := c.Flags().GetString("contact")
+			email, _ := c.Flags().GetString("email")
 			to, _ := c.Flags().GetString("to")
 			ttl, _ := c.Flags().GetString("ttl")
-			body, _ := json.Marshal(map[string]string{"contact_id": contact, "return_to": to, "ttl": ttl})
+			req := map[string]string{"return_to": to, "ttl": ttl}
+			if contact != "" {
+				req["contact_id"] = contact
+			}
+			if email != "" {
+				req["email"] = email
+			}
+			body, _ := json.Marshal(req)
 			var link struct {
+				ID        string    `json:"id"`
 				URL       string    `json:"url"`
 				ExpiresAt time.Time `json:"expires_at"`
 			}
@@ -122,15 +144,84 @@ func linkCommand() *cobra.Command {
 				_, err = c.OutOrStdout().Write(raw)
 				return err
 			}
-			fmt.Fprintf(c.OutOrStdout(), "%s\n(expires %s)\n", link.URL, link.ExpiresAt.Format(time.RFC3339))
+			fmt.Fprintf(c.OutOrStdout(), "%s\n(link %s, expires %s)\n", link.URL, link.ID, link.ExpiresAt.Format(time.RFC3339))
 			return nil
 		},
 	}
 	apiFlags(c)
-	c.Flags().String("contact", "", "The contact's id (required)")
+	c.Flags().String("contact", "", "The contact's id (or --email)")
+	c.Flags().String("email", "", "The contact's email (or --contact)")
 	c.Flags().String("to", "", "The portal path to open after sign-in (default /)")
 	c.Flags().String("ttl", "", "How long the link works (default: the workspace's link_ttl)")
-	_ = c.MarkFlagRequired("contact")
+	c.MarkFlagsOneRequired("contact", "email")
+	c.MarkFlagsMutuallyExclusive("contact", "email")
+	return c
+}
+
+func linksCommand() *cobra.Command {
+	c := &cobra.Command{Use: "links", Short: "Lists and revokes personalized sign-in links"}
+	list := &cobra.Command{
+		Use:   "list --workspace W [--contact ID]",
+		Short: "Lists live links, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			contact, _ := c.Flags().GetString("contact")
+			var ls []linkView
+			raw, err := call(c, http.MethodGet, "links?contact_id="+url.QueryEscape(contact), nil, nil, &ls)
+			if err != nil {
+				return err
+			}
+			if jsonOut(c) {
+				_, err = c.OutOrStdout().Write(raw)
+				return err
+			}
+			rows := make([][]string, len(ls))
+			for i, l := range ls {
+				last := "-"
+				if !l.LastOpenedAt.IsZero() {
+					last = l.LastOpenedAt.Format(time.RFC3339)
+				}
+				rows[i] = []string{l.ID, l.ContactID, l.ReturnTo, l.CreatedAt.Format(time.RFC3339), l.ExpiresAt.Format(time.RFC3339),
+					l.CreatedBy, strconv.Itoa(l.Opens), last}
+			}
+			table(c.OutOrStdout(), "ID\tCONTACT\tRETURN TO\tCREATED\tEXPIRES\tCREATED BY\tOPENS\tLAST OPENED", rows)
+			return nil
+		},
+	}
+	apiFlags(list)
+	list.Flags().String("contact", "", "Only this contact's links")
+	revoke := &cobra.Command{
+		Use:   "revoke --workspace W (--id ID | --contact ID)",
+		Short: "Revokes one link, or every link of a contact, at once",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			id, _ := c.Flags().GetString("id")
+			contact, _ := c.Flags().GetString("contact")
+			sub := "links?contact_id=" + url.QueryEscape(contact)
+			if id != "" {
+				sub = "links/" + url.PathEscape(id)
+			}
+			var res struct {
+				Revoked int `json:"revoked"`
+			}
+			raw, err := call(c, http.MethodDelete, sub, nil, nil, &res)
+			if err != nil {
+				return err
+			}
+			if jsonOut(c) {
+				_, err = c.OutOrStdout().Write(raw)
+				return err
+			}
+			fmt.Fprintf(c.OutOrStdout(), "%d links revoked\n", res.Revoked)
+			return nil
+		},
+	}
+	apiFlags(revoke)
+	revoke.Flags().String("id", "", "The link's id (from links list)")
+	revoke.Flags().String("contact", "", "Every link of this contact id")
+	revoke.MarkFlagsOneRequired("id", "contact")
+	revoke.MarkFlagsMutuallyExclusive("id", "contact")
+	c.AddCommand(list, revoke)
 	return c
 }
 
@@ -262,6 +353,11 @@ func auditCommand() *cobra.Command {
 		Short: "Shows the audit trail, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			if ev, _ := c.Flags().GetString("event"); ev != "" {
+				if err := handlers.CheckEventName(ev); err != nil {
+					return err
+				}
+			}
 			q := url.Values{}
 			for _, f := range []struct{ flag, param string }{
 				{"contact", "contact_id"}, {"event", "event"}, {"since", "since"}, {"until", "until"}, {"limit", "limit"}, {"cursor", "cursor"},
@@ -278,6 +374,7 @@ func auditCommand() *cobra.Command {
 					Email     string    `json:"email"`
 					Method    string    `json:"method"`
 					ClientIP  string    `json:"client_ip"`
+					Actor     string    `json:"actor"`
 					Reason    string    `json:"reason"`
 				} `json:"events"`
 				Next string `json:"next_cursor"`
@@ -292,9 +389,9 @@ func auditCommand() *cobra.Command {
 			}
 			rows := make([][]string, len(res.Events))
 			for i, e := range res.Events {
-				rows[i] = []string{e.Time.Format(time.RFC3339), e.Event, e.ContactID, e.Email, e.Method, e.ClientIP, e.Reason}
+				rows[i] = []string{e.Time.Format(time.RFC3339), e.Event, e.ContactID, e.Email, e.Method, e.ClientIP, e.Actor, e.Reason}
 			}
-			table(c.OutOrStdout(), "TIME\tEVENT\tCONTACT\tEMAIL\tMETHOD\tCLIENT IP\tREASON", rows)
+			table(c.OutOrStdout(), "TIME\tEVENT\tCONTACT\tEMAIL\tMETHOD\tCLIENT IP\tACTOR\tREASON", rows)
 			if res.Next != "" {
 				fmt.Fprintf(c.OutOrStdout(), "more: --cursor %s\n", res.Next)
 			}
@@ -302,6 +399,7 @@ func auditCommand() *cobra.Command {
 		},
 	}
 	apiFlags(c)
+	c.AddCommand(auditExportCommand())
 	for _, f := range []struct{ name, usage string }{
 		{"contact", "Only events of this contact id"},
 		{"event", "Only this event, such as code_accepted or sso_failure"},
@@ -313,4 +411,66 @@ func auditCommand() *cobra.Command {
 		c.Flags().String(f.name, "", f.usage)
 	}
 	return c
+}
+
+func auditExportCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "export --workspace W [--format ndjson|csv] [--contact ID] [--event NAME] [--since T] [--until T]",
+		Short: "Writes the whole filtered audit trail, newest first, to standard output",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			format, _ := c.Flags().GetString("format")
+			if _, ok := exportFormats[format]; !ok {
+				return fmt.Errorf("--format %q: want ndjson or csv", format)
+			}
+			if ev, _ := c.Flags().GetString("event"); ev != "" {
+				if err := handlers.CheckEventName(ev); err != nil {
+					return err
+				}
+			}
+			q := url.Values{"format": {format}}
+			for _, f := range []struct{ flag, param string }{
+				{"contact", "contact_id"}, {"event", "event"}, {"since", "since"}, {"until", "until"},
+			} {
+				if v, _ := c.Flags().GetString(f.flag); v != "" {
+					q.Set(f.param, v)
+				}
+			}
+			return stream(c, "audit?"+q.Encode(), c.OutOrStdout())
+		},
+	}
+	apiFlags(c)
+	_ = c.Flags().MarkHidden("json")
+	c.Flags().String("format", "ndjson", "ndjson (one JSON event per line) or csv (with a header row)")
+	for _, f := range []struct{ name, usage string }{
+		{"contact", "Only events of this contact id"},
+		{"event", "Only this event, such as code_accepted or sso_failure"},
+		{"since", "Only events at or after this RFC 3339 time"},
+		{"until", "Only events before this RFC 3339 time"},
+	} {
+		c.Flags().String(f.name, "", f.usage)
+	}
+	return c
+}
+
+// stream copies the answer of one admin API GET to out as it arrives. An
+// answer cut short is an error, so a partial export never looks complete.
+func stream(c *cobra.Command, sub string, out io.Writer) error {
+	addr, _ := c.Flags().GetString("address")
+	cfg, _ := c.Flags().GetString("config")
+	adapter, _ := c.Flags().GetString("adapter")
+	ws, _ := c.Flags().GetString("workspace")
+	addr, err := caddycmd.DetermineAdminAPIAddress(addr, nil, cfg, adapter)
+	if err != nil {
+		return err
+	}
+	resp, err := caddycmd.AdminAPIRequest(addr, http.MethodGet, "/portal/workspaces/"+url.PathEscape(ws)+"/"+sub, http.Header{}, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(out, resp.Body); err != nil {
+		return fmt.Errorf("the export was cut short: %w", err)
+	}
+	return nil
 }

@@ -10,9 +10,9 @@
 // # Roles
 //
 // Store is the whole of it, made of role interfaces named for what they
-// keep: Secrets, Contacts, Flows, Codes, Sessions, Limits, Once, Outbox and
-// AuditTrail. The records (Contact, SignInFlow, Code, Session,
-// OutboxMessage, AuditEvent) are the contract between backends: each
+// keep: Secrets, Contacts, Flows, Codes, Sessions, Limits, Once, Outbox,
+// AuditTrail and Links. The records (Contact, SignInFlow, Code, Session,
+// OutboxMessage, AuditEvent, PortalLink) are the contract between backends: each
 // backend keeps every field, and the conformance suite in storagetest
 // holds every backend to the same behaviour. Contacts are parsed and
 // validated here too (ParseContactsJSON, ParseContactsCSV,
@@ -62,6 +62,8 @@
 //	q/<id>                          outbox message
 //	a/<ws>/<id>                     audit event; the id sorts by time, so a reverse scan is newest first
 //	m/<name>                        facts about the database itself (migrations done)
+//	l/<ws>/<id>                     personalized link (TTL: its expiry)
+//	li/<ws>/<contact id>/<id>       link index (empty value, same TTL), for listing and revoking
 //
 // Redis (package redisstore), every key after a configurable prefix
 // ("portalgate:"). Keys one script touches together share a hash tag
@@ -86,4 +88,7 @@
 //	{outbox}:due               outbox message ids, scored by when claimable
 //	{outbox}:m:<id>            outbox message (a hash: JSON plus the fields that change)
 //	audit:W                    audit events (id + JSON), scored by time
+//	{ws:W}:l:<id>              personalized link (a hash: JSON plus opens and last open)
+//	{ws:W}:links               link ids of the workspace, scored by expiry
+//	{ws:W}:li:<contact id>     the same, per contact
 package storage

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"regexp"
+	"sort"
 	"time"
 )
 
@@ -29,6 +30,7 @@ type Store interface {
 	Once
 	Outbox
 	AuditTrail
+	Links
 }
 
 // Secrets keeps the instance secret that signs links and keys code hashes.
@@ -376,13 +378,21 @@ type AuditEvent struct {
 	ClientIP string `json:"client_ip,omitempty"`
 	// UserAgent is the browser's User-Agent, cut to 128 bytes.
 	UserAgent string `json:"user_agent,omitempty"`
+	// Actor is who caused an admin event (link_created, contacts_imported,
+	// contact_changed, …): the admin API caller as Caddy sees it (its
+	// client certificate's subject with remote admin, else its remote
+	// address), "file" for a contacts_file import, "config" for
+	// config_loaded. Empty for sign-in events, which the contact causes.
+	Actor string `json:"actor,omitempty"`
 	// Reason explains a refusal or a failure in words for the operator,
 	// such as "workspace disabled"; never a code, token or secret.
 	Reason string `json:"reason,omitempty"`
 	// Count is, for a refusal that is recorded once for many (rate_limited,
 	// link_invalid, portal_unavailable), how many such refusals of the same
 	// kind and client its window had when it was recorded: the first, the
-	// 10th, the 100th and so on are recorded. Zero for other events.
+	// 10th, the 100th and so on are recorded. For contacts_imported,
+	// link_revoked and sessions_revoked, how many records the call
+	// touched. Zero for other events.
 	Count int `json:"count,omitempty"`
 }
 
@@ -418,4 +428,74 @@ var namePattern = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
 // works beside a running server); Open does, and may be called again.
 type Backend interface {
 	Open() (Store, error)
+}
+
+// Links keeps personalized sign-in links as objects: the token in a link
+// names one of these by id, so a link can be listed and revoked, and its
+// contact and return path never travel in the URL.
+type Links interface {
+	// PutLink stores a new link until l.ExpiresAt; an id already in use is
+	// replaced. The caller makes the id (random, unguessable).
+	PutLink(ctx context.Context, l PortalLink) error
+	// Link returns a live link by id; ErrNotFound once it expired or was
+	// revoked.
+	Link(ctx context.Context, workspace, id string) (PortalLink, error)
+	// Links lists the live links of a workspace, of one contact when
+	// contactID is not empty, newest first.
+	Links(ctx context.Context, workspace, contactID string) ([]PortalLink, error)
+	// DeleteLink revokes a link at once. ErrNotFound if it is absent (never
+	// made, expired or already revoked).
+	DeleteLink(ctx context.Context, workspace, id string) error
+	// DeleteContactLinks revokes every link of a contact and reports how
+	// many live ones there were.
+	DeleteContactLinks(ctx context.Context, workspace, contactID string) (int, error)
+	// OpenLink is the atomic step of a link being opened: in one call it
+	// checks the link is live (ErrNotFound if not), counts the open and
+	// records its time, and returns the link as it now is. Of concurrent
+	// opens each is counted once.
+	OpenLink(ctx context.Context, workspace, id string) (PortalLink, error)
+}
+
+// PortalLink is a personalized sign-in link: it sends its contact a code
+// at once and returns them to ReturnTo after sign-in.
+type PortalLink struct {
+	// ID names the link: 32 lowercase hex digits (128 random bits), the
+	// only thing the link's token carries besides its MAC.
+	ID string `json:"id"`
+	// Workspace names the workspace the link signs in to.
+	Workspace string `json:"workspace"`
+	// ContactID is the contact the link was made for; a link of a contact
+	// that is disabled or deleted is refused when opened.
+	ContactID string `json:"contact_id"`
+	// ReturnTo is the local path (with query) the contact lands on after
+	// sign-in; never an absolute URL.
+	ReturnTo string `json:"return_to"`
+	// CreatedAt is when the link was made.
+	CreatedAt time.Time `json:"created_at"`
+	// ExpiresAt is when the link stops working; the store forgets it then
+	// and reports ErrNotFound from that instant on.
+	ExpiresAt time.Time `json:"expires_at"`
+	// CreatedBy is who made the link (the admin API caller, as in
+	// AuditEvent.Actor).
+	CreatedBy string `json:"created_by,omitempty"`
+	// Opens counts the times the link was opened (OpenLink), by anyone,
+	// mail scanners included.
+	Opens int `json:"opens"`
+	// LastOpenedAt is when OpenLink last counted an open, by the store's
+	// clock; zero until the first.
+	LastOpenedAt time.Time `json:"last_opened_at,omitzero"`
+}
+
+// Live reports whether the link still works at now.
+func (l PortalLink) Live(now time.Time) bool { return now.Before(l.ExpiresAt) }
+
+// SortLinks orders links newest first (then by id, so equal times sort
+// the same way in every backend).
+func SortLinks(ls []PortalLink) {
+	sort.Slice(ls, func(i, j int) bool {
+		if !ls[i].CreatedAt.Equal(ls[j].CreatedAt) {
+			return ls[i].CreatedAt.After(ls[j].CreatedAt)
+		}
+		return ls[i].ID > ls[j].ID
+	})
 }

@@ -33,6 +33,9 @@
 //	{outbox}:due               message ids, scored by when claimable
 //	{outbox}:m:<id>            message (hash: msg = JSON, attempts, due, lease, err)
 //	audit:W                    events (id + JSON), scored by time in microseconds
+//	{ws:W}:l:<id>              link (hash: doc = JSON, e = expiry µs, c = contact id, o = opens, l = last open)
+//	{ws:W}:links               link ids of the workspace, scored by expiry (µs)
+//	{ws:W}:li:<contact id>     the same, per contact
 package redisstore
 
 import (

@@ -71,6 +71,8 @@ func Run(t *testing.T, open func(t *testing.T, now func() time.Time) storage.Sto
 	t.Run("Cooldown", func(t *testing.T) { testCooldown(t, o) })
 	t.Run("Outbox", func(t *testing.T) { testOutbox(t, o) })
 	t.Run("Audit", func(t *testing.T) { testAudit(t, o) })
+	t.Run("Links", func(t *testing.T) { testLinks(t, o) })
+	t.Run("AuditActor", func(t *testing.T) { testAuditActor(t, o) })
 }
 
 // setup opens a fresh store on a fresh clock.
@@ -1791,4 +1793,238 @@ func testAudit(t *testing.T, open Opener) {
 			t.Fatalf("paging events at one instant: %d events, %d distinct, want 5", len(got), len(reasons))
 		}
 	})
+}
+
+// ---------------------------------------------------------------- links
+
+func samePortalLink(a, b storage.PortalLink) bool {
+	if !a.CreatedAt.Equal(b.CreatedAt) || !a.ExpiresAt.Equal(b.ExpiresAt) || !a.LastOpenedAt.Equal(b.LastOpenedAt) {
+		return false
+	}
+	a.CreatedAt, a.ExpiresAt, a.LastOpenedAt = time.Time{}, time.Time{}, time.Time{}
+	b.CreatedAt, b.ExpiresAt, b.LastOpenedAt = time.Time{}, time.Time{}, time.Time{}
+	return a == b
+}
+
+func linkIDs(ls []storage.PortalLink) []string {
+	ids := make([]string, len(ls))
+	for i, l := range ls {
+		ids[i] = l.ID
+	}
+	return ids
+}
+
+func testLinks(t *testing.T, open Opener) {
+	const ws = "acme"
+	newLink := func(t *testing.T, clock *Clock, ws, contactID string, ttl time.Duration) storage.PortalLink {
+		t.Helper()
+		now := clock.Now()
+		return storage.PortalLink{ID: hex.EncodeToString(randomBytes(t, 16)), Workspace: ws, ContactID: contactID,
+			ReturnTo: "/tickets/42?tab=1", CreatedAt: now, ExpiresAt: now.Add(ttl), CreatedBy: "127.0.0.1:5555"}
+	}
+	wantLinks := func(t *testing.T, what string, got []storage.PortalLink, err error, want ...storage.PortalLink) {
+		t.Helper()
+		must(t, what, err)
+		if len(got) != len(want) {
+			t.Fatalf("%s: links %v, want %v", what, linkIDs(got), linkIDs(want))
+		}
+		for i := range got {
+			if !samePortalLink(got[i], want[i]) {
+				t.Fatalf("%s: link %d = %+v, want %+v", what, i, got[i], want[i])
+			}
+		}
+	}
+
+	t.Run("PutGetListNewestFirst", func(t *testing.T) {
+		ctx, s, clock := setup(t, open)
+		var jane []storage.PortalLink
+		for range 3 {
+			l := newLink(t, clock, ws, "c-1", time.Hour)
+			must(t, "PutLink", s.PutLink(ctx, l))
+			jane = append([]storage.PortalLink{l}, jane...)
+			clock.Advance(time.Second)
+		}
+		sam := newLink(t, clock, ws, "c-2", time.Hour)
+		must(t, "PutLink", s.PutLink(ctx, sam))
+		foreign := newLink(t, clock, "globex", "c-1", time.Hour)
+		must(t, "PutLink", s.PutLink(ctx, foreign))
+
+		got, err := s.Link(ctx, ws, jane[0].ID)
+		must(t, "Link", err)
+		if !samePortalLink(got, jane[0]) {
+			t.Fatalf("Link = %+v, want %+v", got, jane[0])
+		}
+		ls, err := s.Links(ctx, ws, "c-1")
+		wantLinks(t, "Links of c-1", ls, err, jane...)
+		ls, err = s.Links(ctx, ws, "")
+		wantLinks(t, "Links of the workspace", ls, err, append([]storage.PortalLink{sam}, jane...)...)
+		ls, err = s.Links(ctx, "globex", "")
+		wantLinks(t, "Links of globex", ls, err, foreign)
+		ls, err = s.Links(ctx, ws, "c-404")
+		wantLinks(t, "Links of a contact without links", ls, err)
+		_, err = s.Link(ctx, ws, foreign.ID)
+		wantNotFound(t, "Link of another workspace", err)
+		_, err = s.OpenLink(ctx, ws, foreign.ID)
+		wantNotFound(t, "OpenLink of another workspace", err)
+		_, err = s.Link(ctx, ws, "0123456789abcdef0123456789abcdef")
+		wantNotFound(t, "Link never made", err)
+	})
+
+	t.Run("OpenCountsAndRecords", func(t *testing.T) {
+		ctx, s, clock := setup(t, open)
+		l := newLink(t, clock, ws, "c-1", time.Hour)
+		must(t, "PutLink", s.PutLink(ctx, l))
+		for i := 1; i <= 3; i++ {
+			clock.Advance(time.Minute + 1500*time.Microsecond)
+			got, err := s.OpenLink(ctx, ws, l.ID)
+			must(t, "OpenLink", err)
+			want := l
+			want.Opens, want.LastOpenedAt = i, clock.Now()
+			if !samePortalLink(got, want) {
+				t.Fatalf("open %d: OpenLink = %+v, want %+v", i, got, want)
+			}
+			again, err := s.Link(ctx, ws, l.ID)
+			must(t, "Link", err)
+			if !samePortalLink(again, want) {
+				t.Fatalf("open %d: Link = %+v, want %+v", i, again, want)
+			}
+			ls, err := s.Links(ctx, ws, "c-1")
+			wantLinks(t, "Links after an open", ls, err, want)
+		}
+	})
+
+	t.Run("Expires", func(t *testing.T) {
+		ctx, s, clock := setup(t, open)
+		l := newLink(t, clock, ws, "c-1", time.Hour)
+		must(t, "PutLink", s.PutLink(ctx, l))
+		clock.Advance(time.Hour - time.Millisecond)
+		_, err := s.OpenLink(ctx, ws, l.ID)
+		must(t, "OpenLink a moment before expiry", err)
+		clock.Advance(time.Millisecond)
+		_, err = s.OpenLink(ctx, ws, l.ID)
+		wantNotFound(t, "OpenLink at expiry", err)
+		_, err = s.Link(ctx, ws, l.ID)
+		wantNotFound(t, "Link at expiry", err)
+		ls, err := s.Links(ctx, ws, "")
+		wantLinks(t, "Links at expiry", ls, err)
+		wantNotFound(t, "DeleteLink of an expired link", s.DeleteLink(ctx, ws, l.ID))
+		n, err := s.DeleteContactLinks(ctx, ws, "c-1")
+		must(t, "DeleteContactLinks", err)
+		if n != 0 {
+			t.Fatalf("DeleteContactLinks counted %d expired links", n)
+		}
+		if err := s.PutLink(ctx, newLink(t, clock, ws, "c-1", 0)); err == nil {
+			t.Fatal("PutLink of an already expired link: no error")
+		}
+	})
+
+	t.Run("DeleteRevokesAtOnce", func(t *testing.T) {
+		ctx, s, clock := setup(t, open)
+		l := newLink(t, clock, ws, "c-1", time.Hour)
+		keep := newLink(t, clock, ws, "c-1", time.Hour)
+		must(t, "PutLink", s.PutLink(ctx, l))
+		must(t, "PutLink", s.PutLink(ctx, keep))
+		wantNotFound(t, "DeleteLink of another workspace", s.DeleteLink(ctx, "globex", l.ID))
+		must(t, "DeleteLink", s.DeleteLink(ctx, ws, l.ID))
+		_, err := s.OpenLink(ctx, ws, l.ID)
+		wantNotFound(t, "OpenLink after DeleteLink", err)
+		_, err = s.Link(ctx, ws, l.ID)
+		wantNotFound(t, "Link after DeleteLink", err)
+		wantNotFound(t, "DeleteLink twice", s.DeleteLink(ctx, ws, l.ID))
+		wantNotFound(t, "DeleteLink never made", s.DeleteLink(ctx, ws, "0123456789abcdef0123456789abcdef"))
+		ls, err := s.Links(ctx, ws, "c-1")
+		wantLinks(t, "Links after DeleteLink", ls, err, keep)
+		ls, err = s.Links(ctx, ws, "")
+		wantLinks(t, "workspace Links after DeleteLink", ls, err, keep)
+	})
+
+	t.Run("DeleteContactLinks", func(t *testing.T) {
+		ctx, s, clock := setup(t, open)
+		short := newLink(t, clock, ws, "c-1", time.Minute)
+		must(t, "PutLink", s.PutLink(ctx, short))
+		for range 3 {
+			must(t, "PutLink", s.PutLink(ctx, newLink(t, clock, ws, "c-1", time.Hour)))
+		}
+		sam := newLink(t, clock, ws, "c-2", time.Hour)
+		foreign := newLink(t, clock, "globex", "c-1", time.Hour)
+		must(t, "PutLink", s.PutLink(ctx, sam))
+		must(t, "PutLink", s.PutLink(ctx, foreign))
+		clock.Advance(time.Minute)
+		n, err := s.DeleteContactLinks(ctx, ws, "c-1")
+		must(t, "DeleteContactLinks", err)
+		if n != 3 {
+			t.Fatalf("DeleteContactLinks = %d, want the 3 live links", n)
+		}
+		ls, err := s.Links(ctx, ws, "c-1")
+		wantLinks(t, "Links after DeleteContactLinks", ls, err)
+		ls, err = s.Links(ctx, ws, "")
+		wantLinks(t, "workspace Links after DeleteContactLinks", ls, err, sam)
+		ls, err = s.Links(ctx, "globex", "c-1")
+		wantLinks(t, "another workspace's links", ls, err, foreign)
+		if n, err := s.DeleteContactLinks(ctx, ws, "c-1"); err != nil || n != 0 {
+			t.Fatalf("DeleteContactLinks again = %d, %v; want 0", n, err)
+		}
+		// A link made after the revocation works.
+		l := newLink(t, clock, ws, "c-1", time.Hour)
+		must(t, "PutLink", s.PutLink(ctx, l))
+		_, err = s.OpenLink(ctx, ws, l.ID)
+		must(t, "OpenLink of a new link", err)
+	})
+
+	t.Run("ConcurrentOpensCountedExactly", func(t *testing.T) {
+		ctx, s, clock := setup(t, open)
+		l := newLink(t, clock, ws, "c-1", time.Hour)
+		must(t, "PutLink", s.PutLink(ctx, l))
+		const n = 16
+		counts := make([]int, n)
+		parallel(n, func(i int) {
+			got, err := s.OpenLink(ctx, ws, l.ID)
+			if err != nil {
+				t.Errorf("OpenLink #%d: %v", i, err)
+			}
+			counts[i] = got.Opens
+		})
+		slices.Sort(counts)
+		for i, c := range counts {
+			if c != i+1 {
+				t.Fatalf("concurrent opens saw counts %v, want 1..%d each once", counts, n)
+			}
+		}
+		got, err := s.Link(ctx, ws, l.ID)
+		must(t, "Link", err)
+		if got.Opens != n {
+			t.Fatalf("Opens = %d after %d concurrent opens", got.Opens, n)
+		}
+	})
+
+	t.Run("ConcurrentRevocationsCountOnce", func(t *testing.T) {
+		ctx, s, clock := setup(t, open)
+		for range 5 {
+			must(t, "PutLink", s.PutLink(ctx, newLink(t, clock, ws, "c-1", time.Hour)))
+		}
+		var total atomic.Int64
+		parallel(8, func(i int) {
+			n, err := s.DeleteContactLinks(ctx, ws, "c-1")
+			if err != nil {
+				t.Errorf("DeleteContactLinks #%d: %v", i, err)
+			}
+			total.Add(int64(n))
+		})
+		if total.Load() != 5 {
+			t.Fatalf("concurrent DeleteContactLinks counted %d links, want 5", total.Load())
+		}
+	})
+}
+
+// testAuditActor checks that an event's actor is kept.
+func testAuditActor(t *testing.T, open Opener) {
+	ctx, s, clock := setup(t, open)
+	e := storage.AuditEvent{Time: clock.Now(), Workspace: "acme", Event: "link_created", ContactID: "c-1",
+		Actor: "CN=ops,O=Acme", Reason: "link 0123", Count: 3}
+	must(t, "AppendAudit", s.AppendAudit(ctx, e))
+	got, _, err := s.Audit(ctx, storage.AuditQuery{Workspace: "acme"})
+	must(t, "Audit", err)
+	if len(got) != 1 || !sameEvent(got[0], e) {
+		t.Fatalf("Audit = %+v, want %+v", got, e)
+	}
 }
