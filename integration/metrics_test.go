@@ -20,7 +20,10 @@ func TestMetricsOnCaddysEndpoint(t *testing.T) {
 	eventually(t, 5*time.Second, "portalgate metrics", func() bool {
 		var status int
 		status, body = g.adminDo(http.MethodGet, "/metrics", "", nil)
-		return status == http.StatusOK && strings.Contains(body, "portalgate_codes_sent_total")
+		// Every series exists from the start at 0: wait for the worker to
+		// have counted the code it sent and emptied the outbox.
+		return status == http.StatusOK && strings.Contains(body, `portalgate_codes_sent_total{workspace="acme"} 1`) &&
+			strings.Contains(body, "portalgate_mail_queue_depth 0")
 	})
 	for _, want := range []string{
 		`portalgate_signins_total{method="code",outcome="success",workspace="acme"} 1`,
