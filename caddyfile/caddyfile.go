@@ -81,6 +81,10 @@ func init() {
 //			}
 //			sso_directory_match
 //			forward_auth
+//			webhook <url> {
+//				secret <whsec_…>
+//				events <event>...
+//			}
 //			disabled
 //		}
 //	}
@@ -227,8 +231,9 @@ var (
 	limitsOptions    = []string{"sends_per_email", "sends_per_ip", "sends_per_workspace", "requests_per_ip", "tries_per_ip", "tries_per_contact", "ipv4_prefix", "ipv6_prefix", "window"}
 	workspaceOptions = []string{
 		"title", "url", "contacts_file", "auth_path", "code_ttl", "resend_cooldown", "session_ttl",
-		"session_idle", "link_ttl", "link_max_ttl", "sso", "sso_directory_match", "forward_auth", "disabled",
+		"session_idle", "link_ttl", "link_max_ttl", "sso", "sso_directory_match", "forward_auth", "webhook", "disabled",
 	}
+	webhookOptions = []string{"secret", "events"}
 	ssoOptions = []string{"provider", "issuer", "client_id", "client_secret", "public_client", "trust_unverified_email", "tenant", "allowed_tenants", "scopes", "label"}
 )
 
@@ -463,6 +468,13 @@ func parseWorkspace(d *caddyfile.Dispenser) (*module.WorkspaceConfig, error) {
 				return nil, d.ArgErr()
 			}
 			ws.ForwardAuth = true
+		case "webhook":
+			h, err := parseWebhook(d)
+			if err != nil {
+				return nil, err
+			}
+			ws.Webhooks = append(ws.Webhooks, h)
+			continue
 		case "sso":
 			sc, err := parseSSO(d)
 			if err != nil {
@@ -528,6 +540,40 @@ func parseSSO(d *caddyfile.Dispenser) (*module.SSOConfig, error) {
 		}
 	}
 	return sc, at.errAt(d, sc.Check(nil))
+}
+
+// parseWebhook reads a workspace's webhook block:
+//
+//	webhook <url> {
+//		secret <whsec_…>
+//		events <event>...
+//	}
+func parseWebhook(d *caddyfile.Dispenser) (*module.WebhookConfig, error) {
+	h := new(module.WebhookConfig)
+	if !d.AllArgs(&h.URL) {
+		return nil, d.ArgErr()
+	}
+	at := block{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if _, dup := at[opt]; dup {
+			return nil, d.Errf("webhook %s: %s is set twice", h.URL, opt)
+		}
+		at[opt] = d.Token()
+		switch opt {
+		case "secret":
+			if !d.AllArgs(&h.Secret) {
+				return nil, d.ArgErr()
+			}
+		case "events":
+			if h.Events = d.RemainingArgs(); len(h.Events) == 0 {
+				return nil, d.ArgErr()
+			}
+		default:
+			return nil, storage.UnknownOption(d, "webhook", webhookOptions)
+		}
+	}
+	return h, at.errAt(d, h.Check(nil))
 }
 
 // oneArg reads the single argument of the current subdirective into dst.

@@ -36,6 +36,9 @@ type codeJob struct {
 
 // deliver is the outbox worker's work for one message.
 func (p *Portal) deliver(ctx context.Context, m storage.OutboxMessage) error {
+	if m.Kind == kindWebhook {
+		return p.deliverWebhook(ctx, m)
+	}
 	if m.Kind != kindCode {
 		return fmt.Errorf("%w: unknown outbox message kind %q", mail.ErrPermanent, m.Kind)
 	}
@@ -115,6 +118,13 @@ func (p *Portal) deliver(ctx context.Context, m storage.OutboxMessage) error {
 
 // giveUp audits a message the outbox will not retry.
 func (p *Portal) giveUp(m storage.OutboxMessage, err error) {
+	if m.Kind == kindWebhook {
+		job := p.webhookGivenUp(m)
+		p.Logger.Error("webhook not delivered", zap.String("id", m.ID), zap.String("webhook", job.Hook), zap.Int("attempts", m.Attempts), zap.Error(err))
+		p.Audit(context.Background(), storage.AuditEvent{Workspace: job.Workspace, Event: EventWebhookFailed,
+			ContactID: job.Contact, Reason: job.Hook + ": " + err.Error()})
+		return
+	}
 	var job codeJob
 	_ = json.Unmarshal(m.Payload, &job)
 	p.Logger.Error("mail not delivered", zap.String("id", m.ID), zap.Int("attempts", m.Attempts), zap.Error(err))

@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sync"
 	"time"
 
@@ -20,6 +21,8 @@ type Metrics struct {
 	mailAttemptFailures *prometheus.CounterVec
 	rateLimited         *prometheus.CounterVec
 	gate                *prometheus.CounterVec
+	webhooksSent        *prometheus.CounterVec
+	webhookFailures     *prometheus.CounterVec
 }
 
 // gateDecisions are the values of gate_decisions_total's decision label.
@@ -43,6 +46,10 @@ func NewMetrics(reg prometheus.Registerer, p *Portal) (*Metrics, error) {
 			Help: "Failed delivery attempts of code emails, retried or not, as they happen."}, []string{"workspace"}),
 		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "rate_limited_total",
 			Help: "Code sends and tries refused by a rate limit."}, []string{"workspace"}),
+		webhooksSent: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "webhooks_sent_total",
+			Help: "Events delivered to a webhook (answered 2xx)."}, []string{"workspace"}),
+		webhookFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "webhook_attempt_failures_total",
+			Help: "Failed webhook delivery attempts, retried or not, as they happen."}, []string{"workspace"}),
 		gate: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "gate_decisions_total",
 			Help: "Requests at the gate by decision: pass, signin_redirect, api_unauthorized, unavailable."},
 			[]string{"workspace", "decision"}),
@@ -56,7 +63,7 @@ func NewMetrics(reg prometheus.Registerer, p *Portal) (*Metrics, error) {
 			m.signIns.WithLabelValues(name, method, "success")
 			m.signIns.WithLabelValues(name, method, "failure")
 		}
-		for _, c := range []*prometheus.CounterVec{m.codesSent, m.mailFailures, m.mailAttemptFailures, m.rateLimited} {
+		for _, c := range []*prometheus.CounterVec{m.codesSent, m.mailFailures, m.mailAttemptFailures, m.rateLimited, m.webhooksSent, m.webhookFailures} {
 			c.WithLabelValues(name)
 		}
 		for _, d := range gateDecisions {
@@ -64,6 +71,7 @@ func NewMetrics(reg prometheus.Registerer, p *Portal) (*Metrics, error) {
 		}
 	}
 	for _, c := range []prometheus.Collector{m.signIns, m.codesSent, m.mailFailures, m.mailAttemptFailures, m.rateLimited, m.gate,
+		m.webhooksSent, m.webhookFailures,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "mail_queue_depth",
 			Help: "Messages waiting in the mail outbox."}, p.QueueDepth),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "mail_oldest_queued_seconds",
@@ -100,7 +108,18 @@ type backlog struct {
 const backlogForget = 10 * time.Minute
 
 // attemptFailed is the outbox's OnAttemptFailed.
-func (p *Portal) attemptFailed(m storage.OutboxMessage, _ error) {
+func (p *Portal) attemptFailed(m storage.OutboxMessage, err error) {
+	if m.Kind == kindWebhook {
+		if errors.Is(err, errWebhookBehind) {
+			return // waiting its turn is no failure
+		}
+		var job webhookJob
+		_ = json.Unmarshal(m.Payload, &job)
+		if p.Metrics != nil {
+			p.Metrics.webhookFailures.WithLabelValues(job.Workspace).Inc()
+		}
+		return
+	}
 	var job codeJob
 	_ = json.Unmarshal(m.Payload, &job)
 	if p.Metrics != nil {

@@ -140,6 +140,9 @@ func (p *Portal) queueWebhooks(ctx context.Context, rt *runtime, e storage.Audit
 			},
 		})
 		job, _ := json.Marshal(webhookJob{Workspace: e.Workspace, Hook: h.URL, ID: id, Contact: e.ContactID, Body: body})
+		if e.ContactID != "" {
+			p.webhooks.queued(lane(h.URL, e.ContactID), id)
+		}
 		if err := rt.store.Enqueue(context.WithoutCancel(ctx), storage.OutboxMessage{Kind: kindWebhook, Payload: job, NotAfter: e.Time.Add(webhookTTL)}); err != nil {
 			p.Logger.Error("queueing webhook", zap.String("event", e.Event), zap.String("webhook", h.URL), zap.Error(err))
 			continue
@@ -150,11 +153,45 @@ func (p *Portal) queueWebhooks(ctx context.Context, rt *runtime, e storage.Audit
 	}
 }
 
-// webhookOrder keeps a contact's events in order on this instance: while
-// one of its deliveries fails, its later events wait behind it.
+// webhookOrder keeps a contact's events in order: each webhook and
+// contact is a lane, and an event waits until the events queued before it
+// in its lane on this instance are delivered or given up. (Events queued
+// by another instance, or before a restart, are not held back.)
 type webhookOrder struct {
 	mu      sync.Mutex
-	blocked map[string]time.Time // hook + contact → when the failing one is due again
+	pending map[string][]string // lane → webhook-ids, oldest first
+}
+
+func lane(hook, contact string) string { return hook + "\x00" + contact }
+
+// queued notes an event's place in its lane.
+func (o *webhookOrder) queued(lane, id string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.pending == nil {
+		o.pending = map[string][]string{}
+	}
+	o.pending[lane] = append(o.pending[lane], id)
+}
+
+// behind reports whether an earlier event of the lane is still pending.
+func (o *webhookOrder) behind(lane, id string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	ids := o.pending[lane]
+	return len(ids) > 0 && ids[0] != id && slices.Contains(ids, id)
+}
+
+// done takes an event out of its lane.
+func (o *webhookOrder) done(lane, id string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	ids := slices.DeleteFunc(o.pending[lane], func(s string) bool { return s == id })
+	if len(ids) == 0 {
+		delete(o.pending, lane)
+	} else {
+		o.pending[lane] = ids
+	}
 }
 
 // deliverWebhook posts one event. A 2xx answer delivers it; anything else
@@ -176,14 +213,9 @@ func (p *Portal) deliverWebhook(ctx context.Context, m storage.OutboxMessage) er
 	if hook == nil {
 		return fmt.Errorf("%w: webhook %s is no longer configured", mail.ErrPermanent, job.Hook)
 	}
-	lane := job.Hook + "\x00" + job.Contact
-	if job.Contact != "" {
-		p.webhooks.mu.Lock()
-		until, waiting := p.webhooks.blocked[lane]
-		p.webhooks.mu.Unlock()
-		if waiting && p.Now().Before(until.Add(time.Second)) {
-			return fmt.Errorf("an earlier event of this contact is still being retried: %w", errWebhookBehind)
-		}
+	ln := lane(job.Hook, job.Contact)
+	if job.Contact != "" && p.webhooks.behind(ln, job.ID) {
+		return fmt.Errorf("an earlier event of this contact is still pending: %w", errWebhookBehind)
 	}
 	now := p.Now()
 	ts := strconv.FormatInt(now.Unix(), 10)
@@ -204,16 +236,12 @@ func (p *Portal) deliverWebhook(ctx context.Context, m storage.OutboxMessage) er
 			err = fmt.Errorf("webhook %s answered %s", hook.URL, resp.Status)
 		}
 	}
-	p.webhooks.mu.Lock()
-	if p.webhooks.blocked == nil {
-		p.webhooks.blocked = map[string]time.Time{}
+	if err == nil {
+		p.webhooks.done(ln, job.ID)
+		if p.Metrics != nil {
+			p.Metrics.webhooksSent.WithLabelValues(job.Workspace).Inc()
+		}
 	}
-	if err != nil && job.Contact != "" {
-		p.webhooks.blocked[lane] = now.Add(min(time.Duration(1<<min(m.Attempts, 10))*time.Second, 5*time.Minute))
-	} else {
-		delete(p.webhooks.blocked, lane)
-	}
-	p.webhooks.mu.Unlock()
 	return err
 }
 
@@ -221,9 +249,7 @@ func (p *Portal) deliverWebhook(ctx context.Context, m storage.OutboxMessage) er
 // retrying.
 func (p *Portal) webhookGivenUp(m storage.OutboxMessage) (job webhookJob) {
 	_ = json.Unmarshal(m.Payload, &job)
-	p.webhooks.mu.Lock()
-	delete(p.webhooks.blocked, job.Hook+"\x00"+job.Contact)
-	p.webhooks.mu.Unlock()
+	p.webhooks.done(lane(job.Hook, job.Contact), job.ID)
 	return job
 }
 

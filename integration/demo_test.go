@@ -96,7 +96,7 @@ func TestDemo(t *testing.T) {
 	// look for
 	codeLine := regexp.MustCompile(`"msg":"code for jane@acme\.example: (` + e2e.CodePattern.String() + `)"`)
 	var code string
-	eventually(t, 10*time.Second, "the code line in the demo's log", func() bool {
+	eventually(t, 30*time.Second, "the code line in the demo's log", func() bool {
 		if m := codeLine.FindStringSubmatch(log()); m != nil {
 			code = m[1]
 		}

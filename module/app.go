@@ -134,6 +134,23 @@ type LimitsConfig struct {
 	IPv6Prefix int `json:"ipv6_prefix,omitempty"`
 }
 
+// WebhookConfig is one receiver of a workspace's events: each chosen
+// event is POSTed as JSON {"type","timestamp","data"}, signed per the
+// Standard Webhooks specification, through the persistent outbox (at least
+// once, retried with backoff for a day).
+type WebhookConfig struct {
+	// URL receives the events. Required.
+	URL string `json:"url"`
+	// Secret signs them: "whsec_" and the base64 of at least 24 random
+	// bytes; placeholders such as {env.HOOK_SECRET} are resolved.
+	// Required.
+	Secret string `json:"secret"`
+	// Events are the event types sent: sign_in (any method), sign_out,
+	// session_revoked, contact_deprovisioned, link_created, or any audit
+	// event name. Required.
+	Events []string `json:"events"`
+}
+
 // SSOConfig is one OpenID Connect provider of a workspace.
 type SSOConfig struct {
 	// Name is the provider's path segment (/_portal/sso/{name}). Required.
@@ -242,6 +259,8 @@ type WorkspaceConfig struct {
 	// SSO are the single sign-on providers offered on the sign-in page, in
 	// this order. Requires URL (the callback is built from it).
 	SSO []*SSOConfig `json:"sso,omitempty"`
+	// Webhooks receive the workspace's events (see WebhookConfig).
+	Webhooks []*WebhookConfig `json:"webhooks,omitempty"`
 	// SSODirectoryMatch allows SSO only for contacts synced from a directory.
 	SSODirectoryMatch bool `json:"sso_directory_match,omitempty"`
 	// Disabled shows "Portal unavailable" (503) to everyone.
@@ -431,6 +450,11 @@ func (wc *WorkspaceConfig) resolve(name string, repl *caddy.Replacer) (*handlers
 	}
 	for _, sc := range wc.SSO {
 		ws.SSO = append(ws.SSO, sc.resolve(repl))
+	}
+	for _, h := range wc.Webhooks {
+		// Check has accepted the secret.
+		key, _ := handlers.ParseWebhookSecret(repl.ReplaceKnown(h.Secret, ""))
+		ws.Webhooks = append(ws.Webhooks, &handlers.Webhook{URL: repl.ReplaceKnown(h.URL, ""), Key: key, Events: h.Events})
 	}
 	return ws, nil
 }

@@ -253,7 +253,7 @@ func (wc *WorkspaceConfig) Check(repl *caddy.Replacer) error {
 	if _, err := wc.publicURL(repl); err != nil {
 		return err
 	}
-	if p := wc.AuthPath; p != "" && (!strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.ContainsAny(p, "?#%\\ ")) {
+	if p := wc.AuthPath; p != "" && (!strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.ContainsAny(p, "?#%\\ {}")) {
 		return &OptionError{Option: "auth_path", Msg: fmt.Sprintf("%q: must be a path like /_portal", p)}
 	}
 	seen := map[string]bool{}
@@ -268,6 +268,11 @@ func (wc *WorkspaceConfig) Check(repl *caddy.Replacer) error {
 	}
 	if u, ok := value(repl, wc.URL); len(wc.SSO) > 0 && ok && u == "" && wc.URL == "" {
 		return &OptionError{Option: "sso", Msg: "needs the workspace url, to build the callback address"}
+	}
+	for _, h := range wc.Webhooks {
+		if err := h.Check(repl); err != nil {
+			return err
+		}
 	}
 	if wc.SSODirectoryMatch && len(wc.SSO) == 0 {
 		return &OptionError{Option: "sso_directory_match", Msg: "needs an sso provider: it limits single sign-on to directory contacts, and this workspace offers none"}
@@ -353,4 +358,38 @@ func CheckLogEmails(v string) error {
 		return nil
 	}
 	return &OptionError{Option: "log_emails", Msg: fmt.Sprintf("%q: want masked or full", v)}
+}
+
+// Check reports the first value of the webhook that cannot work.
+func (h *WebhookConfig) Check(repl *caddy.Replacer) error {
+	block := "webhook " + h.URL
+	if u, ok := value(repl, h.URL); ok {
+		pu, err := url.Parse(u)
+		if err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" {
+			return &OptionError{Option: "webhook", Msg: fmt.Sprintf("%q: must be an http(s) URL", u)}
+		}
+	}
+	if h.Secret == "" {
+		return &OptionError{Block: block, Option: "secret", Msg: "is required (whsec_ and base64, e.g. whsec_$(openssl rand -base64 32))"}
+	}
+	if s, ok := value(repl, h.Secret); ok {
+		if s == "" {
+			return &OptionError{Block: block, Option: "secret", Msg: "is required, but " + h.Secret + " is empty"}
+		}
+		if _, err := handlers.ParseWebhookSecret(s); err != nil {
+			return &OptionError{Block: block, Option: "secret", Msg: err.Error()}
+		}
+	}
+	if len(h.Events) == 0 {
+		return &OptionError{Block: block, Option: "events", Msg: "is required: name the events to send, like sign_in sign_out"}
+	}
+	for _, e := range h.Events {
+		if e == handlers.WebhookSignIn || e == handlers.WebhookSignOut {
+			continue
+		}
+		if err := handlers.CheckEventName(e); err != nil {
+			return &OptionError{Block: block, Option: "events", Msg: err.Error() + " (or sign_in, sign_out)"}
+		}
+	}
+	return nil
 }

@@ -1,0 +1,143 @@
+package handlers
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+)
+
+// receiver is a webhook endpoint that records what it gets; fail makes
+// it answer 500 to that many requests first.
+type receiver struct {
+	*httptest.Server
+	mu   sync.Mutex
+	got  []received
+	fail int
+}
+
+type received struct {
+	id, ts, sig string
+	body        []byte
+}
+
+func startReceiver(t *testing.T) *receiver {
+	rc := &receiver{}
+	rc.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		rc.mu.Lock()
+		defer rc.mu.Unlock()
+		if rc.fail > 0 {
+			rc.fail--
+			http.Error(w, "down", http.StatusInternalServerError)
+			return
+		}
+		rc.got = append(rc.got, received{r.Header.Get("webhook-id"), r.Header.Get("webhook-timestamp"), r.Header.Get("webhook-signature"), body})
+	}))
+	t.Cleanup(rc.Close)
+	return rc
+}
+
+func (rc *receiver) all() []received {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return append([]received(nil), rc.got...)
+}
+
+var webhookKey = []byte("0123456789abcdef0123456789abcdef")
+
+func webhookPortal(t *testing.T, rc *receiver, events ...string) *testPortal {
+	return newTestPortal(t, func(p *Portal) {
+		p.Workspaces["acme"].Webhooks = []*Webhook{{URL: rc.URL, Key: webhookKey, Events: events}}
+	})
+}
+
+// event decodes a delivery and checks its Standard Webhooks signature.
+func (r received) event(t *testing.T) (typ string, data map[string]any) {
+	t.Helper()
+	m := hmac.New(sha256.New, webhookKey)
+	m.Write([]byte(r.id + "." + r.ts + "."))
+	m.Write(r.body)
+	if want := "v1," + base64.StdEncoding.EncodeToString(m.Sum(nil)); r.sig != want || r.id == "" || r.ts == "" {
+		t.Fatalf("webhook-signature %q (id %q, ts %q), want %q", r.sig, r.id, r.ts, want)
+	}
+	var v struct {
+		Type      string         `json:"type"`
+		Timestamp time.Time      `json:"timestamp"`
+		Data      map[string]any `json:"data"`
+	}
+	if err := json.Unmarshal(r.body, &v); err != nil || v.Timestamp.IsZero() {
+		t.Fatalf("webhook body %s: %v", r.body, err)
+	}
+	return v.Type, v.Data
+}
+
+func TestWebhookSignInAndOut(t *testing.T) {
+	rc := startReceiver(t)
+	tp := webhookPortal(t, rc, WebhookSignIn, WebhookSignOut)
+	b := tp.browser(t, tp.acme)
+	wantRedirect(t, "sign-in", tp.signIn(b, "/"), "/")
+	waitFor(t, "the sign_in webhook", func() bool { return len(rc.all()) == 1 })
+	typ, data := rc.all()[0].event(t)
+	if typ != WebhookSignIn || data["contact_id"] != jane.ID || data["method"] != "code" || data["workspace"] != "acme" {
+		t.Fatalf("sign_in webhook: %s %v", typ, data)
+	}
+	b.do(http.MethodPost, "/_portal/signout", url.Values{}, http.Header{"Sec-Fetch-Site": {"same-origin"}})
+	waitFor(t, "the sign_out webhook", func() bool { return len(rc.all()) == 2 })
+	if typ, data := rc.all()[1].event(t); typ != WebhookSignOut || data["contact_id"] != jane.ID {
+		t.Fatalf("sign_out webhook: %s %v", typ, data)
+	}
+	// Nothing else was subscribed: no code_requested, no code_sent.
+	tp.settle(t)
+	if n := len(rc.all()); n != 2 {
+		t.Fatalf("%d webhooks, want 2", n)
+	}
+}
+
+// TestWebhookRetriedInOrder: a receiver that fails gets the event again
+// (same webhook-id) after backoff, and a contact's later event waits
+// behind the failing one.
+func TestWebhookRetriedInOrder(t *testing.T) {
+	rc := startReceiver(t)
+	rc.fail = 2
+	tp := webhookPortal(t, rc, WebhookSignIn, WebhookSignOut)
+	b := tp.browser(t, tp.acme)
+	wantRedirect(t, "sign-in", tp.signIn(b, "/"), "/")
+	b.do(http.MethodPost, "/_portal/signout", url.Values{}, http.Header{"Sec-Fetch-Site": {"same-origin"}})
+	deadline := time.Now().Add(mailWait)
+	for len(rc.all()) < 2 && time.Now().Before(deadline) {
+		tp.clock.Advance(10 * time.Second) // past each backoff
+		time.Sleep(20 * time.Millisecond)
+	}
+	got := rc.all()
+	if len(got) < 2 {
+		t.Fatalf("%d webhooks delivered after retries", len(got))
+	}
+	first, _ := got[0].event(t)
+	second, _ := got[1].event(t)
+	if first != WebhookSignIn || second != WebhookSignOut {
+		t.Fatalf("delivered %s then %s, want sign_in then sign_out", first, second)
+	}
+	if got[0].id == got[1].id {
+		t.Fatal("two events share a webhook-id")
+	}
+}
+
+func TestParseWebhookSecret(t *testing.T) {
+	good := "whsec_" + base64.StdEncoding.EncodeToString(webhookKey)
+	if key, err := ParseWebhookSecret(good); err != nil || string(key) != string(webhookKey) {
+		t.Fatalf("%q: %v", good, err)
+	}
+	for _, bad := range []string{"", "secret", "whsec_!!!", "whsec_" + base64.StdEncoding.EncodeToString([]byte("short"))} {
+		if _, err := ParseWebhookSecret(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
