@@ -234,7 +234,7 @@ var (
 		"session_idle", "link_ttl", "link_max_ttl", "sso", "sso_directory_match", "forward_auth", "webhook", "disabled",
 	}
 	webhookOptions = []string{"secret", "events"}
-	ssoOptions = []string{"provider", "issuer", "client_id", "client_secret", "public_client", "trust_unverified_email", "tenant", "allowed_tenants", "scopes", "label"}
+	ssoOptions     = []string{"provider", "issuer", "client_id", "client_secret", "public_client", "trust_unverified_email", "tenant", "allowed_tenants", "scopes", "label"}
 )
 
 // intArg reads the single argument of a whole-number option; the module
