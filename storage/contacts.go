@@ -34,6 +34,11 @@ type Contact struct {
 	// synced from, such as an Entra object id; unique in the workspace
 	// when set.
 	DirectoryID string `json:"directory_id,omitempty"`
+	// SCIM is the contact's SCIM User resource as the directory last wrote
+	// it (package scim), kept so that attributes the contact has no field
+	// for are returned unchanged; empty for contacts that did not come
+	// through SCIM. Backends store it as part of the record.
+	SCIM RawJSON `json:"scim,omitempty"`
 	// UpdatedAt is set by the store, to its clock, on every write.
 	UpdatedAt time.Time `json:"updated_at,omitzero"`
 }

@@ -10,7 +10,7 @@
 // # Roles
 //
 // Store is the whole of it, made of role interfaces named for what they
-// keep: Secrets, Contacts, Flows, Codes, Sessions, Limits, Once, Outbox and
+// keep: Secrets, Contacts, Groups, Flows, Codes, Sessions, Limits, Once, Outbox and
 // AuditTrail. The records (Contact, SignInFlow, Code, Session,
 // OutboxMessage, AuditEvent) are the contract between backends: each
 // backend keeps every field, and the conformance suite in storagetest
@@ -38,6 +38,7 @@
 //	c/<ws>/<id>                     contact
 //	ce/<ws>/<email>                 email index -> contact id
 //	cd/<ws>/<directory id>          directory index -> contact id
+//	g/<ws>/<id>                     directory group
 //	f/<id hash>                     sign-in flow
 //	k/<ws>/<contact id>             code
 //	s/<id hash>                     session
@@ -59,6 +60,8 @@
 //	{ws:W}:ids                 set of contact ids
 //	{ws:W}:ce:<email>          email index -> contact id
 //	{ws:W}:cd:<directory id>   directory index -> contact id
+//	{ws:W}:g:<id>              directory group
+//	{ws:W}:gids                set of group ids
 //	{ws:W}:code:<contact id>   code (a hash, not JSON)
 //	{ws:W}:sessions            session id hashes, scored by absolute expiry
 //	{ws:W}:si:<contact id>     the same, per contact

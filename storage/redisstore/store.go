@@ -21,6 +21,8 @@
 //	{ws:W}:ids                 set of contact ids
 //	{ws:W}:ce:<email>          email index -> id
 //	{ws:W}:cd:<directory id>   directory index -> id
+//	{ws:W}:g:<id>              directory group (JSON)
+//	{ws:W}:gids                set of group ids
 //	{ws:W}:code:<contact id>   code (hash: h = the code's hash, e = expiry, t = tries, i = issued)
 //	{ws:W}:sessions            session id hashes of the workspace, scored by absolute expiry
 //	{ws:W}:si:<contact id>     the same, per contact
