@@ -35,6 +35,9 @@ type Workspace struct {
 	// ForwardAuth serves {AuthPath}/auth for a proxy in front of the
 	// portal (nginx auth_request, Traefik forwardAuth, Caddy forward_auth).
 	ForwardAuth bool
+	// SCIM, when set, serves {AuthPath}/scim/v2/ for the customer's
+	// directory (scim.go); nil: those paths do not exist.
+	SCIM *SCIM
 }
 
 // https reports whether the workspace's public URL is HTTPS: then its

@@ -237,6 +237,10 @@ type WorkspaceConfig struct {
 	// Caddy forward_auth), from Caddy's trusted_proxies only. Default: off
 	// (the endpoint does not exist).
 	ForwardAuth bool `json:"forward_auth,omitempty"`
+	// SCIM serves a SCIM 2.0 service provider at {auth_path}/scim/v2/ for
+	// the customer's directory (scim.go). Default: none (those paths are
+	// 404).
+	SCIM *SCIMConfig `json:"scim,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -413,6 +417,9 @@ func (wc *WorkspaceConfig) resolve(name string, repl *caddy.Replacer) (*handlers
 	}
 	for _, sc := range wc.SSO {
 		ws.SSO = append(ws.SSO, sc.resolve(repl))
+	}
+	if wc.SCIM != nil {
+		ws.SCIM = wc.SCIM.resolve(repl)
 	}
 	return ws, nil
 }

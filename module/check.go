@@ -60,6 +60,7 @@ var wholeNumbers = map[string][2]int{
 	"tries_per_contact":   {1, 1_000_000},
 	"ipv4_prefix":         {8, 32},
 	"ipv6_prefix":         {32, 128},
+	"requests_per_minute": {1, 1_000_000},
 }
 
 // ParseWholeNumber reads s, the value written for one of the whole-number
@@ -265,6 +266,11 @@ func (wc *WorkspaceConfig) Check(repl *caddy.Replacer) error {
 	}
 	if u, ok := value(repl, wc.URL); len(wc.SSO) > 0 && ok && u == "" && wc.URL == "" {
 		return &OptionError{Option: "sso", Msg: "needs the workspace url, to build the callback address"}
+	}
+	if wc.SCIM != nil {
+		if err := wc.SCIM.Check(repl); err != nil {
+			return err
+		}
 	}
 	if wc.SSODirectoryMatch && len(wc.SSO) == 0 {
 		return &OptionError{Option: "sso_directory_match", Msg: "needs an sso provider: it limits single sign-on to directory contacts, and this workspace offers none"}

@@ -238,17 +238,17 @@ func TestFilters(t *testing.T) {
 		return m["totalResults"].(float64)
 	}
 	for filter, want := range map[string]float64{
-		`userName eq "ANN@acme.example"`:                          1,
-		`userName sw "b"`:                                         1,
-		`emails.value eq "cyd@globex.example"`:                    1,
-		`emails[type eq "work"]`:                                  1,
-		`displayName eq "Ben" or displayName eq "Cyd"`:            2,
-		`userName sw "a" and externalId eq "x-1"`:                 1,
-		`externalId eq "X-1"`:                                     0,
-		`externalId pr`:                                           2,
-		`not (externalId pr)`:                                     1,
-		`userName co "acme"`:                                      2,
-		`meta.resourceType eq "User"`:                             3,
+		`userName eq "ANN@acme.example"`:               1,
+		`userName sw "b"`:                              1,
+		`emails.value eq "cyd@globex.example"`:         1,
+		`emails[type eq "work"]`:                       1,
+		`displayName eq "Ben" or displayName eq "Cyd"`: 2,
+		`userName sw "a" and externalId eq "x-1"`:      1,
+		`externalId eq "X-1"`:                          0,
+		`externalId pr`:                                2,
+		`not (externalId pr)`:                          1,
+		`userName co "acme"`:                           2,
+		`meta.resourceType eq "User"`:                  3,
 		`urn:ietf:params:scim:schemas:core:2.0:User:userName ew "globex.example"`: 1,
 	} {
 		if got := count(filter); got != want {
