@@ -223,7 +223,7 @@ var (
 		"session_idle", "link_ttl", "link_max_ttl", "sso", "sso_directory_match", "forward_auth", "disabled", "scim",
 	}
 	scimOptions = []string{"token", "groups", "requests_per_minute"}
-	ssoOptions = []string{"provider", "issuer", "client_id", "client_secret", "public_client", "tenant", "allowed_tenants", "scopes", "label"}
+	ssoOptions  = []string{"provider", "issuer", "client_id", "client_secret", "public_client", "tenant", "allowed_tenants", "scopes", "label"}
 )
 
 // intArg reads the single argument of a whole-number option; the module

@@ -152,7 +152,7 @@ func TestEntraSequence(t *testing.T) {
 	if c.Email != "jane@acme.example" || c.Name != "Jane Q. Doe" {
 		t.Fatalf("after PATCH = %+v", c)
 	}
-	if e := f.lastEvent(); e.Event != EventChanged || !strings.Contains(e.Reason, "email jane.doe@acme.example -> jane@acme.example") {
+	if e := f.lastEvent(); e.Event != EventChanged || !strings.Contains(e.Reason, "email jane@acme.example (was jane.doe@acme.example)") {
 		t.Errorf("event = %+v", e)
 	}
 	m = f.want(200, "GET", "/Users/"+id, "")
@@ -165,7 +165,7 @@ func TestEntraSequence(t *testing.T) {
 	if c = f.contact(id); c.Active() || f.sessions(id) != 0 {
 		t.Fatalf("after deactivation: %+v, %d sessions", c, f.sessions(id))
 	}
-	if e := f.lastEvent(); e.Event != EventDeprovisioned || !strings.Contains(e.Reason, "status active -> disabled") {
+	if e := f.lastEvent(); e.Event != EventDeprovisioned || !strings.Contains(e.Reason, "status disabled (was active)") {
 		t.Errorf("event = %+v", e)
 	}
 	m = f.want(200, "GET", "/Users/"+id, "")

@@ -242,13 +242,13 @@ func (h *Handler) deprovision(ctx context.Context, c storage.Contact, del bool) 
 func (h *Handler) auditChange(r *http.Request, c, old storage.Contact) {
 	var changes []string
 	if old.ID != "" && old.Email != c.Email {
-		changes = append(changes, "email "+old.Email+" -> "+c.Email)
+		changes = append(changes, "email "+c.Email+" (was "+old.Email+")")
 	}
 	if old.ID != "" && old.Status != c.Status {
-		changes = append(changes, "status "+old.Status+" -> "+c.Status)
+		changes = append(changes, "status "+c.Status+" (was "+old.Status+")")
 	}
 	if old.ID != "" && old.Source != c.Source {
-		changes = append(changes, "source "+old.Source+" -> "+c.Source)
+		changes = append(changes, "source "+c.Source+" (was "+old.Source+")")
 	}
 	event := EventChanged
 	switch {
