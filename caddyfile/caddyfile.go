@@ -85,6 +85,11 @@ func init() {
 //				secret <whsec_…>
 //				events <event>...
 //			}
+//			scim {
+//				token <bearer token>
+//				groups <group name>...
+//				requests_per_minute <n>
+//			}
 //			disabled
 //		}
 //	}
@@ -231,9 +236,10 @@ var (
 	limitsOptions    = []string{"sends_per_email", "sends_per_ip", "sends_per_workspace", "requests_per_ip", "tries_per_ip", "tries_per_contact", "ipv4_prefix", "ipv6_prefix", "window"}
 	workspaceOptions = []string{
 		"title", "url", "contacts_file", "auth_path", "code_ttl", "resend_cooldown", "session_ttl",
-		"session_idle", "link_ttl", "link_max_ttl", "sso", "sso_directory_match", "forward_auth", "webhook", "disabled",
+		"session_idle", "link_ttl", "link_max_ttl", "sso", "sso_directory_match", "forward_auth", "webhook", "disabled", "scim",
 	}
 	webhookOptions = []string{"secret", "events"}
+	scimOptions    = []string{"token", "groups", "requests_per_minute"}
 	ssoOptions     = []string{"provider", "issuer", "client_id", "client_secret", "public_client", "trust_unverified_email", "tenant", "allowed_tenants", "scopes", "label"}
 )
 
@@ -475,6 +481,8 @@ func parseWorkspace(d *caddyfile.Dispenser) (*module.WorkspaceConfig, error) {
 			}
 			ws.Webhooks = append(ws.Webhooks, h)
 			continue
+		case "scim":
+			ws.SCIM, err = parseSCIM(d)
 		case "sso":
 			sc, err := parseSSO(d)
 			if err != nil {
@@ -574,6 +582,44 @@ func parseWebhook(d *caddyfile.Dispenser) (*module.WebhookConfig, error) {
 		}
 	}
 	return h, at.errAt(d, h.Check(nil))
+}
+
+// parseSCIM reads a workspace's scim block; token may repeat (rotation).
+func parseSCIM(d *caddyfile.Dispenser) (*module.SCIMConfig, error) {
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	sc := new(module.SCIMConfig)
+	at := block{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if _, dup := at[opt]; dup && opt != "token" {
+			return nil, d.Errf("scim: %s is set twice", opt)
+		}
+		at[opt] = d.Token()
+		switch opt {
+		case "token":
+			var t string
+			if !d.AllArgs(&t) {
+				return nil, d.ArgErr()
+			}
+			sc.Tokens = append(sc.Tokens, t)
+		case "groups":
+			sc.Groups = d.RemainingArgs()
+			if len(sc.Groups) == 0 {
+				return nil, d.ArgErr()
+			}
+		case "requests_per_minute":
+			n, err := intArg(d)
+			if err != nil {
+				return nil, err
+			}
+			sc.RequestsPerMinute = n
+		default:
+			return nil, storage.UnknownOption(d, "scim", scimOptions)
+		}
+	}
+	return sc, at.errAt(d, sc.Check(nil))
 }
 
 // oneArg reads the single argument of the current subdirective into dst.

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/kdesk/portalgate/scim"
 	"github.com/kdesk/portalgate/storage"
 )
 
@@ -39,6 +40,7 @@ var AuditEventNames = func() []string {
 		EventSSOFailure, EventSessionEnded, EventSessionRevoked, EventPortalUnavailable,
 		EventLinkCreated, EventLinkRevoked, EventContactsImported, EventContactChanged,
 		EventContactDeleted, EventSessionsRevoked, EventConfigLoaded,
+		scim.EventProvisioned, scim.EventDeprovisioned, EventSCIMUnauthorized, EventWebhookFailed,
 	}
 	slices.Sort(names)
 	return names

@@ -37,6 +37,8 @@ type Gate struct {
 	ws       *Workspace
 	counters *gateCounters
 	routes   *http.ServeMux
+	// scim is the SCIM handler, when the workspace has one.
+	scim scimEndpoints
 	// httpsURL is ws.https(), kept for the hot path.
 	httpsURL bool
 }

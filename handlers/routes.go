@@ -43,6 +43,9 @@ func (g *Gate) routeTable() *http.ServeMux {
 	if g.ws.ForwardAuth {
 		handle(ap+"/auth", (*request).forwardAuth)
 	}
+	if g.ws.SCIM != nil {
+		handle(ap+"/scim/v2/", (*request).scim)
+	}
 	handle(ap+"/", (*request).notFound)
 	return mux
 }

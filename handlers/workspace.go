@@ -37,6 +37,9 @@ type Workspace struct {
 	ForwardAuth bool
 	// Webhooks receive the workspace's events.
 	Webhooks []*Webhook
+	// SCIM, when set, serves {AuthPath}/scim/v2/ for the customer's
+	// directory (scim.go); nil: those paths do not exist.
+	SCIM *SCIM
 }
 
 // https reports whether the workspace's public URL is HTTPS: then its

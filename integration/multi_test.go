@@ -78,7 +78,7 @@ const multiContacts = `[
  {"id": "c-5", "email": "lee@acme.example", "name": "Lee Loe"}
 ]`
 
-func startInstance(t *testing.T, redis string, mailAddr string, up *upstream, name string) *instance {
+func startInstance(t *testing.T, redis string, mailAddr string, up *upstream, name string, extraWorkspace ...string) *instance {
 	t.Helper()
 	g := &gateway{t: t, dir: t.TempDir(), httpPort: freePort(t), adminPort: freePort(t), up: up}
 	host, port, _ := net.SplitHostPort(mailAddr)
@@ -114,6 +114,7 @@ func startInstance(t *testing.T, redis string, mailAddr string, up *upstream, na
 			url http://127.0.0.1:%d
 			contacts_file %s
 			resend_cooldown 3s
+			%s
 		}
 	}
 }
@@ -122,7 +123,7 @@ http://127.0.0.1:%d {
 	portal_auth acme
 	reverse_proxy %s
 }
-`, g.adminPort, g.dir, g.dir, redis, host, port, g.httpPort, contacts, g.httpPort, strings.TrimPrefix(up.URL, "http://"))
+`, g.adminPort, g.dir, g.dir, redis, host, port, g.httpPort, contacts, strings.Join(extraWorkspace, "\n"), g.httpPort, strings.TrimPrefix(up.URL, "http://"))
 	file := filepath.Join(g.dir, "Caddyfile")
 	if err := os.WriteFile(file, []byte(cf), 0o600); err != nil {
 		t.Fatal(err)

@@ -270,6 +270,10 @@ type WorkspaceConfig struct {
 	// Caddy forward_auth), from Caddy's trusted_proxies only. Default: off
 	// (the endpoint does not exist).
 	ForwardAuth bool `json:"forward_auth,omitempty"`
+	// SCIM serves a SCIM 2.0 service provider at {auth_path}/scim/v2/ for
+	// the customer's directory (scim.go). Default: none (those paths are
+	// 404).
+	SCIM *SCIMConfig `json:"scim,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -455,6 +459,9 @@ func (wc *WorkspaceConfig) resolve(name string, repl *caddy.Replacer) (*handlers
 		// Check has accepted the secret.
 		key, _ := handlers.ParseWebhookSecret(repl.ReplaceKnown(h.Secret, ""))
 		ws.Webhooks = append(ws.Webhooks, &handlers.Webhook{URL: repl.ReplaceKnown(h.URL, ""), Key: key, Events: h.Events})
+	}
+	if wc.SCIM != nil {
+		ws.SCIM = wc.SCIM.resolve(repl)
 	}
 	return ws, nil
 }

@@ -60,6 +60,7 @@ var wholeNumbers = map[string][2]int{
 	"tries_per_contact":   {1, 1_000_000},
 	"ipv4_prefix":         {8, 32},
 	"ipv6_prefix":         {32, 128},
+	"requests_per_minute": {1, 1_000_000},
 }
 
 // ParseWholeNumber reads s, the value written for one of the whole-number
@@ -271,6 +272,11 @@ func (wc *WorkspaceConfig) Check(repl *caddy.Replacer) error {
 	}
 	for _, h := range wc.Webhooks {
 		if err := h.Check(repl); err != nil {
+			return err
+		}
+	}
+	if wc.SCIM != nil {
+		if err := wc.SCIM.Check(repl); err != nil {
 			return err
 		}
 	}

@@ -164,3 +164,30 @@ func TestPublicOIDCClientNeedsNoSecret(t *testing.T) {
 		t.Errorf("public oidc client: %v", err)
 	}
 }
+
+// TestSCIMCheck: tokens are required and long, with placeholders judged
+// once replaced.
+func TestSCIMCheck(t *testing.T) {
+	t.Setenv("PORTALGATE_SCIM_SHORT", "short")
+	long := strings.Repeat("x", 32)
+	repl := caddy.NewReplacer()
+	for _, tc := range []struct {
+		sc   SCIMConfig
+		repl *caddy.Replacer
+		want string
+	}{
+		{SCIMConfig{}, nil, "scim: token is required"},
+		{SCIMConfig{Tokens: []string{"short"}}, nil, "scim: token must be at least 32 characters"},
+		{SCIMConfig{Tokens: []string{long, "short"}}, nil, "scim: token must be at least 32 characters (token 2)"},
+		{SCIMConfig{Tokens: []string{"{env.PORTALGATE_SCIM_SHORT}"}}, nil, ""},
+		{SCIMConfig{Tokens: []string{"{env.PORTALGATE_SCIM_SHORT}"}}, repl, "scim: token must be at least 32 characters"},
+		{SCIMConfig{Tokens: []string{"{env.PORTALGATE_SCIM_UNSET}"}}, repl, "scim: token is required, but {env.PORTALGATE_SCIM_UNSET} is empty"},
+		{SCIMConfig{Tokens: []string{long}, RequestsPerMinute: -1}, nil, `scim: requests_per_minute "-1"`},
+		{SCIMConfig{Tokens: []string{long}, Groups: []string{"Portal Users"}}, nil, ""},
+	} {
+		err := tc.sc.Check(tc.repl)
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%+v: %v, want %q", tc.sc, err, tc.want)
+		}
+	}
+}

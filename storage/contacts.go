@@ -47,6 +47,11 @@ type Contact struct {
 	// ReplaceContacts, never taken from input. Unlike Source, it is no
 	// product field.
 	Origin string `json:"origin,omitempty"`
+	// SCIM is the contact's SCIM User resource as the directory last wrote
+	// it (package scim), kept so that attributes the contact has no field
+	// for are returned unchanged; empty for contacts that did not come
+	// through SCIM. Backends store it as part of the record.
+	SCIM RawJSON `json:"scim,omitempty"`
 	// UpdatedAt is set by the store, to its clock, on every write.
 	UpdatedAt time.Time `json:"updated_at,omitzero"`
 }

@@ -10,9 +10,10 @@
 // # Roles
 //
 // Store is the whole of it, made of role interfaces named for what they
-// keep: Secrets, Contacts, Flows, Codes, Sessions, Limits, Once, Outbox,
-// AuditTrail and Links. The records (Contact, SignInFlow, Code, Session,
-// OutboxMessage, AuditEvent, PortalLink) are the contract between backends: each
+// keep: Secrets, Contacts, Groups, Flows, Codes, Sessions, Limits, Once,
+// Outbox, AuditTrail and Links. The records (Contact, Group, SignInFlow,
+// Code, Session, OutboxMessage, AuditEvent, PortalLink) are the contract
+// between backends: each
 // backend keeps every field, and the conformance suite in storagetest
 // holds every backend to the same behaviour. Contacts are parsed and
 // validated here too (ParseContactsJSON, ParseContactsCSV,
@@ -52,6 +53,7 @@
 //	c/<ws>/<id>                     contact
 //	ce/<ws>/<email>                 email index -> contact id
 //	cd/<ws>/<directory id>          directory index -> contact id
+//	g/<ws>/<id>                     directory group
 //	f/<id hash>                     sign-in flow
 //	k/<ws>/<contact id>/<flow hash> code of one sign-in flow
 //	s/<id hash>                     session
@@ -77,6 +79,8 @@
 //	{ws:W}:cd:<directory id>   directory index -> contact id
 //	{ws:W}:code:<contact id>:<flow hash>  code of one sign-in flow (a hash, not JSON)
 //	{ws:W}:codes:<contact id>  set of flow hashes holding a code of the contact
+//	{ws:W}:g:<id>              directory group
+//	{ws:W}:gids                set of group ids
 //	{ws:W}:sessions            session id hashes, scored by absolute expiry
 //	{ws:W}:si:<contact id>     the same, per contact
 //	{ws:W}:sess:<id hash>      session, in its workspace's slot so that one

@@ -23,6 +23,7 @@ var ErrUnavailable = errors.New("storage unavailable")
 type Store interface {
 	Secrets
 	Contacts
+	Groups
 	Flows
 	Codes
 	Sessions

@@ -23,6 +23,8 @@
 //	{ws:W}:cd:<directory id>   directory index -> id
 //	{ws:W}:code:<contact id>:<flow hash>  code of one sign-in flow (hash: h = the code's hash, e = expiry, t = tries, i = issued)
 //	{ws:W}:codes:<contact id>  flow hashes holding a code of the contact
+//	{ws:W}:g:<id>              directory group (JSON)
+//	{ws:W}:gids                set of group ids
 //	{ws:W}:sessions            session id hashes of the workspace, scored by absolute expiry
 //	{ws:W}:si:<contact id>     the same, per contact
 //	{ws:W}:sess:<id hash>      session (JSON), beside its contact so one script ends both

@@ -62,6 +62,7 @@ func Run(t *testing.T, open func(t *testing.T, now func() time.Time) storage.Sto
 	o := Opener(open)
 	t.Run("Secret", func(t *testing.T) { testSecret(t, o) })
 	t.Run("Contacts", func(t *testing.T) { testContacts(t, o) })
+	t.Run("Groups", func(t *testing.T) { testGroups(t, o) })
 	t.Run("Flows", func(t *testing.T) { testFlows(t, o) })
 	t.Run("Codes", func(t *testing.T) { testCodes(t, o) })
 	t.Run("Once", func(t *testing.T) { testOnce(t, o) })
