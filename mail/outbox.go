@@ -17,7 +17,8 @@ import (
 // are dropped and reported through GiveUp. A message is only removed after
 // Deliver returns, so nothing queued is lost when the process stops.
 type Outbox struct {
-	Store storage.Store
+	// Store is where the messages wait: the outbox role of the store.
+	Store storage.Outbox
 	// Deliver does the work of one message.
 	Deliver func(ctx context.Context, m storage.OutboxMessage) error
 	// GiveUp is told about a message that will not be retried.

@@ -404,13 +404,38 @@ func (c adminCall) listSessions(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (c adminCall) revokeSessions(w http.ResponseWriter, r *http.Request) error {
-	id := r.URL.Query().Get("contact_id")
-	if id == "" {
-		return apiErr(http.StatusBadRequest, "contact_id is required: DELETE /portal/workspaces/%s/sessions?contact_id=ID", c.ws.Name)
+	q := r.URL.Query()
+	id := q.Get("contact_id")
+	all := q.Get("all") == "1"
+	if id == "" && !all || id != "" && all {
+		return apiErr(http.StatusBadRequest, "say whose sessions: DELETE /portal/workspaces/%s/sessions?contact_id=ID, or ?all=1 for every session of the workspace", c.ws.Name)
 	}
-	n, err := c.store.DeleteContactSessions(r.Context(), c.ws.Name, id)
-	if err != nil {
-		return c.storeErr(err)
+	var n int
+	if all {
+		// Every contact that has a session, each in one store call: after
+		// a leaked secret, with the new secret in place, this signs
+		// everyone out.
+		sessions, err := c.store.Sessions(r.Context(), c.ws.Name, "")
+		if err != nil {
+			return c.storeErr(err)
+		}
+		done := map[string]bool{}
+		for _, s := range sessions {
+			if done[s.ContactID] {
+				continue
+			}
+			done[s.ContactID] = true
+			k, err := c.store.DeleteContactSessions(r.Context(), c.ws.Name, s.ContactID)
+			if err != nil {
+				return c.storeErr(err)
+			}
+			n += k
+		}
+	} else {
+		var err error
+		if n, err = c.store.DeleteContactSessions(r.Context(), c.ws.Name, id); err != nil {
+			return c.storeErr(err)
+		}
 	}
 	c.app.portal.Audit(r.Context(), storage.AuditEvent{Workspace: c.ws.Name, Event: handlers.EventSessionsRevoked,
 		ContactID: id, Method: "admin", Actor: actor(r), Count: n, Reason: strconv.Itoa(n) + " sessions"})

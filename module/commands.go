@@ -38,6 +38,7 @@ commands). Output is a table; --json prints the API's JSON instead.
   caddy portal contacts list --workspace acme
   caddy portal sessions list --workspace acme [--contact c-1001]
   caddy portal sessions revoke --workspace acme --contact c-1001
+  caddy portal sessions revoke --workspace acme --all
   caddy portal audit --workspace acme [--contact ID] [--event NAME] [--since T] [--until T] [--limit N]
   caddy portal audit export --workspace acme [--format ndjson|csv] [--contact ID] [--event NAME] [--since T] [--until T] > audit.csv
 
@@ -320,15 +321,23 @@ func sessionsCommand() *cobra.Command {
 	apiFlags(list)
 	list.Flags().String("contact", "", "Only this contact's sessions")
 	revoke := &cobra.Command{
-		Use:   "revoke --workspace W --contact ID",
-		Short: "Signs a contact out everywhere",
+		Use:   "revoke --workspace W (--contact ID | --all)",
+		Short: "Signs a contact (or, with --all, everyone) out everywhere",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			contact, _ := c.Flags().GetString("contact")
+			all, _ := c.Flags().GetBool("all")
+			if (contact == "") == !all {
+				return fmt.Errorf("give --contact ID or --all")
+			}
+			query := "sessions?contact_id=" + url.QueryEscape(contact)
+			if all {
+				query = "sessions?all=1"
+			}
 			var res struct {
 				Revoked int `json:"revoked"`
 			}
-			raw, err := call(c, http.MethodDelete, "sessions?contact_id="+url.QueryEscape(contact), nil, nil, &res)
+			raw, err := call(c, http.MethodDelete, query, nil, nil, &res)
 			if err != nil {
 				return err
 			}
@@ -341,8 +350,8 @@ func sessionsCommand() *cobra.Command {
 		},
 	}
 	apiFlags(revoke)
-	revoke.Flags().String("contact", "", "The contact's id (required)")
-	_ = revoke.MarkFlagRequired("contact")
+	revoke.Flags().String("contact", "", "The contact's id")
+	revoke.Flags().Bool("all", false, "Every session of the workspace (after rotating a leaked secret)")
 	c.AddCommand(list, revoke)
 	return c
 }
