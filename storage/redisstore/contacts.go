@@ -205,7 +205,14 @@ func (s *Store) ContactByDirectoryID(ctx context.Context, ws, dirID string) (sto
 
 // Contacts implements storage.Store.
 func (s *Store) Contacts(ctx context.Context, ws string) ([]storage.Contact, error) {
-	r, err := s.do(ctx, func(b rueidis.Builder) rueidis.Completed { return b.Smembers().Key(s.ws(ws) + "ids").Build() })
+	return listJSON[storage.Contact](ctx, s, s.ws(ws)+"ids", func(id string) string { return s.contactKey(ws, id) }, "contact")
+}
+
+// listJSON reads every JSON record whose id is in the set at setKey, ordered
+// by id, with one SMEMBERS and one MGET (a workspace's keys share a hash
+// tag); a record deleted between the two is left out.
+func listJSON[T any](ctx context.Context, s *Store, setKey string, key func(id string) string, what string) ([]T, error) {
+	r, err := s.do(ctx, func(b rueidis.Builder) rueidis.Completed { return b.Smembers().Key(setKey).Build() })
 	if err != nil {
 		return nil, err
 	}
@@ -216,9 +223,8 @@ func (s *Store) Contacts(ctx context.Context, ws string) ([]storage.Contact, err
 	sort.Strings(ids)
 	keys := make([]string, len(ids))
 	for i, id := range ids {
-		keys[i] = s.contactKey(ws, id)
+		keys[i] = key(id)
 	}
-	// All of a workspace's contact keys share a hash tag: one MGET.
 	r, err = s.do(ctx, func(b rueidis.Builder) rueidis.Completed { return b.Mget().Key(keys...).Build() })
 	if err != nil {
 		return nil, err
@@ -227,17 +233,17 @@ func (s *Store) Contacts(ctx context.Context, ws string) ([]storage.Contact, err
 	if err != nil {
 		return nil, err
 	}
-	out := make([]storage.Contact, 0, len(vals))
+	out := make([]T, 0, len(vals))
 	for i, v := range vals {
 		raw, err := v.ToString()
 		if err != nil {
 			continue // deleted since SMEMBERS
 		}
-		var c storage.Contact
-		if err := json.Unmarshal([]byte(raw), &c); err != nil {
-			return nil, fmt.Errorf("redis: contact %s: %w", ids[i], err)
+		var rec T
+		if err := json.Unmarshal([]byte(raw), &rec); err != nil {
+			return nil, fmt.Errorf("redis: %s %s: %w", what, ids[i], err)
 		}
-		out = append(out, c)
+		out = append(out, rec)
 	}
 	return out, nil
 }

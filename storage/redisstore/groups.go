@@ -5,7 +5,6 @@ import (
 	_ "embed"
 	"encoding/json"
 	"fmt"
-	"sort"
 
 	"github.com/redis/rueidis"
 
@@ -62,40 +61,7 @@ func (s *Store) Group(ctx context.Context, ws, id string) (storage.Group, error)
 
 // Groups implements storage.Store.
 func (s *Store) Groups(ctx context.Context, ws string) ([]storage.Group, error) {
-	r, err := s.do(ctx, func(b rueidis.Builder) rueidis.Completed { return b.Smembers().Key(s.ws(ws) + "gids").Build() })
-	if err != nil {
-		return nil, err
-	}
-	ids, err := r.AsStrSlice()
-	if err != nil || len(ids) == 0 {
-		return nil, err
-	}
-	sort.Strings(ids)
-	keys := make([]string, len(ids))
-	for i, id := range ids {
-		keys[i] = s.groupKey(ws, id)
-	}
-	r, err = s.do(ctx, func(b rueidis.Builder) rueidis.Completed { return b.Mget().Key(keys...).Build() })
-	if err != nil {
-		return nil, err
-	}
-	vals, err := r.ToArray()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]storage.Group, 0, len(vals))
-	for i, v := range vals {
-		raw, err := v.ToString()
-		if err != nil {
-			continue // deleted since SMEMBERS
-		}
-		var g storage.Group
-		if err := json.Unmarshal([]byte(raw), &g); err != nil {
-			return nil, fmt.Errorf("redis: group %s: %w", ids[i], err)
-		}
-		out = append(out, g)
-	}
-	return out, nil
+	return listJSON[storage.Group](ctx, s, s.ws(ws)+"gids", func(id string) string { return s.groupKey(ws, id) }, "group")
 }
 
 // DeleteGroup implements storage.Store.
