@@ -63,7 +63,7 @@ func (b *Backend) Provision(ctx caddy.Context) error {
 // Open implements storage.Backend: it opens the database, or shares the one
 // the running config already has open.
 func (b *Backend) Open() (storage.Store, error) {
-	return b.shared.Open(pool, b.Dir, func() (storage.Closer, error) {
+	st, err := b.shared.Open(pool, b.Dir, func() (storage.Closer, error) {
 		s, err := Open(b.Dir, Options{Logger: b.logger, AuditRetention: time.Duration(b.AuditRetention)})
 		if err != nil {
 			return nil, err
@@ -71,6 +71,12 @@ func (b *Backend) Open() (storage.Store, error) {
 		b.logger.Info("opened storage", zap.String("dir", b.Dir))
 		return s, nil
 	})
+	if s, ok := st.(*Store); ok && err == nil {
+		// Shared with the previous config: this one's audit retention and
+		// logger take effect.
+		s.Reconfigure(time.Duration(b.AuditRetention), b.logger)
+	}
+	return st, err
 }
 
 // Cleanup releases this config's hold on the database; the last release

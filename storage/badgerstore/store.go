@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -40,10 +41,11 @@ type Options struct {
 
 // Store is a storage.Store on Badger.
 type Store struct {
-	db        *badger.DB
-	now       func() time.Time
-	retention time.Duration
-	log       *zap.Logger
+	db  *badger.DB
+	now func() time.Time
+	// retention and log are the latest config's (see Reconfigure).
+	retention atomic.Int64
+	log       atomic.Pointer[zap.Logger]
 
 	stop chan struct{}
 	done chan struct{}
@@ -108,15 +110,14 @@ func Open(dir string, o Options) (*Store, error) {
 		return nil, fmt.Errorf("badger database in %s: %w", dir, err)
 	}
 	s := &Store{
-		db:        db,
-		now:       o.Now,
-		retention: o.AuditRetention,
-		log:       o.Logger,
-		stop:      make(chan struct{}),
-		done:      make(chan struct{}),
-		sessions:  storage.NewHotCache[string, storage.Session](hotRecords, 0),
-		contacts:  storage.NewHotCache[contactKey, storage.Contact](hotRecords, 0),
+		db:       db,
+		now:      o.Now,
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+		sessions: storage.NewHotCache[string, storage.Session](hotRecords, 0),
+		contacts: storage.NewHotCache[contactKey, storage.Contact](hotRecords, 0),
 	}
+	s.Reconfigure(o.AuditRetention, o.Logger)
 	go s.gcLoop(o.GCInterval, o.InMemory)
 	return s, nil
 }
@@ -148,7 +149,7 @@ func (s *Store) gcLoop(every time.Duration, inMemory bool) {
 				continue
 			}
 			if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
-				s.log.Warn("badger value log gc", zap.Error(err))
+				s.log.Load().Warn("badger value log gc", zap.Error(err))
 			}
 			break
 		}
@@ -937,7 +938,7 @@ func (s *Store) AppendAudit(_ context.Context, e storage.AuditEvent) error {
 	}
 	e.Time = e.Time.UTC()
 	e.ID = storage.SortableID(e.Time)
-	ttl := s.retention - s.now().Sub(e.Time)
+	ttl := time.Duration(s.retention.Load()) - s.now().Sub(e.Time)
 	if ttl <= 0 {
 		return nil
 	}
@@ -962,7 +963,7 @@ func (s *Store) Audit(_ context.Context, q storage.AuditQuery) ([]storage.AuditE
 		// of nanoseconds; every id at or after it, after them.
 		seek = fmt.Appendf(append([]byte{}, prefix...), "%016x", uint64(q.Until.UnixNano()))
 	}
-	oldest := s.now().Add(-s.retention)
+	oldest := s.now().Add(-time.Duration(s.retention.Load()))
 	var out []storage.AuditEvent
 	next := ""
 	err := s.db.View(func(txn *badger.Txn) error {
@@ -1037,4 +1038,12 @@ func (s *Store) Records() (map[string]int, error) {
 		return nil
 	})
 	return out, err
+}
+
+// Reconfigure applies a config's audit retention and logger to the open
+// database: the database is shared across config reloads, and the newest
+// config's settings are the ones that count.
+func (s *Store) Reconfigure(retention time.Duration, logger *zap.Logger) {
+	s.retention.Store(int64(retention))
+	s.log.Store(logger)
 }
