@@ -254,7 +254,7 @@ func (p *Portal) webhookGivenUp(m storage.OutboxMessage) (job webhookJob) {
 }
 
 // errWebhookBehind defers an event behind its contact's failing one.
-var errWebhookBehind = errors.New("waiting for an earlier event")
+var errWebhookBehind = fmt.Errorf("waiting for an earlier event: %w", mail.ErrDeferred)
 
 // signWebhook is the Standard Webhooks signature: "v1," and the base64
 // HMAC-SHA256 of "id.timestamp.body".

@@ -34,6 +34,10 @@ type Sender interface {
 // 5xx answer from the SMTP server.
 var ErrPermanent = errors.New("permanent delivery failure")
 
+// ErrDeferred marks a message that is not due yet after all (it waits its
+// turn behind another): retried later, but no failure.
+var ErrDeferred = errors.New("delivery deferred")
+
 // SMTP sends through an SMTP server with go-mail.
 type SMTP struct {
 	Host     string

@@ -43,6 +43,11 @@ type Outbox struct {
 	wake   chan struct{}
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	// outages are the delivery outages per message kind, logged once
+	// each, with a count when they end.
+	outageMu sync.Mutex
+	outages  map[string]*outage
 }
 
 // Start launches the workers; they run until Stop, or until ctx ends.
@@ -154,6 +159,7 @@ func (o *Outbox) deliver(ctx context.Context, m storage.OutboxMessage) {
 		if err := o.Store.AckOutbox(bg, m.ID); err != nil {
 			o.Logger.Error("acknowledging outbox message", zap.String("id", m.ID), zap.Error(err))
 		}
+		o.delivered(m.Kind)
 		o.done(m)
 		return
 	}
@@ -172,11 +178,48 @@ func (o *Outbox) deliver(ctx context.Context, m storage.OutboxMessage) {
 		o.done(m)
 		return
 	}
-	o.Logger.Warn("mail delivery failed, will retry",
-		zap.String("id", m.ID), zap.Int("attempts", m.Attempts), zap.Duration("backoff", backoff), zap.Error(err))
+	if !errors.Is(err, ErrDeferred) {
+		o.failed(m.Kind, err)
+	}
 	if err := o.Store.RetryOutbox(bg, m.ID, now.Add(backoff), err.Error()); err != nil {
 		o.Logger.Error("rescheduling outbox message", zap.String("id", m.ID), zap.Error(err))
 	}
+}
+
+// outage is one kind's run of failed deliveries.
+type outage struct {
+	since    time.Time
+	attempts int
+}
+
+// failed notes a failed attempt; the first of an outage is logged, the
+// rest are counted.
+func (o *Outbox) failed(kind string, err error) {
+	o.outageMu.Lock()
+	defer o.outageMu.Unlock()
+	if o.outages == nil {
+		o.outages = map[string]*outage{}
+	}
+	if out := o.outages[kind]; out != nil {
+		out.attempts++
+		return
+	}
+	o.outages[kind] = &outage{since: o.Now(), attempts: 1}
+	o.Logger.Warn("delivery failing; retrying with backoff, logged once until it works again",
+		zap.String("kind", kind), zap.Error(err))
+}
+
+// delivered ends the kind's outage, if there is one, with its count.
+func (o *Outbox) delivered(kind string) {
+	o.outageMu.Lock()
+	defer o.outageMu.Unlock()
+	out := o.outages[kind]
+	if out == nil {
+		return
+	}
+	delete(o.outages, kind)
+	o.Logger.Info("delivery works again", zap.String("kind", kind),
+		zap.Int("failed_attempts", out.attempts), zap.Duration("outage", o.Now().Sub(out.since)))
 }
 
 func (o *Outbox) done(m storage.OutboxMessage) {

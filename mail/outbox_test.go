@@ -1,0 +1,71 @@
+package mail_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/kdesk/portalgate/mail"
+	"github.com/kdesk/portalgate/storage"
+	"github.com/kdesk/portalgate/storage/badgerstore"
+)
+
+// TestOutboxLogsAnOutageOnce: while delivery fails, the first failed
+// attempt is logged and the others only counted; the first success after
+// it logs the end of the outage with the count.
+func TestOutboxLogsAnOutageOnce(t *testing.T) {
+	store, err := badgerstore.Open(t.TempDir(), badgerstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	core, logs := observer.New(zap.InfoLevel)
+	var down atomic.Bool
+	down.Store(true)
+	var sent atomic.Int32
+	o := &mail.Outbox{
+		Store: store, Workers: 2, Poll: 10 * time.Millisecond, Logger: zap.New(core),
+		Deliver: func(context.Context, storage.OutboxMessage) error {
+			if down.Load() {
+				return errors.New("451 try again later")
+			}
+			sent.Add(1)
+			return nil
+		},
+	}
+	ctx := context.Background()
+	for range 5 {
+		if err := store.Enqueue(ctx, storage.OutboxMessage{Kind: "code", Payload: []byte("{}"), NotAfter: time.Now().Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o.Start(ctx)
+	defer o.Stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(logs.FilterMessageSnippet("delivery failing").All()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(1500 * time.Millisecond) // more failed attempts (backoff 1 s, 2 s)
+	down.Store(false)
+	for sent.Load() < 5 && time.Now().Before(deadline.Add(20*time.Second)) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if sent.Load() != 5 {
+		t.Fatalf("%d of 5 messages delivered after the outage", sent.Load())
+	}
+	if n := len(logs.FilterMessageSnippet("delivery failing").All()); n != 1 {
+		t.Fatalf("the outage was logged %d times, want once", n)
+	}
+	ends := logs.FilterMessageSnippet("delivery works again").All()
+	if len(ends) != 1 {
+		t.Fatalf("the recovery was logged %d times, want once", len(ends))
+	}
+	if n, _ := ends[0].ContextMap()["failed_attempts"].(int64); n < 5 {
+		t.Fatalf("recovery counted %d failed attempts, want at least 5", n)
+	}
+}
