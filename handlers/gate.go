@@ -151,7 +151,10 @@ func (g *Gate) signedIn(r *http.Request, store storage.Store) (storage.Session, 
 	}
 	now := g.portal.Now()
 	if now.Sub(sess.LastSeen) > touchEvery(sess.Idle) {
-		if err := store.TouchSession(context.WithoutCancel(ctx), g.ws.Name, hash, now); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		// A failed refresh (storage full or down) does not stop a signed-in
+		// contact; an outage is logged where requests fail, not here.
+		if err := store.TouchSession(context.WithoutCancel(ctx), g.ws.Name, hash, now); err != nil &&
+			!errors.Is(err, storage.ErrNotFound) && !errors.Is(err, storage.ErrUnavailable) {
 			g.portal.Logger.Warn("refreshing session activity", zap.Error(err))
 		}
 	}

@@ -41,8 +41,9 @@ type Options struct {
 
 // Store is a storage.Store on Badger.
 type Store struct {
-	db  *badger.DB
-	now func() time.Time
+	db    *badger.DB
+	space space
+	now   func() time.Time
 	// retention and log are the latest config's (see Reconfigure).
 	retention atomic.Int64
 	log       atomic.Pointer[zap.Logger]
@@ -66,9 +67,6 @@ type Store struct {
 func Open(dir string, o Options) (*Store, error) {
 	if o.Now == nil {
 		o.Now = time.Now
-	}
-	if o.AuditRetention <= 0 {
-		o.AuditRetention = 90 * 24 * time.Hour
 	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
@@ -118,6 +116,8 @@ func Open(dir string, o Options) (*Store, error) {
 		contacts: storage.NewHotCache[contactKey, storage.Contact](hotRecords, 0),
 	}
 	s.Reconfigure(o.AuditRetention, o.Logger)
+	s.space.dir = dir
+	s.space.free.Store(1 << 62) // until the first check
 	go s.gcLoop(o.GCInterval, o.InMemory)
 	return s, nil
 }
@@ -176,6 +176,9 @@ const (
 
 // update runs fn in a read-write transaction, retrying on conflicts.
 func (s *Store) update(fn func(txn *badger.Txn) error) error {
+	if err := s.space.room(); err != nil {
+		return err
+	}
 	var err error
 	for i := range 50 {
 		err = s.db.Update(fn)
@@ -1044,6 +1047,16 @@ func (s *Store) Records() (map[string]int, error) {
 // database: the database is shared across config reloads, and the newest
 // config's settings are the ones that count.
 func (s *Store) Reconfigure(retention time.Duration, logger *zap.Logger) {
+	if retention <= 0 {
+		retention = DefaultAuditRetention
+	}
+	if logger == nil {
+		logger = zap.NewNop()
+	}
 	s.retention.Store(int64(retention))
 	s.log.Store(logger)
 }
+
+// DefaultAuditRetention is how long audit events are kept unless the
+// config says otherwise.
+const DefaultAuditRetention = 90 * 24 * time.Hour
