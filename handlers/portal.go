@@ -198,17 +198,20 @@ func (p *Portal) settle() {
 	p.settleOnce.Do(func() { close(p.readyChan()) })
 }
 
-// storageDown logs a storage outage once.
+// storageDown notes that storage failed a request, so that the next ones
+// are answered at once. An outage (storage.ErrUnavailable) is the store's
+// to log, once, as it is the store that knows when it ends; any other
+// failure is logged here, once until storage answers again.
 func (p *Portal) storageDown(what string, err error) {
-	if p.outage.CompareAndSwap(false, true) {
-		p.Logger.Error("portal storage unavailable: failing closed until it answers again", zap.String("during", what), zap.Error(err))
+	if p.outage.CompareAndSwap(false, true) && !errors.Is(err, storage.ErrUnavailable) {
+		p.Logger.Error("portal storage failed: failing closed", zap.String("during", what), zap.Error(err))
 	}
 }
 
-// storageUp logs the end of an outage once.
+// storageUp notes that storage answers again.
 func (p *Portal) storageUp() {
-	if p.outage.Load() && p.outage.CompareAndSwap(true, false) {
-		p.Logger.Info("portal storage answers again")
+	if p.outage.Load() {
+		p.outage.CompareAndSwap(true, false)
 	}
 }
 

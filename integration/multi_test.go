@@ -292,7 +292,7 @@ func TestRedisDownFailsClosed(t *testing.T) {
 	eventually(t, 20*time.Second, "service to resume", func() bool {
 		return b.get("/tickets/1").Status == http.StatusOK
 	})
-	if !strings.Contains(logs(), "portal storage answers again") {
+	if !strings.Contains(logs(), "portal storage available again") {
 		t.Fatal("the recovery was not logged")
 	}
 }

@@ -4,7 +4,8 @@ import (
 	"fmt"
 	"sync/atomic"
 	"syscall"
-	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/kdesk/portalgate/storage"
 )
@@ -21,29 +22,36 @@ import (
 // tables, with room for Badger's own flushes and compactions.
 const reserveBytes = 16 << 20
 
-// spaceCheckEvery bounds how often the disk is asked, under load.
-const spaceCheckEvery = 100 * time.Millisecond
-
 // space remembers the latest answer.
 type space struct {
-	dir     string
-	checked atomic.Int64 // unix nanoseconds of the last statfs
-	free    atomic.Int64
+	dir  string
+	free atomic.Int64
+	// short is set while the disk lacks the reserve, so that the store
+	// logs the outage once and its end once.
+	short atomic.Bool
+	log   func() *zap.Logger
 }
 
 // room returns nil when the disk has room for a write, and otherwise an
 // error wrapping storage.ErrUnavailable.
 func (sp *space) room() error {
-	now := time.Now().UnixNano()
-	if now-sp.checked.Load() > int64(spaceCheckEvery) {
-		var st syscall.Statfs_t
-		if err := syscall.Statfs(sp.dir, &st); err == nil {
-			sp.free.Store(int64(st.Bavail) * int64(st.Bsize))
-		}
-		sp.checked.Store(now)
+	// Asked before every write (a statfs costs about a microsecond, a
+	// Badger write tens): a disk filled by another process in between
+	// would still fault, but the reserve leaves room for what Badger
+	// writes next.
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(sp.dir, &st); err == nil {
+		sp.free.Store(int64(st.Bavail) * int64(st.Bsize))
 	}
 	if free := sp.free.Load(); free < reserveBytes {
-		return fmt.Errorf("badger: %w: the disk of %s has %d bytes free, less than the %d a write keeps in reserve", storage.ErrUnavailable, sp.dir, free, reserveBytes)
+		err := fmt.Errorf("badger: %w: the disk of %s has %d bytes free, less than the %d a write keeps in reserve", storage.ErrUnavailable, sp.dir, free, reserveBytes)
+		if sp.short.CompareAndSwap(false, true) {
+			sp.log().Error("portal storage unavailable: the disk is full; writes fail closed until space is freed", zap.Error(err))
+		}
+		return err
+	}
+	if sp.short.CompareAndSwap(true, false) {
+		sp.log().Info("portal storage available again: the disk has room", zap.String("dir", sp.dir))
 	}
 	return nil
 }

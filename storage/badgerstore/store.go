@@ -116,7 +116,7 @@ func Open(dir string, o Options) (*Store, error) {
 		contacts: storage.NewHotCache[contactKey, storage.Contact](hotRecords, 0),
 	}
 	s.Reconfigure(o.AuditRetention, o.Logger)
-	s.space.dir = dir
+	s.space.dir, s.space.log = dir, s.log.Load
 	s.space.free.Store(1 << 62) // until the first check
 	go s.gcLoop(o.GCInterval, o.InMemory)
 	return s, nil

@@ -249,7 +249,7 @@ func (s *Store) conn() (rueidis.Client, error) {
 // is new.
 func (s *Store) unavailable(err error) error {
 	if s.healthy.CompareAndSwap(true, false) {
-		s.log.Warn("redis unavailable; storage calls fail until it answers again",
+		s.log.Error("portal storage unavailable: redis does not answer; storage calls fail closed until it does",
 			zap.Strings("address", s.opt.InitAddress), zap.Error(err))
 	}
 	return fmt.Errorf("redis: %w: %w", storage.ErrUnavailable, err)
@@ -257,7 +257,7 @@ func (s *Store) unavailable(err error) error {
 
 func (s *Store) up() {
 	if !s.healthy.Load() && s.healthy.CompareAndSwap(false, true) {
-		s.log.Info("redis available again", zap.Strings("address", s.opt.InitAddress))
+		s.log.Info("portal storage available again: redis answers", zap.Strings("address", s.opt.InitAddress))
 	}
 }
 
