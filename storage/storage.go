@@ -156,6 +156,13 @@ type Outbox interface {
 	RetryOutbox(ctx context.Context, id string, due time.Time, lastErr string) error
 	// OutboxLen reports how many messages wait in the outbox.
 	OutboxLen(ctx context.Context) (int, error)
+	// ReleaseLeases ends every lease at once: each message claimed and
+	// neither acknowledged nor retried becomes claimable now, keeping its
+	// attempts; messages waiting for a later due time stay as they are.
+	// It reports how many leases it ended. Only a backend used by one
+	// process calls it, when it opens: no earlier claimer is still
+	// delivering, so waiting for the lease would only delay the mail.
+	ReleaseLeases(ctx context.Context) (int, error)
 }
 
 // AuditTrail keeps the sign-in events of every workspace for the store's

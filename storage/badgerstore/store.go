@@ -117,6 +117,12 @@ func Open(dir string, o Options) (*Store, error) {
 		sessions:  storage.NewHotCache[string, storage.Session](hotRecords, 0),
 		contacts:  storage.NewHotCache[contactKey, storage.Contact](hotRecords, 0),
 	}
+	if n, err := s.ReleaseLeases(context.Background()); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("badger database in %s: releasing outbox leases: %w", dir, err)
+	} else if n > 0 {
+		o.Logger.Info("outbox messages of the previous process released for delivery now", zap.Int("messages", n))
+	}
 	go s.gcLoop(o.GCInterval, o.InMemory)
 	return s, nil
 }
@@ -914,6 +920,39 @@ func (s *Store) RetryOutbox(_ context.Context, id string, due time.Time, lastErr
 		m.Due, m.LeaseUntil, m.LastError = due, time.Time{}, lastErr
 		return setJSON(txn, kOutbox+id, m, 0)
 	})
+}
+
+// ReleaseLeases implements storage.Store. Open calls it: Badger has one
+// process per directory, so a lease still running at open belongs to a
+// process that died mid-delivery.
+func (s *Store) ReleaseLeases(_ context.Context) (int, error) {
+	now := s.now()
+	n := 0
+	err := s.update(func(txn *badger.Txn) error {
+		n = 0
+		var leased []storage.OutboxMessage
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(kOutbox), PrefetchValues: true, PrefetchSize: 16})
+		for it.Rewind(); it.Valid(); it.Next() {
+			var m storage.OutboxMessage
+			if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &m) }); err != nil {
+				it.Close()
+				return err
+			}
+			if now.Before(m.LeaseUntil) {
+				leased = append(leased, m)
+			}
+		}
+		it.Close()
+		for _, m := range leased {
+			m.LeaseUntil = time.Time{}
+			if err := setJSON(txn, kOutbox+m.ID, m, 0); err != nil {
+				return err
+			}
+		}
+		n = len(leased)
+		return nil
+	})
+	return n, err
 }
 
 // OutboxLen implements storage.Store.

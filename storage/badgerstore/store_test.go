@@ -146,3 +146,34 @@ func TestAuditRetention(t *testing.T) {
 		t.Fatalf("Audit past retention = %+v, %v; want none", es, err)
 	}
 }
+
+// TestOpenReleasesLeases: Badger has one process per directory, so what a
+// crashed process had leased is claimable as soon as the database opens
+// again, not after the lease.
+func TestOpenReleasesLeases(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	clock := storagetest.NewClock()
+	s := open(t, dir, badgerstore.Options{Now: clock.Now})
+	for _, id := range []string{"m1", "m2"} {
+		if err := s.Enqueue(ctx, storage.OutboxMessage{ID: id, Kind: "code", Payload: []byte(id)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ms, err := s.ClaimOutbox(ctx, 2*time.Minute, 1); err != nil || len(ms) != 1 {
+		t.Fatalf("ClaimOutbox = %+v, %v", ms, err)
+	}
+	// The process dies mid-delivery: no ack, no retry.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, dir, badgerstore.Options{Now: clock.Now})
+	t.Cleanup(func() { _ = s.Close() })
+	ms, err := s.ClaimOutbox(ctx, 2*time.Minute, 10)
+	if err != nil || len(ms) != 2 {
+		t.Fatalf("ClaimOutbox after reopen = %+v, %v; want both messages at once", ms, err)
+	}
+	if n := ms[0].Attempts + ms[1].Attempts; n != 3 {
+		t.Errorf("attempts after reopen = %d and %d, want the crashed claim counted (1 and 2)", ms[0].Attempts, ms[1].Attempts)
+	}
+}

@@ -1539,6 +1539,39 @@ func testOutbox(t *testing.T, open Opener) {
 		}
 	})
 
+	t.Run("ReleaseLeases", func(t *testing.T) {
+		ctx, s, clock := setup(t, open)
+		for _, id := range []string{"m1", "m2", "m3"} {
+			must(t, "Enqueue", s.Enqueue(ctx, msg(id)))
+		}
+		if got := claim(t, ctx, s, 2*time.Minute, 10); len(got) != 3 {
+			t.Fatalf("claimed %d, want 3", len(got))
+		}
+		// m2 failed and waits for its retry; m3 was delivered.
+		must(t, "RetryOutbox", s.RetryOutbox(ctx, "m2", clock.Now().Add(time.Hour), "smtp: 421"))
+		must(t, "AckOutbox", s.AckOutbox(ctx, "m3"))
+		n, err := s.ReleaseLeases(ctx)
+		must(t, "ReleaseLeases", err)
+		if n != 1 {
+			t.Errorf("ReleaseLeases = %d, want 1 (m1)", n)
+		}
+		got := claim(t, ctx, s, 2*time.Minute, 10)
+		if m, ok := got["m1"]; !ok || len(got) != 1 || m.Attempts != 2 {
+			t.Fatalf("after ReleaseLeases claimed %+v, want m1 at once with Attempts 2", got)
+		}
+		if n, err := s.ReleaseLeases(ctx); err != nil || n != 1 {
+			t.Errorf("ReleaseLeases again = %d, %v; want 1", n, err)
+		}
+		must(t, "AckOutbox", s.AckOutbox(ctx, "m1"))
+		if n, err := s.ReleaseLeases(ctx); err != nil || n != 0 {
+			t.Errorf("ReleaseLeases with nothing leased = %d, %v; want 0", n, err)
+		}
+		clock.Advance(time.Hour)
+		if got := claim(t, ctx, s, time.Minute, 10); len(got) != 1 || got["m2"].ID != "m2" {
+			t.Fatalf("at its retry time claimed %v, want m2", slices.Collect(maps.Keys(got)))
+		}
+	})
+
 	t.Run("ConcurrentClaimsExactlyOnce", func(t *testing.T) {
 		ctx, s, _ := setup(t, open)
 		const total, workers = 30, 6
