@@ -64,6 +64,7 @@
 //	q/<id>                          outbox message
 //	a/<ws>/<id>                     audit event; the id sorts by time, so a reverse scan is newest first
 //	m/<name>                        facts about the database itself (migrations done)
+//	m/import/<ws>[/<seq>]           journal of an import larger than one transaction (see import.go)
 //	l/<ws>/<id>                     personalized link (TTL: its expiry)
 //	li/<ws>/<contact id>/<id>       link index (empty value, same TTL), for listing and revoking
 //

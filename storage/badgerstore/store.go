@@ -55,6 +55,11 @@ type Store struct {
 	sessions *storage.HotCache[string, storage.Session]
 	contacts *storage.HotCache[contactKey, storage.Contact]
 
+	// contactsMu serializes the writes of contacts, so that an import
+	// written in several transactions applies exactly the plan checked
+	// before its first one (see import.go).
+	contactsMu sync.Mutex
+
 	// hitMu serializes Hit: under a burst on one counter, optimistic
 	// transactions keep conflicting and run out of retries.
 	hitMu sync.Mutex
@@ -116,6 +121,10 @@ func Open(dir string, o Options) (*Store, error) {
 		done:      make(chan struct{}),
 		sessions:  storage.NewHotCache[string, storage.Session](hotRecords, 0),
 		contacts:  storage.NewHotCache[contactKey, storage.Contact](hotRecords, 0),
+	}
+	if err := s.finishImports(); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("badger database in %s: finishing an interrupted contacts import: %w", dir, err)
 	}
 	if n, err := s.ReleaseLeases(context.Background()); err != nil {
 		_ = db.Close()
@@ -238,62 +247,6 @@ func (s *Store) Secret(_ context.Context, generate func() ([]byte, error)) ([]by
 		return txn.Set([]byte(kSecret), b)
 	})
 	return out, err
-}
-
-// PutContacts implements storage.Store.
-func (s *Store) PutContacts(_ context.Context, ws string, contacts []storage.Contact) error {
-	now := s.now().UTC()
-	var ended []string
-	err := s.update(func(txn *badger.Txn) error {
-		var err error
-		ended, err = s.putContacts(txn, ws, contacts, now)
-		return err
-	})
-	return s.contactsWritten(ws, len(contacts), ended, err)
-}
-
-// ReplaceContacts implements storage.Store.
-func (s *Store) ReplaceContacts(_ context.Context, ws, origin string, contacts []storage.Contact) (storage.ReplaceResult, error) {
-	now := s.now().UTC()
-	var ended []string
-	var res storage.ReplaceResult
-	err := s.update(func(txn *badger.Txn) error {
-		res = storage.ReplaceResult{}
-		stored := map[string]storage.Contact{}
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(kContact + ws + "/"), PrefetchValues: true, PrefetchSize: 100})
-		for it.Rewind(); it.Valid(); it.Next() {
-			var c storage.Contact
-			if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &c) }); err != nil {
-				it.Close()
-				return err
-			}
-			stored[c.ID] = c
-		}
-		it.Close()
-		var write []storage.Contact
-		listed := map[string]bool{}
-		for _, c := range contacts {
-			c.Origin = origin
-			listed[c.ID] = true
-			if old, ok := stored[c.ID]; ok && sameContact(old, c) {
-				res.Unchanged++
-				continue
-			}
-			write = append(write, c)
-		}
-		res.Upserted = len(write)
-		for _, c := range stored {
-			if c.Origin == origin && !listed[c.ID] && c.Active() {
-				c.Status = storage.StatusDisabled
-				write = append(write, c)
-				res.Disabled++
-			}
-		}
-		var err error
-		ended, err = s.putContacts(txn, ws, write, now)
-		return err
-	})
-	return res, s.contactsWritten(ws, len(contacts), ended, err)
 }
 
 // sameContact compares contacts except when they were written.
@@ -447,6 +400,8 @@ func (s *Store) Contacts(_ context.Context, ws string) ([]storage.Contact, error
 
 // DeleteContact implements storage.Store.
 func (s *Store) DeleteContact(_ context.Context, ws, id string) (int, error) {
+	s.contactsMu.Lock()
+	defer s.contactsMu.Unlock()
 	key := kContact + ws + "/" + id
 	var n int
 	var ended []string

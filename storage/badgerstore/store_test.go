@@ -3,6 +3,8 @@ package badgerstore_test
 import (
 	"bytes"
 	"errors"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -176,4 +178,16 @@ func TestOpenReleasesLeases(t *testing.T) {
 	if n := ms[0].Attempts + ms[1].Attempts; n != 3 {
 		t.Errorf("attempts after reopen = %d and %d, want the crashed claim counted (1 and 2)", ms[0].Attempts, ms[1].Attempts)
 	}
+}
+
+// TestImportScale measures large imports, outside CI:
+// PORTALGATE_IMPORT_CONTACTS=100000 go test -run ImportScale -v ./storage/badgerstore/
+func TestImportScale(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("PORTALGATE_IMPORT_CONTACTS"))
+	if n <= 0 {
+		t.Skip("set PORTALGATE_IMPORT_CONTACTS to the number of contacts")
+	}
+	s := open(t, t.TempDir(), badgerstore.Options{})
+	t.Cleanup(func() { _ = s.Close() })
+	storagetest.MeasureImport(t, s, "acme", n)
 }

@@ -57,7 +57,7 @@ func (s *Store) PutContacts(ctx context.Context, ws string, contacts []storage.C
 		keys = append(keys, s.contactKey(ws, c.ID))
 		written = append(written, s.contactKey(ws, c.ID))
 	}
-	r, err := s.run(ctx, putContacts, keys, args...)
+	r, err := s.runFor(ctx, time.Duration(len(contacts))*perContact, putContacts, keys, args...)
 	s.written.mark(written...)
 	if err != nil {
 		return err
@@ -114,7 +114,7 @@ func (s *Store) ReplaceContacts(ctx context.Context, ws, origin string, contacts
 		}
 		args = append(args, c.ID, c.Email, c.DirectoryID, string(doc))
 	}
-	r, err := s.run(ctx, replaceContacts, []string{pre + "ids"}, args...)
+	r, err := s.runFor(ctx, time.Duration(len(contacts))*perContact, replaceContacts, []string{pre + "ids"}, args...)
 	if err != nil {
 		return storage.ReplaceResult{}, err
 	}

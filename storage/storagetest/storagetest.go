@@ -74,6 +74,7 @@ func Run(t *testing.T, open func(t *testing.T, now func() time.Time) storage.Sto
 	t.Run("Audit", func(t *testing.T) { testAudit(t, o) })
 	t.Run("Links", func(t *testing.T) { testLinks(t, o) })
 	t.Run("AuditActor", func(t *testing.T) { testAuditActor(t, o) })
+	t.Run("LargeDirectory", func(t *testing.T) { testLargeDirectory(t, o) })
 }
 
 // setup opens a fresh store on a fresh clock.
