@@ -67,7 +67,10 @@ func (s *Store) PutContacts(_ context.Context, ws string, contacts []storage.Con
 }
 
 // ReplaceContacts implements storage.Store.
-func (s *Store) ReplaceContacts(_ context.Context, ws, origin string, contacts []storage.Contact) (storage.ReplaceResult, error) {
+func (s *Store) ReplaceContacts(_ context.Context, ws string, set storage.ContactSet, contacts []storage.Contact) (storage.ReplaceResult, error) {
+	if err := set.Validate(); err != nil {
+		return storage.ReplaceResult{}, err
+	}
 	s.contactsMu.Lock()
 	defer s.contactsMu.Unlock()
 	if err := s.finishImports(); err != nil {
@@ -81,7 +84,7 @@ func (s *Store) ReplaceContacts(_ context.Context, ws, origin string, contacts [
 	var write []storage.Contact
 	listed := make(map[string]bool, len(contacts))
 	for _, c := range contacts {
-		c.Origin = origin
+		set.Mark(&c)
 		listed[c.ID] = true
 		if old, ok := stored[c.ID]; ok && sameContact(old, c) {
 			res.Unchanged++
@@ -91,7 +94,7 @@ func (s *Store) ReplaceContacts(_ context.Context, ws, origin string, contacts [
 	}
 	res.Upserted = len(write)
 	for _, c := range stored {
-		if c.Origin == origin && !listed[c.ID] && c.Active() {
+		if set.Holds(c) && !listed[c.ID] && c.Active() {
 			c.Status = storage.StatusDisabled
 			write = append(write, c)
 			res.Disabled++

@@ -62,7 +62,7 @@ func testLargeDirectory(t *testing.T, open Opener) {
 	t.Run("ReplaceContacts", func(t *testing.T) {
 		ctx, s, clock := setup(t, open)
 		dir := Directory(largeDirectory)
-		res, err := s.ReplaceContacts(ctx, ws, storage.OriginFile, dir)
+		res, err := s.ReplaceContacts(ctx, ws, storage.ContactSet{Origin: storage.OriginFile}, dir)
 		must(t, "ReplaceContacts", err)
 		if res != (storage.ReplaceResult{Upserted: largeDirectory}) {
 			t.Fatalf("first ReplaceContacts = %+v", res)
@@ -79,7 +79,7 @@ func testLargeDirectory(t *testing.T, open Opener) {
 			next[i].Name = "Renamed"
 		}
 		next = append(next, Directory(largeDirectory + 500)[largeDirectory:]...)
-		res, err = s.ReplaceContacts(ctx, ws, storage.OriginFile, next)
+		res, err = s.ReplaceContacts(ctx, ws, storage.ContactSet{Origin: storage.OriginFile}, next)
 		must(t, "ReplaceContacts with the next set", err)
 		if want := (storage.ReplaceResult{Upserted: 1000, Disabled: 1000, Unchanged: largeDirectory - 1500}); res != want {
 			t.Fatalf("ReplaceContacts with the next set = %+v, want %+v", res, want)
@@ -97,13 +97,64 @@ func testLargeDirectory(t *testing.T, open Opener) {
 
 		// Refused at the end: nothing changes, not even the disabling.
 		bad := append(append([]storage.Contact{}, dir[:100]...), storage.Contact{ID: "x-1", Email: dir[200].Email, Status: storage.StatusActive, Source: storage.SourceManual})
-		if _, err := s.ReplaceContacts(ctx, ws, storage.OriginFile, bad); err == nil {
+		if _, err := s.ReplaceContacts(ctx, ws, storage.ContactSet{Origin: storage.OriginFile}, bad); err == nil {
 			t.Fatal("ReplaceContacts with a taken email succeeded")
 		}
 		if c, err := s.Contact(ctx, ws, dir[300].ID); err != nil || !c.Active() {
 			t.Errorf("after the refused replace, a contact = %+v, %v; want still active", c, err)
 		}
 	})
+}
+
+// testReplaceBySource: a scripted sync replaces every contact of a source,
+// whatever imported it, and leaves the other source alone.
+func testReplaceBySource(t *testing.T, open Opener) {
+	const ws = "acme"
+	ctx, s, clock := setup(t, open)
+	dir := Directory(4) // c-000000 and c-000001 from the directory, then two manual
+	must(t, "PutContacts", s.PutContacts(ctx, ws, dir[1:]))
+	fromFile := dir[0]
+	_, err := s.ReplaceContacts(ctx, ws, storage.ContactSet{Origin: storage.OriginFile}, []storage.Contact{fromFile})
+	must(t, "ReplaceContacts by origin", err)
+	now := clock.Now()
+	sess := storage.Session{IDHash: newHash(t), Workspace: ws, ContactID: dir[1].ID, Method: "code", CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(time.Hour)}
+	must(t, "PutSession", s.PutSession(ctx, sess))
+
+	// The batch: c-000003 (manual until now) and a new one, both written
+	// as directory contacts; c-000000 and c-000001 are directory contacts
+	// it leaves out.
+	newcomer := storage.Contact{ID: "c-new", Email: "new@acme.example", Status: storage.StatusActive, Source: storage.SourceManual}
+	batch := []storage.Contact{dir[3], newcomer}
+	set := storage.ContactSet{Source: storage.SourceDirectory}
+	res, err := s.ReplaceContacts(ctx, ws, set, batch)
+	must(t, "ReplaceContacts by source", err)
+	if want := (storage.ReplaceResult{Upserted: 2, Disabled: 2}); res != want {
+		t.Fatalf("ReplaceContacts by source = %+v, want %+v", res, want)
+	}
+	for _, id := range []string{dir[0].ID, dir[1].ID} {
+		if c, err := s.Contact(ctx, ws, id); err != nil || c.Active() {
+			t.Errorf("directory contact %s left out = %+v, %v; want disabled", id, c, err)
+		}
+	}
+	if _, err := s.Session(ctx, ws, sess.IDHash); err == nil {
+		t.Error("a directory contact left out kept its session")
+	}
+	if c, err := s.Contact(ctx, ws, dir[2].ID); err != nil || !c.Active() || c.Source != storage.SourceManual {
+		t.Errorf("a manual contact = %+v, %v; want left alone", c, err)
+	}
+	for _, id := range []string{dir[3].ID, "c-new"} {
+		if c, err := s.Contact(ctx, ws, id); err != nil || !c.Active() || c.Source != storage.SourceDirectory || c.Origin != "" {
+			t.Errorf("batch contact %s = %+v, %v; want active, from the directory, of no import", id, c, err)
+		}
+	}
+	res, err = s.ReplaceContacts(ctx, ws, set, batch)
+	must(t, "ReplaceContacts by source again", err)
+	if want := (storage.ReplaceResult{Unchanged: 2}); res != want {
+		t.Fatalf("ReplaceContacts by source again = %+v, want %+v", res, want)
+	}
+	if _, err := s.ReplaceContacts(ctx, ws, storage.ContactSet{}, batch); err == nil {
+		t.Error("ReplaceContacts with an empty set succeeded")
+	}
 }
 
 func wantCount(t *testing.T, ctx context.Context, s storage.Store, ws string, n int) {
@@ -130,11 +181,11 @@ func MeasureImport(t *testing.T, s storage.Store, ws string, n int) {
 		next[i].Name = "Renamed"
 	}
 	start = time.Now()
-	res, err := s.ReplaceContacts(ctx, ws, storage.OriginFile, next)
+	res, err := s.ReplaceContacts(ctx, ws, storage.ContactSet{Origin: storage.OriginFile}, next)
 	must(t, "ReplaceContacts", err)
 	replace := time.Since(start)
 	start = time.Now()
-	again, err := s.ReplaceContacts(ctx, ws, storage.OriginFile, next)
+	again, err := s.ReplaceContacts(ctx, ws, storage.ContactSet{Origin: storage.OriginFile}, next)
 	must(t, "ReplaceContacts again", err)
 	same := time.Since(start)
 	wantCount(t, ctx, s, ws, n)

@@ -75,6 +75,7 @@ func Run(t *testing.T, open func(t *testing.T, now func() time.Time) storage.Sto
 	t.Run("Links", func(t *testing.T) { testLinks(t, o) })
 	t.Run("AuditActor", func(t *testing.T) { testAuditActor(t, o) })
 	t.Run("LargeDirectory", func(t *testing.T) { testLargeDirectory(t, o) })
+	t.Run("ReplaceBySource", func(t *testing.T) { testReplaceBySource(t, o) })
 }
 
 // setup opens a fresh store on a fresh clock.
@@ -1149,7 +1150,7 @@ func testContactLifecycle(t *testing.T, open Opener) {
 		file := normalized(t,
 			storage.Contact{ID: "c-1", Email: "jane@acme.example", Name: "Jane"},
 			storage.Contact{ID: "f-1", Email: "fred@acme.example", Name: "Fred"})
-		res, err := s.ReplaceContacts(ctx, ws, storage.OriginFile, file)
+		res, err := s.ReplaceContacts(ctx, ws, storage.ContactSet{Origin: storage.OriginFile}, file)
 		must(t, "ReplaceContacts", err)
 		// jane and fred are the file's now (jane was written with no origin).
 		if res != (storage.ReplaceResult{Upserted: 2}) {
@@ -1159,7 +1160,7 @@ func testContactLifecycle(t *testing.T, open Opener) {
 		if err != nil || c.Origin != storage.OriginFile || !c.Active() {
 			t.Fatalf("Contact(f-1) = %+v, %v; want an active file contact", c, err)
 		}
-		res, err = s.ReplaceContacts(ctx, ws, storage.OriginFile, file)
+		res, err = s.ReplaceContacts(ctx, ws, storage.ContactSet{Origin: storage.OriginFile}, file)
 		must(t, "ReplaceContacts again", err)
 		if res != (storage.ReplaceResult{Unchanged: 2}) {
 			t.Fatalf("the same file again = %+v, want 2 unchanged", res)
@@ -1172,7 +1173,7 @@ func testContactLifecycle(t *testing.T, open Opener) {
 
 		// The file drops jane: she is disabled and signed out; bob (no
 		// origin: the admin API's) and globex are left alone.
-		res, err = s.ReplaceContacts(ctx, ws, storage.OriginFile, file[1:])
+		res, err = s.ReplaceContacts(ctx, ws, storage.ContactSet{Origin: storage.OriginFile}, file[1:])
 		must(t, "ReplaceContacts without jane", err)
 		if res != (storage.ReplaceResult{Disabled: 1, Unchanged: 1}) {
 			t.Fatalf("ReplaceContacts without jane = %+v, want 1 disabled, 1 unchanged", res)
@@ -1192,13 +1193,13 @@ func testContactLifecycle(t *testing.T, open Opener) {
 			t.Fatalf("Contact(c-2) = %+v, %v; want bob untouched", c, err)
 		}
 		// Already disabled: nothing more to do.
-		res, err = s.ReplaceContacts(ctx, ws, storage.OriginFile, file[1:])
+		res, err = s.ReplaceContacts(ctx, ws, storage.ContactSet{Origin: storage.OriginFile}, file[1:])
 		must(t, "ReplaceContacts without jane again", err)
 		if res != (storage.ReplaceResult{Unchanged: 1}) {
 			t.Fatalf("again = %+v, want 1 unchanged", res)
 		}
 		// Back in the file: active again, with no old session.
-		res, err = s.ReplaceContacts(ctx, ws, storage.OriginFile, file)
+		res, err = s.ReplaceContacts(ctx, ws, storage.ContactSet{Origin: storage.OriginFile}, file)
 		must(t, "ReplaceContacts with jane back", err)
 		if res != (storage.ReplaceResult{Upserted: 1, Unchanged: 1}) {
 			t.Fatalf("jane back = %+v, want 1 upserted, 1 unchanged", res)
@@ -1207,7 +1208,7 @@ func testContactLifecycle(t *testing.T, open Opener) {
 
 		// A conflict changes nothing: fred's email taken by bob.
 		clash := normalized(t, storage.Contact{ID: "f-1", Email: "bob@acme.example"})
-		if _, err := s.ReplaceContacts(ctx, ws, storage.OriginFile, clash); err == nil {
+		if _, err := s.ReplaceContacts(ctx, ws, storage.ContactSet{Origin: storage.OriginFile}, clash); err == nil {
 			t.Fatal("ReplaceContacts taking bob's email: no error")
 		}
 		c, err = s.Contact(ctx, ws, "c-1")
