@@ -124,13 +124,21 @@ http://127.0.0.1:%d {
 	reverse_proxy %s
 }
 `, g.adminPort, g.dir, g.dir, redis, host, port, g.httpPort, contacts, strings.Join(extraWorkspace, "\n"), g.httpPort, strings.TrimPrefix(up.URL, "http://"))
+	return runInstance(t, g, cf, name)
+}
+
+// runInstance runs the built Caddy as a process of its own with the
+// Caddyfile cf, its files in g.dir, and waits until it listens; the test's
+// end kills it. Run again with the same g, it restarts on the same state.
+func runInstance(t *testing.T, g *gateway, cf string, name string) *instance {
+	t.Helper()
 	file := filepath.Join(g.dir, "Caddyfile")
 	if err := os.WriteFile(file, []byte(cf), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(builtCaddy(t), "run", "--config", file, "--adapter", "caddyfile")
 	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+g.dir, "XDG_CONFIG_HOME="+g.dir)
-	out, err := os.Create(filepath.Join(g.dir, "stderr.log"))
+	out, err := os.OpenFile(filepath.Join(g.dir, "stderr.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,6 +149,7 @@ http://127.0.0.1:%d {
 	in := &instance{gateway: g, cmd: cmd}
 	t.Cleanup(func() {
 		in.kill()
+		_ = out.Close()
 		if t.Failed() {
 			b, _ := os.ReadFile(filepath.Join(g.dir, "stderr.log"))
 			t.Logf("instance %s output:\n%s", name, b)

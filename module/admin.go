@@ -167,8 +167,26 @@ func (c adminCall) listContacts(w http.ResponseWriter, r *http.Request) error {
 
 // putContacts upserts contacts from a JSON array, or from CSV (Content-Type
 // text/csv) with a header row naming the fields. Nothing is written unless
-// every record is valid.
+// every record is valid. With ?mode=replace&source=S the batch is the
+// whole of source S (an authoritative sync from the customer's
+// directory): each contact is written as of S, and every contact of S it
+// leaves out is disabled and signed out, in one store call.
 func (c adminCall) putContacts(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	var set storage.ContactSet
+	switch mode := q.Get("mode"); mode {
+	case "", "upsert":
+		if q.Has("source") {
+			return apiErr(http.StatusBadRequest, "source is for mode=replace; nothing was imported")
+		}
+	case "replace":
+		set.Source = q.Get("source")
+		if err := set.Validate(); err != nil {
+			return apiErr(http.StatusBadRequest, "mode=replace needs source=directory or source=manual (%v); nothing was imported", err)
+		}
+	default:
+		return apiErr(http.StatusBadRequest, "mode %q: must be upsert or replace; nothing was imported", mode)
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAdminBody))
 	if err != nil {
 		return apiErr(http.StatusRequestEntityTooLarge, "reading body: %v", err)
@@ -187,19 +205,37 @@ func (c adminCall) putContacts(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return c.storeErr(err)
 	}
+	if set.Source != "" {
+		res, err := c.store.ReplaceContacts(r.Context(), c.ws.Name, set, cs)
+		if err != nil {
+			if errors.Is(err, storage.ErrUnavailable) {
+				return c.storeErr(err)
+			}
+			return apiErr(http.StatusBadRequest, "%v; nothing was imported", err)
+		}
+		after, err := c.store.Contacts(r.Context(), c.ws.Name)
+		if err != nil {
+			return c.storeErr(err)
+		}
+		c.auditImport(r, before, after, len(cs), fmt.Sprintf("mode=replace source=%s: %d upserted, %d disabled, %d unchanged",
+			set.Source, res.Upserted, res.Disabled, res.Unchanged))
+		return writeAdminJSON(w, http.StatusOK, res)
+	}
 	if err := c.store.PutContacts(r.Context(), c.ws.Name, cs); err != nil {
 		if errors.Is(err, storage.ErrUnavailable) {
 			return c.storeErr(err)
 		}
 		return apiErr(http.StatusBadRequest, "%v; nothing was imported", err)
 	}
-	c.auditImport(r, before, cs)
+	c.auditImport(r, before, cs, len(cs), "")
 	return writeAdminJSON(w, http.StatusOK, map[string]int{"upserted": len(cs)})
 }
 
-// auditImport records contacts_imported, and contact_changed for each
-// contact whose status or email the import changed.
-func (c adminCall) auditImport(r *http.Request, before, after []storage.Contact) {
+// auditImport records contacts_imported (for n contacts sent, with the
+// summary, or one of its own when summary is empty), and contact_changed
+// for each contact whose status or email the import changed, of those in
+// after.
+func (c adminCall) auditImport(r *http.Request, before, after []storage.Contact, n int, summary string) {
 	old := make(map[string]storage.Contact, len(before))
 	for _, ct := range before {
 		old[ct.ID] = ct
@@ -226,8 +262,11 @@ func (c adminCall) auditImport(r *http.Request, before, after []storage.Contact)
 		c.app.portal.Audit(r.Context(), storage.AuditEvent{Workspace: c.ws.Name, Event: handlers.EventContactChanged,
 			ContactID: ct.ID, Email: ct.Email, Actor: who, Reason: strings.Join(what, "; ")})
 	}
+	if summary == "" {
+		summary = fmt.Sprintf("%d contacts: %d new, %d with a new status or email", n, added, changed)
+	}
 	c.app.portal.Audit(r.Context(), storage.AuditEvent{Workspace: c.ws.Name, Event: handlers.EventContactsImported,
-		Actor: who, Count: len(after), Reason: fmt.Sprintf("%d contacts: %d new, %d with a new status or email", len(after), added, changed)})
+		Actor: who, Count: n, Reason: summary})
 }
 
 func (c adminCall) getContact(w http.ResponseWriter, r *http.Request, id string) error {

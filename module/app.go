@@ -556,7 +556,7 @@ func (a *App) importContacts(ctx context.Context, store storage.Store) error {
 		// The file is authoritative for the contacts it brought in: those
 		// it no longer lists are disabled and signed out in the same store
 		// call; contacts added through the admin API are left alone.
-		res, err := store.ReplaceContacts(ctx, ws, storage.OriginFile, a.contacts[ws])
+		res, err := store.ReplaceContacts(ctx, ws, storage.ContactSet{Origin: storage.OriginFile}, a.contacts[ws])
 		if err != nil {
 			return fmt.Errorf("workspace %s: importing contacts_file: %w", ws, err)
 		}

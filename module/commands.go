@@ -19,6 +19,7 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 
 	"github.com/kdesk/portalgate/handlers"
+	"github.com/kdesk/portalgate/storage"
 )
 
 func init() {
@@ -238,10 +239,24 @@ type contactRow struct {
 func contactsCommand() *cobra.Command {
 	c := &cobra.Command{Use: "contacts", Short: "Imports and lists contacts"}
 	imp := &cobra.Command{
-		Use:   "import --workspace W FILE",
+		Use:   "import --workspace W [--replace [--source directory|manual]] FILE",
 		Short: "Upserts contacts from a JSON array or a CSV file (by extension); nothing is imported if any record is bad",
-		Args:  cobra.ExactArgs(1),
+		Long: `Upserts contacts from a JSON array or a CSV file (by extension); nothing is
+imported if any record is bad.
+
+With --replace the file is the whole of a source (--source, default
+directory): every contact is written as of that source, and every contact of
+that source the file leaves out is disabled and signed out, in one operation.
+This is the authoritative import for scripted syncs from a directory.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
+			sub := "contacts"
+			if replace, _ := c.Flags().GetBool("replace"); replace {
+				source, _ := c.Flags().GetString("source")
+				sub += "?mode=replace&source=" + url.QueryEscape(source)
+			} else if c.Flags().Changed("source") {
+				return fmt.Errorf("--source goes with --replace")
+			}
 			b, err := os.ReadFile(args[0])
 			if err != nil {
 				return err
@@ -251,9 +266,11 @@ func contactsCommand() *cobra.Command {
 				h.Set("Content-Type", "text/csv")
 			}
 			var res struct {
-				Upserted int `json:"upserted"`
+				Upserted  int  `json:"upserted"`
+				Disabled  *int `json:"disabled"`
+				Unchanged *int `json:"unchanged"`
 			}
-			raw, err := call(c, http.MethodPut, "contacts", h, b, &res)
+			raw, err := call(c, http.MethodPut, sub, h, b, &res)
 			if err != nil {
 				return err
 			}
@@ -261,11 +278,17 @@ func contactsCommand() *cobra.Command {
 				_, err = c.OutOrStdout().Write(raw)
 				return err
 			}
+			if res.Disabled != nil && res.Unchanged != nil {
+				fmt.Fprintf(c.OutOrStdout(), "%d contacts upserted, %d disabled and signed out, %d unchanged\n", res.Upserted, *res.Disabled, *res.Unchanged)
+				return nil
+			}
 			fmt.Fprintf(c.OutOrStdout(), "%d contacts imported\n", res.Upserted)
 			return nil
 		},
 	}
 	apiFlags(imp)
+	imp.Flags().Bool("replace", false, "The file is the whole of --source: contacts of that source it leaves out are disabled and signed out")
+	imp.Flags().String("source", storage.SourceDirectory, "With --replace: the source the file replaces (directory or manual)")
 	list := &cobra.Command{
 		Use:   "list --workspace W",
 		Short: "Lists the contacts of a workspace",

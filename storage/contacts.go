@@ -70,6 +70,48 @@ const (
 	OriginFile = "file"
 )
 
+// ContactSet names the contacts a ReplaceContacts call is the whole of:
+// by Origin (the contacts an import owns, such as a contacts_file's) or
+// by Source (the contacts of a product source, such as every directory
+// contact, for a scripted sync). Exactly one is set.
+type ContactSet struct {
+	// Origin, when set, is the import that owns the set (OriginFile).
+	Origin string `json:"origin,omitempty"`
+	// Source, when set, is the source whose contacts make the set
+	// (SourceDirectory or SourceManual), whatever imported them.
+	Source string `json:"source,omitempty"`
+}
+
+// Holds reports whether c belongs to the set.
+func (s ContactSet) Holds(c Contact) bool {
+	if s.Origin != "" {
+		return c.Origin == s.Origin
+	}
+	return s.Source != "" && c.Source == s.Source
+}
+
+// Mark makes c a member of the set, as ReplaceContacts writes it: of the
+// set's origin, or of its source and then owned by no import (an admin
+// write takes a contact over).
+func (s ContactSet) Mark(c *Contact) {
+	if s.Origin != "" {
+		c.Origin = s.Origin
+		return
+	}
+	c.Source, c.Origin = s.Source, ""
+}
+
+// Validate reports a set that names neither or both, or an unknown source.
+func (s ContactSet) Validate() error {
+	switch {
+	case (s.Origin == "") == (s.Source == ""):
+		return errors.New("a contact set is named by an origin or by a source")
+	case s.Source != "" && s.Source != SourceManual && s.Source != SourceDirectory:
+		return fmt.Errorf("source %q: must be manual or directory", s.Source)
+	}
+	return nil
+}
+
 // ReplaceResult counts what ReplaceContacts did.
 type ReplaceResult struct {
 	// Upserted counts contacts written: new, or changed.

@@ -30,9 +30,10 @@
 // Contact.Origin records which import owns a contact: OriginFile ("file")
 // for those a workspace's contacts_file brought in, empty for the admin
 // API's. It is not the product field Source (manual or directory).
-// ReplaceContacts makes a set of contacts the whole of an origin's: those
-// of the origin it no longer holds are disabled and signed out, in the
-// same call; contacts of other origins are left alone.
+// ReplaceContacts makes a batch the whole of a ContactSet: an origin's
+// (contacts_file) or a source's (a scripted directory sync); those of the
+// set it no longer holds are disabled and signed out, in the same call;
+// other contacts are left alone.
 //
 // Hot records (sessions and contacts, read on every signed-in request) are
 // served by each backend from a HotCache, dropped whenever they change.
@@ -64,6 +65,7 @@
 //	q/<id>                          outbox message
 //	a/<ws>/<id>                     audit event; the id sorts by time, so a reverse scan is newest first
 //	m/<name>                        facts about the database itself (migrations done)
+//	m/import/<ws>[/<seq>]           journal of an import larger than one transaction (see import.go)
 //	l/<ws>/<id>                     personalized link (TTL: its expiry)
 //	li/<ws>/<contact id>/<id>       link index (empty value, same TTL), for listing and revoking
 //

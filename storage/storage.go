@@ -50,13 +50,14 @@ type Contacts interface {
 	// written as disabled, or whose email changes, loses every session and
 	// code in that same transaction: nothing revives them.
 	PutContacts(ctx context.Context, workspace string, contacts []Contact) error
-	// ReplaceContacts makes contacts the whole set of the workspace's
-	// contacts of that origin (such as OriginFile), in one transaction:
-	// each is upserted, marked with origin, unless it is stored exactly so
-	// already; every other active contact of that origin is disabled and
-	// loses its sessions and codes. Contacts of other origins (the admin
-	// API's) are left alone. The caller validates contacts first.
-	ReplaceContacts(ctx context.Context, workspace, origin string, contacts []Contact) (ReplaceResult, error)
+	// ReplaceContacts makes contacts the whole of the workspace's set
+	// (see ContactSet: an import's origin, or a source), in one call with
+	// one outcome, all or nothing: each is upserted, marked as a member
+	// of the set, unless it is stored exactly so already; every other
+	// active contact of the set is disabled and loses its sessions and
+	// codes. Contacts outside the set are left alone. The caller
+	// validates contacts first.
+	ReplaceContacts(ctx context.Context, workspace string, set ContactSet, contacts []Contact) (ReplaceResult, error)
 	// Contact returns one contact by id.
 	Contact(ctx context.Context, workspace, id string) (Contact, error)
 	// ContactByEmail returns the contact whose email matches, ignoring case.
@@ -156,6 +157,13 @@ type Outbox interface {
 	RetryOutbox(ctx context.Context, id string, due time.Time, lastErr string) error
 	// OutboxLen reports how many messages wait in the outbox.
 	OutboxLen(ctx context.Context) (int, error)
+	// ReleaseLeases ends every lease at once: each message claimed and
+	// neither acknowledged nor retried becomes claimable now, keeping its
+	// attempts; messages waiting for a later due time stay as they are.
+	// It reports how many leases it ended. Only a backend used by one
+	// process calls it, when it opens: no earlier claimer is still
+	// delivering, so waiting for the lease would only delay the mail.
+	ReleaseLeases(ctx context.Context) (int, error)
 }
 
 // AuditTrail keeps the sign-in events of every workspace for the store's

@@ -1,9 +1,12 @@
 // Command portalbench measures what the gate costs: in one run on one
 // machine, it drives a signed-in request through portal_auth +
-// reverse_proxy, the same request through a bare reverse_proxy, and through
-// a bare reverse_proxy that adds the four identity headers itself, to the
-// same upstream, interleaved round by round, and reports throughput,
-// latency and Caddy's CPU per request of each. With -sessions it also
+// reverse_proxy, the same request through a bare reverse_proxy, through
+// a bare reverse_proxy that adds the four identity headers itself, and
+// through Caddy's own forward_auth asking a null auth server (started here,
+// it answers 200 with the four identity headers at once: the best case of
+// any forward-auth gateway) before the reverse_proxy, to the same
+// upstream, interleaved round by round, and reports throughput, latency
+// and Caddy's CPU per request of each. With -sessions it also
 // reports Caddy's memory with that many live sessions.
 //
 //	go run ./cmd/portalbench -caddy ./caddy [-rounds 60] [-duration 300ms] [-conns 16] [-storage badger|redis] [-sessions 100000]
@@ -97,13 +100,19 @@ func run(caddyBin, backend string, rounds int, d time.Duration, conns int) error
 		return fmt.Errorf("unknown -storage %q", backend)
 	}
 
-	var ports [5]int
+	var ports [7]int
 	for i := range ports {
 		if ports[i], err = e2e.FreePort(); err != nil {
 			return err
 		}
 	}
 	adminPort, gatedPort, barePort, headersPort, upPort := ports[0], ports[1], ports[2], ports[3], ports[4]
+	forwardPort, nullAuthPort := ports[5], ports[6]
+	stopNull, err := startNullAuth(nullAuthPort)
+	if err != nil {
+		return err
+	}
+	defer stopNull()
 	contacts := filepath.Join(dir, "contacts.json")
 	if err := os.WriteFile(contacts, []byte(`[{"id":"c-1","email":"bench@acme.example","name":"Bench"}]`), 0o600); err != nil {
 		return err
@@ -152,7 +161,16 @@ http://127.0.0.1:%d {
 http://127.0.0.1:%d {
 	respond "ok" 200
 }
-`, adminPort, dir, storage, smtpHost, smtpPort, gatedPort, contacts, gatedPort, upPort, barePort, upPort, headersPort, upPort, upPort)
+
+http://127.0.0.1:%d {
+	forward_auth 127.0.0.1:%d {
+		uri /auth
+		copy_headers X-Portal-Contact-Id X-Portal-Contact-Email X-Portal-Contact-Name X-Portal-Workspace
+	}
+	reverse_proxy 127.0.0.1:%d
+}
+`, adminPort, dir, storage, smtpHost, smtpPort, gatedPort, contacts, gatedPort, upPort, barePort, upPort, headersPort, upPort, upPort,
+		forwardPort, nullAuthPort, upPort)
 	cfgFile := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(cfgFile, []byte(caddyfile), 0o600); err != nil {
 		return err
@@ -165,7 +183,7 @@ http://127.0.0.1:%d {
 	}
 	caddyPID = caddy.Process.Pid
 	defer func() { _ = caddy.Process.Signal(os.Interrupt); _ = caddy.Wait() }()
-	for _, p := range []int{gatedPort, barePort, headersPort, upPort} {
+	for _, p := range []int{gatedPort, barePort, headersPort, upPort, forwardPort} {
 		if err := e2e.WaitListening(fmt.Sprintf("127.0.0.1:%d", p), 20*time.Second); err != nil {
 			return err
 		}
@@ -190,7 +208,8 @@ http://127.0.0.1:%d {
 	// The reference: a bare reverse_proxy that adds the same four identity
 	// headers with static values, what any gate would cost at best.
 	headers := target{name: "reverse_proxy + the 4 identity headers (request_header)", url: fmt.Sprintf("http://127.0.0.1:%d/tickets/1", headersPort)}
-	all := []*target{&bare, &gated, &headers}
+	forward := target{name: "forward_auth (null auth server) + reverse_proxy", url: fmt.Sprintf("http://127.0.0.1:%d/tickets/1", forwardPort)}
+	all := []*target{&bare, &gated, &headers, &forward}
 	// Warm up every path (connections, caches, the kernel's TCP).
 	for _, t := range all {
 		t.load(conns, time.Second)
@@ -200,7 +219,7 @@ http://127.0.0.1:%d {
 	// frequency), so each round measures every target back to back, in an
 	// order that rotates, and the headline is the median of the rounds' own
 	// ratios.
-	var ratios, refRatios, overRef []float64
+	var ratios, refRatios, overRef, overForward []float64
 	for i := range rounds {
 		for j := range all {
 			if err := all[(i+j)%len(all)].load(conns, d); err != nil {
@@ -210,8 +229,9 @@ http://127.0.0.1:%d {
 		ratios = append(ratios, gated.lastRate/bare.lastRate)
 		refRatios = append(refRatios, headers.lastRate/bare.lastRate)
 		overRef = append(overRef, gated.lastRate/headers.lastRate)
+		overForward = append(overForward, gated.lastRate/forward.lastRate)
 	}
-	for _, r := range [][]float64{ratios, refRatios, overRef} {
+	for _, r := range [][]float64{ratios, refRatios, overRef, overForward} {
 		slices.Sort(r)
 	}
 
@@ -265,6 +285,7 @@ http://127.0.0.1:%d {
 		{"throughput ratio (gated / bare)", ratios, &gated, &bare},
 		{"reference: bare + 4 headers / bare", refRatios, &headers, &bare},
 		{"gated / bare + 4 headers", overRef, &gated, &headers},
+		{"gated / forward_auth to a null auth server", overForward, &gated, &forward},
 	} {
 		fmt.Printf("%s: %.3f (median of %d rounds; middle half %.3f–%.3f; all requests together %.3f)\n", r.what,
 			quantile(r.ratios, 0.5), len(r.ratios), quantile(r.ratios, 0.25), quantile(r.ratios, 0.75), r.a.rate()/r.b.rate())
@@ -276,6 +297,26 @@ http://127.0.0.1:%d {
 		}
 	}
 	return nil
+}
+
+// startNullAuth serves, on port, an auth server that does no work: every
+// request is answered 200 with the four identity headers, as a forward-auth
+// gateway that had already decided would answer.
+func startNullAuth(port int) (func(), error) {
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		h := w.Header()
+		h.Set("X-Portal-Contact-Id", "c-1")
+		h.Set("X-Portal-Contact-Email", "bench@acme.example")
+		h.Set("X-Portal-Contact-Name", "Bench")
+		h.Set("X-Portal-Workspace", "bench")
+		w.WriteHeader(http.StatusOK)
+	})}
+	go func() { _ = srv.Serve(l) }()
+	return func() { _ = srv.Close() }, nil
 }
 
 type target struct {

@@ -42,6 +42,7 @@ type Mailbox struct {
 
 	srv    *smtp.Server
 	reject atomic.Int32
+	hold   atomic.Int64
 	got    chan Mail
 
 	mu   sync.Mutex
@@ -75,6 +76,11 @@ func StartMailbox(addr string) (*Mailbox, error) {
 // Reject makes the server answer every RCPT with the SMTP code (550 for a
 // permanent failure); 0 accepts again.
 func (mb *Mailbox) Reject(code int) { mb.reject.Store(int32(code)) }
+
+// Hold makes the server keep every message it has received for d before
+// it answers the end of DATA: a slow SMTP server, with the message already
+// in the mailbox while the sender still waits. 0 answers at once again.
+func (mb *Mailbox) Hold(d time.Duration) { mb.hold.Store(int64(d)) }
 
 // Close stops the server; what it received stays readable.
 func (mb *Mailbox) Close() error { return mb.srv.Close() }
@@ -128,5 +134,6 @@ func (s *session) Data(r io.Reader) error {
 	s.mb.msgs = append(s.mb.msgs, s.cur)
 	s.mb.mu.Unlock()
 	s.mb.got <- s.cur
+	time.Sleep(time.Duration(s.mb.hold.Load()))
 	return nil
 }

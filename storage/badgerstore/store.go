@@ -58,6 +58,11 @@ type Store struct {
 	sessions *storage.HotCache[string, storage.Session]
 	contacts *storage.HotCache[contactKey, storage.Contact]
 
+	// contactsMu serializes the writes of contacts, so that an import
+	// written in several transactions applies exactly the plan checked
+	// before its first one (see import.go).
+	contactsMu sync.Mutex
+
 	// hitMu serializes Hit: under a burst on one counter, optimistic
 	// transactions keep conflicting and run out of retries.
 	hitMu sync.Mutex
@@ -118,6 +123,16 @@ func Open(dir string, o Options) (*Store, error) {
 	s.Reconfigure(o.AuditRetention, o.Logger)
 	s.space.dir, s.space.log = dir, s.log.Load
 	s.space.free.Store(1 << 62) // until the first check
+	if err := s.finishImports(); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("badger database in %s: finishing an interrupted contacts import: %w", dir, err)
+	}
+	if n, err := s.ReleaseLeases(context.Background()); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("badger database in %s: releasing outbox leases: %w", dir, err)
+	} else if n > 0 {
+		o.Logger.Info("outbox messages of the previous process released for delivery now", zap.Int("messages", n))
+	}
 	go s.gcLoop(o.GCInterval, o.InMemory)
 	return s, nil
 }
@@ -236,62 +251,6 @@ func (s *Store) Secret(_ context.Context, generate func() ([]byte, error)) ([]by
 		return txn.Set([]byte(kSecret), b)
 	})
 	return out, err
-}
-
-// PutContacts implements storage.Store.
-func (s *Store) PutContacts(_ context.Context, ws string, contacts []storage.Contact) error {
-	now := s.now().UTC()
-	var ended []string
-	err := s.update(func(txn *badger.Txn) error {
-		var err error
-		ended, err = s.putContacts(txn, ws, contacts, now)
-		return err
-	})
-	return s.contactsWritten(ws, len(contacts), ended, err)
-}
-
-// ReplaceContacts implements storage.Store.
-func (s *Store) ReplaceContacts(_ context.Context, ws, origin string, contacts []storage.Contact) (storage.ReplaceResult, error) {
-	now := s.now().UTC()
-	var ended []string
-	var res storage.ReplaceResult
-	err := s.update(func(txn *badger.Txn) error {
-		res = storage.ReplaceResult{}
-		stored := map[string]storage.Contact{}
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(kContact + ws + "/"), PrefetchValues: true, PrefetchSize: 100})
-		for it.Rewind(); it.Valid(); it.Next() {
-			var c storage.Contact
-			if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &c) }); err != nil {
-				it.Close()
-				return err
-			}
-			stored[c.ID] = c
-		}
-		it.Close()
-		var write []storage.Contact
-		listed := map[string]bool{}
-		for _, c := range contacts {
-			c.Origin = origin
-			listed[c.ID] = true
-			if old, ok := stored[c.ID]; ok && sameContact(old, c) {
-				res.Unchanged++
-				continue
-			}
-			write = append(write, c)
-		}
-		res.Upserted = len(write)
-		for _, c := range stored {
-			if c.Origin == origin && !listed[c.ID] && c.Active() {
-				c.Status = storage.StatusDisabled
-				write = append(write, c)
-				res.Disabled++
-			}
-		}
-		var err error
-		ended, err = s.putContacts(txn, ws, write, now)
-		return err
-	})
-	return res, s.contactsWritten(ws, len(contacts), ended, err)
 }
 
 // sameContact compares contacts except when they were written.
@@ -445,6 +404,8 @@ func (s *Store) Contacts(_ context.Context, ws string) ([]storage.Contact, error
 
 // DeleteContact implements storage.Store.
 func (s *Store) DeleteContact(_ context.Context, ws, id string) (int, error) {
+	s.contactsMu.Lock()
+	defer s.contactsMu.Unlock()
 	key := kContact + ws + "/" + id
 	var n int
 	var ended []string
@@ -918,6 +879,39 @@ func (s *Store) RetryOutbox(_ context.Context, id string, due time.Time, lastErr
 		m.Due, m.LeaseUntil, m.LastError = due, time.Time{}, lastErr
 		return setJSON(txn, kOutbox+id, m, 0)
 	})
+}
+
+// ReleaseLeases implements storage.Store. Open calls it: Badger has one
+// process per directory, so a lease still running at open belongs to a
+// process that died mid-delivery.
+func (s *Store) ReleaseLeases(_ context.Context) (int, error) {
+	now := s.now()
+	n := 0
+	err := s.update(func(txn *badger.Txn) error {
+		n = 0
+		var leased []storage.OutboxMessage
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(kOutbox), PrefetchValues: true, PrefetchSize: 16})
+		for it.Rewind(); it.Valid(); it.Next() {
+			var m storage.OutboxMessage
+			if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &m) }); err != nil {
+				it.Close()
+				return err
+			}
+			if now.Before(m.LeaseUntil) {
+				leased = append(leased, m)
+			}
+		}
+		it.Close()
+		for _, m := range leased {
+			m.LeaseUntil = time.Time{}
+			if err := setJSON(txn, kOutbox+m.ID, m, 0); err != nil {
+				return err
+			}
+		}
+		n = len(leased)
+		return nil
+	})
+	return n, err
 }
 
 // OutboxLen implements storage.Store.

@@ -3,6 +3,8 @@ package badgerstore_test
 import (
 	"bytes"
 	"errors"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -145,4 +147,47 @@ func TestAuditRetention(t *testing.T) {
 	if err != nil || len(es) != 0 {
 		t.Fatalf("Audit past retention = %+v, %v; want none", es, err)
 	}
+}
+
+// TestOpenReleasesLeases: Badger has one process per directory, so what a
+// crashed process had leased is claimable as soon as the database opens
+// again, not after the lease.
+func TestOpenReleasesLeases(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	clock := storagetest.NewClock()
+	s := open(t, dir, badgerstore.Options{Now: clock.Now})
+	for _, id := range []string{"m1", "m2"} {
+		if err := s.Enqueue(ctx, storage.OutboxMessage{ID: id, Kind: "code", Payload: []byte(id)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ms, err := s.ClaimOutbox(ctx, 2*time.Minute, 1); err != nil || len(ms) != 1 {
+		t.Fatalf("ClaimOutbox = %+v, %v", ms, err)
+	}
+	// The process dies mid-delivery: no ack, no retry.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, dir, badgerstore.Options{Now: clock.Now})
+	t.Cleanup(func() { _ = s.Close() })
+	ms, err := s.ClaimOutbox(ctx, 2*time.Minute, 10)
+	if err != nil || len(ms) != 2 {
+		t.Fatalf("ClaimOutbox after reopen = %+v, %v; want both messages at once", ms, err)
+	}
+	if n := ms[0].Attempts + ms[1].Attempts; n != 3 {
+		t.Errorf("attempts after reopen = %d and %d, want the crashed claim counted (1 and 2)", ms[0].Attempts, ms[1].Attempts)
+	}
+}
+
+// TestImportScale measures large imports, outside CI:
+// PORTALGATE_IMPORT_CONTACTS=100000 go test -run ImportScale -v ./storage/badgerstore/
+func TestImportScale(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("PORTALGATE_IMPORT_CONTACTS"))
+	if n <= 0 {
+		t.Skip("set PORTALGATE_IMPORT_CONTACTS to the number of contacts")
+	}
+	s := open(t, t.TempDir(), badgerstore.Options{})
+	t.Cleanup(func() { _ = s.Close() })
+	storagetest.MeasureImport(t, s, "acme", n)
 }

@@ -57,7 +57,7 @@ func (s *Store) PutContacts(ctx context.Context, ws string, contacts []storage.C
 		keys = append(keys, s.contactKey(ws, c.ID))
 		written = append(written, s.contactKey(ws, c.ID))
 	}
-	r, err := s.run(ctx, putContacts, keys, args...)
+	r, err := s.runFor(ctx, time.Duration(len(contacts))*perContact, putContacts, keys, args...)
 	s.written.mark(written...)
 	if err != nil {
 		return err
@@ -89,8 +89,9 @@ func (s *Store) contactConflict(contacts []storage.Contact, res []rueidis.RedisM
 
 // replaceContacts is ReplaceContacts in one script: it upserts the given
 // contacts that differ from what is stored (put_contacts), then disables
-// every other active contact of the origin, ending their sessions and
-// codes. KEYS: ids set. ARGV: workspace key prefix, origin, now (RFC 3339),
+// every other active contact of the set (by origin, else by source),
+// ending their sessions and codes. KEYS: ids set. ARGV: workspace key
+// prefix, origin, source, now (RFC 3339),
 // then id, email, directory id and JSON per contact. Returns {1, upserted,
 // disabled, unchanged, then id hash and JSON of each ended session}, or
 // put_contacts' conflict.
@@ -101,20 +102,24 @@ var replaceContactsLua string
 var replaceContacts = rueidis.NewLuaScript(endContactLua + replaceContactsLua)
 
 // ReplaceContacts implements storage.Store.
-func (s *Store) ReplaceContacts(ctx context.Context, ws, origin string, contacts []storage.Contact) (storage.ReplaceResult, error) {
+func (s *Store) ReplaceContacts(ctx context.Context, ws string, set storage.ContactSet, contacts []storage.Contact) (storage.ReplaceResult, error) {
+	if err := set.Validate(); err != nil {
+		return storage.ReplaceResult{}, err
+	}
 	now := s.now().UTC()
 	pre := s.ws(ws)
-	args := make([]string, 3, 3+4*len(contacts))
-	args[0], args[1], args[2] = pre, origin, now.Format(time.RFC3339Nano)
+	args := make([]string, 4, 4+4*len(contacts))
+	args[0], args[1], args[2], args[3] = pre, set.Origin, set.Source, now.Format(time.RFC3339Nano)
 	for _, c := range contacts {
-		c.UpdatedAt, c.Origin = now, origin
+		c.UpdatedAt = now
+		set.Mark(&c)
 		doc, err := json.Marshal(c)
 		if err != nil {
 			return storage.ReplaceResult{}, err
 		}
 		args = append(args, c.ID, c.Email, c.DirectoryID, string(doc))
 	}
-	r, err := s.run(ctx, replaceContacts, []string{pre + "ids"}, args...)
+	r, err := s.runFor(ctx, time.Duration(len(contacts))*perContact, replaceContacts, []string{pre + "ids"}, args...)
 	if err != nil {
 		return storage.ReplaceResult{}, err
 	}

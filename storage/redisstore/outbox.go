@@ -138,6 +138,26 @@ func (s *Store) RetryOutbox(ctx context.Context, id string, due time.Time, lastE
 	return nil
 }
 
+// releaseLeases makes every leased message claimable now. KEYS: due set.
+// ARGV: now (unix microseconds), message key prefix. Returns how many.
+//
+//go:embed scripts/release_leases.lua
+var releaseLeasesLua string
+
+var releaseLeases = rueidis.NewLuaScript(releaseLeasesLua)
+
+// ReleaseLeases implements storage.Store. Nothing calls it on Redis,
+// which several instances share: another instance may still be
+// delivering what it leased.
+func (s *Store) ReleaseLeases(ctx context.Context) (int, error) {
+	r, err := s.run(ctx, releaseLeases, []string{s.outboxDue()}, micros(s.now()), s.outboxMsgPrefix())
+	if err != nil {
+		return 0, err
+	}
+	n, err := r.AsInt64()
+	return int(n), err
+}
+
 // OutboxLen implements storage.Store.
 func (s *Store) OutboxLen(ctx context.Context) (int, error) {
 	r, err := s.do(ctx, func(b rueidis.Builder) rueidis.Completed { return b.Zcard().Key(s.outboxDue()).Build() })

@@ -327,11 +327,27 @@ func (s *Store) doMulti(ctx context.Context, build func(rueidis.Builder) []rueid
 
 // run executes a Lua script.
 func (s *Store) run(ctx context.Context, script *rueidis.Lua, keys []string, args ...string) (rueidis.RedisResult, error) {
+	return s.runFor(ctx, 0, script, keys, args...)
+}
+
+// perContact is how much longer than CallTimeout a script that writes
+// many contacts may take, per contact: a script is atomic, so a large
+// import is one long call (about 40 µs a contact) that must not be cut
+// off, and then reported as failed, while Redis completes it.
+const perContact = 200 * time.Microsecond
+
+// runFor executes a Lua script that may take extra beyond CallTimeout.
+func (s *Store) runFor(ctx context.Context, extra time.Duration, script *rueidis.Lua, keys []string, args ...string) (rueidis.RedisResult, error) {
 	c, err := s.conn()
 	if err != nil {
 		return rueidis.RedisResult{}, err
 	}
-	ctx, cancel := s.bounded(ctx)
+	var cancel context.CancelFunc
+	if extra > 0 {
+		ctx, cancel = context.WithTimeout(ctx, s.callLimit+extra)
+	} else {
+		ctx, cancel = s.bounded(ctx)
+	}
 	defer cancel()
 	r := script.Exec(ctx, c, keys, args)
 	return r, s.check(r.Error())

@@ -74,6 +74,8 @@ func Run(t *testing.T, open func(t *testing.T, now func() time.Time) storage.Sto
 	t.Run("Audit", func(t *testing.T) { testAudit(t, o) })
 	t.Run("Links", func(t *testing.T) { testLinks(t, o) })
 	t.Run("AuditActor", func(t *testing.T) { testAuditActor(t, o) })
+	t.Run("LargeDirectory", func(t *testing.T) { testLargeDirectory(t, o) })
+	t.Run("ReplaceBySource", func(t *testing.T) { testReplaceBySource(t, o) })
 }
 
 // setup opens a fresh store on a fresh clock.
@@ -1148,7 +1150,7 @@ func testContactLifecycle(t *testing.T, open Opener) {
 		file := normalized(t,
 			storage.Contact{ID: "c-1", Email: "jane@acme.example", Name: "Jane"},
 			storage.Contact{ID: "f-1", Email: "fred@acme.example", Name: "Fred"})
-		res, err := s.ReplaceContacts(ctx, ws, storage.OriginFile, file)
+		res, err := s.ReplaceContacts(ctx, ws, storage.ContactSet{Origin: storage.OriginFile}, file)
 		must(t, "ReplaceContacts", err)
 		// jane and fred are the file's now (jane was written with no origin).
 		if res != (storage.ReplaceResult{Upserted: 2}) {
@@ -1158,7 +1160,7 @@ func testContactLifecycle(t *testing.T, open Opener) {
 		if err != nil || c.Origin != storage.OriginFile || !c.Active() {
 			t.Fatalf("Contact(f-1) = %+v, %v; want an active file contact", c, err)
 		}
-		res, err = s.ReplaceContacts(ctx, ws, storage.OriginFile, file)
+		res, err = s.ReplaceContacts(ctx, ws, storage.ContactSet{Origin: storage.OriginFile}, file)
 		must(t, "ReplaceContacts again", err)
 		if res != (storage.ReplaceResult{Unchanged: 2}) {
 			t.Fatalf("the same file again = %+v, want 2 unchanged", res)
@@ -1171,7 +1173,7 @@ func testContactLifecycle(t *testing.T, open Opener) {
 
 		// The file drops jane: she is disabled and signed out; bob (no
 		// origin: the admin API's) and globex are left alone.
-		res, err = s.ReplaceContacts(ctx, ws, storage.OriginFile, file[1:])
+		res, err = s.ReplaceContacts(ctx, ws, storage.ContactSet{Origin: storage.OriginFile}, file[1:])
 		must(t, "ReplaceContacts without jane", err)
 		if res != (storage.ReplaceResult{Disabled: 1, Unchanged: 1}) {
 			t.Fatalf("ReplaceContacts without jane = %+v, want 1 disabled, 1 unchanged", res)
@@ -1191,13 +1193,13 @@ func testContactLifecycle(t *testing.T, open Opener) {
 			t.Fatalf("Contact(c-2) = %+v, %v; want bob untouched", c, err)
 		}
 		// Already disabled: nothing more to do.
-		res, err = s.ReplaceContacts(ctx, ws, storage.OriginFile, file[1:])
+		res, err = s.ReplaceContacts(ctx, ws, storage.ContactSet{Origin: storage.OriginFile}, file[1:])
 		must(t, "ReplaceContacts without jane again", err)
 		if res != (storage.ReplaceResult{Unchanged: 1}) {
 			t.Fatalf("again = %+v, want 1 unchanged", res)
 		}
 		// Back in the file: active again, with no old session.
-		res, err = s.ReplaceContacts(ctx, ws, storage.OriginFile, file)
+		res, err = s.ReplaceContacts(ctx, ws, storage.ContactSet{Origin: storage.OriginFile}, file)
 		must(t, "ReplaceContacts with jane back", err)
 		if res != (storage.ReplaceResult{Upserted: 1, Unchanged: 1}) {
 			t.Fatalf("jane back = %+v, want 1 upserted, 1 unchanged", res)
@@ -1206,7 +1208,7 @@ func testContactLifecycle(t *testing.T, open Opener) {
 
 		// A conflict changes nothing: fred's email taken by bob.
 		clash := normalized(t, storage.Contact{ID: "f-1", Email: "bob@acme.example"})
-		if _, err := s.ReplaceContacts(ctx, ws, storage.OriginFile, clash); err == nil {
+		if _, err := s.ReplaceContacts(ctx, ws, storage.ContactSet{Origin: storage.OriginFile}, clash); err == nil {
 			t.Fatal("ReplaceContacts taking bob's email: no error")
 		}
 		c, err = s.Contact(ctx, ws, "c-1")
@@ -1536,6 +1538,39 @@ func testOutbox(t *testing.T, open Opener) {
 		got := claim(t, ctx, s, time.Minute, 10)
 		if m, ok := got["m1"]; !ok || m.Attempts != 2 {
 			t.Fatalf("after the lease lapsed: %+v, want m1 with Attempts 2", got)
+		}
+	})
+
+	t.Run("ReleaseLeases", func(t *testing.T) {
+		ctx, s, clock := setup(t, open)
+		for _, id := range []string{"m1", "m2", "m3"} {
+			must(t, "Enqueue", s.Enqueue(ctx, msg(id)))
+		}
+		if got := claim(t, ctx, s, 2*time.Minute, 10); len(got) != 3 {
+			t.Fatalf("claimed %d, want 3", len(got))
+		}
+		// m2 failed and waits for its retry; m3 was delivered.
+		must(t, "RetryOutbox", s.RetryOutbox(ctx, "m2", clock.Now().Add(time.Hour), "smtp: 421"))
+		must(t, "AckOutbox", s.AckOutbox(ctx, "m3"))
+		n, err := s.ReleaseLeases(ctx)
+		must(t, "ReleaseLeases", err)
+		if n != 1 {
+			t.Errorf("ReleaseLeases = %d, want 1 (m1)", n)
+		}
+		got := claim(t, ctx, s, 2*time.Minute, 10)
+		if m, ok := got["m1"]; !ok || len(got) != 1 || m.Attempts != 2 {
+			t.Fatalf("after ReleaseLeases claimed %+v, want m1 at once with Attempts 2", got)
+		}
+		if n, err := s.ReleaseLeases(ctx); err != nil || n != 1 {
+			t.Errorf("ReleaseLeases again = %d, %v; want 1", n, err)
+		}
+		must(t, "AckOutbox", s.AckOutbox(ctx, "m1"))
+		if n, err := s.ReleaseLeases(ctx); err != nil || n != 0 {
+			t.Errorf("ReleaseLeases with nothing leased = %d, %v; want 0", n, err)
+		}
+		clock.Advance(time.Hour)
+		if got := claim(t, ctx, s, time.Minute, 10); len(got) != 1 || got["m2"].ID != "m2" {
+			t.Fatalf("at its retry time claimed %v, want m2", slices.Collect(maps.Keys(got)))
 		}
 	})
 
