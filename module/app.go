@@ -504,24 +504,41 @@ func (a *App) Start() error {
 	if s, ok := a.mail.Sender.(*mail.SMTP); ok {
 		go a.probeSMTP(ctx, s)
 	}
+	// The contacts files go in before the portal serves: the HTTP server
+	// may already be taking requests (Caddy starts apps in no particular
+	// order), and a sign-in must not find a contact missing because its
+	// file was still being read.
+	imported, importErr := a.importContacts(ctx, store)
+	if importErr != nil && !errors.Is(importErr, storage.ErrUnavailable) {
+		stop()
+		return importErr
+	}
 	if err := a.portal.Start(ctx, store); err != nil {
 		stop()
 		return err
 	}
-	if err := a.importContacts(ctx, store); err != nil {
-		if !errors.Is(err, storage.ErrUnavailable) {
-			_ = a.Stop()
-			return err
-		}
-		a.logger.Error("importing contacts files: storage unavailable, will retry", zap.Error(err))
+	a.auditImports(ctx, imported)
+	if importErr != nil {
+		a.logger.Error("importing contacts files: storage unavailable, will retry", zap.Error(importErr))
 		go func() {
-			err := storage.Retry(ctx, 3*time.Second, func() error { return a.importContacts(ctx, store) })
+			err := storage.Retry(ctx, 3*time.Second, func() error {
+				imported, err := a.importContacts(ctx, store)
+				a.auditImports(ctx, imported)
+				return err
+			})
 			if err != nil && ctx.Err() == nil {
 				a.logger.Error("importing contacts files", zap.Error(err))
 			}
 		}()
 	}
 	return nil
+}
+
+// auditImports records what importContacts did.
+func (a *App) auditImports(ctx context.Context, events []storage.AuditEvent) {
+	for _, e := range events {
+		a.portal.Audit(ctx, e)
+	}
 }
 
 // probeSMTP tries the SMTP server once, in the background so that a slow
@@ -546,7 +563,9 @@ func (a *App) probeSMTP(ctx context.Context, s *mail.SMTP) {
 	a.logger.Info("smtp server check passed", fields...)
 }
 
-func (a *App) importContacts(ctx context.Context, store storage.Store) error {
+// importContacts upserts the contacts files and returns the audit events
+// of what it did, for the caller to record once the portal runs.
+func (a *App) importContacts(ctx context.Context, store storage.Store) (events []storage.AuditEvent, err error) {
 	names := make([]string, 0, len(a.contacts))
 	for n := range a.contacts {
 		names = append(names, n)
@@ -558,14 +577,14 @@ func (a *App) importContacts(ctx context.Context, store storage.Store) error {
 		// call; contacts added through the admin API are left alone.
 		res, err := store.ReplaceContacts(ctx, ws, storage.ContactSet{Origin: storage.OriginFile}, a.contacts[ws])
 		if err != nil {
-			return fmt.Errorf("workspace %s: importing contacts_file: %w", ws, err)
+			return events, fmt.Errorf("workspace %s: importing contacts_file: %w", ws, err)
 		}
 		a.logger.Info("contacts imported", zap.String("workspace", ws), zap.Int("count", len(a.contacts[ws])),
 			zap.Int("upserted", res.Upserted), zap.Int("disabled", res.Disabled), zap.Int("unchanged", res.Unchanged))
-		a.portal.Audit(ctx, storage.AuditEvent{Workspace: ws, Event: handlers.EventContactsImported, Actor: handlers.ActorFile, Count: len(a.contacts[ws]),
-			Reason: fmt.Sprintf("contacts_file: %d upserted, %d disabled, %d unchanged", res.Upserted, res.Disabled, res.Unchanged)})
+		events = append(events, storage.AuditEvent{Workspace: ws, Event: handlers.EventContactsImported, Actor: handlers.ActorFile, Count: len(a.contacts[ws]),
+			Time: time.Now(), Reason: fmt.Sprintf("contacts_file: %d upserted, %d disabled, %d unchanged", res.Upserted, res.Disabled, res.Unchanged)})
 	}
-	return nil
+	return events, nil
 }
 
 // Stop ends the outbox workers; queued mail stays in storage.

@@ -46,7 +46,16 @@ func main() {
 	backend := flag.String("storage", "badger", "portal storage: badger, or redis (starts redis-server on a free port)")
 	flag.IntVar(&sessions, "sessions", 0, "Badger only: put this many more live sessions in the store before Caddy starts, read each once through the gate after the rounds, and report Caddy's RSS")
 	flag.StringVar(&profileOut, "cpuprofile", "", "after the rounds, write a CPU profile of Caddy under gated load to this file")
+	rushN := flag.Int("rush", 0, "instead of the rounds: a sign-in rush of this many distinct contacts (email, code from a real SMTP server, session), on Badger")
+	rushClients := flag.Int("clients", 64, "with -rush: concurrent clients")
 	flag.Parse()
+	if *rushN > 0 {
+		if err := rush(*caddyBin, *rushN, *rushClients); err != nil {
+			fmt.Fprintln(os.Stderr, "portalbench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*caddyBin, *backend, *rounds, *duration, *conns); err != nil {
 		fmt.Fprintln(os.Stderr, "portalbench:", err)
 		os.Exit(1)

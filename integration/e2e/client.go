@@ -25,6 +25,10 @@ type Options struct {
 	FreshConns bool
 	// Timeout bounds each request. Default: 15s.
 	Timeout time.Duration
+	// Transport, when set, carries the requests (clients can share one,
+	// as a benchmark's many browsers do). Default: Go's, or a fresh
+	// connection each time with FreshConns.
+	Transport http.RoundTripper
 }
 
 // Client is a user agent with its own cookies that does not follow
@@ -56,6 +60,9 @@ func NewClient(base string, o Options) *Client {
 	}
 	if o.FreshConns {
 		c.Transport = &http.Transport{DisableKeepAlives: true}
+	}
+	if o.Transport != nil {
+		c.Transport = o.Transport
 	}
 	return &Client{Base: base, Header: http.Header{"Accept": {"text/html,application/xhtml+xml"}}, http: c}
 }

@@ -1,0 +1,246 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kdesk/portalgate/integration/e2e"
+)
+
+// A sign-in rush: n distinct contacts sign in by emailed code, each
+// through every page a browser sees (the portal page, the sign-in page,
+// the email form, the code page, the code form), with c clients at once;
+// the code is read from a real SMTP server this process runs. Reports full
+// sign-ins per second, the p99 of every page, and the p99 from the email
+// form's answer to the mail accepted by SMTP.
+
+// rushPages are the steps of one sign-in, in order.
+var rushPages = []string{"GET portal page (303)", "GET sign-in page", "POST email", "GET code page", "POST code"}
+
+func rush(caddyBin string, n, clients int) error {
+	dir, err := os.MkdirTemp("", "portalbench-rush-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	mail, err := e2e.StartMailbox("")
+	if err != nil {
+		return err
+	}
+	defer mail.Close()
+	smtpHost, smtpPort, _ := net.SplitHostPort(mail.Addr)
+
+	var cs []string
+	for i := range n {
+		cs = append(cs, fmt.Sprintf(`{"id":"r-%d","email":"r%d@acme.example","name":"Rush %d"}`, i, i, i))
+	}
+	contacts := filepath.Join(dir, "contacts.json")
+	if err := os.WriteFile(contacts, []byte("["+strings.Join(cs, ",")+"]"), 0o600); err != nil {
+		return err
+	}
+	var ports [3]int
+	for i := range ports {
+		if ports[i], err = e2e.FreePort(); err != nil {
+			return err
+		}
+	}
+	adminPort, gatedPort, upPort := ports[0], ports[1], ports[2]
+	cfg := fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	persist_config off
+	auto_https off
+	storage file_system %s/caddy
+	log {
+		level ERROR
+	}
+	portal {
+		storage_dir %s/portal
+		mail smtp {
+			host %s
+			port %s
+			from bench@acme.example
+			tls none
+		}
+		outbox_workers 16
+		limits {
+			requests_per_ip 1000000
+			sends_per_ip 1000000
+			sends_per_workspace 1000000
+			tries_per_ip 1000000
+		}
+		workspace bench {
+			title Bench
+			url http://127.0.0.1:%d
+			contacts_file %s
+		}
+	}
+}
+
+http://127.0.0.1:%d {
+	portal_auth bench
+	reverse_proxy 127.0.0.1:%d
+}
+
+http://127.0.0.1:%d {
+	respond "ok" 200
+}
+`, adminPort, dir, dir, smtpHost, smtpPort, gatedPort, contacts, gatedPort, upPort, upPort)
+	cfgFile := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		return err
+	}
+	caddy := exec.Command(caddyBin, "run", "--config", cfgFile, "--adapter", "caddyfile")
+	caddy.Stdout, caddy.Stderr = os.Stderr, os.Stderr
+	caddy.Env = append(os.Environ(), "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
+	if err := caddy.Start(); err != nil {
+		return fmt.Errorf("starting caddy: %w", err)
+	}
+	defer func() { _ = caddy.Process.Signal(os.Interrupt); _ = caddy.Wait() }()
+	for _, p := range []int{gatedPort, upPort} {
+		if err := e2e.WaitListening(fmt.Sprintf("127.0.0.1:%d", p), 30*time.Second); err != nil {
+			return err
+		}
+	}
+	base := fmt.Sprintf("http://127.0.0.1:%d", gatedPort)
+
+	// Mail is routed to the sign-in that waits for its address.
+	var mu sync.Mutex
+	waiting := map[string]chan e2e.Mail{}
+	inbox := func(email string) chan e2e.Mail {
+		mu.Lock()
+		defer mu.Unlock()
+		if waiting[email] == nil {
+			waiting[email] = make(chan e2e.Mail, 1)
+		}
+		return waiting[email]
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if m, err := mail.Wait(200 * time.Millisecond); err == nil && len(m.To) == 1 {
+				inbox(m.To[0]) <- m
+			}
+		}
+	}()
+
+	var (
+		next     atomic.Int64
+		failures atomic.Int64
+		firstErr atomic.Value
+		lat      = make([][]float64, len(rushPages))
+		mailLat  []float64
+		latMu    sync.Mutex
+		wg       sync.WaitGroup
+	)
+	record := func(step int, d time.Duration) {
+		latMu.Lock()
+		lat[step] = append(lat[step], float64(d)/float64(time.Millisecond))
+		latMu.Unlock()
+	}
+	// One shared transport: clients keep their connections, as browsers do.
+	transport := &http.Transport{MaxIdleConnsPerHost: clients * 2}
+	signIn := func(i int) error {
+		c := e2e.NewClient(base, e2e.Options{Timeout: 30 * time.Second, Transport: transport})
+		email := fmt.Sprintf("r%d@acme.example", i)
+		wanted := fmt.Sprintf("/tickets/%d", i)
+		t0 := time.Now()
+		r, err := c.Get(wanted)
+		if err != nil || r.Status != http.StatusSeeOther {
+			return fmt.Errorf("portal page: %v %d", err, r.Status)
+		}
+		record(0, time.Since(t0))
+		t0 = time.Now()
+		r, err = c.Get("/_portal/signin")
+		if err != nil || r.Status != http.StatusOK {
+			return fmt.Errorf("sign-in page: %v %d", err, r.Status)
+		}
+		record(1, time.Since(t0))
+		csrf, err := e2e.CSRF(r.Body)
+		if err != nil {
+			return err
+		}
+		t0 = time.Now()
+		r, err = c.Post("/_portal/signin", url.Values{"csrf": {csrf}, "email": {email}})
+		if err != nil || r.Status != http.StatusSeeOther {
+			return fmt.Errorf("email: %v %d", err, r.Status)
+		}
+		asked := time.Now()
+		record(2, asked.Sub(t0))
+		t0 = time.Now()
+		r, err = c.Get("/_portal/code")
+		if err != nil || r.Status != http.StatusOK {
+			return fmt.Errorf("code page: %v %d", err, r.Status)
+		}
+		record(3, time.Since(t0))
+		if csrf, err = e2e.CSRF(r.Body); err != nil {
+			return err
+		}
+		var m e2e.Mail
+		select {
+		case m = <-inbox(email):
+		case <-time.After(30 * time.Second):
+			return fmt.Errorf("no mail for %s", email)
+		}
+		latMu.Lock()
+		mailLat = append(mailLat, float64(time.Since(asked))/float64(time.Millisecond))
+		latMu.Unlock()
+		t0 = time.Now()
+		r, err = c.EnterCode(csrf, m.Code())
+		if err != nil || r.Status != http.StatusSeeOther || r.Location != wanted {
+			return fmt.Errorf("code: %v %d %q", err, r.Status, r.Location)
+		}
+		record(4, time.Since(t0))
+		return nil
+	}
+	start := time.Now()
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				if err := signIn(i); err != nil {
+					failures.Add(1)
+					firstErr.CompareAndSwap(nil, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if f := failures.Load(); f > 0 {
+		return fmt.Errorf("%d of %d sign-ins failed; first: %v", f, n, firstErr.Load())
+	}
+	fmt.Printf("sign-in rush: %d distinct contacts, %d clients, Badger: %d full sign-ins in %s = %.0f per second\n",
+		n, clients, n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds())
+	for i, name := range rushPages {
+		slices.Sort(lat[i])
+		fmt.Printf("  %-24s p50 %6.2f ms  p99 %6.2f ms\n", name, quantile(lat[i], 0.5), quantile(lat[i], 0.99))
+	}
+	slices.Sort(mailLat)
+	fmt.Printf("  %-24s p50 %6.2f ms  p99 %6.2f ms\n", "email form → mail at SMTP", quantile(mailLat, 0.5), quantile(mailLat, 0.99))
+	if len(mailLat) != n {
+		return errors.New("some mail went missing")
+	}
+	return nil
+}
