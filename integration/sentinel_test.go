@@ -123,7 +123,9 @@ sentinel parallel-syncs mymaster 2
 	mb.Reject(0)
 	got := map[string]string{}
 	for len(got) < 2 {
-		m := mb.wait(t, 30*time.Second)
+		// sam's message has been retried with backoff through the outage
+		// (up to 16 s apart by now).
+		m := mb.wait(t, 60*time.Second)
 		got[m.To[0]] = m.Code()
 	}
 	if r := sam.enterCode(samCSRF, got["sam@acme.example"]); r.Status != http.StatusSeeOther {

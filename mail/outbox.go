@@ -48,6 +48,13 @@ type Outbox struct {
 	// each, with a count when they end.
 	outageMu sync.Mutex
 	outages  map[string]*outage
+
+	// unsettled are messages whose bookkeeping (ack, reschedule) failed
+	// because the store was unreachable: they would keep their lease
+	// otherwise, and wait out the whole of it after the store is back (a
+	// Redis failover, say). They are settled again before each claim.
+	unsettledMu sync.Mutex
+	unsettled   []settle
 }
 
 // Start launches the workers; they run until Stop, or until ctx ends.
@@ -107,6 +114,7 @@ func (o *Outbox) claimLoop(ctx context.Context, jobs chan<- storage.OutboxMessag
 	defer t.Stop()
 	failing := false
 	for {
+		o.settleAgain(ctx)
 		msgs, err := o.Store.ClaimOutbox(ctx, o.Lease, o.Workers)
 		switch {
 		case err != nil && !failing:
@@ -157,7 +165,7 @@ func (o *Outbox) deliver(ctx context.Context, m storage.OutboxMessage) {
 	bg := context.WithoutCancel(ctx)
 	if err == nil {
 		if err := o.Store.AckOutbox(bg, m.ID); err != nil {
-			o.Logger.Error("acknowledging outbox message", zap.String("id", m.ID), zap.Error(err))
+			o.unsettle(settle{id: m.ID, ack: true}, err)
 		}
 		o.delivered(m.Kind)
 		o.done(m)
@@ -181,8 +189,52 @@ func (o *Outbox) deliver(ctx context.Context, m storage.OutboxMessage) {
 	if !errors.Is(err, ErrDeferred) {
 		o.failed(m.Kind, err)
 	}
-	if err := o.Store.RetryOutbox(bg, m.ID, now.Add(backoff), err.Error()); err != nil {
-		o.Logger.Error("rescheduling outbox message", zap.String("id", m.ID), zap.Error(err))
+	if rerr := o.Store.RetryOutbox(bg, m.ID, now.Add(backoff), err.Error()); rerr != nil {
+		o.unsettle(settle{id: m.ID, due: now.Add(backoff), lastErr: err.Error()}, rerr)
+	}
+}
+
+// settle is the bookkeeping a delivery still owes its message: an ack, or a
+// reschedule at due.
+type settle struct {
+	id      string
+	ack     bool
+	due     time.Time
+	lastErr string
+}
+
+// unsettle keeps a failed ack or reschedule to try again; an error that is
+// not the store being unreachable is only logged.
+func (o *Outbox) unsettle(s settle, err error) {
+	if !errors.Is(err, storage.ErrUnavailable) {
+		o.Logger.Error("outbox bookkeeping failed", zap.String("id", s.id), zap.Bool("ack", s.ack), zap.Error(err))
+		return
+	}
+	o.unsettledMu.Lock()
+	o.unsettled = append(o.unsettled, s)
+	o.unsettledMu.Unlock()
+}
+
+// settleAgain retries the bookkeeping the store could not take before.
+func (o *Outbox) settleAgain(ctx context.Context) {
+	o.unsettledMu.Lock()
+	todo := o.unsettled
+	o.unsettled = nil
+	o.unsettledMu.Unlock()
+	bg := context.WithoutCancel(ctx)
+	for i, s := range todo {
+		var err error
+		if s.ack {
+			err = o.Store.AckOutbox(bg, s.id)
+		} else {
+			err = o.Store.RetryOutbox(bg, s.id, s.due, s.lastErr)
+		}
+		if err != nil {
+			o.unsettledMu.Lock()
+			o.unsettled = append(o.unsettled, todo[i:]...)
+			o.unsettledMu.Unlock()
+			return
+		}
 	}
 }
 
