@@ -70,7 +70,21 @@ sentinel parallel-syncs mymaster 2
 	sam := a.browser()
 	sam.get("/tickets/2")
 	samCSRF := sam.submitEmail("sam@acme.example")
-	time.Sleep(1500 * time.Millisecond) // replicated to the replicas
+	// What survives a failover is what reached a replica (replication is
+	// asynchronous): wait until both have everything the master has.
+	offset := func(port int, field string) string {
+		out, _ := exec.Command("redis-cli", "-p", fmt.Sprint(port), "info", "replication").Output()
+		for _, l := range strings.Split(string(out), "\n") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(l), field+":"); ok {
+				return v
+			}
+		}
+		return ""
+	}
+	eventually(t, 20*time.Second, "the replicas to catch up", func() bool {
+		want := offset(ports[0], "master_repl_offset")
+		return want != "" && offset(ports[1], "master_repl_offset") == want && offset(ports[2], "master_repl_offset") == want
+	})
 
 	// Load from a signed-in and an anonymous client while the master dies.
 	var passedAnonymously, served, refused atomic.Int64
