@@ -32,6 +32,10 @@ type codeJob struct {
 	FlowHash string `json:"flow_hash"`
 	Method   string `json:"method,omitempty"`
 	ClientIP string `json:"client_ip,omitempty"`
+	// Lang is the language of the page the contact asked on (BCP 47); the
+	// email speaks it. Empty (jobs queued before languages): the
+	// workspace's default.
+	Lang string `json:"lang,omitempty"`
 }
 
 // deliver is the outbox worker's work for one message.
@@ -99,13 +103,17 @@ func (p *Portal) deliver(ctx context.Context, m storage.OutboxMessage) error {
 	}); err != nil {
 		return err
 	}
-	text, html, err := p.Pages.codeMail(mailData{WorkspaceTitle: ws.Title, Code: FormatCode(code), CodeTTL: humanDuration(ws.CodeTTL)})
+	t := translator(ws.defaultLanguage())
+	if tag, ok := LanguageSupported(job.Lang); ok {
+		t = translator(tag)
+	}
+	text, html, err := p.Pages.codeMail(mailData{tr: t, WorkspaceTitle: ws.Title, Code: FormatCode(code), CodeTTL: t.Duration(ws.CodeTTL)})
 	if err != nil {
 		return fmt.Errorf("%w: %v", mail.ErrPermanent, err)
 	}
 	if err := p.Sender.Send(ctx, mail.Message{
 		To:      contact.Email,
-		Subject: "Your sign-in code for " + ws.Title,
+		Subject: t.T("mail_subject", "Workspace", ws.Title),
 		Text:    text,
 		HTML:    html,
 	}); err != nil {

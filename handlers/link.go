@@ -204,9 +204,8 @@ func (q *request) openLink() error {
 		if !within {
 			return q.tooMany(wait)
 		}
-		return q.message(http.StatusBadRequest, "Invalid portal link",
-			"This sign-in link is incomplete, has expired, or is no longer valid for "+q.ws.Title+".",
-			"Please ask your service provider for a fresh link.", q.ws.AuthPath+"/signin", "Sign in with your email instead")
+		return q.message(http.StatusBadRequest, "link_invalid_heading", "link_invalid",
+			"link_invalid_next", q.ws.AuthPath+"/signin", "link_sign_in_instead")
 	}
 	if answered, err := q.flowAllowed(); answered {
 		return err

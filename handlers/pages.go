@@ -83,6 +83,13 @@ func LoadPages(dir string) (*Pages, error) {
 
 // pageData is what every page template sees.
 type pageData struct {
+	// The translator: {{.T "key"}}, {{.H "key"}} (markup), {{.Lang}},
+	// {{.Dir}}.
+	*tr
+	// Languages is the language switch (sign-in and code pages of a
+	// workspace with more than one language).
+	Languages []languageChoice
+
 	WorkspaceTitle string
 	AuthPath       string
 	Heading        string
@@ -119,6 +126,9 @@ type ssoButton struct {
 // render writes a page with status. Pages are never cached: they carry
 // CSRF tokens and per-contact state.
 func (p *Pages) render(w http.ResponseWriter, status int, name string, d pageData) error {
+	if d.tr == nil {
+		d.tr = translator(DefaultLanguage)
+	}
 	var buf bytes.Buffer
 	if err := p.html[name].ExecuteTemplate(&buf, "layout", d); err != nil {
 		return fmt.Errorf("rendering %s: %w", name, err)
@@ -137,12 +147,16 @@ func (p *Pages) render(w http.ResponseWriter, status int, name string, d pageDat
 
 // mailData is what the code email templates see.
 type mailData struct {
+	*tr
 	WorkspaceTitle string
 	Code           string
 	CodeTTL        string
 }
 
 func (p *Pages) codeMail(d mailData) (text, html string, err error) {
+	if d.tr == nil {
+		d.tr = translator(DefaultLanguage)
+	}
 	var tb, hb bytes.Buffer
 	if err := p.text.Execute(&tb, d); err != nil {
 		return "", "", fmt.Errorf("rendering code email: %w", err)

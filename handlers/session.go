@@ -75,13 +75,10 @@ func (q *request) signOutPage() error {
 	if err != nil {
 		return q.redirect("/signin")
 	}
-	return q.g.portal.Pages.render(q.w, http.StatusOK, pageSignOut, pageData{
-		WorkspaceTitle: q.ws.Title,
-		AuthPath:       q.ws.AuthPath,
-		Heading:        "Sign out",
-		CSRF:           sess.CSRF,
-		SignedInAs:     contact.Email,
-	})
+	d := q.page(q.t("signout_heading"))
+	d.CSRF = sess.CSRF
+	d.SignedInAs = contact.Email
+	return q.g.portal.Pages.render(q.w, http.StatusOK, pageSignOut, d)
 }
 
 // signOut ends the session (with all=1, every session of the contact) and
@@ -93,8 +90,8 @@ func (q *request) signOutPage() error {
 func (q *request) signOut() error {
 	_ = q.parseForm()
 	refuse := func() error {
-		return q.message(http.StatusForbidden, "Sign-out failed",
-			"This form was not sent from the portal.", "Use the sign-out button in the portal.", "/", "Back to the portal")
+		return q.message(http.StatusForbidden, "signout_failed",
+			"signout_not_ours", "signout_use_button", "/", "back_to_portal")
 	}
 	said, same := browserOrigin(q.r)
 	if said && !same {
@@ -140,14 +137,14 @@ func (q *request) signOut() error {
 
 // signedOutNotice is the sign-in page's notice after a sign-out: n is the
 // signed_out parameter, the number of sessions that ended.
-func signedOutNotice(n string) string {
+func (q *request) signedOutNotice(n string) string {
 	switch count, err := strconv.Atoi(n); {
 	case err != nil || count < 1:
 		return ""
 	case count == 1:
-		return "You have signed out."
+		return q.t("signed_out")
 	default:
-		return "You have signed out on all devices: " + strconv.Itoa(count) + " sessions ended."
+		return q.t("signed_out_all", "Count", count)
 	}
 }
 

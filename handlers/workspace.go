@@ -4,6 +4,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"golang.org/x/text/language"
 )
 
 // Workspace is one portal's resolved configuration: every field is filled
@@ -37,6 +39,10 @@ type Workspace struct {
 	ForwardAuth bool
 	// Webhooks receive the workspace's events.
 	Webhooks []*Webhook
+	// Languages are the languages of the pages and emails, among the
+	// shipped catalogs (Languages); the first is the default. Empty means
+	// English only.
+	Languages []language.Tag
 	// SCIM, when set, serves {AuthPath}/scim/v2/ for the customer's
 	// directory (scim.go); nil: those paths do not exist.
 	SCIM *SCIM
@@ -59,6 +65,14 @@ func (ws *Workspace) authURL(sub string) string {
 	u.Path = strings.TrimRight(ws.URL.Path, "/") + ws.AuthPath + sub
 	u.RawPath, u.RawQuery, u.Fragment = "", "", ""
 	return u.String()
+}
+
+// defaultLanguage is the workspace's first language.
+func (ws *Workspace) defaultLanguage() language.Tag {
+	if len(ws.Languages) == 0 {
+		return DefaultLanguage
+	}
+	return ws.Languages[0]
 }
 
 // ssoProvider is the provider with that name, or nil.
