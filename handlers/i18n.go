@@ -230,4 +230,3 @@ func (g *Gate) languageChoices(cur *tr) []languageChoice {
 	}
 	return out
 }
-
