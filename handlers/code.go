@@ -126,7 +126,7 @@ func (q *request) renderSignIn(status int, flowID, email, errMsg, notice string)
 	d.EmailInput = email
 	d.DirectoryMatch = q.ws.SSODirectoryMatch
 	d.SSO = q.ws.ssoButtons()
-	return q.g.portal.Pages.render(q.w, status, pageSignIn, d)
+	return q.ws.pages(q.g.portal).render(q.w, status, pageSignIn, d)
 }
 
 // submitEmail takes the email of a shared-link sign-in. The answer is the
@@ -253,7 +253,7 @@ func (q *request) renderCode(status int, f storage.SignInFlow, flowID, errMsg, n
 	d.CodeTTL = q.tr.Duration(q.ws.CodeTTL)
 	d.Wait = wait
 	d.MailDelayed = q.g.portal.MailDelayed()
-	return q.g.portal.Pages.render(q.w, status, pageCode, d)
+	return q.ws.pages(q.g.portal).render(q.w, status, pageCode, d)
 }
 
 func (q *request) resend() error {

@@ -107,11 +107,12 @@ func (p *Portal) deliver(ctx context.Context, m storage.OutboxMessage) error {
 	if tag, ok := LanguageSupported(job.Lang); ok {
 		t = translator(tag)
 	}
-	text, html, err := p.Pages.codeMail(mailData{tr: t, WorkspaceTitle: ws.Title, Code: FormatCode(code), CodeTTL: t.Duration(ws.CodeTTL)})
+	text, html, err := ws.pages(p).codeMail(mailData{tr: t, Brand: ws.Brand, WorkspaceTitle: ws.Title, Code: FormatCode(code), CodeTTL: t.Duration(ws.CodeTTL)})
 	if err != nil {
 		return fmt.Errorf("%w: %v", mail.ErrPermanent, err)
 	}
 	if err := p.Sender.Send(ctx, mail.Message{
+		From:    ws.MailFrom,
 		To:      contact.Email,
 		Subject: t.T("mail_subject", "Workspace", ws.Title),
 		Text:    text,

@@ -59,7 +59,7 @@ func placeholders(v any) []string {
 }
 
 // shippedLanguages must each have a catalog.
-var shippedLanguages = []string{"en"}
+var shippedLanguages = []string{"en", "de", "fr", "es", "pt-BR", "nl", "ja", "ar"}
 
 // Every catalog has exactly English's keys, the same placeholders, the
 // same kind of message (plural or not) and an "other" form for plurals.
@@ -231,4 +231,37 @@ func TestPagesTranslated(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The page language is negotiated among the workspace's languages from
+// Accept-Language, a ?lang= choice is remembered, and the code email
+// speaks the language of the page the contact asked on.
+func TestLanguageNegotiation(t *testing.T) {
+	de, ar := language.German, language.Arabic
+	tp := newTestPortal(t, func(p *Portal) {
+		p.Workspaces["acme"].Languages = []language.Tag{language.English, de, ar}
+	})
+	h := http.Header{"Accept-Language": {"de-CH,de;q=0.9,en;q=0.5"}}
+	b := tp.browser(t, tp.acme)
+	page := b.do(http.MethodGet, "/_portal/signin", nil, h)
+	wantBody(t, "Swiss German browser", page, `<html lang="de" dir="ltr">`)
+	wantBody(t, "language switch", page, `href="?lang=ar"`)
+	wantBody(t, "Swiss German browser", page, "Code per E-Mail senden")
+	wantBody(t, "unknown language", tp.browser(t, tp.acme).do(http.MethodGet, "/_portal/signin", nil, http.Header{"Accept-Language": {"ko"}}), `<html lang="en" dir="ltr">`)
+
+	page = b.do(http.MethodGet, "/_portal/signin?lang=ar", nil, h)
+	wantBody(t, "chosen Arabic", page, `<html lang="ar" dir="rtl">`)
+	if b.cookie(cookieLang) != "ar" {
+		t.Fatalf("language cookie %q, want ar", b.cookie(cookieLang))
+	}
+	page = b.do(http.MethodGet, "/_portal/signin", nil, h)
+	wantBody(t, "remembered Arabic", page, `<html lang="ar" dir="rtl">`)
+	wantRedirect(t, "email", b.post("/_portal/signin", url.Values{"csrf": {csrf(t, page)}, "email": {jane.Email}}), "/_portal/code")
+	m := tp.waitMail(t, 1)
+	if !strings.Contains(m.Subject, "رمز الدخول") || !strings.Contains(m.Text, "10 دقائق") || !strings.Contains(m.HTML, `lang="ar" dir="rtl"`) {
+		t.Fatalf("code email not in Arabic:\n%s\n%s\n%s", m.Subject, m.Text, m.HTML)
+	}
+	// An API answer speaks the browser's language too.
+	api := tp.browser(t, tp.acme).do(http.MethodGet, "/tickets", nil, http.Header{"Accept": {"application/json"}, "Accept-Language": {"de"}})
+	wantBody(t, "API message", api, "Melden Sie sich zuerst bei Acme Support an.")
 }

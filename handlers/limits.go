@@ -148,7 +148,7 @@ func (q *request) tooMany(wait time.Duration) error {
 	d.Message = q.t("too_many")
 	d.Next = q.t("too_many_next", "Wait", q.tr.Duration(wait))
 	d.ActionURL, d.ActionLabel = q.ws.AuthPath+"/signin", q.t("back_to_signin")
-	return q.g.portal.Pages.render(q.w, http.StatusTooManyRequests, pageMessage, d)
+	return q.ws.pages(q.g.portal).render(q.w, http.StatusTooManyRequests, pageMessage, d)
 }
 
 // auditRefusal audits a refused request as the 1st, 10th, 100th, …

@@ -89,6 +89,9 @@ type pageData struct {
 	// Languages is the language switch (sign-in and code pages of a
 	// workspace with more than one language).
 	Languages []languageChoice
+	// Brand is the workspace's look (nil: none): .Brand.LogoURL,
+	// .Brand.Accent, .Brand.SupportLink, .Brand.Footer.
+	Brand *Brand
 
 	WorkspaceTitle string
 	AuthPath       string
@@ -148,6 +151,7 @@ func (p *Pages) render(w http.ResponseWriter, status int, name string, d pageDat
 // mailData is what the code email templates see.
 type mailData struct {
 	*tr
+	Brand          *Brand
 	WorkspaceTitle string
 	Code           string
 	CodeTTL        string

@@ -47,7 +47,7 @@ func (q *request) t(id string, pairs ...any) string { return q.tr.T(id, pairs...
 
 // page is the data every page starts from.
 func (q *request) page(heading string) pageData {
-	return pageData{tr: q.tr, WorkspaceTitle: q.ws.Title, AuthPath: q.ws.AuthPath, Heading: heading}
+	return pageData{tr: q.tr, Brand: q.ws.Brand, WorkspaceTitle: q.ws.Title, AuthPath: q.ws.AuthPath, Heading: heading}
 }
 
 func (q *request) now() time.Time { return q.g.portal.Now() }
@@ -75,7 +75,7 @@ func (q *request) message(status int, heading, msg, next, actionURL, actionLabel
 	if actionLabel != "" {
 		d.ActionLabel = q.t(actionLabel)
 	}
-	return q.g.portal.Pages.render(q.w, status, pageMessage, d)
+	return q.ws.pages(q.g.portal).render(q.w, status, pageMessage, d)
 }
 
 // redirect answers 303 to a page under the auth path.
@@ -124,8 +124,9 @@ func (g *Gate) serviceUnavailable(w http.ResponseWriter, r *http.Request, retryA
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": apiCode, "message": t.T(msg + "_api")})
 		return nil
 	}
-	return g.portal.Pages.render(w, http.StatusServiceUnavailable, pageMessage, pageData{
+	return g.ws.pages(g.portal).render(w, http.StatusServiceUnavailable, pageMessage, pageData{
 		tr:             t,
+		Brand:          g.ws.Brand,
 		WorkspaceTitle: g.ws.Title,
 		AuthPath:       g.ws.AuthPath,
 		Heading:        t.T("unavailable_heading"),

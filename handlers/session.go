@@ -78,7 +78,7 @@ func (q *request) signOutPage() error {
 	d := q.page(q.t("signout_heading"))
 	d.CSRF = sess.CSRF
 	d.SignedInAs = contact.Email
-	return q.g.portal.Pages.render(q.w, http.StatusOK, pageSignOut, d)
+	return q.ws.pages(q.g.portal).render(q.w, http.StatusOK, pageSignOut, d)
 }
 
 // signOut ends the session (with all=1, every session of the contact) and

@@ -58,7 +58,7 @@ func (q *request) ssoFailed(provider, contactID, email, reason, advice string) e
 	d.Message = q.t("sso_failed")
 	d.Next = q.t(advice, "Provider", label, "Workspace", q.ws.Title)
 	d.ActionURL, d.ActionLabel = q.ws.AuthPath+"/signin", q.t("back_to_signin")
-	return q.g.portal.Pages.render(q.w, http.StatusUnauthorized, pageMessage, d)
+	return q.ws.pages(q.g.portal).render(q.w, http.StatusUnauthorized, pageMessage, d)
 }
 
 // ssoStart begins the authorization-code flow with state, nonce and PKCE.
