@@ -168,7 +168,7 @@ const (
 )
 
 // langFor negotiates a request's language among the workspace's: a
-// ?lang= choice (remembered in a cookie), then the remembered one, then
+// ?lang= choice (remembered in a cookie when w is given), then the remembered one, then
 // the browser's Accept-Language, then the workspace's first language.
 func (g *Gate) langFor(w http.ResponseWriter, r *http.Request, secure bool) *tr {
 	langs := g.ws.Languages
@@ -190,9 +190,11 @@ func (g *Gate) langFor(w http.ResponseWriter, r *http.Request, secure bool) *tr 
 		}
 		return language.Und, false
 	}
-	if r.URL.RawQuery != "" && w != nil {
+	if r.URL.RawQuery != "" {
 		if t, ok := pick(r.URL.Query().Get(langParam)); ok {
-			setCookie(w, secure, cookieLang, t.String(), 365*24*time.Hour)
+			if w != nil {
+				setCookie(w, secure, cookieLang, t.String(), 365*24*time.Hour)
+			}
 			return translator(t)
 		}
 	}
