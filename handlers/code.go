@@ -115,11 +115,23 @@ func (q *request) signInPage() error {
 	if err != nil {
 		return q.failed("reading sign-in flow", err)
 	}
-	return q.renderSignIn(http.StatusOK, key, "", "", q.signedOutNotice(q.r.URL.Query().Get("signed_out")))
+	// Back from the code page ("Change email"): the address typed before.
+	email := ""
+	if f, _, err := q.flow(); err == nil && f.Method == "code" {
+		email = f.Email
+	}
+	return q.renderSignIn(http.StatusOK, key, email, "", q.signedOutNotice(q.r.URL.Query().Get("signed_out")))
 }
 
 func (q *request) renderSignIn(status int, flowID, email, errMsg, notice string) error {
 	d := q.page(q.t("signin_heading"))
+	// A signed-in contact is told so, with Continue and Sign out, above
+	// the form for signing in as someone else.
+	if _, c, err := q.g.signedIn(q.r, q.store); err == nil {
+		d.Heading, d.SignedInAs = q.t("signed_in_heading"), c.Email
+	} else if !errorsIsSignedOut(err) {
+		return q.failed("reading session", err)
+	}
 	d.Languages = q.g.languageChoices(q.tr)
 	d.CSRF = q.csrfToken(flowID)
 	d.Error, d.Notice = errMsg, notice
@@ -171,7 +183,7 @@ func (q *request) sendCode(f storage.SignInFlow, flowID string, resend bool) err
 		if answered, err := q.overLimit(ev, "sign-in requests", rateLimit{"req/ip/" + q.net, q.g.portal.Limits.RequestsPerIP}); answered {
 			return err
 		}
-		job, _ := json.Marshal(codeJob{Workspace: ws.Name, Email: f.Email, ContactID: f.ContactID, FlowHash: f.CodeFlow(), Method: f.Method, ClientIP: q.ip, Lang: q.tr.Lang()})
+		job, _ := json.Marshal(codeJob{Workspace: ws.Name, Email: f.Email, ContactID: f.ContactID, FlowHash: f.CodeFlow(), Method: f.Method, ClientIP: q.ip, Lang: q.tr.Lang(), Browser: browserName(q.ua)})
 		if err := q.store.Enqueue(ctx, storage.OutboxMessage{Kind: kindCode, Payload: job, NotAfter: now.Add(ws.CodeTTL)}); err != nil {
 			return q.failed("queueing code email", err)
 		}
@@ -246,7 +258,15 @@ func (q *request) renderCode(status int, f storage.SignInFlow, flowID, errMsg, n
 	d.Languages = q.g.languageChoices(q.tr)
 	d.CSRF = q.csrfToken(flowID)
 	d.Error, d.Notice = errMsg, notice
-	d.MaskedEmail = maskEmail(f.Email)
+	// On the shared link the address is the contact's own input, shown
+	// in full (the page reads the same whether or not it is a contact's);
+	// a personalized link's address is the contact's, and only hinted at.
+	d.Personal = f.Method == "link"
+	d.ChangeEmail = !d.Personal
+	d.MaskedEmail = f.Email
+	if d.Personal {
+		d.MaskedEmail = maskEmail(f.Email)
+	}
 	if d.MaskedEmail == "" {
 		d.MaskedEmail = q.t("code_your_email")
 	}

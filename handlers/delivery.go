@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"go.uber.org/zap"
 
@@ -36,6 +37,9 @@ type codeJob struct {
 	// email speaks it. Empty (jobs queued before languages): the
 	// workspace's default.
 	Lang string `json:"lang,omitempty"`
+	// Browser names the browser that asked ("Firefox on Windows"), for the
+	// email to say; "" when unknown.
+	Browser string `json:"browser,omitempty"`
 }
 
 // deliver is the outbox worker's work for one message.
@@ -107,7 +111,12 @@ func (p *Portal) deliver(ctx context.Context, m storage.OutboxMessage) error {
 	if tag, ok := LanguageSupported(job.Lang); ok {
 		t = translator(tag)
 	}
-	text, html, err := ws.pages(p).codeMail(mailData{tr: t, Brand: ws.Brand, WorkspaceTitle: ws.Title, Code: FormatCode(code), CodeTTL: t.Duration(ws.CodeTTL)})
+	browser := t.T("mail_unknown_browser")
+	if b, os, ok := strings.Cut(job.Browser, "/"); ok {
+		browser = t.T("mail_browser", "Browser", b, "OS", os)
+	}
+	text, html, err := ws.pages(p).codeMail(mailData{tr: t, Brand: ws.Brand, WorkspaceTitle: ws.Title, Code: FormatCode(code), CodeTTL: t.Duration(ws.CodeTTL),
+		RequestedAt: issued.UTC().Format("2006-01-02 15:04 UTC"), Browser: browser})
 	if err != nil {
 		return fmt.Errorf("%w: %v", mail.ErrPermanent, err)
 	}

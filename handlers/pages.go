@@ -105,20 +105,35 @@ type pageData struct {
 	SSO            []ssoButton
 	DirectoryMatch bool
 
-	// code page
+	// sign-in page: the signed-in contact's email (SignedInAs, below)
+	// offers Continue and Sign out.
+
+	// code page: MaskedEmail is the address in full on the shared link
+	// (the contact's own input), masked for a personalized link
+	// (Personal); ChangeEmail offers to go back and change it.
+	Personal    bool
+	ChangeEmail bool
 	MaskedEmail string
 	CodeTTL     string
 	Wait        int
 	MailDelayed bool
 
-	// sign-out page
+	// sign-out page (and sign-in page, when signed in)
 	SignedInAs string
 
-	// message page
+	// message page; MessageHTML, when set, is shown instead of Message,
+	// and Form is a POST button.
+	MessageHTML htmltemplate.HTML
+	Form        *formButton
 	Message     string
 	Next        string
 	ActionURL   string
 	ActionLabel string
+}
+
+// formButton is a one-button POST form: Then is its "then" field.
+type formButton struct {
+	Action, Label, Then string
 }
 
 type ssoButton struct {
@@ -156,6 +171,10 @@ type mailData struct {
 	WorkspaceTitle string
 	Code           string
 	CodeTTL        string
+	// RequestedAt is when the code was asked for (UTC), Browser from which
+	// browser ("Firefox on Windows").
+	RequestedAt string
+	Browser     string
 }
 
 func (p *Pages) codeMail(d mailData) (text, html string, err error) {

@@ -168,3 +168,41 @@ func userAgent(r *http.Request) string {
 	}
 	return ua[:cut]
 }
+
+// browserName is "Browser/OS" for a user agent, like "Firefox/Windows",
+// for the code email to say where the code was asked for; "" when it
+// cannot tell. The names are products', not sentences.
+func browserName(ua string) string {
+	var b, os string
+	switch {
+	case strings.Contains(ua, "Edg/"):
+		b = "Edge"
+	case strings.Contains(ua, "OPR/"):
+		b = "Opera"
+	case strings.Contains(ua, "Firefox/"):
+		b = "Firefox"
+	case strings.Contains(ua, "Chrome/") || strings.Contains(ua, "Chromium/") || strings.Contains(ua, "CriOS/"):
+		b = "Chrome"
+	case strings.Contains(ua, "Safari/"):
+		b = "Safari"
+	default:
+		return ""
+	}
+	switch {
+	case strings.Contains(ua, "Android"):
+		os = "Android"
+	case strings.Contains(ua, "iPhone") || strings.Contains(ua, "iPad"):
+		os = "iOS"
+	case strings.Contains(ua, "Windows"):
+		os = "Windows"
+	case strings.Contains(ua, "Mac OS X") || strings.Contains(ua, "Macintosh"):
+		os = "macOS"
+	case strings.Contains(ua, "CrOS"):
+		os = "ChromeOS"
+	case strings.Contains(ua, "Linux"):
+		os = "Linux"
+	default:
+		return ""
+	}
+	return b + "/" + os
+}

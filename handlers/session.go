@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"go.uber.org/zap"
 
@@ -121,18 +122,30 @@ func (q *request) signOut() error {
 				ev.Reason, ev.Count = "signed out on all devices", n
 				q.audit(ev)
 				q.setCookie(cookieSession, "", -1)
-				return q.redirect("/signin?signed_out=" + strconv.Itoa(n))
+				return q.redirect(q.afterSignOut(strconv.Itoa(n)))
 			}
 			if err := q.store.DeleteSession(ctx, q.ws.Name, hash); err != nil {
 				return q.failed("ending session", err)
 			}
 			q.audit(ev)
 			q.setCookie(cookieSession, "", -1)
-			return q.redirect("/signin?signed_out=1")
+			return q.redirect(q.afterSignOut("1"))
 		}
 	}
 	q.setCookie(cookieSession, "", -1)
 	return q.redirect("/signin")
+}
+
+// afterSignOut is where a sign-out goes: the sign-in page, which says how
+// many sessions ended, or a personalized link of this workspace the
+// contact chose to switch to (the form's "then" field, nothing else).
+func (q *request) afterSignOut(n string) string {
+	if then := q.r.PostFormValue("then"); strings.HasPrefix(then, q.ws.AuthPath+"/link/") {
+		if tok := strings.TrimPrefix(then, q.ws.AuthPath+"/link/"); tok != "" && !strings.ContainsAny(tok, "/?#\\%") {
+			return "/link/" + tok
+		}
+	}
+	return "/signin?signed_out=" + n
 }
 
 // signedOutNotice is the sign-in page's notice after a sign-out: n is the
