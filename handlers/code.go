@@ -120,6 +120,9 @@ func (q *request) signInPage() error {
 	if f, _, err := q.flow(); err == nil && f.Method == "code" {
 		email = f.Email
 	}
+	if n, ok := q.takeNotice(); ok && n.key == "signin_invalid_email" {
+		return q.renderSignIn(n.status(), key, n.input, n.text(q), "")
+	}
 	return q.renderSignIn(http.StatusOK, key, email, "", q.signedOutNotice(q.r.URL.Query().Get("signed_out")))
 }
 
@@ -151,7 +154,7 @@ func (q *request) submitEmail() error {
 	}
 	email, verr := storage.NormalizeEmail(q.r.PostFormValue("email"))
 	if verr != nil {
-		return q.renderSignIn(http.StatusBadRequest, id, q.r.PostFormValue("email"), q.t("signin_invalid_email"), "")
+		return q.redirectWith("/signin", carried{key: "signin_invalid_email", input: q.r.PostFormValue("email")})
 	}
 	f.Email, f.ContactID, f.Method = email, "", "code"
 	return q.sendCode(f, id, false)
@@ -178,7 +181,6 @@ func (q *request) sendCode(f storage.SignInFlow, flowID string, resend bool) err
 		return q.failed("checking resend cooldown", err)
 	}
 	now := q.now()
-	notice := ""
 	if ok {
 		if answered, err := q.overLimit(ev, "sign-in requests", rateLimit{"req/ip/" + q.net, q.g.portal.Limits.RequestsPerIP}); answered {
 			return err
@@ -193,9 +195,6 @@ func (q *request) sendCode(f storage.SignInFlow, flowID string, resend bool) err
 		f.CodesSent++
 		ev.Event = EventCodeRequested
 		q.audit(ev)
-		if resend {
-			notice = q.t("code_new_sent")
-		}
 	} else {
 		f.ResendAt = now.Add(wait)
 		f.Held = true
@@ -209,14 +208,11 @@ func (q *request) sendCode(f storage.SignInFlow, flowID string, resend bool) err
 		q.setCookie(cookieFlow, flowID, flowTTL)
 	}
 	if resend {
-		status := http.StatusOK
-		errMsg := ""
 		if !ok {
-			status = http.StatusTooManyRequests
 			q.w.Header().Set("Retry-After", strconv.Itoa(waitSeconds(wait)))
-			errMsg = q.t("code_please_wait", "Count", waitSeconds(wait))
+			return q.redirectWith("/code", carried{key: "code_please_wait", count: waitSeconds(wait)})
 		}
-		return q.renderCode(status, f, flowID, errMsg, notice)
+		return q.redirectWith("/code", carried{key: "code_new_sent"})
 	}
 	return q.redirect("/code")
 }
@@ -235,6 +231,20 @@ func (q *request) codePage() error {
 		notice = q.t("code_held")
 		if f.LinkHash == "" {
 			notice = q.t("code_held_elsewhere")
+		}
+	}
+	// The answer to a form that redirected here (Post/Redirect/Get).
+	if n, ok := q.takeNotice(); ok {
+		switch st := n.status(); {
+		case st == http.StatusOK:
+			notice = n.text(q)
+		case n.key != "signin_invalid_email":
+			if st == http.StatusTooManyRequests {
+				if left := f.ResendAt.Sub(q.now()); left > 0 {
+					q.w.Header().Set("Retry-After", strconv.Itoa(waitSeconds(left)))
+				}
+			}
+			return q.renderCode(st, f, id, n.text(q), "")
 		}
 	}
 	return q.renderCode(http.StatusOK, f, id, "", notice)
@@ -298,7 +308,7 @@ const (
 // Every answer but success takes the same store work and reads the same
 // whether or not the flow's email belongs to an eligible contact.
 func (q *request) submitCode() error {
-	f, id, ok, err := q.formFlow(false)
+	f, _, ok, err := q.formFlow(false)
 	if !ok {
 		return err
 	}
@@ -319,7 +329,7 @@ func (q *request) submitCode() error {
 	if !valid {
 		ev.Event, ev.Reason = EventCodeRejected, "malformed"
 		q.audit(ev)
-		return q.renderCode(http.StatusUnauthorized, f, id, q.t("code_malformed"), "")
+		return q.redirectWith("/code", carried{key: "code_malformed"})
 	}
 	// This flow's tries at its latest code: past MaxCodeTries the code is
 	// dead for this flow whatever is typed, and the last wrong try says
@@ -331,7 +341,7 @@ func (q *request) submitCode() error {
 	if tries > MaxCodeTries {
 		ev.Event, ev.Reason = EventCodeRejected, "too many wrong tries"
 		q.audit(ev)
-		return q.renderCode(http.StatusUnauthorized, f, id, q.t(deadCode), "")
+		return q.redirectWith("/code", carried{key: deadCode})
 	}
 	contact, err := activeContact(ctx, q.store, ws.Name, f.Email, f.ContactID)
 	eligible := err == nil
@@ -360,7 +370,7 @@ func (q *request) submitCode() error {
 		ev.ContactID = contact.ID
 		ev.Event, ev.Reason = EventCodeRejected, "too many wrong tries"
 		q.audit(ev)
-		return q.renderCode(http.StatusUnauthorized, f, id, q.t(deadCode), "")
+		return q.redirectWith("/code", carried{key: deadCode})
 	case res == storage.CodeMissing:
 		ev.ContactID = contact.ID
 		ev.Event, ev.Reason = EventCodeRejected, "expired or unknown"
@@ -370,9 +380,9 @@ func (q *request) submitCode() error {
 	}
 	q.audit(ev)
 	if tries == MaxCodeTries {
-		return q.renderCode(http.StatusUnauthorized, f, id, q.t(deadCode), "")
+		return q.redirectWith("/code", carried{key: deadCode})
 	}
-	return q.renderCode(http.StatusUnauthorized, f, id, q.t(failedCode), "")
+	return q.redirectWith("/code", carried{key: failedCode})
 }
 
 // maskEmail shows enough of an address to recognise it: j***@acme.example.

@@ -258,7 +258,7 @@ func stripCookies(r *http.Request) {
 	lines := r.Header["Cookie"]
 	kept := lines[:0]
 	for _, line := range lines {
-		if !strings.Contains(line, cookieSession) && !strings.Contains(line, cookieFlow) {
+		if !strings.Contains(line, cookieSession) && !strings.Contains(line, cookieFlow) && !strings.Contains(line, cookieNotice) {
 			kept = append(kept, line)
 			continue
 		}
@@ -266,7 +266,7 @@ func stripCookies(r *http.Request) {
 		for part := range strings.SplitSeq(line, ";") {
 			name, _, _ := strings.Cut(strings.TrimSpace(part), "=")
 			switch name {
-			case cookieSession, cookieFlow, hostPrefixed[cookieSession], hostPrefixed[cookieFlow]:
+			case cookieSession, cookieFlow, cookieNotice, hostPrefixed[cookieSession], hostPrefixed[cookieFlow], hostPrefixed[cookieNotice]:
 				continue
 			}
 			if b.Len() > 0 {
@@ -294,7 +294,7 @@ func cookieName(secure bool, base string) string {
 }
 
 // hostPrefixed avoids building the __Host- names on every request.
-var hostPrefixed = map[string]string{cookieSession: "__Host-" + cookieSession, cookieFlow: "__Host-" + cookieFlow, cookieLang: "__Host-" + cookieLang}
+var hostPrefixed = map[string]string{cookieSession: "__Host-" + cookieSession, cookieFlow: "__Host-" + cookieFlow, cookieLang: "__Host-" + cookieLang, cookieNotice: "__Host-" + cookieNotice}
 
 func setCookie(w http.ResponseWriter, secure bool, base, value string, maxAge time.Duration) {
 	c := &http.Cookie{

@@ -111,3 +111,45 @@ func TestSignedInContactNotStuck(t *testing.T) {
 	s := tp.signedIn(t)
 	wantRedirect(t, "then elsewhere", s.do(http.MethodPost, "/_portal/signout", url.Values{"then": {"https://evil.example/"}}, http.Header{"Sec-Fetch-Site": {"same-origin"}}), "/_portal/signin?signed_out=1")
 }
+
+// Post/Redirect/Get: a refused form answers with a redirect to its page,
+// which shows the refusal once, with its status; a reload shows the page
+// afresh and never posts again.
+func TestRefusedFormsRedirect(t *testing.T) {
+	tp := newTestPortal(t, nil)
+	b := tp.browser(t, tp.acme)
+	token := b.requestCode("/", jane.Email)
+	b.noFollow = true
+	for _, c := range []struct {
+		what, path string
+		form       url.Values
+		to         string
+		status     int
+		says       string
+	}{
+		{"wrong code", "/_portal/code", url.Values{"csrf": {token}, "code": {"ABC-2345"}}, "/_portal/code", http.StatusUnauthorized, "the code is wrong or has expired"},
+		{"malformed code", "/_portal/code", url.Values{"csrf": {token}, "code": {"?"}}, "/_portal/code", http.StatusUnauthorized, "a code has 7 letters and digits"},
+		{"resend too soon", "/_portal/resend", url.Values{"csrf": {token}}, "/_portal/code", http.StatusTooManyRequests, "Please wait"},
+		{"no address", "/_portal/signin", url.Values{"csrf": {token}, "email": {"jane at acme"}}, "/_portal/signin", http.StatusBadRequest, "Enter a valid email address"},
+	} {
+		res := b.post(c.path, c.form)
+		wantRedirect(t, c.what, res, c.to)
+		if strings.Contains(res.body, c.says) {
+			t.Errorf("%s: the POST answer is a page", c.what)
+		}
+		page := b.get(c.to)
+		wantStatus(t, c.what+", the page", page, c.status)
+		wantBody(t, c.what+", the page", page, c.says)
+		reload := b.get(c.to)
+		wantStatus(t, c.what+", reloaded", reload, http.StatusOK)
+		if strings.Contains(reload.body, c.says) {
+			t.Errorf("%s: the refusal is shown again on reload", c.what)
+		}
+	}
+	// The typed input comes back with its error.
+	b.post("/_portal/signin", url.Values{"csrf": {token}, "email": {"jane at acme"}})
+	wantBody(t, "typed input", b.get("/_portal/signin"), `value="jane at acme"`)
+	// A forged notice cookie shows nothing.
+	b.jar[cookieNotice] = "anything.1.eA"
+	wantStatus(t, "forged notice", b.get("/_portal/code"), http.StatusOK)
+}

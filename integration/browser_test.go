@@ -164,7 +164,9 @@ func TestBrowserResendCooldown(t *testing.T) {
 	// An impatient contact enables it by hand.
 	c.do("enabling the Resend button", chromedp.RemoveAttribute(chromedp.CSS(resendButton), "disabled"))
 	r := c.press(resendButton)
-	c.expect(r, http.StatusTooManyRequests, "/_portal/resend", "Enter your sign-in code")
+	// Post/Redirect/Get: the refusal is shown on GET /_portal/code, so a
+	// reload never posts the resend again.
+	c.expect(r, http.StatusTooManyRequests, "/_portal/code", "Enter your sign-in code")
 	msg := c.text(".alert.error")
 	if !regexp.MustCompile(`^Please wait \d+ seconds before asking for another code\.$`).MatchString(msg) {
 		t.Fatalf("the refused resend says %q", msg)
