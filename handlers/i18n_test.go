@@ -138,6 +138,7 @@ func pageSet(t *testing.T, lang language.Tag) map[string]string {
 	tp.clock.Advance(time.Minute) // past the resend cooldown
 	tp.signIn(s, "/")
 	pages["signout"] = s.get("/_portal/signout").body
+	pages["signin, signed in"] = s.get("/_portal/signin").body
 	pages["signed out"] = tp.browser(t, tp.acme).get("/_portal/signin?signed_out=3").body
 	pages["too many"] = func() string {
 		c := tp.browser(t, tp.acme)

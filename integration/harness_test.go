@@ -309,6 +309,9 @@ func (b *browser) enterCode(csrf, code string) response {
 	if err != nil {
 		b.t.Fatal(err)
 	}
+	if r.Status == http.StatusSeeOther && refused(r) {
+		return b.get(r.Location)
+	}
 	return r
 }
 
