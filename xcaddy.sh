@@ -31,6 +31,7 @@ run)
 	build
 	cd integration/demo
 	echo "demo portal: http://localhost:8080  (sign in as jane@acme.example; the code is printed below)"
+	echo "second workspace, own brand, de/fr/en: http://globex.localhost:8080  (sign in as lena@globex.example)"
 	exec ../../caddy run --config Caddyfile --adapter caddyfile
 	;;
 test)

@@ -90,6 +90,16 @@ func init() {
 //				groups <group name>...
 //				requests_per_minute <n>
 //			}
+//			languages <lang>...
+//			brand {
+//				logo <file or url>
+//				accent <#hex color>
+//				support_url <url>
+//				support_email <email>
+//				footer <text>
+//			}
+//			templates_dir <dir>
+//			mail_from <"Name <address>">
 //			disabled
 //		}
 //	}
@@ -237,7 +247,9 @@ var (
 	workspaceOptions = []string{
 		"title", "url", "contacts_file", "auth_path", "code_ttl", "resend_cooldown", "session_ttl",
 		"session_idle", "link_ttl", "link_max_ttl", "sso", "sso_directory_match", "forward_auth", "webhook", "disabled", "scim",
+		"languages", "brand", "templates_dir", "mail_from",
 	}
+	brandOptions   = []string{"logo", "accent", "support_url", "support_email", "footer"}
 	webhookOptions = []string{"secret", "events"}
 	scimOptions    = []string{"token", "groups", "requests_per_minute"}
 	ssoOptions     = []string{"provider", "issuer", "client_id", "client_secret", "public_client", "trust_unverified_email", "tenant", "allowed_tenants", "scopes", "label"}
@@ -483,6 +495,17 @@ func parseWorkspace(d *caddyfile.Dispenser) (*module.WorkspaceConfig, error) {
 			continue
 		case "scim":
 			ws.SCIM, err = parseSCIM(d)
+		case "languages":
+			ws.Languages = d.RemainingArgs()
+			if len(ws.Languages) == 0 {
+				return nil, d.ArgErr()
+			}
+		case "brand":
+			ws.Brand, err = parseBrand(d)
+		case "templates_dir":
+			err = oneArg(d, &ws.TemplatesDir)
+		case "mail_from":
+			err = oneArg(d, &ws.MailFrom)
 		case "sso":
 			sc, err := parseSSO(d)
 			if err != nil {
@@ -585,6 +608,40 @@ func parseWebhook(d *caddyfile.Dispenser) (*module.WebhookConfig, error) {
 }
 
 // parseSCIM reads a workspace's scim block; token may repeat (rotation).
+func parseBrand(d *caddyfile.Dispenser) (*module.BrandConfig, error) {
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	b := new(module.BrandConfig)
+	at := block{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if _, dup := at[opt]; dup {
+			return nil, d.Errf("brand: %s is set twice", opt)
+		}
+		at[opt] = d.Token()
+		var dst *string
+		switch opt {
+		case "logo":
+			dst = &b.Logo
+		case "accent":
+			dst = &b.Accent
+		case "support_url":
+			dst = &b.SupportURL
+		case "support_email":
+			dst = &b.SupportEmail
+		case "footer":
+			dst = &b.Footer
+		default:
+			return nil, storage.UnknownOption(d, "brand", brandOptions)
+		}
+		if err := oneArg(d, dst); err != nil {
+			return nil, err
+		}
+	}
+	return b, at.errAt(d, b.Check(nil))
+}
+
 func parseSCIM(d *caddyfile.Dispenser) (*module.SCIMConfig, error) {
 	if d.NextArg() {
 		return nil, d.ArgErr()

@@ -27,6 +27,90 @@ var adaptErrorCases = []struct {
 	line      int
 }{
 	{
+		name: "unknown language",
+		caddyfile: `{
+	portal {
+		mail log
+		workspace acme {
+			languages en xx
+		}
+	}
+}` + site,
+		want: []string{"languages \"xx\": not a shipped language"},
+		line: 5,
+	},
+	{
+		name: "language twice",
+		caddyfile: `{
+	portal {
+		mail log
+		workspace acme {
+			languages en de en
+		}
+	}
+}` + site,
+		want: []string{"languages en is listed twice"},
+		line: 5,
+	},
+	{
+		name: "accent not a color",
+		caddyfile: `{
+	portal {
+		mail log
+		workspace acme {
+			brand {
+				accent blue
+			}
+		}
+	}
+}` + site,
+		want: []string{"brand: accent \"blue\": must be a CSS hex color"},
+		line: 6,
+	},
+	{
+		name: "support_url not http",
+		caddyfile: `{
+	portal {
+		mail log
+		workspace acme {
+			brand {
+				support_url ftp://acme.example
+			}
+		}
+	}
+}` + site,
+		want: []string{"support_url \"ftp://acme.example\": must be an http or https URL"},
+		line: 6,
+	},
+	{
+		name: "logo not an image",
+		caddyfile: `{
+	portal {
+		mail log
+		workspace acme {
+			brand {
+				logo /etc/acme/logo.txt
+			}
+		}
+	}
+}` + site,
+		want: []string{"must be a .png, .jpg, .gif, .webp or .svg file"},
+		line: 6,
+	},
+	{
+		name: "mail_from not an address",
+		caddyfile: `{
+	portal {
+		mail log
+		workspace acme {
+			mail_from "Acme Support"
+		}
+	}
+}` + site,
+		want: []string{"mail_from"},
+		line: 5,
+	},
+	{
 		// a portal that only looks like it works: refused unless mail
 		// log is asked for by name
 		name: "no mail",

@@ -156,7 +156,7 @@ func TestWrongCodeAnswersSameForEveryone(t *testing.T) {
 		token := b.requestCode("/", email)
 		for range MaxCodeTries + 1 {
 			res := b.submitCode(token, "ABC-2345")
-			body := strings.Replace(csrfField.ReplaceAllString(res.body, ""), maskEmail(email), "MASKED", 1)
+			body := strings.ReplaceAll(csrfField.ReplaceAllString(res.body, ""), email, "EMAIL") // the typed address, shown in full
 			answers[email] = append(answers[email], fmt.Sprintf("%d %s", res.status, body))
 		}
 	}

@@ -115,21 +115,33 @@ func (q *request) signInPage() error {
 	if err != nil {
 		return q.failed("reading sign-in flow", err)
 	}
-	return q.renderSignIn(http.StatusOK, key, "", "", signedOutNotice(q.r.URL.Query().Get("signed_out")))
+	// Back from the code page ("Change email"): the address typed before.
+	email := ""
+	if f, _, err := q.flow(); err == nil && f.Method == "code" {
+		email = f.Email
+	}
+	if n, ok := q.takeNotice(); ok && n.key == "signin_invalid_email" {
+		return q.renderSignIn(n.status(), key, n.input, n.text(q), "")
+	}
+	return q.renderSignIn(http.StatusOK, key, email, "", q.signedOutNotice(q.r.URL.Query().Get("signed_out")))
 }
 
 func (q *request) renderSignIn(status int, flowID, email, errMsg, notice string) error {
-	return q.g.portal.Pages.render(q.w, status, pageSignIn, pageData{
-		WorkspaceTitle: q.ws.Title,
-		AuthPath:       q.ws.AuthPath,
-		Heading:        "Sign in",
-		CSRF:           q.csrfToken(flowID),
-		Error:          errMsg,
-		Notice:         notice,
-		EmailInput:     email,
-		DirectoryMatch: q.ws.SSODirectoryMatch,
-		SSO:            q.ws.ssoButtons(),
-	})
+	d := q.page(q.t("signin_heading"))
+	// A signed-in contact is told so, with Continue and Sign out, above
+	// the form for signing in as someone else.
+	if _, c, err := q.g.signedIn(q.r, q.store); err == nil {
+		d.Heading, d.SignedInAs = q.t("signed_in_heading"), c.Email
+	} else if !errorsIsSignedOut(err) {
+		return q.failed("reading session", err)
+	}
+	d.Languages = q.g.languageChoices(q.tr)
+	d.CSRF = q.csrfToken(flowID)
+	d.Error, d.Notice = errMsg, notice
+	d.EmailInput = email
+	d.DirectoryMatch = q.ws.SSODirectoryMatch
+	d.SSO = q.ws.ssoButtons()
+	return q.ws.pages(q.g.portal).render(q.w, status, pageSignIn, d)
 }
 
 // submitEmail takes the email of a shared-link sign-in. The answer is the
@@ -142,7 +154,7 @@ func (q *request) submitEmail() error {
 	}
 	email, verr := storage.NormalizeEmail(q.r.PostFormValue("email"))
 	if verr != nil {
-		return q.renderSignIn(http.StatusBadRequest, id, q.r.PostFormValue("email"), "Enter a valid email address, such as name@example.com.", "")
+		return q.redirectWith("/signin", carried{key: "signin_invalid_email", input: q.r.PostFormValue("email")})
 	}
 	f.Email, f.ContactID, f.Method = email, "", "code"
 	return q.sendCode(f, id, false)
@@ -169,12 +181,11 @@ func (q *request) sendCode(f storage.SignInFlow, flowID string, resend bool) err
 		return q.failed("checking resend cooldown", err)
 	}
 	now := q.now()
-	notice := ""
 	if ok {
 		if answered, err := q.overLimit(ev, "sign-in requests", rateLimit{"req/ip/" + q.net, q.g.portal.Limits.RequestsPerIP}); answered {
 			return err
 		}
-		job, _ := json.Marshal(codeJob{Workspace: ws.Name, Email: f.Email, ContactID: f.ContactID, FlowHash: f.CodeFlow(), Method: f.Method, ClientIP: q.ip})
+		job, _ := json.Marshal(codeJob{Workspace: ws.Name, Email: f.Email, ContactID: f.ContactID, FlowHash: f.CodeFlow(), Method: f.Method, ClientIP: q.ip, Lang: q.tr.Lang(), Browser: browserName(q.ua)})
 		if err := q.store.Enqueue(ctx, storage.OutboxMessage{Kind: kindCode, Payload: job, NotAfter: now.Add(ws.CodeTTL)}); err != nil {
 			return q.failed("queueing code email", err)
 		}
@@ -184,9 +195,6 @@ func (q *request) sendCode(f storage.SignInFlow, flowID string, resend bool) err
 		f.CodesSent++
 		ev.Event = EventCodeRequested
 		q.audit(ev)
-		if resend {
-			notice = "A new code is on its way."
-		}
 	} else {
 		f.ResendAt = now.Add(wait)
 		f.Held = true
@@ -200,27 +208,17 @@ func (q *request) sendCode(f storage.SignInFlow, flowID string, resend bool) err
 		q.setCookie(cookieFlow, flowID, flowTTL)
 	}
 	if resend {
-		status := http.StatusOK
-		errMsg := ""
 		if !ok {
-			status = http.StatusTooManyRequests
 			q.w.Header().Set("Retry-After", strconv.Itoa(waitSeconds(wait)))
-			errMsg = "Please wait " + strconv.Itoa(waitSeconds(wait)) + " seconds before asking for another code."
+			return q.redirectWith("/code", carried{key: "code_please_wait", count: waitSeconds(wait)})
 		}
-		return q.renderCode(status, f, flowID, errMsg, notice)
+		return q.redirectWith("/code", carried{key: "code_new_sent"})
 	}
 	return q.redirect("/code")
 }
 
 func waitSeconds(d time.Duration) int {
 	return int((d + time.Second - 1) / time.Second)
-}
-
-func humanDuration(d time.Duration) string {
-	if d < time.Minute {
-		return strconv.Itoa(waitSeconds(d)) + " seconds"
-	}
-	return strconv.Itoa(int((d+time.Minute-1)/time.Minute)) + " minutes"
 }
 
 func (q *request) codePage() error {
@@ -230,43 +228,62 @@ func (q *request) codePage() error {
 	}
 	notice := ""
 	if f.Held {
-		notice = heldNotice
+		notice = q.t("code_held")
 		if f.LinkHash == "" {
-			notice = heldElsewhereNotice
+			notice = q.t("code_held_elsewhere")
+		}
+	}
+	// The answer to a form that redirected here (Post/Redirect/Get).
+	if n, ok := q.takeNotice(); ok {
+		switch st := n.status(); {
+		case st == http.StatusOK:
+			notice = n.text(q)
+		case n.key != "signin_invalid_email":
+			if st == http.StatusTooManyRequests {
+				if left := f.ResendAt.Sub(q.now()); left > 0 {
+					q.w.Header().Set("Retry-After", strconv.Itoa(waitSeconds(left)))
+				}
+			}
+			return q.renderCode(st, f, id, n.text(q), "")
 		}
 	}
 	return q.renderCode(http.StatusOK, f, id, "", notice)
 }
 
-// heldNotice explains a code page that sent no new code: one went to the
-// same email moments ago (from this browser or another). The cooldown runs
-// per email whether or not it matches a contact, so this tells nothing
-// about the contact list.
-const heldNotice = "A code was emailed to this address moments ago, so no new one was sent. Use that code, or if you have already used it, ask for a new one when the Resend button is ready."
-
-// heldElsewhereNotice is heldNotice for a sign-in started on the sign-in
-// page: a code works only in the browser that asked for it (so wrong tries
-// elsewhere cannot kill it), and the code sent moments ago may have been
-// asked for in another one.
-const heldElsewhereNotice = "A code was emailed to this address moments ago, so no new one was sent yet. A code works only in the browser where it was asked for: use it there, or ask for a new one here when the Resend button is ready."
+// The held notices (code_held, code_held_elsewhere) explain a code page
+// that sent no new code: one went to the same email moments ago (from this
+// browser or another). The cooldown runs per email whether or not it
+// matches a contact, so this tells nothing about the contact list. On a
+// sign-in started on the sign-in page the notice adds that a code works
+// only in the browser that asked for it (so wrong tries elsewhere cannot
+// kill it), and the code sent moments ago may have been asked for in
+// another one.
 
 func (q *request) renderCode(status int, f storage.SignInFlow, flowID, errMsg, notice string) error {
 	wait := 0
 	if left := f.ResendAt.Sub(q.now()); left > 0 {
 		wait = waitSeconds(left)
 	}
-	return q.g.portal.Pages.render(q.w, status, pageCode, pageData{
-		WorkspaceTitle: q.ws.Title,
-		AuthPath:       q.ws.AuthPath,
-		Heading:        "Enter your sign-in code",
-		CSRF:           q.csrfToken(flowID),
-		Error:          errMsg,
-		Notice:         notice,
-		MaskedEmail:    maskEmail(f.Email),
-		CodeTTL:        humanDuration(q.ws.CodeTTL),
-		Wait:           wait,
-		MailDelayed:    q.g.portal.MailDelayed(),
-	})
+	d := q.page(q.t("code_heading"))
+	d.Languages = q.g.languageChoices(q.tr)
+	d.CSRF = q.csrfToken(flowID)
+	d.Error, d.Notice = errMsg, notice
+	// On the shared link the address is the contact's own input, shown
+	// in full (the page reads the same whether or not it is a contact's);
+	// a personalized link's address is the contact's, and only hinted at.
+	d.Personal = f.Method == "link"
+	d.ChangeEmail = !d.Personal
+	d.MaskedEmail = f.Email
+	if d.Personal {
+		d.MaskedEmail = maskEmail(f.Email)
+	}
+	if d.MaskedEmail == "" {
+		d.MaskedEmail = q.t("code_your_email")
+	}
+	d.CodeTTL = q.tr.Duration(q.ws.CodeTTL)
+	d.Wait = wait
+	d.MailDelayed = q.g.portal.MailDelayed()
+	return q.ws.pages(q.g.portal).render(q.w, status, pageCode, d)
 }
 
 func (q *request) resend() error {
@@ -280,18 +297,18 @@ func (q *request) resend() error {
 	return q.sendCode(f, id, true)
 }
 
-// The answers to a code. They are the same for an active contact, a
-// disabled one and an address that is no contact at all.
+// The answers to a code (catalog keys). They are the same for an active
+// contact, a disabled one and an address that is no contact at all.
 const (
-	failedCode = "Sign-in failed: the code is wrong or has expired. Check the code, or ask for a new one."
-	deadCode   = "Sign-in failed: too many wrong codes. This code no longer works after too many tries; use Resend code to get a new one."
+	failedCode = "code_failed"
+	deadCode   = "code_dead"
 )
 
 // submitCode checks a code and, when it is right, signs the contact in.
 // Every answer but success takes the same store work and reads the same
 // whether or not the flow's email belongs to an eligible contact.
 func (q *request) submitCode() error {
-	f, id, ok, err := q.formFlow(false)
+	f, _, ok, err := q.formFlow(false)
 	if !ok {
 		return err
 	}
@@ -312,8 +329,7 @@ func (q *request) submitCode() error {
 	if !valid {
 		ev.Event, ev.Reason = EventCodeRejected, "malformed"
 		q.audit(ev)
-		return q.renderCode(http.StatusUnauthorized, f, id,
-			"Sign-in failed: a code has 7 letters and digits, like ABC-2345. Check the email and try again.", "")
+		return q.redirectWith("/code", carried{key: "code_malformed"})
 	}
 	// This flow's tries at its latest code: past MaxCodeTries the code is
 	// dead for this flow whatever is typed, and the last wrong try says
@@ -325,7 +341,7 @@ func (q *request) submitCode() error {
 	if tries > MaxCodeTries {
 		ev.Event, ev.Reason = EventCodeRejected, "too many wrong tries"
 		q.audit(ev)
-		return q.renderCode(http.StatusUnauthorized, f, id, deadCode, "")
+		return q.redirectWith("/code", carried{key: deadCode})
 	}
 	contact, err := activeContact(ctx, q.store, ws.Name, f.Email, f.ContactID)
 	eligible := err == nil
@@ -354,7 +370,7 @@ func (q *request) submitCode() error {
 		ev.ContactID = contact.ID
 		ev.Event, ev.Reason = EventCodeRejected, "too many wrong tries"
 		q.audit(ev)
-		return q.renderCode(http.StatusUnauthorized, f, id, deadCode, "")
+		return q.redirectWith("/code", carried{key: deadCode})
 	case res == storage.CodeMissing:
 		ev.ContactID = contact.ID
 		ev.Event, ev.Reason = EventCodeRejected, "expired or unknown"
@@ -364,17 +380,17 @@ func (q *request) submitCode() error {
 	}
 	q.audit(ev)
 	if tries == MaxCodeTries {
-		return q.renderCode(http.StatusUnauthorized, f, id, deadCode, "")
+		return q.redirectWith("/code", carried{key: deadCode})
 	}
-	return q.renderCode(http.StatusUnauthorized, f, id, failedCode, "")
+	return q.redirectWith("/code", carried{key: failedCode})
 }
 
 // maskEmail shows enough of an address to recognise it: j***@acme.example.
-// It keeps whole characters, never half of one.
+// It keeps whole characters, never half of one; "" for no address.
 func maskEmail(e string) string {
 	at := strings.LastIndexByte(e, '@')
 	if at < 1 {
-		return "your email"
+		return ""
 	}
 	_, first := utf8.DecodeRuneInString(e)
 	rest := utf8.RuneCountInString(e[first:at])

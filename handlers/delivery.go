@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"go.uber.org/zap"
 
@@ -32,6 +33,13 @@ type codeJob struct {
 	FlowHash string `json:"flow_hash"`
 	Method   string `json:"method,omitempty"`
 	ClientIP string `json:"client_ip,omitempty"`
+	// Lang is the language of the page the contact asked on (BCP 47); the
+	// email speaks it. Empty (jobs queued before languages): the
+	// workspace's default.
+	Lang string `json:"lang,omitempty"`
+	// Browser names the browser that asked ("Firefox on Windows"), for the
+	// email to say; "" when unknown.
+	Browser string `json:"browser,omitempty"`
 }
 
 // deliver is the outbox worker's work for one message.
@@ -99,13 +107,23 @@ func (p *Portal) deliver(ctx context.Context, m storage.OutboxMessage) error {
 	}); err != nil {
 		return err
 	}
-	text, html, err := p.Pages.codeMail(mailData{WorkspaceTitle: ws.Title, Code: FormatCode(code), CodeTTL: humanDuration(ws.CodeTTL)})
+	t := translator(ws.defaultLanguage())
+	if tag, ok := LanguageSupported(job.Lang); ok {
+		t = translator(tag)
+	}
+	browser := t.T("mail_unknown_browser")
+	if b, os, ok := strings.Cut(job.Browser, "/"); ok {
+		browser = t.T("mail_browser", "Browser", b, "OS", os)
+	}
+	text, html, err := ws.pages(p).codeMail(mailData{tr: t, Brand: ws.Brand, WorkspaceTitle: ws.Title, Code: FormatCode(code), CodeTTL: t.Duration(ws.CodeTTL),
+		RequestedAt: issued.UTC().Format("2006-01-02 15:04 UTC"), Browser: browser})
 	if err != nil {
 		return fmt.Errorf("%w: %v", mail.ErrPermanent, err)
 	}
 	if err := p.Sender.Send(ctx, mail.Message{
+		From:    ws.MailFrom,
 		To:      contact.Email,
-		Subject: "Your sign-in code for " + ws.Title,
+		Subject: t.T("mail_subject", "Workspace", ws.Title),
 		Text:    text,
 		HTML:    html,
 	}); err != nil {

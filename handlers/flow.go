@@ -210,19 +210,19 @@ func (q *request) parseForm() error {
 // sign-in expired. ok is false when an answer has already been written.
 func (q *request) formFlow(store bool) (f storage.SignInFlow, id string, ok bool, err error) {
 	if err := q.parseForm(); err != nil {
-		return f, "", false, q.message(http.StatusBadRequest, "Sign-in failed",
-			"The form could not be read.", "", q.ws.AuthPath+"/signin", "Start again")
+		return f, "", false, q.message(http.StatusBadRequest, "signin_failed",
+			"form_unreadable", "", q.ws.AuthPath+"/signin", "start_again")
 	}
 	notOurs := func() error {
-		return q.message(http.StatusForbidden, "Sign-in failed",
-			"This form was not sent from the sign-in page.", "Start again from the sign-in page.", q.ws.AuthPath+"/signin", "Start again")
+		return q.message(http.StatusForbidden, "signin_failed",
+			"form_not_ours", "start_again_next", q.ws.AuthPath+"/signin", "start_again")
 	}
 	if said, same := browserOrigin(q.r); said && !same {
 		return f, "", false, notOurs()
 	}
 	expired := func() error {
-		return q.message(http.StatusBadRequest, "Sign-in failed",
-			"Your sign-in session has expired.", "Start again from the sign-in page.", q.ws.AuthPath+"/signin", "Start again")
+		return q.message(http.StatusBadRequest, "signin_failed",
+			"flow_expired", "start_again_next", q.ws.AuthPath+"/signin", "start_again")
 	}
 	f, id, err = q.flow()
 	switch {

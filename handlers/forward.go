@@ -71,7 +71,7 @@ func (q *request) forwardAuth() error {
 		q.w.Header().Set("WWW-Authenticate", `Portal realm="`+q.ws.Name+`"`)
 		writeJSON(q.w, http.StatusUnauthorized, map[string]string{
 			"error":      "sign_in_required",
-			"message":    "Sign in to " + q.ws.Title + " first.",
+			"message":    q.t("sign_in_required_api", "Workspace", q.ws.Title),
 			"signin_url": q.ws.AuthPath + "/signin",
 		})
 		return nil

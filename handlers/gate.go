@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+	"golang.org/x/text/language"
 
 	"github.com/kdesk/portalgate/storage"
 )
@@ -41,11 +42,16 @@ type Gate struct {
 	scim scimEndpoints
 	// httpsURL is ws.https(), kept for the hot path.
 	httpsURL bool
+	// matcher negotiates among ws.Languages.
+	matcher language.Matcher
 }
 
 // NewGate returns the gate of one workspace of p.
 func NewGate(p *Portal, ws *Workspace) *Gate {
 	g := &Gate{portal: p, ws: ws, counters: p.Metrics.gateCounters(ws.Name), httpsURL: ws.https()}
+	if len(ws.Languages) > 0 {
+		g.matcher = language.NewMatcher(ws.Languages)
+	}
 	g.routes = g.routeTable()
 	return g
 }
@@ -191,7 +197,7 @@ func (g *Gate) challenge(w http.ResponseWriter, r *http.Request, rt *runtime) er
 		w.Header().Set("WWW-Authenticate", `Portal realm="`+g.ws.Name+`"`)
 		writeJSON(w, http.StatusUnauthorized, map[string]string{
 			"error":      "sign_in_required",
-			"message":    "Sign in to " + g.ws.Title + " first.",
+			"message":    g.langFor(nil, r, g.secure(r)).T("sign_in_required_api", "Workspace", g.ws.Title),
 			"signin_url": signin,
 		})
 		return nil
@@ -255,7 +261,7 @@ func stripCookies(r *http.Request) {
 	lines := r.Header["Cookie"]
 	kept := lines[:0]
 	for _, line := range lines {
-		if !strings.Contains(line, cookieSession) && !strings.Contains(line, cookieFlow) {
+		if !strings.Contains(line, cookieSession) && !strings.Contains(line, cookieFlow) && !strings.Contains(line, cookieNotice) {
 			kept = append(kept, line)
 			continue
 		}
@@ -263,7 +269,7 @@ func stripCookies(r *http.Request) {
 		for part := range strings.SplitSeq(line, ";") {
 			name, _, _ := strings.Cut(strings.TrimSpace(part), "=")
 			switch name {
-			case cookieSession, cookieFlow, hostPrefixed[cookieSession], hostPrefixed[cookieFlow]:
+			case cookieSession, cookieFlow, cookieNotice, hostPrefixed[cookieSession], hostPrefixed[cookieFlow], hostPrefixed[cookieNotice]:
 				continue
 			}
 			if b.Len() > 0 {
@@ -291,7 +297,7 @@ func cookieName(secure bool, base string) string {
 }
 
 // hostPrefixed avoids building the __Host- names on every request.
-var hostPrefixed = map[string]string{cookieSession: "__Host-" + cookieSession, cookieFlow: "__Host-" + cookieFlow}
+var hostPrefixed = map[string]string{cookieSession: "__Host-" + cookieSession, cookieFlow: "__Host-" + cookieFlow, cookieLang: "__Host-" + cookieLang, cookieNotice: "__Host-" + cookieNotice}
 
 func setCookie(w http.ResponseWriter, secure bool, base, value string, maxAge time.Duration) {
 	c := &http.Cookie{

@@ -144,9 +144,11 @@ func (q *request) overLimit(ev storage.AuditEvent, what string, limits ...rateLi
 // to try again.
 func (q *request) tooMany(wait time.Duration) error {
 	q.w.Header().Set("Retry-After", strconv.Itoa(waitSeconds(wait)))
-	return q.message(http.StatusTooManyRequests, "Too many attempts",
-		"There have been too many sign-in attempts from your network, so nothing was sent or checked.",
-		"Try again in "+humanDuration(wait)+".", q.ws.AuthPath+"/signin", "Back to sign in")
+	d := q.page(q.t("too_many_heading"))
+	d.Message = q.t("too_many")
+	d.Next = q.t("too_many_next", "Wait", q.tr.Duration(wait))
+	d.ActionURL, d.ActionLabel = q.ws.AuthPath+"/signin", q.t("back_to_signin")
+	return q.ws.pages(q.g.portal).render(q.w, http.StatusTooManyRequests, pageMessage, d)
 }
 
 // auditRefusal audits a refused request as the 1st, 10th, 100th, …

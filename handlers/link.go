@@ -204,9 +204,25 @@ func (q *request) openLink() error {
 		if !within {
 			return q.tooMany(wait)
 		}
-		return q.message(http.StatusBadRequest, "Invalid portal link",
-			"This sign-in link is incomplete, has expired, or is no longer valid for "+q.ws.Title+".",
-			"Please ask your service provider for a fresh link.", q.ws.AuthPath+"/signin", "Sign in with your email instead")
+		return q.message(http.StatusBadRequest, "link_invalid_heading", "link_invalid",
+			"link_invalid_next", q.ws.AuthPath+"/signin", "link_sign_in_instead")
+	}
+	// Already signed in: as this contact, straight to the link's page; as
+	// another, say who is signed in and offer to switch.
+	if _, current, err := q.g.signedIn(q.r, q.store); err == nil {
+		if current.ID == contact.ID {
+			ev.Event, ev.Email, ev.Reason = EventLinkOpened, contact.Email, "link "+link.ID+", already signed in"
+			q.audit(ev)
+			http.Redirect(q.w, q.r, returnTo, http.StatusSeeOther)
+			return nil
+		}
+		d := q.page(q.t("link_other_heading"))
+		d.MessageHTML = q.tr.H("link_other", "Email", current.Email, "Workspace", q.ws.Title)
+		d.ActionURL, d.ActionLabel = "/", q.t("continue")
+		d.Form = &formButton{Action: q.ws.AuthPath + "/signout", Label: q.t("link_switch"), Then: q.r.URL.Path}
+		return q.ws.pages(q.g.portal).render(q.w, http.StatusOK, pageMessage, d)
+	} else if !errorsIsSignedOut(err) {
+		return q.failed("reading session", err)
 	}
 	if answered, err := q.flowAllowed(); answered {
 		return err

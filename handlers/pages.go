@@ -83,6 +83,16 @@ func LoadPages(dir string) (*Pages, error) {
 
 // pageData is what every page template sees.
 type pageData struct {
+	// The translator: {{.T "key"}}, {{.H "key"}} (markup), {{.Lang}},
+	// {{.Dir}}.
+	*tr
+	// Languages is the language switch (sign-in and code pages of a
+	// workspace with more than one language).
+	Languages []languageChoice
+	// Brand is the workspace's look (nil: none): .Brand.LogoURL,
+	// .Brand.Accent, .Brand.SupportLink, .Brand.Footer.
+	Brand *Brand
+
 	WorkspaceTitle string
 	AuthPath       string
 	Heading        string
@@ -95,20 +105,35 @@ type pageData struct {
 	SSO            []ssoButton
 	DirectoryMatch bool
 
-	// code page
+	// sign-in page: the signed-in contact's email (SignedInAs, below)
+	// offers Continue and Sign out.
+
+	// code page: MaskedEmail is the address in full on the shared link
+	// (the contact's own input), masked for a personalized link
+	// (Personal); ChangeEmail offers to go back and change it.
+	Personal    bool
+	ChangeEmail bool
 	MaskedEmail string
 	CodeTTL     string
 	Wait        int
 	MailDelayed bool
 
-	// sign-out page
+	// sign-out page (and sign-in page, when signed in)
 	SignedInAs string
 
-	// message page
+	// message page; MessageHTML, when set, is shown instead of Message,
+	// and Form is a POST button.
+	MessageHTML htmltemplate.HTML
+	Form        *formButton
 	Message     string
 	Next        string
 	ActionURL   string
 	ActionLabel string
+}
+
+// formButton is a one-button POST form: Then is its "then" field.
+type formButton struct {
+	Action, Label, Then string
 }
 
 type ssoButton struct {
@@ -119,6 +144,9 @@ type ssoButton struct {
 // render writes a page with status. Pages are never cached: they carry
 // CSRF tokens and per-contact state.
 func (p *Pages) render(w http.ResponseWriter, status int, name string, d pageData) error {
+	if d.tr == nil {
+		d.tr = translator(DefaultLanguage)
+	}
 	var buf bytes.Buffer
 	if err := p.html[name].ExecuteTemplate(&buf, "layout", d); err != nil {
 		return fmt.Errorf("rendering %s: %w", name, err)
@@ -127,7 +155,8 @@ func (p *Pages) render(w http.ResponseWriter, status int, name string, d pageDat
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Frame-Options", "DENY")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	// A brand's logo is the only image: a data: URL or the operator's host.
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"+d.Brand.imgSrc())
 	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Content-Length", strconv.Itoa(buf.Len()))
 	w.WriteHeader(status)
@@ -137,12 +166,21 @@ func (p *Pages) render(w http.ResponseWriter, status int, name string, d pageDat
 
 // mailData is what the code email templates see.
 type mailData struct {
+	*tr
+	Brand          *Brand
 	WorkspaceTitle string
 	Code           string
 	CodeTTL        string
+	// RequestedAt is when the code was asked for (UTC), Browser from which
+	// browser ("Firefox on Windows").
+	RequestedAt string
+	Browser     string
 }
 
 func (p *Pages) codeMail(d mailData) (text, html string, err error) {
+	if d.tr == nil {
+		d.tr = translator(DefaultLanguage)
+	}
 	var tb, hb bytes.Buffer
 	if err := p.text.Execute(&tb, d); err != nil {
 		return "", "", fmt.Errorf("rendering code email: %w", err)

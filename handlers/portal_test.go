@@ -224,6 +224,8 @@ type browser struct {
 	expires map[string]time.Time
 	// setCookies is every Set-Cookie the browser received.
 	setCookies []*http.Cookie
+	// noFollow keeps the redirect of a refused form (see send).
+	noFollow bool
 }
 
 func (tp *testPortal) browser(t testing.TB, g *Gate) *browser {
@@ -325,6 +327,16 @@ func (b *browser) send(r *http.Request) *response {
 		delete(b.expires, c.Name)
 		if c.MaxAge > 0 && b.clock != nil && b.expires != nil {
 			b.expires[c.Name] = b.clock.Now().Add(time.Duration(c.MaxAge) * time.Second)
+		}
+	}
+	// A refused form redirects to its page with the refusal
+	// (Post/Redirect/Get); a browser follows, and so does this one, so
+	// the answer is the page the contact sees, with its status.
+	if out.status == http.StatusSeeOther && r.Method == http.MethodPost && !b.noFollow {
+		for _, c := range out.cookies {
+			if strings.HasSuffix(c.Name, cookieNotice) && c.Value != "" {
+				return b.get(out.location())
+			}
 		}
 	}
 	return out

@@ -29,14 +29,25 @@ type request struct {
 	ua  string
 	// secure is set when the contact is on HTTPS.
 	secure bool
+	// tr speaks the request's language (langFor).
+	tr *tr
 	// err is what the route returned, for ServeHTTP to pass on.
 	err error
 }
 
 func (g *Gate) newRequest(w http.ResponseWriter, r *http.Request, rt *runtime) *request {
 	ip := g.portal.ClientIP(r)
+	secure := g.secure(r)
 	return &request{w: w, r: r, g: g, ws: g.ws, rt: rt, keys: rt.keys[g.ws.Name], store: rt.store,
-		ip: ip, net: g.portal.Limits.clientNet(ip), ua: userAgent(r), secure: g.secure(r)}
+		ip: ip, net: g.portal.Limits.clientNet(ip), ua: userAgent(r), secure: secure, tr: g.langFor(w, r, secure)}
+}
+
+// t is a message of the request's language (tr.T).
+func (q *request) t(id string, pairs ...any) string { return q.tr.T(id, pairs...) }
+
+// page is the data every page starts from.
+func (q *request) page(heading string) pageData {
+	return pageData{tr: q.tr, Brand: q.ws.Brand, WorkspaceTitle: q.ws.Title, AuthPath: q.ws.AuthPath, Heading: heading}
 }
 
 func (q *request) now() time.Time { return q.g.portal.Now() }
@@ -51,17 +62,20 @@ func (q *request) audit(e storage.AuditEvent) {
 	q.g.portal.audit(q.r.Context(), q.rt, e)
 }
 
-// message renders the message page.
+// message renders the message page: heading, msg, next and actionLabel
+// are catalog keys (next and actionLabel may be ""), msg with
+// "Workspace" set to the workspace's title.
 func (q *request) message(status int, heading, msg, next, actionURL, actionLabel string) error {
-	return q.g.portal.Pages.render(q.w, status, pageMessage, pageData{
-		WorkspaceTitle: q.ws.Title,
-		AuthPath:       q.ws.AuthPath,
-		Heading:        heading,
-		Message:        msg,
-		Next:           next,
-		ActionURL:      actionURL,
-		ActionLabel:    actionLabel,
-	})
+	d := q.page(q.t(heading))
+	d.Message = q.t(msg, "Workspace", q.ws.Title)
+	if next != "" {
+		d.Next = q.t(next)
+	}
+	d.ActionURL = actionURL
+	if actionLabel != "" {
+		d.ActionLabel = q.t(actionLabel)
+	}
+	return q.ws.pages(q.g.portal).render(q.w, status, pageMessage, d)
 }
 
 // redirect answers 303 to a page under the auth path.
@@ -90,32 +104,34 @@ func (q *request) cookie(base string) string {
 // logged once, not once per request.
 func (g *Gate) storageFailed(w http.ResponseWriter, r *http.Request, what string, err error) error {
 	g.portal.storageDown(what, err)
-	return g.serviceUnavailable(w, r, "30", "temporarily_unavailable", "Sign-in is temporarily unavailable. Try again shortly.",
-		"The "+g.ws.Title+" portal is temporarily unavailable.", "Nothing you entered was lost. Please try again in a minute.")
+	return g.serviceUnavailable(w, r, "30", "temporarily_unavailable", "unavailable_temporarily")
 }
 
 // unavailable answers with "Portal unavailable" (503): the workspace is
 // disabled.
 func (g *Gate) unavailable(w http.ResponseWriter, r *http.Request) error {
-	return g.serviceUnavailable(w, r, "60", "portal_unavailable", "The portal is not currently available.",
-		"The "+g.ws.Title+" portal is not currently available.", "Please try again later, or contact your service provider.")
+	return g.serviceUnavailable(w, r, "60", "portal_unavailable", "unavailable_disabled")
 }
 
 // serviceUnavailable answers 503: "Portal unavailable" for pages, JSON for
-// API calls.
-func (g *Gate) serviceUnavailable(w http.ResponseWriter, r *http.Request, retryAfter, apiCode, apiMsg, msg, next string) error {
+// API calls. msg is the catalog key of the page's message; msg+"_next" and
+// msg+"_api" are what to do next and the API answer's message.
+func (g *Gate) serviceUnavailable(w http.ResponseWriter, r *http.Request, retryAfter, apiCode, msg string) error {
 	g.count(func(c *gateCounters) prometheus.Counter { return c.unavailable })
 	w.Header().Set("Retry-After", retryAfter)
+	t := g.langFor(nil, r, g.secure(r))
 	if isAPI(r) {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": apiCode, "message": apiMsg})
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": apiCode, "message": t.T(msg + "_api")})
 		return nil
 	}
-	return g.portal.Pages.render(w, http.StatusServiceUnavailable, pageMessage, pageData{
+	return g.ws.pages(g.portal).render(w, http.StatusServiceUnavailable, pageMessage, pageData{
+		tr:             t,
+		Brand:          g.ws.Brand,
 		WorkspaceTitle: g.ws.Title,
 		AuthPath:       g.ws.AuthPath,
-		Heading:        "Portal unavailable",
-		Message:        msg,
-		Next:           next,
+		Heading:        t.T("unavailable_heading"),
+		Message:        t.T(msg, "Workspace", g.ws.Title),
+		Next:           t.T(msg + "_next"),
 	})
 }
 
@@ -151,4 +167,42 @@ func userAgent(r *http.Request) string {
 		cut--
 	}
 	return ua[:cut]
+}
+
+// browserName is "Browser/OS" for a user agent, like "Firefox/Windows",
+// for the code email to say where the code was asked for; "" when it
+// cannot tell. The names are products', not sentences.
+func browserName(ua string) string {
+	var b, os string
+	switch {
+	case strings.Contains(ua, "Edg/"):
+		b = "Edge"
+	case strings.Contains(ua, "OPR/"):
+		b = "Opera"
+	case strings.Contains(ua, "Firefox/"):
+		b = "Firefox"
+	case strings.Contains(ua, "Chrome/") || strings.Contains(ua, "Chromium/") || strings.Contains(ua, "CriOS/"):
+		b = "Chrome"
+	case strings.Contains(ua, "Safari/"):
+		b = "Safari"
+	default:
+		return ""
+	}
+	switch {
+	case strings.Contains(ua, "Android"):
+		os = "Android"
+	case strings.Contains(ua, "iPhone") || strings.Contains(ua, "iPad"):
+		os = "iOS"
+	case strings.Contains(ua, "Windows"):
+		os = "Windows"
+	case strings.Contains(ua, "Mac OS X") || strings.Contains(ua, "Macintosh"):
+		os = "macOS"
+	case strings.Contains(ua, "CrOS"):
+		os = "ChromeOS"
+	case strings.Contains(ua, "Linux"):
+		os = "Linux"
+	default:
+		return ""
+	}
+	return b + "/" + os
 }

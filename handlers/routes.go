@@ -83,12 +83,12 @@ func isClean(p string) bool {
 }
 
 func (q *request) notFound() error {
-	return q.message(http.StatusNotFound, "Page not found", "There is no such sign-in page.", "", q.ws.AuthPath+"/signin", "Go to sign in")
+	return q.message(http.StatusNotFound, "not_found_heading", "not_found", "", q.ws.AuthPath+"/signin", "go_to_signin")
 }
 
 func (q *request) methodNotAllowed() error {
 	q.w.Header().Set("Allow", "GET, HEAD, POST")
-	return q.message(http.StatusMethodNotAllowed, "Method not allowed", "This page does not accept that kind of request.", "", q.ws.AuthPath+"/signin", "Go to sign in")
+	return q.message(http.StatusMethodNotAllowed, "method_heading", "method", "", q.ws.AuthPath+"/signin", "go_to_signin")
 }
 
 // ssoMethodNotAllowed keeps the answer for an unknown provider the same

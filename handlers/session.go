@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"go.uber.org/zap"
 
@@ -75,13 +76,10 @@ func (q *request) signOutPage() error {
 	if err != nil {
 		return q.redirect("/signin")
 	}
-	return q.g.portal.Pages.render(q.w, http.StatusOK, pageSignOut, pageData{
-		WorkspaceTitle: q.ws.Title,
-		AuthPath:       q.ws.AuthPath,
-		Heading:        "Sign out",
-		CSRF:           sess.CSRF,
-		SignedInAs:     contact.Email,
-	})
+	d := q.page(q.t("signout_heading"))
+	d.CSRF = sess.CSRF
+	d.SignedInAs = contact.Email
+	return q.ws.pages(q.g.portal).render(q.w, http.StatusOK, pageSignOut, d)
 }
 
 // signOut ends the session (with all=1, every session of the contact) and
@@ -93,8 +91,8 @@ func (q *request) signOutPage() error {
 func (q *request) signOut() error {
 	_ = q.parseForm()
 	refuse := func() error {
-		return q.message(http.StatusForbidden, "Sign-out failed",
-			"This form was not sent from the portal.", "Use the sign-out button in the portal.", "/", "Back to the portal")
+		return q.message(http.StatusForbidden, "signout_failed",
+			"signout_not_ours", "signout_use_button", "/", "back_to_portal")
 	}
 	said, same := browserOrigin(q.r)
 	if said && !same {
@@ -124,30 +122,42 @@ func (q *request) signOut() error {
 				ev.Reason, ev.Count = "signed out on all devices", n
 				q.audit(ev)
 				q.setCookie(cookieSession, "", -1)
-				return q.redirect("/signin?signed_out=" + strconv.Itoa(n))
+				return q.redirect(q.afterSignOut(strconv.Itoa(n)))
 			}
 			if err := q.store.DeleteSession(ctx, q.ws.Name, hash); err != nil {
 				return q.failed("ending session", err)
 			}
 			q.audit(ev)
 			q.setCookie(cookieSession, "", -1)
-			return q.redirect("/signin?signed_out=1")
+			return q.redirect(q.afterSignOut("1"))
 		}
 	}
 	q.setCookie(cookieSession, "", -1)
 	return q.redirect("/signin")
 }
 
+// afterSignOut is where a sign-out goes: the sign-in page, which says how
+// many sessions ended, or a personalized link of this workspace the
+// contact chose to switch to (the form's "then" field, nothing else).
+func (q *request) afterSignOut(n string) string {
+	if then := q.r.PostFormValue("then"); strings.HasPrefix(then, q.ws.AuthPath+"/link/") {
+		if tok := strings.TrimPrefix(then, q.ws.AuthPath+"/link/"); tok != "" && !strings.ContainsAny(tok, "/?#\\%") {
+			return "/link/" + tok
+		}
+	}
+	return "/signin?signed_out=" + n
+}
+
 // signedOutNotice is the sign-in page's notice after a sign-out: n is the
 // signed_out parameter, the number of sessions that ended.
-func signedOutNotice(n string) string {
+func (q *request) signedOutNotice(n string) string {
 	switch count, err := strconv.Atoi(n); {
 	case err != nil || count < 1:
 		return ""
 	case count == 1:
-		return "You have signed out."
+		return q.t("signed_out")
 	default:
-		return "You have signed out on all devices: " + strconv.Itoa(count) + " sessions ended."
+		return q.t("signed_out_all", "Count", count)
 	}
 }
 

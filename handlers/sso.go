@@ -34,23 +34,31 @@ func (q *request) ssoProvider() *SSOProvider {
 
 // unknownSSO answers a path that names no provider of the workspace.
 func (q *request) unknownSSO() error {
-	return q.message(http.StatusNotFound, "Sign-in failed", "This single sign-on option is not available.", "", q.ws.AuthPath+"/signin", "Back to sign in")
+	return q.message(http.StatusNotFound, "signin_failed", "sso_unknown", "", q.ws.AuthPath+"/signin", "back_to_signin")
 }
 
 func (q *request) ssoRedirect(name string) string {
 	return q.ws.authURL("/sso/" + name + "/callback")
 }
 
-// ssoFailed shows "Sign-in failed" with what to do next, and audits why.
+// ssoFailed shows "Sign-in failed" with what to do next (advice, a
+// catalog key; "" for sso_advice), and audits why.
 func (q *request) ssoFailed(provider, contactID, email, reason, advice string) error {
 	ev := q.event(EventSSOFailure)
 	ev.ContactID, ev.Email, ev.Method, ev.Reason = contactID, email, "sso:"+provider, reason
 	q.audit(ev)
 	if advice == "" {
-		advice = "Try again, or sign in with a code sent to your email."
+		advice = "sso_advice"
 	}
-	return q.message(http.StatusUnauthorized, "Sign-in failed",
-		"The single sign-on attempt could not be completed.", advice, q.ws.AuthPath+"/signin", "Back to sign in")
+	label := provider
+	if p := q.ws.ssoProvider(provider); p != nil {
+		label = p.Label
+	}
+	d := q.page(q.t("signin_failed"))
+	d.Message = q.t("sso_failed")
+	d.Next = q.t(advice, "Provider", label, "Workspace", q.ws.Title)
+	d.ActionURL, d.ActionLabel = q.ws.AuthPath+"/signin", q.t("back_to_signin")
+	return q.ws.pages(q.g.portal).render(q.w, http.StatusUnauthorized, pageMessage, d)
 }
 
 // ssoStart begins the authorization-code flow with state, nonce and PKCE.
@@ -70,12 +78,12 @@ func (q *request) ssoStart() error {
 		return q.failed("counting sso starts", err)
 	}
 	if !ok {
-		return q.ssoFailed(p.Name, "", "", "rate limited", "Too many sign-in attempts from your network. Try again later.")
+		return q.ssoFailed(p.Name, "", "", "rate limited", "sso_rate_limited")
 	}
 	d, err := p.discover(ctx)
 	if err != nil {
 		q.g.portal.Logger.Warn("sso provider unreachable", zap.String("provider", p.Name), zap.Error(err))
-		return q.ssoFailed(p.Name, "", "", "provider unreachable", "The "+p.Label+" sign-in service could not be reached. Try again in a minute, or sign in with a code sent to your email.")
+		return q.ssoFailed(p.Name, "", "", "provider unreachable", "sso_unreachable")
 	}
 	state, nonce, verifier := NewID(), NewID(), oauth2.GenerateVerifier()
 	st, _ := json.Marshal(ssoState{Workspace: q.ws.Name, Provider: p.Name, Nonce: nonce, Verifier: verifier, FlowHash: f.IDHash})
@@ -138,7 +146,7 @@ func (q *request) ssoCallback() error {
 		if !errors.Is(err, storage.ErrNotFound) {
 			return q.failed("reading sso state", err)
 		}
-		return q.ssoFailed(p.Name, "", "", "unknown, expired or replayed state", "The sign-in took too long or was already used. Start again.")
+		return q.ssoFailed(p.Name, "", "", "unknown, expired or replayed state", "sso_expired")
 	}
 	var st ssoState
 	if err := json.Unmarshal(raw, &st); err != nil || st.Workspace != q.ws.Name || st.Provider != p.Name {
@@ -146,13 +154,13 @@ func (q *request) ssoCallback() error {
 	}
 	f, _, err := q.flow()
 	if err != nil || f.IDHash != st.FlowHash {
-		return q.ssoFailed(p.Name, "", "", "state not started in this browser", "Start the sign-in again from this browser.")
+		return q.ssoFailed(p.Name, "", "", "state not started in this browser", "sso_other_browser")
 	}
 	if e := params.Get("error"); e != "" {
 		reason := "provider error: " + truncate(e, 64)
 		advice := ""
 		if e == "access_denied" {
-			reason, advice = "consent denied", "You cancelled the "+p.Label+" sign-in. Try again, or sign in with a code sent to your email."
+			reason, advice = "consent denied", "sso_cancelled"
 		}
 		return q.ssoFailed(p.Name, "", "", reason, advice)
 	}
@@ -191,9 +199,9 @@ func (q *request) ssoCallback() error {
 		return q.failed("finding sso contact", err)
 	}
 	if reason != "" {
-		advice := "Your account does not match an active contact of " + q.ws.Title + ". Sign in with a code sent to your primary email instead, or ask your service provider."
+		advice := "sso_no_contact"
 		if reason == "directory match required" {
-			advice = "Single sign-on is only available for accounts synced from your organization's directory. Sign in with a code sent to your primary email instead."
+			advice = "sso_directory_only"
 		}
 		return q.ssoFailed(p.Name, contact.ID, c.Email, reason, advice)
 	}

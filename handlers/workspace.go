@@ -4,6 +4,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"golang.org/x/text/language"
 )
 
 // Workspace is one portal's resolved configuration: every field is filled
@@ -37,9 +39,56 @@ type Workspace struct {
 	ForwardAuth bool
 	// Webhooks receive the workspace's events.
 	Webhooks []*Webhook
+	// Languages are the languages of the pages and emails, among the
+	// shipped catalogs (Languages); the first is the default. Empty means
+	// English only.
+	Languages []language.Tag
+	// Brand is the workspace's look; nil: the plain default.
+	Brand *Brand
+	// Pages, when set, replace the portal's templates for this workspace.
+	Pages *Pages
+	// MailFrom is the sender of the workspace's email; "" for the mail
+	// sender's own.
+	MailFrom string
 	// SCIM, when set, serves {AuthPath}/scim/v2/ for the customer's
 	// directory (scim.go); nil: those paths do not exist.
 	SCIM *SCIM
+}
+
+// Brand is a workspace's look, every field optional.
+type Brand struct {
+	// LogoURL is the logo: a data: URL (a file read at provision) or an
+	// http(s) URL.
+	LogoURL string
+	// Accent is the buttons' and links' CSS hex color.
+	Accent string
+	// SupportURL and SupportEmail are where "ask your service provider"
+	// links to (the URL first).
+	SupportURL, SupportEmail string
+	// Footer is a line at the foot of every page and email.
+	Footer string
+}
+
+// SupportLink is where "your service provider" links to: the support URL,
+// or a mailto: link to the support email; "" for none.
+func (b *Brand) SupportLink() string {
+	switch {
+	case b == nil:
+		return ""
+	case b.SupportURL != "":
+		return b.SupportURL
+	case b.SupportEmail != "":
+		return "mailto:" + b.SupportEmail
+	}
+	return ""
+}
+
+// pages are the workspace's templates: its own, or the portal's.
+func (ws *Workspace) pages(p *Portal) *Pages {
+	if ws.Pages != nil {
+		return ws.Pages
+	}
+	return p.Pages
 }
 
 // https reports whether the workspace's public URL is HTTPS: then its
@@ -59,6 +108,14 @@ func (ws *Workspace) authURL(sub string) string {
 	u.Path = strings.TrimRight(ws.URL.Path, "/") + ws.AuthPath + sub
 	u.RawPath, u.RawQuery, u.Fragment = "", "", ""
 	return u.String()
+}
+
+// defaultLanguage is the workspace's first language.
+func (ws *Workspace) defaultLanguage() language.Tag {
+	if len(ws.Languages) == 0 {
+		return DefaultLanguage
+	}
+	return ws.Languages[0]
 }
 
 // ssoProvider is the provider with that name, or nil.

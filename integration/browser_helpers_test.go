@@ -245,9 +245,11 @@ func (c *chrome) expect(p page, status int, path, heading string) {
 	}
 }
 
-// typeInto clicks into a field and types text key by key.
+// typeInto empties a field (the sign-in form keeps the address typed
+// before), clicks into it and types text key by key.
 func (c *chrome) typeInto(sel, text string) {
 	c.t.Helper()
+	get(c, "emptying "+sel, chromedp.Evaluate[bool](fmt.Sprintf(`document.querySelector(%q).value = ""; true`, sel)))
 	c.do("typing into "+sel, chromedp.Click(chromedp.CSS(sel)), chromedp.SendKeys(chromedp.CSS(sel), text))
 }
 

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -118,5 +119,35 @@ func TestDemo(t *testing.T) {
 	}
 	if _, at = get("/tickets"); at != "/_portal/signin" {
 		t.Fatalf("signed out, /tickets gives %s", at)
+	}
+
+	// The second workspace, by host name on the same port: its own brand,
+	// and its languages (French for a French browser).
+	globex := func(path string) *http.Response {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d%s", gate, path), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = fmt.Sprintf("globex.localhost:%d", gate)
+		req.Header.Set("Accept", "text/html")
+		req.Header.Set("Accept-Language", "fr-CA,fr;q=0.9")
+		res, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { res.Body.Close() })
+		return res
+	}
+	if r := globex("/tickets"); r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != "/_portal/signin" {
+		t.Fatalf("globex visitor: %d %s", r.StatusCode, r.Header.Get("Location"))
+	}
+	r := globex("/_portal/signin")
+	var b strings.Builder
+	_, _ = io.Copy(&b, r.Body)
+	for _, want := range []string{`<html lang="fr" dir="ltr">`, "Globex Kundenservice", `src="data:image/svg`, "--accent:#0f7b6c", "Globex GmbH", "Connexion", `href="?lang=de"`} {
+		if !strings.Contains(b.String(), want) {
+			t.Fatalf("the globex sign-in page lacks %q:\n%s", want, b.String())
+		}
 	}
 }

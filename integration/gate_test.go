@@ -142,8 +142,8 @@ func TestEmailSubmissionDoesNotRevealContacts(t *testing.T) {
 	g.start()
 	normalize := func(body, email string) string {
 		body = e2e.CSRFPattern.ReplaceAllString(body, "")
-		at := strings.IndexByte(email, '@')
-		return strings.ReplaceAll(body, email[:1]+strings.Repeat("*", min(at-1, 6)+1)+email[at:], "EMAIL")
+		// The code page shows the typed address in full.
+		return strings.ReplaceAll(body, email, "EMAIL")
 	}
 	var pages []string
 	for _, email := range []string{"sam@acme.example", "nobody@acme.example", "former@acme.example"} {

@@ -255,7 +255,23 @@ func (b *browser) do(method, path string, form url.Values, hdr ...string) respon
 	if err != nil {
 		b.t.Fatal(err)
 	}
+	// A refused form redirects to its page with the refusal
+	// (Post/Redirect/Get); a browser follows, and so does this one.
+	if method == http.MethodPost && r.Status == http.StatusSeeOther && refused(r) {
+		return b.get(r.Location)
+	}
 	return r
+}
+
+// refused reports whether a redirect carries a refusal to its page (the
+// portal_notice cookie).
+func refused(r response) bool {
+	for _, c := range r.Header.Values("Set-Cookie") {
+		if name, v, _ := strings.Cut(c, "="); strings.HasSuffix(name, "portal_notice") && !strings.HasPrefix(v, ";") && v != "" {
+			return true
+		}
+	}
+	return false
 }
 
 func (b *browser) get(path string, hdr ...string) response {
@@ -292,6 +308,9 @@ func (b *browser) enterCode(csrf, code string) response {
 	r, err := b.c.EnterCode(csrf, code)
 	if err != nil {
 		b.t.Fatal(err)
+	}
+	if r.Status == http.StatusSeeOther && refused(r) {
+		return b.get(r.Location)
 	}
 	return r
 }

@@ -18,6 +18,9 @@ import (
 
 // Message is one email.
 type Message struct {
+	// From is the sender, like "Acme Support <support@acme.example>"; ""
+	// for the sender's own (SMTP.From).
+	From    string
 	To      string
 	Subject string
 	Text    string
@@ -55,7 +58,11 @@ type SMTP struct {
 // Send implements Sender.
 func (s *SMTP) Send(ctx context.Context, m Message) error {
 	msg := gomail.NewMsg()
-	if err := msg.From(s.From); err != nil {
+	from := s.From
+	if m.From != "" {
+		from = m.From
+	}
+	if err := msg.From(from); err != nil {
 		return fmt.Errorf("%w: from address: %v", ErrPermanent, err)
 	}
 	if err := msg.To(m.To); err != nil {

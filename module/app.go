@@ -5,11 +5,14 @@ package module
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -274,6 +277,42 @@ type WorkspaceConfig struct {
 	// the customer's directory (scim.go). Default: none (those paths are
 	// 404).
 	SCIM *SCIMConfig `json:"scim,omitempty"`
+	// Languages are the languages of the sign-in pages and the code email,
+	// among those portalgate ships (en, de, fr, es, pt-BR, nl, ja, ar).
+	// The first is the default; the others are chosen by the browser's
+	// Accept-Language or the pages' language switch. Default: en.
+	Languages []string `json:"languages,omitempty"`
+	// Brand is the workspace's logo, accent color, support contact and
+	// footer, shown on every page and in the HTML email. Default: none (a
+	// plain title).
+	Brand *BrandConfig `json:"brand,omitempty"`
+	// TemplatesDir holds templates that replace the embedded ones for this
+	// workspace only, overriding the portal's templates_dir. Default: the
+	// portal's.
+	TemplatesDir string `json:"templates_dir,omitempty"`
+	// MailFrom is the sender of this workspace's email, like
+	// "Acme Support <support@acme.example>". Default: the mail block's
+	// from.
+	MailFrom string `json:"mail_from,omitempty"`
+}
+
+// BrandConfig is a workspace's look.
+type BrandConfig struct {
+	// Logo is an image file (PNG, JPEG, GIF, WebP or SVG, at most 256 KiB),
+	// read at provision and served inline, or an http(s) URL. Default: none.
+	Logo string `json:"logo,omitempty"`
+	// Accent is the buttons' and links' color, a CSS hex color like
+	// "#2451c7". Default: #2553c7.
+	Accent string `json:"accent,omitempty"`
+	// SupportURL is where "ask your service provider" links to, an
+	// http(s) URL. Default: none.
+	SupportURL string `json:"support_url,omitempty"`
+	// SupportEmail is the support address that sentence links to when
+	// SupportURL is not set. Default: none.
+	SupportEmail string `json:"support_email,omitempty"`
+	// Footer is a line of text at the foot of every page and email.
+	// Default: none.
+	Footer string `json:"footer,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -463,6 +502,28 @@ func (wc *WorkspaceConfig) resolve(name string, repl *caddy.Replacer) (*handlers
 	if wc.SCIM != nil {
 		ws.SCIM = wc.SCIM.resolve(repl)
 	}
+	for _, l := range wc.Languages {
+		tag, _ := handlers.LanguageSupported(l) // checked above
+		ws.Languages = append(ws.Languages, tag)
+	}
+	if len(ws.Languages) == 0 {
+		ws.Languages = append(ws.Languages, handlers.DefaultLanguage)
+	}
+	ws.MailFrom = repl.ReplaceKnown(wc.MailFrom, "")
+	if wc.Brand != nil {
+		b, err := wc.Brand.resolve(repl)
+		if err != nil {
+			return nil, err
+		}
+		ws.Brand = b
+	}
+	if dir := repl.ReplaceKnown(wc.TemplatesDir, ""); dir != "" {
+		pages, err := handlers.LoadPages(dir)
+		if err != nil {
+			return nil, fmt.Errorf("workspace %s: templates: %w", name, err)
+		}
+		ws.Pages = pages
+	}
 	return ws, nil
 }
 
@@ -602,3 +663,30 @@ var (
 	_ caddy.Provisioner = (*App)(nil)
 	_ caddy.Validator   = (*App)(nil)
 )
+
+// resolve builds the handlers' brand: placeholders replaced, the logo file
+// read into a data: URL.
+func (b *BrandConfig) resolve(repl *caddy.Replacer) (*handlers.Brand, error) {
+	out := &handlers.Brand{
+		Accent:       repl.ReplaceKnown(b.Accent, ""),
+		SupportURL:   repl.ReplaceKnown(b.SupportURL, ""),
+		SupportEmail: repl.ReplaceKnown(b.SupportEmail, ""),
+		Footer:       repl.ReplaceKnown(b.Footer, ""),
+	}
+	logo := repl.ReplaceKnown(b.Logo, "")
+	switch {
+	case logo == "":
+	case strings.Contains(logo, "://"):
+		out.LogoURL = logo
+	default:
+		raw, err := os.ReadFile(logo)
+		if err != nil {
+			return nil, fmt.Errorf("brand: logo: %w", err)
+		}
+		if len(raw) > maxLogoBytes {
+			return nil, fmt.Errorf("brand: logo %s: %d bytes, at most %d", logo, len(raw), maxLogoBytes)
+		}
+		out.LogoURL = "data:" + logoTypes[strings.ToLower(filepath.Ext(logo))] + ";base64," + base64.StdEncoding.EncodeToString(raw)
+	}
+	return out, nil
+}

@@ -2,7 +2,10 @@ package module
 
 import (
 	"fmt"
+	netmail "net/mail"
 	"net/url"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -280,10 +283,89 @@ func (wc *WorkspaceConfig) Check(repl *caddy.Replacer) error {
 			return err
 		}
 	}
+	if err := CheckLanguages(wc.Languages); err != nil {
+		return err
+	}
+	if wc.Brand != nil {
+		if err := wc.Brand.Check(repl); err != nil {
+			return err
+		}
+	}
+	if from, ok := value(repl, wc.MailFrom); ok && from != "" {
+		if _, err := netmail.ParseAddress(from); err != nil {
+			return &OptionError{Option: "mail_from", Msg: fmt.Sprintf("%q: must be an address like \"Acme Support <support@acme.example>\"", from)}
+		}
+	}
 	if wc.SSODirectoryMatch && len(wc.SSO) == 0 {
 		return &OptionError{Option: "sso_directory_match", Msg: "needs an sso provider: it limits single sign-on to directory contacts, and this workspace offers none"}
 	}
 	return nil
+}
+
+// CheckLanguages checks a workspace's languages: each one shipped, none
+// twice.
+func CheckLanguages(langs []string) error {
+	seen := map[string]bool{}
+	for _, l := range langs {
+		tag, ok := handlers.LanguageSupported(l)
+		if !ok {
+			names := make([]string, len(handlers.Languages))
+			for i, t := range handlers.Languages {
+				names[i] = t.String()
+			}
+			return &OptionError{Option: "languages", Msg: fmt.Sprintf("%q: not a shipped language (known: %s)", l, strings.Join(names, " "))}
+		}
+		if seen[tag.String()] {
+			return &OptionError{Option: "languages", Msg: fmt.Sprintf("%s is listed twice", l)}
+		}
+		seen[tag.String()] = true
+	}
+	return nil
+}
+
+// hexColor is a CSS hex color: #rgb or #rrggbb.
+var hexColor = regexp.MustCompile(`^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$`)
+
+// maxLogoBytes bounds a logo file, which every page carries inline.
+const maxLogoBytes = 256 << 10
+
+// logoTypes are the logo files' types, by extension.
+var logoTypes = map[string]string{".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif", ".webp": "image/webp", ".svg": "image/svg+xml"}
+
+// Check reports the first brand value that cannot work. The logo file
+// itself is read by Provision.
+func (b *BrandConfig) Check(repl *caddy.Replacer) error {
+	if a, ok := value(repl, b.Accent); ok && a != "" && !hexColor.MatchString(a) {
+		return &OptionError{Block: "brand", Option: "accent", Msg: fmt.Sprintf("%q: must be a CSS hex color like \"#2451c7\"", a)}
+	}
+	if u, ok := value(repl, b.SupportURL); ok && u != "" && !httpURL(u) {
+		return &OptionError{Block: "brand", Option: "support_url", Msg: fmt.Sprintf("%q: must be an http or https URL", u)}
+	}
+	if e, ok := value(repl, b.SupportEmail); ok && e != "" {
+		if _, err := storage.NormalizeEmail(e); err != nil {
+			return &OptionError{Block: "brand", Option: "support_email", Msg: fmt.Sprintf("%q: must be an email address", e)}
+		}
+	}
+	if l, ok := value(repl, b.Logo); ok && l != "" {
+		switch {
+		case strings.Contains(l, "://"):
+			if !httpURL(l) {
+				return &OptionError{Block: "brand", Option: "logo", Msg: fmt.Sprintf("%q: must be an image file or an http or https URL", l)}
+			}
+		case logoTypes[strings.ToLower(filepath.Ext(l))] == "":
+			return &OptionError{Block: "brand", Option: "logo", Msg: fmt.Sprintf("%q: must be a .png, .jpg, .gif, .webp or .svg file", l)}
+		}
+	}
+	if len(b.Footer) > 500 {
+		return &OptionError{Block: "brand", Option: "footer", Msg: "must be at most 500 characters"}
+	}
+	return nil
+}
+
+// httpURL reports whether s is an absolute http(s) URL with a host.
+func httpURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.User == nil
 }
 
 // lifetimes are a workspace's durations with the defaults filled in.

@@ -1,0 +1,234 @@
+package handlers
+
+import (
+	"embed"
+	"fmt"
+	"html"
+	htmltemplate "html/template"
+	"io/fs"
+	"net/http"
+	"path"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/nicksnyder/go-i18n/v2/i18n"
+	"golang.org/x/text/language"
+	"golang.org/x/text/language/display"
+)
+
+// Languages: every sentence a contact sees comes from the message catalogs
+// in locales/ (active.<lang>.toml, go-i18n's format with CLDR plural forms),
+// never from Go code. A workspace offers some of the shipped languages
+// (Workspace.Languages, first is the default); each request's language is
+// negotiated once (langFor) and its translator rides along in every page's
+// and email's data, so templates say {{.T "signin_heading"}}.
+
+//go:embed locales/active.*.toml
+var localeFiles embed.FS
+
+// DefaultLanguage is the catalog every other one is checked against.
+var DefaultLanguage = language.English
+
+// catalog is the parsed message catalogs.
+var catalog = loadCatalog()
+
+// Languages are the shipped catalogs' languages, English first.
+var Languages []language.Tag
+
+func loadCatalog() *i18n.Bundle {
+	b := i18n.NewBundle(DefaultLanguage)
+	b.RegisterUnmarshalFunc("toml", toml.Unmarshal)
+	names, _ := fs.Glob(localeFiles, "locales/active.*.toml")
+	for _, name := range names {
+		buf, err := localeFiles.ReadFile(name)
+		if err != nil {
+			panic(err)
+		}
+		if _, err := b.ParseMessageFileBytes(buf, path.Base(name)); err != nil {
+			panic(fmt.Sprintf("message catalog %s: %v", name, err))
+		}
+	}
+	Languages = append(Languages, DefaultLanguage)
+	for _, t := range b.LanguageTags() {
+		if t != DefaultLanguage {
+			Languages = append(Languages, t)
+		}
+	}
+	return b
+}
+
+// LanguageSupported reports whether a catalog ships for the tag, and its
+// canonical form.
+func LanguageSupported(s string) (language.Tag, bool) {
+	t, err := language.Parse(s)
+	if err != nil {
+		return language.Und, false
+	}
+	for _, l := range Languages {
+		if l == t {
+			return l, true
+		}
+	}
+	return language.Und, false
+}
+
+// tr is one language's translator, as pages and emails see it.
+type tr struct {
+	loc *i18n.Localizer
+	tag language.Tag
+}
+
+var translators = map[language.Tag]*tr{}
+
+func init() {
+	for _, t := range Languages {
+		translators[t] = &tr{loc: i18n.NewLocalizer(catalog, t.String()), tag: t}
+	}
+}
+
+// translator is the translator of a shipped language (English for any
+// other).
+func translator(t language.Tag) *tr {
+	if x, ok := translators[t]; ok {
+		return x
+	}
+	return translators[DefaultLanguage]
+}
+
+// T is the message id in the translator's language, with pairs of
+// template names and values ("Workspace", "Acme"); a "Count" pair also
+// picks the plural form.
+func (t *tr) T(id string, pairs ...any) string {
+	data := map[string]any{}
+	var count any
+	for i := 0; i+1 < len(pairs); i += 2 {
+		k, _ := pairs[i].(string)
+		data[k] = pairs[i+1]
+		if k == "Count" {
+			count = pairs[i+1]
+		}
+	}
+	s, err := t.loc.Localize(&i18n.LocalizeConfig{MessageID: id, TemplateData: data, PluralCount: count})
+	if err != nil && s == "" {
+		// Every catalog has every key (TestCatalogsComplete); an override
+		// template naming an unknown one shows the id, not a blank.
+		return id
+	}
+	return s
+}
+
+// H is T for messages that carry markup (<strong>): the values are
+// escaped, the catalog's own text is trusted.
+func (t *tr) H(id string, pairs ...any) htmltemplate.HTML {
+	esc := make([]any, len(pairs))
+	for i, v := range pairs {
+		if s, ok := v.(string); ok && i%2 == 1 {
+			v = html.EscapeString(s)
+		}
+		esc[i] = v
+	}
+	return htmltemplate.HTML(t.T(id, esc...))
+}
+
+// Lang is the page's BCP 47 language, for <html lang>.
+func (t *tr) Lang() string { return t.tag.String() }
+
+// Dir is the writing direction of the language: "rtl" or "ltr".
+func (t *tr) Dir() string {
+	b, _ := t.tag.Base()
+	switch b.String() {
+	case "ar", "he", "fa", "ur":
+		return "rtl"
+	}
+	return "ltr"
+}
+
+// Duration says d in words: "45 seconds", "1 minute", "10 minutes".
+func (t *tr) Duration(d time.Duration) string {
+	if d < time.Minute {
+		return t.T("duration_seconds", "Count", waitSeconds(d))
+	}
+	return t.T("duration_minutes", "Count", int((d+time.Minute-1)/time.Minute))
+}
+
+// LanguageName is a language's name in that language itself, for the
+// language switch.
+func LanguageName(tag language.Tag) string {
+	n := display.Self.Name(tag)
+	if n == "" {
+		return tag.String()
+	}
+	return n
+}
+
+// langParam and cookieLang carry a contact's choice of language.
+const (
+	langParam  = "lang"
+	cookieLang = "portal_lang"
+)
+
+// langFor negotiates a request's language among the workspace's: a
+// ?lang= choice (remembered in a cookie when w is given), then the remembered one, then
+// the browser's Accept-Language, then the workspace's first language.
+func (g *Gate) langFor(w http.ResponseWriter, r *http.Request, secure bool) *tr {
+	langs := g.ws.Languages
+	if len(langs) == 0 {
+		return translator(DefaultLanguage)
+	}
+	pick := func(s string) (language.Tag, bool) {
+		if s == "" || len(s) > 35 {
+			return language.Und, false
+		}
+		t, err := language.Parse(s)
+		if err != nil {
+			return language.Und, false
+		}
+		for _, l := range langs {
+			if l == t {
+				return l, true
+			}
+		}
+		return language.Und, false
+	}
+	if r.URL.RawQuery != "" {
+		if t, ok := pick(r.URL.Query().Get(langParam)); ok {
+			if w != nil {
+				setCookie(w, secure, cookieLang, t.String(), 365*24*time.Hour)
+			}
+			return translator(t)
+		}
+	}
+	if t, ok := pick(cookieValue(r, secure, cookieLang)); ok {
+		return translator(t)
+	}
+	if al := r.Header.Get("Accept-Language"); al != "" && len(langs) > 1 {
+		tags, _, err := language.ParseAcceptLanguage(al)
+		if err == nil && len(tags) > 0 {
+			_, i, conf := g.matcher.Match(tags...)
+			if conf != language.No {
+				return translator(langs[i])
+			}
+		}
+	}
+	return translator(langs[0])
+}
+
+// languageChoice is one entry of the sign-in pages' language switch.
+type languageChoice struct {
+	Tag     string
+	Name    string
+	Current bool
+}
+
+// languageChoices is the language switch of a workspace with more than
+// one language.
+func (g *Gate) languageChoices(cur *tr) []languageChoice {
+	if len(g.ws.Languages) < 2 {
+		return nil
+	}
+	out := make([]languageChoice, len(g.ws.Languages))
+	for i, l := range g.ws.Languages {
+		out[i] = languageChoice{Tag: l.String(), Name: LanguageName(l), Current: l == cur.tag}
+	}
+	return out
+}

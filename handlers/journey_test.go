@@ -1,0 +1,155 @@
+package handlers
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kdesk/portalgate/storage"
+)
+
+// The walk through the pages of issue 15: a contact is never stuck on a
+// page or misled by it.
+
+// On the shared link the code page shows the address typed, in full, with
+// "Change email", which goes back to the form with that address; the
+// Resend button works without JavaScript, and the code email says when and
+// from which browser the code was asked for, and that the dash is
+// optional.
+func TestSharedLinkCodePage(t *testing.T) {
+	tp := newTestPortal(t, nil)
+	b := tp.browser(t, tp.acme)
+	b.requestCode("/", jane.Email)
+	page := b.get("/_portal/code")
+	wantBody(t, "code page", page, "<strong>"+jane.Email+"</strong> belongs to a contact")
+	wantBody(t, "code page", page, `<a href="/_portal/signin">Change email</a>`)
+	if strings.Contains(page.body, " disabled") {
+		t.Errorf("the Resend button is disabled without JavaScript:\n%s", page.body)
+	}
+	if n := strings.Count(page.body, "30 s)"); n != 1 {
+		t.Errorf("the wait is shown %d times", n)
+	}
+	wantBody(t, "change email", b.get("/_portal/signin"), `value="`+jane.Email+`"`)
+
+	m := tp.waitMail(t, 1)
+	when := tp.clock.Now().UTC().Format("2006-01-02 15:04 UTC")
+	for _, part := range []string{m.Text, m.HTML} {
+		for _, want := range []string{"with or without the dash", "It was asked for on " + when + " from an unknown browser."} {
+			if !strings.Contains(part, want) {
+				t.Errorf("code email lacks %q:\n%s", want, part)
+			}
+		}
+	}
+	c := tp.browser(t, tp.acme)
+	tp.clock.Advance(time.Minute)
+	tok := csrf(t, c.get("/_portal/signin"))
+	c.do(http.MethodPost, "/_portal/signin", url.Values{"csrf": {tok}, "email": {jane.Email}},
+		http.Header{"User-Agent": {"Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:140.0) Gecko/20100101 Firefox/140.0"}})
+	if m := tp.waitMail(t, 2); !strings.Contains(m.Text, "from Firefox on Windows.") {
+		t.Errorf("code email does not name the browser:\n%s", m.Text)
+	}
+}
+
+// A personalized link's code page states where the code went, without
+// "if … belongs to a contact".
+func TestPersonalLinkCodePage(t *testing.T) {
+	tp := newTestPortal(t, nil)
+	path, _ := tp.mint(t, "acme", jane.ID, "/tickets/42", 0)
+	b := tp.browser(t, tp.acme)
+	wantRedirect(t, "open link", b.get(path), "/_portal/code")
+	page := b.get("/_portal/code")
+	wantBody(t, "code page", page, "We have emailed a 7-character code to <strong>"+maskEmail(jane.Email)+"</strong>.")
+	if strings.Contains(page.body, "belongs to a contact") || strings.Contains(page.body, "Change email") {
+		t.Errorf("personalized link's code page hedges or offers to change the address:\n%s", page.body)
+	}
+}
+
+// A signed-in contact on the sign-in page is told so, with Continue and
+// Sign out; one who opens their own personalized link goes straight to its
+// page; one who opens another contact's link is told who is signed in and
+// may switch.
+func TestSignedInContactNotStuck(t *testing.T) {
+	tp := newTestPortal(t, nil)
+	ana := storage.Contact{ID: "c-9", Email: "ana@acme.example", Name: "Ana"}
+	if err := ana.Normalize(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tp.store.PutContacts(context.Background(), "acme", []storage.Contact{ana}); err != nil {
+		t.Fatal(err)
+	}
+	b := tp.signedIn(t)
+	page := b.get("/_portal/signin")
+	for _, want := range []string{"You are signed in to Acme Support as <strong>" + jane.Email + "</strong>.", `<a class="button" href="/">Continue</a>`, `action="/_portal/signout"`} {
+		wantBody(t, "signed-in sign-in page", page, want)
+	}
+
+	mails := tp.mail.count()
+	own, _ := tp.mint(t, "acme", jane.ID, "/tickets/7", 0)
+	wantRedirect(t, "own link while signed in", b.get(own), "/tickets/7")
+	wantPortal(t, "still signed in", b)
+
+	other, _ := tp.mint(t, "acme", ana.ID, "/tickets/8", 0)
+	page = b.get(other)
+	wantStatus(t, "another contact's link", page, http.StatusOK)
+	wantBody(t, "another contact's link", page, "You are signed in as <strong>"+jane.Email+"</strong>, but this sign-in link is for another contact")
+	wantBody(t, "another contact's link", page, `<input type="hidden" name="then" value="`+other+`">`)
+	if tp.settle(t); tp.mail.count() != mails {
+		t.Fatal("opening a link while signed in sent a code")
+	}
+	res := b.do(http.MethodPost, "/_portal/signout", url.Values{"then": {other}}, http.Header{"Sec-Fetch-Site": {"same-origin"}})
+	wantRedirect(t, "switch", res, other)
+	wantSignIn(t, "after switching", b)
+	wantRedirect(t, "the link, signed out", b.get(other), "/_portal/code")
+	if m := tp.waitMail(t, mails+1); m.To != ana.Email {
+		t.Fatalf("code went to %s", m.To)
+	}
+	// Only a link of this workspace is a place to go after sign-out.
+	tp.clock.Advance(time.Minute) // past jane's resend cooldown
+	s := tp.signedIn(t)
+	wantRedirect(t, "then elsewhere", s.do(http.MethodPost, "/_portal/signout", url.Values{"then": {"https://evil.example/"}}, http.Header{"Sec-Fetch-Site": {"same-origin"}}), "/_portal/signin?signed_out=1")
+}
+
+// Post/Redirect/Get: a refused form answers with a redirect to its page,
+// which shows the refusal once, with its status; a reload shows the page
+// afresh and never posts again.
+func TestRefusedFormsRedirect(t *testing.T) {
+	tp := newTestPortal(t, nil)
+	b := tp.browser(t, tp.acme)
+	token := b.requestCode("/", jane.Email)
+	b.noFollow = true
+	for _, c := range []struct {
+		what, path string
+		form       url.Values
+		to         string
+		status     int
+		says       string
+	}{
+		{"wrong code", "/_portal/code", url.Values{"csrf": {token}, "code": {"ABC-2345"}}, "/_portal/code", http.StatusUnauthorized, "the code is wrong or has expired"},
+		{"malformed code", "/_portal/code", url.Values{"csrf": {token}, "code": {"?"}}, "/_portal/code", http.StatusUnauthorized, "a code has 7 letters and digits"},
+		{"resend too soon", "/_portal/resend", url.Values{"csrf": {token}}, "/_portal/code", http.StatusTooManyRequests, "Please wait"},
+		{"no address", "/_portal/signin", url.Values{"csrf": {token}, "email": {"jane at acme"}}, "/_portal/signin", http.StatusBadRequest, "Enter a valid email address"},
+	} {
+		res := b.post(c.path, c.form)
+		wantRedirect(t, c.what, res, c.to)
+		if strings.Contains(res.body, c.says) {
+			t.Errorf("%s: the POST answer is a page", c.what)
+		}
+		page := b.get(c.to)
+		wantStatus(t, c.what+", the page", page, c.status)
+		wantBody(t, c.what+", the page", page, c.says)
+		reload := b.get(c.to)
+		wantStatus(t, c.what+", reloaded", reload, http.StatusOK)
+		if strings.Contains(reload.body, c.says) {
+			t.Errorf("%s: the refusal is shown again on reload", c.what)
+		}
+	}
+	// The typed input comes back with its error.
+	b.post("/_portal/signin", url.Values{"csrf": {token}, "email": {"jane at acme"}})
+	wantBody(t, "typed input", b.get("/_portal/signin"), `value="jane at acme"`)
+	// A forged notice cookie shows nothing.
+	b.jar[cookieNotice] = "anything.1.eA"
+	wantStatus(t, "forged notice", b.get("/_portal/code"), http.StatusOK)
+}
