@@ -132,7 +132,7 @@ func (q *request) renderSignIn(status int, flowID, email, errMsg, notice string)
 	// the form for signing in as someone else.
 	if _, c, err := q.g.signedIn(q.r, q.store); err == nil {
 		d.Heading, d.SignedInAs = q.t("signed_in_heading"), c.Email
-	} else if !errorsIsSignedOut(err) {
+	} else if !errors.Is(err, errSignedOut) {
 		return q.failed("reading session", err)
 	}
 	d.Languages = q.g.languageChoices(q.tr)

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 
@@ -54,7 +55,7 @@ func (q *request) forwardAuth() error {
 		hdr.Set(HeaderWorkspace, q.ws.Name)
 		q.w.WriteHeader(http.StatusOK)
 		return nil
-	} else if !errorsIsSignedOut(err) {
+	} else if !errors.Is(err, errSignedOut) {
 		return q.failed("reading session", err)
 	}
 

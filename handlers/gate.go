@@ -177,9 +177,6 @@ func touchEvery(idle time.Duration) time.Duration {
 	return min(idle/20, 5*time.Minute)
 }
 
-// errorsIsSignedOut tells "no valid session" from a storage failure.
-func errorsIsSignedOut(err error) bool { return errors.Is(err, errSignedOut) }
-
 func notFoundIsSignedOut(err error) error {
 	if errors.Is(err, storage.ErrNotFound) {
 		return errSignedOut

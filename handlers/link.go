@@ -221,7 +221,7 @@ func (q *request) openLink() error {
 		d.ActionURL, d.ActionLabel = "/", q.t("continue")
 		d.Form = &formButton{Action: q.ws.AuthPath + "/signout", Label: q.t("link_switch"), Then: q.r.URL.Path}
 		return q.ws.pages(q.g.portal).render(q.w, http.StatusOK, pageMessage, d)
-	} else if !errorsIsSignedOut(err) {
+	} else if !errors.Is(err, errSignedOut) {
 		return q.failed("reading session", err)
 	}
 	if answered, err := q.flowAllowed(); answered {

@@ -180,23 +180,11 @@ http://127.0.0.1:%d {
 }
 `, adminPort, dir, storage, smtpHost, smtpPort, gatedPort, contacts, gatedPort, upPort, barePort, upPort, headersPort, upPort, upPort,
 		forwardPort, nullAuthPort, upPort)
-	cfgFile := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(cfgFile, []byte(caddyfile), 0o600); err != nil {
+	stopCaddy, err := startCaddy(caddyBin, dir, caddyfile, 20*time.Second, gatedPort, barePort, headersPort, upPort, forwardPort)
+	if err != nil {
 		return err
 	}
-	caddy := exec.Command(caddyBin, "run", "--config", cfgFile, "--adapter", "caddyfile")
-	caddy.Stdout, caddy.Stderr = os.Stderr, os.Stderr
-	caddy.Env = append(os.Environ(), "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
-	if err := caddy.Start(); err != nil {
-		return fmt.Errorf("starting caddy: %w", err)
-	}
-	caddyPID = caddy.Process.Pid
-	defer func() { _ = caddy.Process.Signal(os.Interrupt); _ = caddy.Wait() }()
-	for _, p := range []int{gatedPort, barePort, headersPort, upPort, forwardPort} {
-		if err := e2e.WaitListening(fmt.Sprintf("127.0.0.1:%d", p), 20*time.Second); err != nil {
-			return err
-		}
-	}
+	defer stopCaddy()
 
 	client := e2e.NewClient(fmt.Sprintf("http://127.0.0.1:%d", gatedPort), e2e.Options{Timeout: 10 * time.Second})
 	client.Mailbox = mail
@@ -530,4 +518,29 @@ func (t *target) pct(p float64) string {
 	slices.Sort(t.lat)
 	v := t.lat[int(float64(len(t.lat)-1)*p)]
 	return fmt.Sprintf("%.0f µs", float64(v.Microseconds()))
+}
+
+// startCaddy runs the Caddy binary with the Caddyfile cfg, its files in
+// dir, waits until every port listens and notes its pid for the CPU and
+// memory readings; stop interrupts it and waits for it to exit.
+func startCaddy(bin, dir, cfg string, within time.Duration, ports ...int) (stop func(), err error) {
+	file := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	caddy := exec.Command(bin, "run", "--config", file, "--adapter", "caddyfile")
+	caddy.Stdout, caddy.Stderr = os.Stderr, os.Stderr
+	caddy.Env = append(os.Environ(), "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
+	if err := caddy.Start(); err != nil {
+		return nil, fmt.Errorf("starting caddy: %w", err)
+	}
+	caddyPID = caddy.Process.Pid
+	stop = func() { _ = caddy.Process.Signal(os.Interrupt); _ = caddy.Wait() }
+	for _, p := range ports {
+		if err := e2e.WaitListening(fmt.Sprintf("127.0.0.1:%d", p), within); err != nil {
+			stop()
+			return nil, err
+		}
+	}
+	return stop, nil
 }

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -96,22 +95,11 @@ http://127.0.0.1:%d {
 	respond "ok" 200
 }
 `, adminPort, dir, dir, smtpHost, smtpPort, gatedPort, contacts, gatedPort, upPort, upPort)
-	cfgFile := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+	stopCaddy, err := startCaddy(caddyBin, dir, cfg, 30*time.Second, gatedPort, upPort)
+	if err != nil {
 		return err
 	}
-	caddy := exec.Command(caddyBin, "run", "--config", cfgFile, "--adapter", "caddyfile")
-	caddy.Stdout, caddy.Stderr = os.Stderr, os.Stderr
-	caddy.Env = append(os.Environ(), "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
-	if err := caddy.Start(); err != nil {
-		return fmt.Errorf("starting caddy: %w", err)
-	}
-	defer func() { _ = caddy.Process.Signal(os.Interrupt); _ = caddy.Wait() }()
-	for _, p := range []int{gatedPort, upPort} {
-		if err := e2e.WaitListening(fmt.Sprintf("127.0.0.1:%d", p), 30*time.Second); err != nil {
-			return err
-		}
-	}
+	defer stopCaddy()
 	base := fmt.Sprintf("http://127.0.0.1:%d", gatedPort)
 
 	// Mail is routed to the sign-in that waits for its address.
