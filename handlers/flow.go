@@ -210,20 +210,13 @@ func (q *request) parseForm() error {
 // sign-in expired. ok is false when an answer has already been written.
 func (q *request) formFlow(store bool) (f storage.SignInFlow, id string, ok bool, err error) {
 	if err := q.parseForm(); err != nil {
-		return f, "", false, q.message(http.StatusBadRequest, "signin_failed",
-			"form_unreadable", "", q.ws.AuthPath+"/signin", "start_again")
+		return f, "", false, q.refuseForm("form_unreadable")
 	}
-	notOurs := func() error {
-		return q.message(http.StatusForbidden, "signin_failed",
-			"form_not_ours", "start_again_next", q.ws.AuthPath+"/signin", "start_again")
-	}
+	notOurs := func() error { return q.refuseForm("form_not_ours") }
 	if said, same := browserOrigin(q.r); said && !same {
 		return f, "", false, notOurs()
 	}
-	expired := func() error {
-		return q.message(http.StatusBadRequest, "signin_failed",
-			"flow_expired", "start_again_next", q.ws.AuthPath+"/signin", "start_again")
-	}
+	expired := func() error { return q.refuseForm("flow_expired") }
 	f, id, err = q.flow()
 	switch {
 	case err == nil:

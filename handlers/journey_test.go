@@ -153,3 +153,76 @@ func TestRefusedFormsRedirect(t *testing.T) {
 	b.jar[cookieNotice] = "anything.1.eA"
 	wantStatus(t, "forged notice", b.get("/_portal/code"), http.StatusOK)
 }
+
+// Post/Redirect/Get for refusals that leave no form to show again: a form
+// that is not ours, a sign-in that expired, a rate limit. The POST answers
+// with a redirect to the notice page, which shows the refusal once with its
+// status; reloaded, it sends the contact to sign in and posts nothing.
+func TestRefusedFormsRedirectToNotice(t *testing.T) {
+	tp := newTestPortal(t, func(p *Portal) {
+		p.Limits = Limits{TriesPerIP: 1, Window: time.Hour}
+	})
+	b := tp.browser(t, tp.acme)
+	token := b.requestCode("/", jane.Email)
+	b.noFollow = true
+	fresh := tp.browser(t, tp.acme)
+	fresh.noFollow = true
+	wrong := url.Values{"csrf": {token}, "code": {"ABC-2345"}}
+	for _, c := range []struct {
+		what   string
+		b      *browser
+		path   string
+		form   url.Values
+		h      http.Header
+		status int
+		says   string
+	}{
+		{"a forged token", b, "/_portal/code", url.Values{"csrf": {"forged"}, "code": {"ABC-2345"}}, nil, http.StatusForbidden, "This form was not sent from the sign-in page."},
+		{"a cross-site post", b, "/_portal/code", wrong, http.Header{"Sec-Fetch-Site": {"cross-site"}}, http.StatusForbidden, "This form was not sent from the sign-in page."},
+		{"no sign-in flow", fresh, "/_portal/code", url.Values{"csrf": {"x"}, "code": {"ABC-2345"}}, nil, http.StatusBadRequest, "Your sign-in session has expired."},
+		{"the first wrong code", b, "/_portal/code", wrong, nil, http.StatusUnauthorized, "the code is wrong or has expired"},
+		{"a try over the limit", b, "/_portal/code", wrong, nil, http.StatusTooManyRequests, "nothing was sent or checked"},
+	} {
+		res := c.b.do(http.MethodPost, c.path, c.form, c.h)
+		if res.status != http.StatusSeeOther {
+			t.Fatalf("%s: status %d, want a redirect; body:\n%s", c.what, res.status, res.body)
+		}
+		if strings.Contains(res.body, c.says) {
+			t.Errorf("%s: the POST answer is a page", c.what)
+		}
+		page := c.b.get(res.location())
+		wantStatus(t, c.what+", the page", page, c.status)
+		wantBody(t, c.what+", the page", page, c.says)
+		if c.status == http.StatusTooManyRequests && page.header.Get("Retry-After") == "" {
+			t.Errorf("%s: no Retry-After", c.what)
+		}
+		if res.location() == "/_portal/notice" {
+			wantRedirect(t, c.what+", reloaded", c.b.get("/_portal/notice"), "/_portal/signin")
+		}
+	}
+	wantRedirect(t, "the notice page without a notice", fresh.get("/_portal/notice"), "/_portal/signin")
+}
+
+// A refused sign-out is redirected to the confirmation page, which says
+// the form was not the portal's and offers its own buttons; the refused
+// post changes nothing, not even a cookie.
+func TestRefusedSignOutRedirects(t *testing.T) {
+	tp := newTestPortal(t, nil)
+	b := tp.signedIn(t)
+	b.noFollow = true
+	before := len(b.setCookies)
+	res := b.do(http.MethodPost, "/_portal/signout", url.Values{"all": {"1"}}, http.Header{"Sec-Fetch-Site": {"cross-site"}})
+	wantRedirect(t, "cross-site sign-out", res, "/_portal/signout?refused=1")
+	if n := len(b.setCookies) - before; n != 0 {
+		t.Errorf("a refused sign-out set %d cookies", n)
+	}
+	page := b.get(res.location())
+	wantStatus(t, "refused sign-out page", page, http.StatusForbidden)
+	wantBody(t, "refused sign-out page", page, "Sign-out failed")
+	wantBody(t, "refused sign-out page", page, "This form was not sent from the portal.")
+	wantBody(t, "refused sign-out page", page, `name="csrf"`)
+	wantPortal(t, "after the refused sign-out", b)
+	// The page's own button signs out.
+	wantRedirect(t, "sign-out from the page", b.post("/_portal/signout", url.Values{"csrf": {csrf(t, page)}}), "/_portal/signin?signed_out=1")
+	wantSignIn(t, "after signing out", b)
+}

@@ -137,6 +137,11 @@ func (q *request) overLimit(ev storage.AuditEvent, what string, limits ...rateLi
 	}
 	ev.Event, ev.Reason = EventRateLimited, what+": "+over.scope()
 	q.auditRefusal(ev, over.key)
+	if q.r.Method == http.MethodPost {
+		// Post/Redirect/Get: a reload shows the wait, not the form again.
+		q.w.Header().Set("Retry-After", strconv.Itoa(waitSeconds(wait)))
+		return true, q.redirectWith("/notice", carried{key: noticeTooMany, count: waitSeconds(wait)})
+	}
 	return true, q.tooMany(wait)
 }
 

@@ -333,6 +333,11 @@ func (b *browser) send(r *http.Request) *response {
 	// (Post/Redirect/Get); a browser follows, and so does this one, so
 	// the answer is the page the contact sees, with its status.
 	if out.status == http.StatusSeeOther && r.Method == http.MethodPost && !b.noFollow {
+		// A sign-out that is refused or needs confirming lands on the
+		// confirmation page.
+		if loc := out.location(); strings.HasSuffix(loc, "/signout") || strings.HasSuffix(loc, "/signout?refused=1") {
+			return b.get(loc)
+		}
 		for _, c := range out.cookies {
 			if strings.HasSuffix(c.Name, cookieNotice) && c.Value != "" {
 				return b.get(out.location())

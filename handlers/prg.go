@@ -33,6 +33,41 @@ var notices = map[string]int{
 	"code_please_wait":     http.StatusTooManyRequests,
 	"signin_invalid_email": http.StatusBadRequest,
 	"code_new_sent":        http.StatusOK,
+	noticeTooMany:          http.StatusTooManyRequests,
+	"form_unreadable":      http.StatusBadRequest,
+	"form_not_ours":        http.StatusForbidden,
+	"flow_expired":         http.StatusBadRequest,
+}
+
+// noticeTooMany is a form refused by a rate limit; its count is the wait
+// in seconds.
+const noticeTooMany = "too_many"
+
+// A refusal that leaves no form to show again (a form that is not ours,
+// a sign-in that expired, a rate limit) redirects to the notice page,
+// {auth_path}/notice, which shows it once with its status; opened again,
+// or without a notice, it sends the contact to sign in.
+func (q *request) noticePage() error {
+	n, ok := q.takeNotice()
+	if !ok {
+		return q.redirect("/signin")
+	}
+	switch n.key {
+	case noticeTooMany:
+		return q.tooMany(time.Duration(n.count) * time.Second)
+	case "form_unreadable":
+		return q.message(n.status(), "signin_failed", n.key, "", q.ws.AuthPath+"/signin", "start_again")
+	case "form_not_ours", "flow_expired":
+		return q.message(n.status(), "signin_failed", n.key, "start_again_next", q.ws.AuthPath+"/signin", "start_again")
+	}
+	// A notice meant for another page: the sign-in page is the way on.
+	return q.redirect("/signin")
+}
+
+// refuseForm answers a form that cannot go on (key: form_unreadable,
+// form_not_ours or flow_expired) with a redirect to the notice page.
+func (q *request) refuseForm(key string) error {
+	return q.redirectWith("/notice", carried{key: key})
 }
 
 // carried is one refusal carried to its page (or, for code_new_sent, news).

@@ -30,6 +30,8 @@ func (g *Gate) routeTable() *http.ServeMux {
 	handle(ap+"/code", (*request).methodNotAllowed)
 	handle("POST "+ap+"/resend", (*request).resend)
 	handle(ap+"/resend", (*request).methodNotAllowed)
+	handle("GET "+ap+"/notice", (*request).noticePage)
+	handle(ap+"/notice", (*request).methodNotAllowed)
 	handle("GET "+ap+"/signout", (*request).signOutPage)
 	handle("POST "+ap+"/signout", (*request).signOut)
 	handle(ap+"/signout", (*request).methodNotAllowed)

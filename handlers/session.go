@@ -71,15 +71,24 @@ func (q *request) signIn(f storage.SignInFlow, contact storage.Contact, method s
 
 // signOutPage asks to confirm signing out, so a portal can offer sign-out
 // with a plain link to /_portal/signout.
+// With refused=1 it is where a refused sign-out form lands (Post/Redirect/
+// Get): it says that form was not the portal's, answers 403, and offers
+// this page's own buttons; nothing was changed.
 func (q *request) signOutPage() error {
 	sess, contact, err := q.g.signedIn(q.r, q.store)
 	if err != nil {
 		return q.redirect("/signin")
 	}
+	status := http.StatusOK
 	d := q.page(q.t("signout_heading"))
+	if q.r.URL.Query().Get("refused") == "1" {
+		status = http.StatusForbidden
+		d.Heading = q.t("signout_failed")
+		d.Error = q.t("signout_not_ours")
+	}
 	d.CSRF = sess.CSRF
 	d.SignedInAs = contact.Email
-	return q.ws.pages(q.g.portal).render(q.w, http.StatusOK, pageSignOut, d)
+	return q.ws.pages(q.g.portal).render(q.w, status, pageSignOut, d)
 }
 
 // signOut ends the session (with all=1, every session of the contact) and
@@ -87,13 +96,10 @@ func (q *request) signOutPage() error {
 // that the contact sent it: the confirmation page's token, or, for a plain
 // sign-out button in the portal, the browser's Sec-Fetch-Site or Origin
 // naming this site. A post from another site changes nothing, not even the
-// cookie.
+// cookie: it is redirected to the confirmation page, which says so.
 func (q *request) signOut() error {
 	_ = q.parseForm()
-	refuse := func() error {
-		return q.message(http.StatusForbidden, "signout_failed",
-			"signout_not_ours", "signout_use_button", "/", "back_to_portal")
-	}
+	refuse := func() error { return q.redirect("/signout?refused=1") }
 	said, same := browserOrigin(q.r)
 	if said && !same {
 		return refuse()
@@ -110,7 +116,7 @@ func (q *request) signOut() error {
 				}
 			case !same:
 				// No token and no word from the browser: ask.
-				return q.signOutPage()
+				return q.redirect("/signout")
 			}
 			ev := q.event(EventSessionEnded)
 			ev.ContactID, ev.Method = sess.ContactID, sess.Method

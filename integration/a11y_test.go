@@ -179,6 +179,11 @@ func TestBrowserAccessibility(t *testing.T) {
 		c.colorScheme(m.scheme)
 		c.open("/_portal/signout?lang=" + m.lang)
 		c.axe(src, name(m.lang, m.scheme, "sign-out"))
+		// Where a sign-out from another site lands.
+		if p := c.open("/_portal/signout?refused=1&lang=" + m.lang); p.Status != http.StatusForbidden {
+			t.Fatalf("refused sign-out page: %d", p.Status)
+		}
+		c.axe(src, name(m.lang, m.scheme, "sign-out refused"))
 	}
 
 	// Too many invalid links from this network: the 429 page.

@@ -242,7 +242,9 @@ func TestBrowserSignOut(t *testing.T) {
 	}))
 	defer evil.Close()
 	c.do("opening a page of another origin", chromedp.Navigate(evil.URL))
-	c.expect(c.press(`#signout button`), http.StatusForbidden, "/_portal/signout", "Sign-out failed")
+	// It lands on the confirmation page, which says so and offers its own
+	// buttons.
+	c.expect(c.press(`#signout button`), http.StatusForbidden, "/_portal/signout?refused=1", "Sign-out failed")
 	c.expect(c.open(wanted), http.StatusOK, wanted, "Ticket #1042")
 
 	hits := len(p.requests())

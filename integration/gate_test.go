@@ -260,8 +260,10 @@ func TestSignOutEndsTheSession(t *testing.T) {
 			t.Fatalf("sign-out with %v: %d", hdr, r.Status)
 		}
 	}
-	if r := b.post("/_portal/signout", url.Values{}, "Origin", "https://evil.example"); r.Status != http.StatusForbidden || r.Header.Get("Set-Cookie") != "" {
-		t.Fatalf("sign-out from another site: %d, Set-Cookie %q", r.Status, r.Header.Get("Set-Cookie"))
+	// The post itself is redirected to the confirmation page and sets no
+	// cookie.
+	if r, err := b.c.Post("/_portal/signout", url.Values{}, "Origin", "https://evil.example"); err != nil || r.Status != http.StatusSeeOther || r.Location != "/_portal/signout?refused=1" || r.Header.Get("Set-Cookie") != "" {
+		t.Fatalf("sign-out from another site: %d %q, Set-Cookie %q, %v", r.Status, r.Location, r.Header.Get("Set-Cookie"), err)
 	}
 	if r := b.get("/"); r.Status != http.StatusOK {
 		t.Fatalf("still signed in after a refused sign-out: %d", r.Status)

@@ -264,8 +264,11 @@ func (b *browser) do(method, path string, form url.Values, hdr ...string) respon
 }
 
 // refused reports whether a redirect carries a refusal to its page (the
-// portal_notice cookie).
+// portal_notice cookie), or is a sign-out sent to its confirmation page.
 func refused(r response) bool {
+	if strings.HasSuffix(r.Location, "/_portal/signout") || strings.HasSuffix(r.Location, "/_portal/signout?refused=1") {
+		return true
+	}
 	for _, c := range r.Header.Values("Set-Cookie") {
 		if name, v, _ := strings.Cut(c, "="); strings.HasSuffix(name, "portal_notice") && !strings.HasPrefix(v, ";") && v != "" {
 			return true
