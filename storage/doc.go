@@ -79,6 +79,9 @@
 //	{ws:W}:ids                 set of contact ids
 //	{ws:W}:ce:<email>          email index -> contact id
 //	{ws:W}:cd:<directory id>   directory index -> contact id
+//	{ws:W}:imp:lock            a large import's lock (the importer's token, a lease)
+//	{ws:W}:imp:plan            a large import's planned records, a list of chunks
+//	{ws:W}:imp:mark            a large import's commit mark
 //	{ws:W}:code:<contact id>:<flow hash>  code of one sign-in flow (a hash, not JSON)
 //	{ws:W}:codes:<contact id>  set of flow hashes holding a code of the contact
 //	{ws:W}:g:<id>              directory group

@@ -59,7 +59,7 @@ func (s *Store) PutContacts(_ context.Context, ws string, contacts []storage.Con
 		if err != nil {
 			return err
 		}
-		if err := checkEmails(stored, contacts); err != nil {
+		if err := storage.CheckEmails(stored, contacts); err != nil {
 			return err
 		}
 	}
@@ -80,27 +80,8 @@ func (s *Store) ReplaceContacts(_ context.Context, ws string, set storage.Contac
 	if err != nil {
 		return storage.ReplaceResult{}, err
 	}
-	var res storage.ReplaceResult
-	var write []storage.Contact
-	listed := make(map[string]bool, len(contacts))
-	for _, c := range contacts {
-		set.Mark(&c)
-		listed[c.ID] = true
-		if old, ok := stored[c.ID]; ok && sameContact(old, c) {
-			res.Unchanged++
-			continue
-		}
-		write = append(write, c)
-	}
-	res.Upserted = len(write)
-	for _, c := range stored {
-		if set.Holds(c) && !listed[c.ID] && c.Active() {
-			c.Status = storage.StatusDisabled
-			write = append(write, c)
-			res.Disabled++
-		}
-	}
-	if err := checkEmails(stored, write); err != nil {
+	write, res := storage.PlanReplace(stored, set, contacts)
+	if err := storage.CheckEmails(stored, write); err != nil {
 		return storage.ReplaceResult{}, err
 	}
 	chunks, err := split(write)
@@ -126,27 +107,6 @@ func (s *Store) storedContacts(ws string) (map[string]storage.Contact, error) {
 		return nil
 	})
 	return stored, err
-}
-
-// checkEmails finds, before anything is written, the conflict putContacts
-// would find: writes apply in order, each freeing its contact's old email,
-// and a new email must not belong to another contact at that point.
-func checkEmails(stored map[string]storage.Contact, write []storage.Contact) error {
-	owner := make(map[string]string, len(stored))
-	emailOf := make(map[string]string, len(stored))
-	for id, c := range stored {
-		owner[c.Email], emailOf[id] = id, c.Email
-	}
-	for _, c := range write {
-		if old, ok := emailOf[c.ID]; ok && owner[old] == c.ID {
-			delete(owner, old)
-		}
-		if o, ok := owner[c.Email]; ok && o != c.ID {
-			return fmt.Errorf("contact %s: email %s already belongs to contact %s", c.ID, c.Email, o)
-		}
-		owner[c.Email], emailOf[c.ID] = c.ID, c.Email
-	}
-	return nil
 }
 
 // split cuts a plan into chunks that each fit in one transaction.

@@ -253,12 +253,6 @@ func (s *Store) Secret(_ context.Context, generate func() ([]byte, error)) ([]by
 	return out, err
 }
 
-// sameContact compares contacts except when they were written.
-func sameContact(a, b storage.Contact) bool {
-	a.UpdatedAt, b.UpdatedAt = time.Time{}, time.Time{}
-	return a == b
-}
-
 // putContacts upserts contacts inside txn, each replacing its old indexes;
 // a new email must not belong to another contact. A contact written as
 // disabled, or whose email changes, loses its sessions and codes; their

@@ -34,13 +34,33 @@ var endContactLua string
 //go:embed scripts/put_contacts.lua
 var putContactsLua string
 
-var putContacts = rueidis.NewLuaScript(endContactLua + putContactsLua)
+var putContacts = rueidis.NewLuaScript(importGuardLua + endContactLua + putContactsLua)
 
-// PutContacts implements storage.Store.
+// PutContacts implements storage.Store. A batch larger than one step goes
+// through importContacts; a smaller one is one script, which waits for an
+// import running meanwhile.
 func (s *Store) PutContacts(ctx context.Context, ws string, contacts []storage.Contact) error {
 	if len(contacts) == 0 {
 		return nil
 	}
+	if len(contacts) > importChunk {
+		return s.importContacts(ctx, ws, func(stored map[string]storage.Contact) ([]storage.Contact, error) {
+			return contacts, storage.CheckEmails(stored, contacts)
+		})
+	}
+	for since := s.now(); ; {
+		err := s.putContacts(ctx, ws, contacts)
+		if !errors.Is(err, errImporting) {
+			return err
+		}
+		if err := s.waitImport(ctx, ws, since); err != nil {
+			return err
+		}
+	}
+}
+
+// putContacts writes contacts in one script.
+func (s *Store) putContacts(ctx context.Context, ws string, contacts []storage.Contact) error {
 	now := s.now().UTC()
 	pre := s.ws(ws)
 	keys := []string{pre + "ids"}
@@ -66,9 +86,12 @@ func (s *Store) PutContacts(ctx context.Context, ws string, contacts []storage.C
 	if err != nil || len(res) == 0 {
 		return fmt.Errorf("redis: put contacts: unexpected reply: %v", err)
 	}
-	if ok, _ := res[0].AsInt64(); ok == 1 {
+	switch ok, _ := res[0].AsInt64(); ok {
+	case 1:
 		_, err := s.endedSessions(ws, res[1:])
 		return err
+	case 2:
+		return errImporting
 	}
 	return s.contactConflict(contacts, res)
 }
@@ -99,13 +122,45 @@ func (s *Store) contactConflict(contacts []storage.Contact, res []rueidis.RedisM
 //go:embed scripts/replace_contacts.lua
 var replaceContactsLua string
 
-var replaceContacts = rueidis.NewLuaScript(endContactLua + replaceContactsLua)
+var replaceContacts = rueidis.NewLuaScript(importGuardLua + endContactLua + replaceContactsLua)
 
-// ReplaceContacts implements storage.Store.
+// ReplaceContacts implements storage.Store. Over more contacts than one
+// step writes (the new list and the stored ones together) it goes through
+// importContacts; otherwise it is one script, which waits for an import
+// running meanwhile.
 func (s *Store) ReplaceContacts(ctx context.Context, ws string, set storage.ContactSet, contacts []storage.Contact) (storage.ReplaceResult, error) {
 	if err := set.Validate(); err != nil {
 		return storage.ReplaceResult{}, err
 	}
+	for since := s.now(); ; {
+		large, err := s.large(ctx, ws, len(contacts), true)
+		if err != nil {
+			return storage.ReplaceResult{}, err
+		}
+		if large {
+			var res storage.ReplaceResult
+			err := s.importContacts(ctx, ws, func(stored map[string]storage.Contact) ([]storage.Contact, error) {
+				var write []storage.Contact
+				write, res = storage.PlanReplace(stored, set, contacts)
+				return write, storage.CheckEmails(stored, write)
+			})
+			if err != nil {
+				return storage.ReplaceResult{}, err
+			}
+			return res, nil
+		}
+		res, err := s.replaceContacts(ctx, ws, set, contacts)
+		if !errors.Is(err, errImporting) {
+			return res, err
+		}
+		if err := s.waitImport(ctx, ws, since); err != nil {
+			return storage.ReplaceResult{}, err
+		}
+	}
+}
+
+// replaceContacts is ReplaceContacts in one script.
+func (s *Store) replaceContacts(ctx context.Context, ws string, set storage.ContactSet, contacts []storage.Contact) (storage.ReplaceResult, error) {
 	now := s.now().UTC()
 	pre := s.ws(ws)
 	args := make([]string, 4, 4+4*len(contacts))
@@ -127,7 +182,10 @@ func (s *Store) ReplaceContacts(ctx context.Context, ws string, set storage.Cont
 	if err != nil || len(res) == 0 {
 		return storage.ReplaceResult{}, fmt.Errorf("redis: replace contacts: unexpected reply: %v", err)
 	}
-	if ok, _ := res[0].AsInt64(); ok != 1 {
+	switch ok, _ := res[0].AsInt64(); ok {
+	case 2:
+		return storage.ReplaceResult{}, errImporting
+	case 0:
 		return storage.ReplaceResult{}, s.contactConflict(contacts, res)
 	}
 	if len(res) < 4 {
@@ -213,45 +271,68 @@ func (s *Store) Contacts(ctx context.Context, ws string) ([]storage.Contact, err
 	return listJSON[storage.Contact](ctx, s, s.ws(ws)+"ids", func(id string) string { return s.contactKey(ws, id) }, "contact")
 }
 
-// listJSON reads every JSON record whose id is in the set at setKey, ordered
-// by id, with one SMEMBERS and one MGET (a workspace's keys share a hash
-// tag); a record deleted between the two is left out.
+// listJSON reads every JSON record whose id is in the set at setKey,
+// ordered by id, in bounded calls (SSCAN, then MGET of a thousand keys at a
+// time; a workspace's keys share a hash tag), so that listing a large
+// workspace never holds Redis for long; a record deleted meanwhile is left
+// out.
 func listJSON[T any](ctx context.Context, s *Store, setKey string, key func(id string) string, what string) ([]T, error) {
-	r, err := s.do(ctx, func(b rueidis.Builder) rueidis.Completed { return b.Smembers().Key(setKey).Build() })
-	if err != nil {
-		return nil, err
-	}
-	ids, err := r.AsStrSlice()
-	if err != nil || len(ids) == 0 {
-		return nil, err
+	seen := map[string]bool{}
+	var ids []string
+	for cursor := uint64(0); ; {
+		r, err := s.do(ctx, func(b rueidis.Builder) rueidis.Completed {
+			return b.Sscan().Key(setKey).Cursor(cursor).Count(listBatch).Build()
+		})
+		if err != nil {
+			return nil, err
+		}
+		e, err := r.AsScanEntry()
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range e.Elements {
+			if !seen[id] { // SSCAN may return an element twice
+				seen[id] = true
+				ids = append(ids, id)
+			}
+		}
+		if cursor = e.Cursor; cursor == 0 {
+			break
+		}
 	}
 	sort.Strings(ids)
-	keys := make([]string, len(ids))
-	for i, id := range ids {
-		keys[i] = key(id)
-	}
-	r, err = s.do(ctx, func(b rueidis.Builder) rueidis.Completed { return b.Mget().Key(keys...).Build() })
-	if err != nil {
-		return nil, err
-	}
-	vals, err := r.ToArray()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]T, 0, len(vals))
-	for i, v := range vals {
-		raw, err := v.ToString()
+	out := make([]T, 0, len(ids))
+	for start := 0; start < len(ids); start += listBatch {
+		part := ids[start:min(start+listBatch, len(ids))]
+		keys := make([]string, len(part))
+		for i, id := range part {
+			keys[i] = key(id)
+		}
+		r, err := s.do(ctx, func(b rueidis.Builder) rueidis.Completed { return b.Mget().Key(keys...).Build() })
 		if err != nil {
-			continue // deleted since SMEMBERS
+			return nil, err
 		}
-		var rec T
-		if err := json.Unmarshal([]byte(raw), &rec); err != nil {
-			return nil, fmt.Errorf("redis: %s %s: %w", what, ids[i], err)
+		vals, err := r.ToArray()
+		if err != nil {
+			return nil, err
 		}
-		out = append(out, rec)
+		for i, v := range vals {
+			raw, err := v.ToString()
+			if err != nil {
+				continue // deleted since the scan
+			}
+			var rec T
+			if err := json.Unmarshal([]byte(raw), &rec); err != nil {
+				return nil, fmt.Errorf("redis: %s %s: %w", what, part[i], err)
+			}
+			out = append(out, rec)
+		}
 	}
 	return out, nil
 }
+
+// listBatch is how many ids one SSCAN or MGET of a listing covers.
+const listBatch = 1000
 
 // deleteContact removes a contact, its indexes (where they still point to
 // it), every code of its sign-in flows and every session. KEYS: contact,
@@ -261,10 +342,23 @@ func listJSON[T any](ctx context.Context, s *Store, setKey string, key func(id s
 //go:embed scripts/delete_contact.lua
 var deleteContactLua string
 
-var deleteContact = rueidis.NewLuaScript(endContactLua + deleteContactLua)
+var deleteContact = rueidis.NewLuaScript(importGuardLua + endContactLua + deleteContactLua)
 
-// DeleteContact implements storage.Store.
+// DeleteContact implements storage.Store. It waits for an import running
+// meanwhile.
 func (s *Store) DeleteContact(ctx context.Context, ws, id string) (int, error) {
+	for since := s.now(); ; {
+		n, err := s.deleteContact(ctx, ws, id)
+		if !errors.Is(err, errImporting) {
+			return n, err
+		}
+		if err := s.waitImport(ctx, ws, since); err != nil {
+			return 0, err
+		}
+	}
+}
+
+func (s *Store) deleteContact(ctx context.Context, ws, id string) (int, error) {
 	pre := s.ws(ws)
 	key := s.contactKey(ws, id)
 	r, err := s.run(ctx, deleteContact, []string{key, pre + "ids"}, pre, id)
@@ -276,7 +370,10 @@ func (s *Store) DeleteContact(ctx context.Context, ws, id string) (int, error) {
 	if err != nil || len(res) == 0 {
 		return 0, fmt.Errorf("redis: delete contact: unexpected reply: %v", err)
 	}
-	if ok, _ := res[0].AsInt64(); ok != 1 {
+	switch ok, _ := res[0].AsInt64(); ok {
+	case 2:
+		return 0, errImporting
+	case 0:
 		return 0, storage.ErrNotFound
 	}
 	return s.endedSessions(ws, res[1:])

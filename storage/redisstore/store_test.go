@@ -689,32 +689,6 @@ func TestLostConnectionForgetsCachedRecords(t *testing.T) {
 
 // TestImportScale measures large imports and the memory a contact takes,
 // outside CI: PORTALGATE_IMPORT_CONTACTS=100000 go test -run ImportScale -v ./storage/redisstore/
-func TestImportScale(t *testing.T) {
-	n, _ := strconv.Atoi(os.Getenv("PORTALGATE_IMPORT_CONTACTS"))
-	if n <= 0 {
-		t.Skip("set PORTALGATE_IMPORT_CONTACTS to the number of contacts")
-	}
-	srv := startRedis(t, false)
-	prefix := uniquePrefix()
-	s := open(t, srv, redisstore.Options{KeyPrefix: prefix})
-	before := usedMemory(t, srv)
-	storagetest.MeasureImport(t, s, "acme", n)
-	after := usedMemory(t, srv)
-	// MEMORY USAGE of one contact's keys: the record and its email and
-	// directory indexes (half the contacts have one), plus its share of
-	// the id set.
-	c := storagetest.Directory(n)[0]
-	pre := prefix + "{ws:acme}:"
-	var per float64
-	for _, k := range []string{"c:" + c.ID, "ce:" + c.Email} {
-		per += float64(memoryUsage(t, srv, pre+k))
-	}
-	per += float64(memoryUsage(t, srv, pre+"cd:"+c.DirectoryID)) / 2
-	per += float64(memoryUsage(t, srv, pre+"ids")) / float64(n)
-	t.Logf("Redis MEMORY USAGE per contact: %.0f bytes (record, indexes, share of the id set); used_memory grew by %.0f bytes per contact",
-		per, float64(after-before)/float64(n))
-}
-
 func memoryUsage(t *testing.T, srv *redisServer, key string) int {
 	t.Helper()
 	v, err := command(srv.addr(), "MEMORY", "USAGE", key, "SAMPLES", "0")
