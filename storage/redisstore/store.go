@@ -21,6 +21,10 @@
 //	{ws:W}:ids                 set of contact ids
 //	{ws:W}:ce:<email>          email index -> id
 //	{ws:W}:cd:<directory id>   directory index -> id
+//	{ws:W}:imp:lock            a large import's lock: the importer's token, a lease
+//	{ws:W}:imp:plan            a large import's planned records: list of JSON chunks
+//	                           of [id, email, directory id, contact JSON]
+//	{ws:W}:imp:mark            a large import's commit mark (see import.go)
 //	{ws:W}:code:<contact id>:<flow hash>  code of one sign-in flow (hash: h = the code's hash, e = expiry, t = tries, i = issued)
 //	{ws:W}:codes:<contact id>  flow hashes holding a code of the contact
 //	{ws:W}:g:<id>              directory group (JSON)
