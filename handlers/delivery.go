@@ -116,7 +116,7 @@ func (p *Portal) deliver(ctx context.Context, m storage.OutboxMessage) error {
 		browser = t.T("mail_browser", "Browser", b, "OS", os)
 	}
 	text, html, err := ws.pages(p).codeMail(mailData{tr: t, Brand: ws.Brand, WorkspaceTitle: ws.Title, Code: FormatCode(code), CodeTTL: t.Duration(ws.CodeTTL),
-		RequestedAt: issued.UTC().Format("2006-01-02 15:04 UTC"), Browser: browser})
+		RequestedAt: issued.UTC().Format(t.T("mail_time")), Browser: browser})
 	if err != nil {
 		return fmt.Errorf("%w: %v", mail.ErrPermanent, err)
 	}

@@ -262,6 +262,18 @@ func TestLanguageNegotiation(t *testing.T) {
 	if !strings.Contains(m.Subject, "رمز الدخول") || !strings.Contains(m.Text, "10 دقائق") || !strings.Contains(m.HTML, `lang="ar" dir="rtl"`) {
 		t.Fatalf("code email not in Arabic:\n%s\n%s\n%s", m.Subject, m.Text, m.HTML)
 	}
+	// When it was asked for, written the language's way.
+	if when := tp.clock.Now().UTC().Format("2006/01/02 15:04 UTC"); !strings.Contains(m.Text, when) {
+		t.Errorf("Arabic code email without the time %q:\n%s", when, m.Text)
+	}
+	b.do(http.MethodGet, "/_portal/signin?lang=de", nil, h)
+	tp.clock.Advance(time.Minute) // past the resend cooldown
+	page = b.do(http.MethodGet, "/_portal/signin", nil, h)
+	wantRedirect(t, "email", b.post("/_portal/signin", url.Values{"csrf": {csrf(t, page)}, "email": {jane.Email}}), "/_portal/code")
+	m = tp.waitMail(t, 2)
+	if when := tp.clock.Now().UTC().Format("02.01.2006, 15:04 UTC"); !strings.Contains(m.Text, when) || !strings.Contains(m.Text, "Der Code wurde am "+when) {
+		t.Errorf("German code email without the time %q:\n%s", when, m.Text)
+	}
 	// An API answer speaks the browser's language too.
 	api := tp.browser(t, tp.acme).do(http.MethodGet, "/tickets", nil, http.Header{"Accept": {"application/json"}, "Accept-Language": {"de"}})
 	wantBody(t, "API message", api, "Melden Sie sich zuerst bei Acme Support an.")
