@@ -10,6 +10,7 @@
 // reports Caddy's memory with that many live sessions.
 //
 //	go run ./cmd/portalbench -caddy ./caddy [-rounds 60] [-duration 300ms] [-conns 16] [-storage badger|redis] [-sessions 100000]
+//	go run ./cmd/portalbench -caddy ./caddy -rush 10000 [-clients 64] [-rate 600] [-storage badger|redis]
 //
 // `./xcaddy.sh bench` builds Caddy and runs it.
 package main
@@ -46,11 +47,12 @@ func main() {
 	backend := flag.String("storage", "badger", "portal storage: badger, or redis (starts redis-server on a free port)")
 	flag.IntVar(&sessions, "sessions", 0, "Badger only: put this many more live sessions in the store before Caddy starts, read each once through the gate after the rounds, and report Caddy's RSS")
 	flag.StringVar(&profileOut, "cpuprofile", "", "after the rounds, write a CPU profile of Caddy under gated load to this file")
-	rushN := flag.Int("rush", 0, "instead of the rounds: a sign-in rush of this many distinct contacts (email, code from a real SMTP server, session), on Badger")
+	rushN := flag.Int("rush", 0, "instead of the rounds: a sign-in rush of this many distinct contacts (email, code from a real SMTP server, session); on Badger, or with -storage redis on two Caddy instances sharing one Redis")
 	rushClients := flag.Int("clients", 64, "with -rush: concurrent clients")
+	rushRate := flag.Float64("rate", 0, "with -rush: start this many sign-ins per second (open loop) instead of as many as the clients can")
 	flag.Parse()
 	if *rushN > 0 {
-		if err := rush(*caddyBin, *rushN, *rushClients); err != nil {
+		if err := rush(*caddyBin, *backend, *rushN, *rushClients, *rushRate); err != nil {
 			fmt.Fprintln(os.Stderr, "portalbench:", err)
 			os.Exit(1)
 		}
@@ -92,19 +94,12 @@ func run(caddyBin, backend string, rounds int, d time.Duration, conns int) error
 		}
 	}
 	if backend == "redis" {
-		port, err := e2e.FreePort()
+		addr, stop, err := startRedis()
 		if err != nil {
 			return err
 		}
-		redis := exec.Command("redis-server", "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-		if err := redis.Start(); err != nil {
-			return fmt.Errorf("starting redis-server: %w", err)
-		}
-		defer func() { _ = redis.Process.Kill(); _ = redis.Wait() }()
-		if err := e2e.WaitListening(fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second); err != nil {
-			return err
-		}
-		storage = fmt.Sprintf("storage redis {\n\t\t\taddress 127.0.0.1:%d\n\t\t}", port)
+		defer stop()
+		storage = "storage redis {\n\t\t\taddress " + addr + "\n\t\t}"
 	} else if backend != "badger" {
 		return fmt.Errorf("unknown -storage %q", backend)
 	}
@@ -523,6 +518,26 @@ func (t *target) pct(p float64) string {
 // startCaddy runs the Caddy binary with the Caddyfile cfg, its files in
 // dir, waits until every port listens and notes its pid for the CPU and
 // memory readings; stop interrupts it and waits for it to exit.
+// startRedis starts a redis-server on a free loopback port, without
+// persistence, and returns its address.
+func startRedis() (addr string, stop func(), err error) {
+	port, err := e2e.FreePort()
+	if err != nil {
+		return "", nil, err
+	}
+	redis := exec.Command("redis-server", "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	if err := redis.Start(); err != nil {
+		return "", nil, fmt.Errorf("starting redis-server: %w", err)
+	}
+	stop = func() { _ = redis.Process.Kill(); _ = redis.Wait() }
+	addr = fmt.Sprintf("127.0.0.1:%d", port)
+	if err := e2e.WaitListening(addr, 10*time.Second); err != nil {
+		stop()
+		return "", nil, err
+	}
+	return addr, stop, nil
+}
+
 func startCaddy(bin, dir, cfg string, within time.Duration, ports ...int) (stop func(), err error) {
 	file := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {

@@ -27,7 +27,11 @@ import (
 // rushPages are the steps of one sign-in, in order.
 var rushPages = []string{"GET portal page (303)", "GET sign-in page", "POST email", "GET code page", "POST code"}
 
-func rush(caddyBin string, n, clients int) error {
+// With backend "redis" two Caddy instances share one redis-server, and
+// each client sends its requests to them in turn, as a load balancer
+// would. With rate > 0 sign-ins start at that rate (open loop), each on a
+// free client; otherwise every client starts the next as soon as it is done.
+func rush(caddyBin, backend string, n, clients int, rate float64) error {
 	dir, err := os.MkdirTemp("", "portalbench-rush-")
 	if err != nil {
 		return err
@@ -48,23 +52,51 @@ func rush(caddyBin string, n, clients int) error {
 	if err := os.WriteFile(contacts, []byte("["+strings.Join(cs, ",")+"]"), 0o600); err != nil {
 		return err
 	}
-	var ports [3]int
-	for i := range ports {
-		if ports[i], err = e2e.FreePort(); err != nil {
+	instances, label := 1, "Badger"
+	storage := func(int) string { return fmt.Sprintf("storage_dir %s/portal", dir) }
+	switch backend {
+	case "badger":
+	case "redis":
+		addr, stop, err := startRedis()
+		if err != nil {
 			return err
 		}
+		defer stop()
+		instances, label = 2, "2 instances sharing Redis"
+		storage = func(int) string { return "storage redis {\n\t\t\taddress " + addr + "\n\t\t}" }
+	default:
+		return fmt.Errorf("unknown -storage %q", backend)
 	}
-	adminPort, gatedPort, upPort := ports[0], ports[1], ports[2]
-	cfg := fmt.Sprintf(`{
+	upPort, err := e2e.FreePort()
+	if err != nil {
+		return err
+	}
+	var bases []string
+	for i := range instances {
+		var ports [2]int
+		for j := range ports {
+			if ports[j], err = e2e.FreePort(); err != nil {
+				return err
+			}
+		}
+		adminPort, gatedPort := ports[0], ports[1]
+		// Every instance's url is the first one's: links and cookies
+		// name one site, as behind a load balancer.
+		bases = append(bases, fmt.Sprintf("http://127.0.0.1:%d", gatedPort))
+		upstream := ""
+		if i == 0 {
+			upstream = fmt.Sprintf("\nhttp://127.0.0.1:%d {\n\trespond \"ok\" 200\n}\n", upPort)
+		}
+		cfg := fmt.Sprintf(`{
 	admin 127.0.0.1:%d
 	persist_config off
 	auto_https off
-	storage file_system %s/caddy
+	storage file_system %s/caddy%d
 	log {
 		level ERROR
 	}
 	portal {
-		storage_dir %s/portal
+		%s
 		mail smtp {
 			host %s
 			port %s
@@ -80,7 +112,7 @@ func rush(caddyBin string, n, clients int) error {
 		}
 		workspace bench {
 			title Bench
-			url http://127.0.0.1:%d
+			url %s
 			contacts_file %s
 		}
 	}
@@ -90,17 +122,22 @@ http://127.0.0.1:%d {
 	portal_auth bench
 	reverse_proxy 127.0.0.1:%d
 }
-
-http://127.0.0.1:%d {
-	respond "ok" 200
-}
-`, adminPort, dir, dir, smtpHost, smtpPort, gatedPort, contacts, gatedPort, upPort, upPort)
-	stopCaddy, err := startCaddy(caddyBin, dir, cfg, 30*time.Second, gatedPort, upPort)
-	if err != nil {
-		return err
+%s`, adminPort, dir, i, storage(i), smtpHost, smtpPort, bases[0], contacts, gatedPort, upPort, upstream)
+		sub := filepath.Join(dir, fmt.Sprint(i))
+		if err := os.MkdirAll(sub, 0o700); err != nil {
+			return err
+		}
+		wait := []int{gatedPort}
+		if i == 0 {
+			wait = append(wait, upPort)
+		}
+		stopCaddy, err := startCaddy(caddyBin, sub, cfg, 60*time.Second, wait...)
+		if err != nil {
+			return err
+		}
+		defer stopCaddy()
 	}
-	defer stopCaddy()
-	base := fmt.Sprintf("http://127.0.0.1:%d", gatedPort)
+	base := bases[0]
 
 	// Mail is routed to the sign-in that waits for its address.
 	var mu sync.Mutex
@@ -129,7 +166,6 @@ http://127.0.0.1:%d {
 	}()
 
 	var (
-		next     atomic.Int64
 		failures atomic.Int64
 		firstErr atomic.Value
 		lat      = make([][]float64, len(rushPages))
@@ -145,17 +181,27 @@ http://127.0.0.1:%d {
 	// One shared transport: clients keep their connections, as browsers do.
 	transport := &http.Transport{MaxIdleConnsPerHost: clients * 2}
 	signIn := func(i int) error {
-		c := e2e.NewClient(base, e2e.Options{Timeout: 30 * time.Second, Transport: transport})
+		// Behind a load balancer: each request goes to the next instance.
+		first := e2e.NewClient(base, e2e.Options{Timeout: 30 * time.Second, Transport: transport})
+		via := []*e2e.Client{first}
+		for _, b := range bases[1:] {
+			via = append(via, first.On(b))
+		}
+		turn := i
+		at := func() *e2e.Client {
+			turn++
+			return via[turn%len(via)]
+		}
 		email := fmt.Sprintf("r%d@acme.example", i)
 		wanted := fmt.Sprintf("/tickets/%d", i)
 		t0 := time.Now()
-		r, err := c.Get(wanted)
+		r, err := at().Get(wanted)
 		if err != nil || r.Status != http.StatusSeeOther {
 			return fmt.Errorf("portal page: %v %d", err, r.Status)
 		}
 		record(0, time.Since(t0))
 		t0 = time.Now()
-		r, err = c.Get("/_portal/signin")
+		r, err = at().Get("/_portal/signin")
 		if err != nil || r.Status != http.StatusOK {
 			return fmt.Errorf("sign-in page: %v %d", err, r.Status)
 		}
@@ -165,14 +211,14 @@ http://127.0.0.1:%d {
 			return err
 		}
 		t0 = time.Now()
-		r, err = c.Post("/_portal/signin", url.Values{"csrf": {csrf}, "email": {email}})
+		r, err = at().Post("/_portal/signin", url.Values{"csrf": {csrf}, "email": {email}})
 		if err != nil || r.Status != http.StatusSeeOther {
 			return fmt.Errorf("email: %v %d", err, r.Status)
 		}
 		asked := time.Now()
 		record(2, asked.Sub(t0))
 		t0 = time.Now()
-		r, err = c.Get("/_portal/code")
+		r, err = at().Get("/_portal/code")
 		if err != nil || r.Status != http.StatusOK {
 			return fmt.Errorf("code page: %v %d", err, r.Status)
 		}
@@ -190,23 +236,46 @@ http://127.0.0.1:%d {
 		mailLat = append(mailLat, float64(time.Since(asked))/float64(time.Millisecond))
 		latMu.Unlock()
 		t0 = time.Now()
-		r, err = c.EnterCode(csrf, m.Code())
+		r, err = at().EnterCode(csrf, m.Code())
 		if err != nil || r.Status != http.StatusSeeOther || r.Location != wanted {
 			return fmt.Errorf("code: %v %d %q", err, r.Status, r.Location)
 		}
 		record(4, time.Since(t0))
 		return nil
 	}
+	// Open loop: a sign-in starts every 1/rate on a free client; one that
+	// finds every client busy starts late, and is counted.
+	starts := make(chan int)
+	var late atomic.Int64
+	go func() {
+		defer close(starts)
+		if rate <= 0 {
+			for i := range n {
+				starts <- i
+			}
+			return
+		}
+		every := time.Duration(float64(time.Second) / rate)
+		t0 := time.Now()
+		for i := range n {
+			due := t0.Add(time.Duration(i) * every)
+			if d := time.Until(due); d > 0 {
+				time.Sleep(d)
+			}
+			select {
+			case starts <- i:
+			default:
+				late.Add(1)
+				starts <- i
+			}
+		}
+	}()
 	start := time.Now()
 	for range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n {
-					return
-				}
+			for i := range starts {
 				if err := signIn(i); err != nil {
 					failures.Add(1)
 					firstErr.CompareAndSwap(nil, err)
@@ -219,8 +288,12 @@ http://127.0.0.1:%d {
 	if f := failures.Load(); f > 0 {
 		return fmt.Errorf("%d of %d sign-ins failed; first: %v", f, n, firstErr.Load())
 	}
-	fmt.Printf("sign-in rush: %d distinct contacts, %d clients, Badger: %d full sign-ins in %s = %.0f per second\n",
-		n, clients, n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds())
+	how := "as fast as they can"
+	if rate > 0 {
+		how = fmt.Sprintf("started at %.0f per second (%d found every client busy)", rate, late.Load())
+	}
+	fmt.Printf("sign-in rush: %d distinct contacts, %d clients %s, %s: %d full sign-ins in %s = %.0f per second\n",
+		n, clients, how, label, n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds())
 	for i, name := range rushPages {
 		slices.Sort(lat[i])
 		fmt.Printf("  %-24s p50 %6.2f ms  p99 %6.2f ms\n", name, quantile(lat[i], 0.5), quantile(lat[i], 0.99))
