@@ -171,19 +171,26 @@ func (q *request) flowAllowed() (answered bool, err error) {
 // newFlow stores a new flow with that id for returnTo, and sets its
 // cookie.
 func (q *request) newFlow(id, returnTo string) (storage.SignInFlow, error) {
+	f := q.startFlow(id, returnTo)
+	if err := q.store.PutFlow(q.r.Context(), f); err != nil {
+		return f, err
+	}
+	q.setCookie(cookieFlow, id, flowTTL)
+	return f, nil
+}
+
+// startFlow is a new flow that is not stored yet: the caller stores it
+// (sendCode does, and sets its cookie), so a flow that goes on at once
+// to a code costs one write, not two.
+func (q *request) startFlow(id, returnTo string) storage.SignInFlow {
 	now := q.now()
-	f := storage.SignInFlow{
+	return storage.SignInFlow{
 		IDHash:    HashID(id),
 		Workspace: q.ws.Name,
 		ReturnTo:  returnTo,
 		CreatedAt: now,
 		ExpiresAt: now.Add(flowTTL),
 	}
-	if err := q.store.PutFlow(q.r.Context(), f); err != nil {
-		return f, err
-	}
-	q.setCookie(cookieFlow, id, flowTTL)
-	return f, nil
 }
 
 // csrfToken binds a form to a form key (see formKey).
@@ -205,9 +212,11 @@ func (q *request) parseForm() error {
 
 // formFlow parses a POSTed form, checks that it came from our page (the
 // browser's word on its origin, and the CSRF token) and returns the
-// request's stored flow. With store set, a sealed flow becomes a stored one
-// (the email form); otherwise a request without a stored flow is told its
-// sign-in expired. ok is false when an answer has already been written.
+// request's stored flow. With store set, a sealed flow becomes a new flow
+// for the caller to store (the email form: sendCode stores it); otherwise
+// a sealed flow, not past its email yet, is sent back to the sign-in page,
+// and a request with no flow at all is told its sign-in expired. ok is
+// false when an answer has already been written.
 func (q *request) formFlow(store bool) (f storage.SignInFlow, id string, ok bool, err error) {
 	if err := q.parseForm(); err != nil {
 		return f, "", false, q.refuseForm("form_unreadable")
@@ -228,18 +237,20 @@ func (q *request) formFlow(store bool) (f storage.SignInFlow, id string, ok bool
 		return f, "", false, q.failed("reading sign-in flow", err)
 	}
 	p, sealed := q.openPending(q.cookie(cookieFlow))
-	if !sealed || !store {
+	if !sealed {
 		return f, "", false, expired()
 	}
 	if !q.checkCSRF(p.id) {
 		return f, "", false, notOurs()
 	}
+	if !store {
+		// A sign-in not past its email yet: back to that step.
+		return f, "", false, q.redirect("/signin")
+	}
 	if answered, err := q.flowAllowed(); answered {
 		return f, "", false, err
 	}
-	id = p.id
-	if f, err = q.newFlow(id, p.returnTo); err != nil {
-		return f, "", false, q.failed("starting sign-in flow", err)
-	}
-	return f, id, true, nil
+	// Stored by sendCode, with the email; a form refused before that
+	// keeps the sealed cookie and stores nothing.
+	return q.startFlow(p.id, p.returnTo), p.id, true, nil
 }

@@ -229,11 +229,9 @@ func (q *request) openLink() error {
 	}
 	ev.Event, ev.Email, ev.Reason = EventLinkOpened, contact.Email, "link "+link.ID
 	q.audit(ev)
-	f, err := q.newFlow(NewID(), returnTo)
-	if err != nil {
-		return q.failed("starting sign-in flow", err)
-	}
+	flowID := NewID()
+	f := q.startFlow(flowID, returnTo)
 	f.Email, f.ContactID, f.Method = contact.Email, contact.ID, "link"
 	f.LinkHash = HashID(q.r.PathValue("token"))
-	return q.sendCode(f, "", false)
+	return q.sendCode(f, flowID, false)
 }
