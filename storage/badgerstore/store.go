@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	mrand "math/rand/v2"
 	"sort"
 	"strconv"
@@ -63,9 +64,19 @@ type Store struct {
 	// before its first one (see import.go).
 	contactsMu sync.Mutex
 
-	// hitMu serializes Hit: under a burst on one counter, optimistic
-	// transactions keep conflicting and run out of retries.
-	hitMu sync.Mutex
+	// hitMu serializes the counts of one counter: under a burst on one
+	// counter, optimistic transactions keep conflicting and run out of
+	// retries. Counters are spread over the stripes by key, so counts of
+	// different counters (every sign-in form counts one or two) never wait
+	// for each other's commit.
+	hitMu [64]sync.Mutex
+}
+
+// hitLock is the stripe of hitMu that serializes counter k.
+func (s *Store) hitLock(k string) *sync.Mutex {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(k))
+	return &s.hitMu[h.Sum32()%uint32(len(s.hitMu))]
 }
 
 // Open opens (creating if needed) the database in dir.
@@ -728,8 +739,9 @@ func (s *Store) Count(_ context.Context, key string, window time.Duration) (int,
 	reset := start.Add(window)
 	k := []byte(kHit + key + "/" + strconv.FormatInt(start.Unix(), 10))
 	var count uint64
-	s.hitMu.Lock()
-	defer s.hitMu.Unlock()
+	mu := s.hitLock(key)
+	mu.Lock()
+	defer mu.Unlock()
 	err := s.update(func(txn *badger.Txn) error {
 		count = 0
 		item, err := txn.Get(k)
