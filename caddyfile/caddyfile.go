@@ -40,6 +40,8 @@ func init() {
 //			password <password>
 //			from <address>
 //			tls starttls|tls|none
+//			connections <n>
+//			idle_timeout <duration>
 //		}
 //		mail log
 //		templates_dir <dir>
@@ -242,7 +244,7 @@ func parsePortal(d *caddyfile.Dispenser, existing any) (any, error) {
 // The subdirectives of each block, for suggestions when one is misspelled.
 var (
 	portalOptions    = []string{"storage_dir", "storage", "secret", "mail", "templates_dir", "outbox_workers", "log_emails", "limits", "workspace"}
-	mailSMTPOptions  = []string{"host", "port", "username", "password", "from", "tls"}
+	mailSMTPOptions  = []string{"host", "port", "username", "password", "from", "tls", "connections", "idle_timeout"}
 	limitsOptions    = []string{"sends_per_email", "sends_per_ip", "sends_per_workspace", "requests_per_ip", "tries_per_ip", "tries_per_contact", "ipv4_prefix", "ipv6_prefix", "window"}
 	workspaceOptions = []string{
 		"title", "url", "contacts_file", "auth_path", "code_ttl", "resend_cooldown", "session_ttl",
@@ -370,6 +372,18 @@ func parseMail(d *caddyfile.Dispenser) (*module.MailConfig, error) {
 			ok = d.AllArgs(&mc.From)
 		case "tls":
 			ok = d.AllArgs(&mc.TLS)
+		case "connections":
+			n, err := intArg(d)
+			if err != nil {
+				return nil, err
+			}
+			mc.Connections, ok = n, true
+		case "idle_timeout":
+			v, err := storage.DurationArg(d)
+			if err != nil {
+				return nil, err
+			}
+			mc.IdleTimeout, ok = v, true
 		default:
 			return nil, storage.UnknownOption(d, "mail smtp", mailSMTPOptions)
 		}

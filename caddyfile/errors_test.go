@@ -404,6 +404,67 @@ var adaptErrorCases = []struct {
 		line: 5,
 	},
 	{
+		name: "mail smtp connections out of range",
+		caddyfile: `{
+	portal {
+		mail smtp {
+			host smtp.example.com
+			from support@acme.example
+			connections 0
+		}
+		workspace acme
+	}
+}` + site,
+		want: []string{`connections "0": want a whole number from 1 to 64`},
+		line: 6,
+	},
+	{
+		name: "mail smtp connections not a number",
+		caddyfile: `{
+	portal {
+		mail smtp {
+			host smtp.example.com
+			connections many
+			from support@acme.example
+		}
+		workspace acme
+	}
+}` + site,
+		want: []string{`connections "many": want a whole number from 1 to 64`},
+		line: 5,
+	},
+	{
+		name: "mail smtp bad idle_timeout",
+		caddyfile: `{
+	portal {
+		mail smtp {
+			host smtp.example.com
+			from support@acme.example
+			idle_timeout -30s
+		}
+		workspace acme
+	}
+}` + site,
+		want: []string{`idle_timeout "-30s": want a positive duration`},
+		line: 6,
+	},
+	{
+		name: "mail smtp connections twice",
+		caddyfile: `{
+	portal {
+		mail smtp {
+			host smtp.example.com
+			from support@acme.example
+			connections 2
+			connections 4
+		}
+		workspace acme
+	}
+}` + site,
+		want: []string{"mail smtp: connections is set twice"},
+		line: 7,
+	},
+	{
 		name: "mail smtp port not a number",
 		caddyfile: `{
 	portal {

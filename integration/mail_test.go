@@ -68,3 +68,43 @@ func TestPermanentMailFailureIsAudited(t *testing.T) {
 		t.Fatalf("%d messages accepted", n)
 	}
 }
+
+// Codes go out over connections kept open between messages, and a reload
+// or a stop closes those of the old config: none is left behind.
+func TestSMTPConnectionsReusedAndClosedAtReload(t *testing.T) {
+	g := newGateway(t)
+	g.contacts = `[{"id": "p-1", "email": "p1@acme.example"}, {"id": "p-2", "email": "p2@acme.example"},
+		{"id": "p-3", "email": "p3@acme.example"}, {"id": "p-4", "email": "p4@acme.example"}]`
+	g.start()
+	signIn := func(email string) {
+		t.Helper()
+		b := g.browser()
+		b.get("/tickets/1")
+		csrf := b.submitEmail(email)
+		m := g.mail.wait(t, 10*time.Second)
+		if r := b.enterCode(csrf, m.Code()); r.Status != http.StatusSeeOther {
+			t.Fatalf("sign-in of %s: %d", email, r.Status)
+		}
+	}
+	open := func() int { _, n := g.mail.Connections(); return n }
+	eventually(t, 5*time.Second, "the smtp check at start", func() bool {
+		return strings.Contains(g.logText(), "smtp server check passed")
+	})
+	before, _ := g.mail.Connections() // the check's own connection
+	for _, email := range []string{"p1@acme.example", "p2@acme.example", "p3@acme.example"} {
+		signIn(email)
+	}
+	if accepted, _ := g.mail.Connections(); accepted-before != 1 {
+		t.Fatalf("three codes one after the other took %d connections, want 1", accepted-before)
+	}
+	if n := open(); n != 1 {
+		t.Fatalf("%d connections open after the codes, want the pooled one", n)
+	}
+
+	g.title = "Acme Help" // a changed config
+	g.start()
+	eventually(t, 5*time.Second, "the old config's connection to close", func() bool { return open() == 0 })
+	signIn("p4@acme.example")
+	g.stop()
+	eventually(t, 5*time.Second, "the connection to close at stop", func() bool { return open() == 0 })
+}

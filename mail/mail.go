@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,7 +42,8 @@ var ErrPermanent = errors.New("permanent delivery failure")
 // turn behind another): retried later, but no failure.
 var ErrDeferred = errors.New("delivery deferred")
 
-// SMTP sends through an SMTP server with go-mail.
+// SMTP sends through an SMTP server with go-mail, over a few connections
+// kept open between messages. Close ends them.
 type SMTP struct {
 	Host     string
 	Port     int
@@ -53,6 +55,16 @@ type SMTP struct {
 	Timeout time.Duration
 	// TLSConfig overrides the TLS client configuration (tests: a private CA).
 	TLSConfig *tls.Config
+	// Connections is how many connections may be open at once; a send
+	// waits for one when all are busy. Default 4.
+	Connections int
+	// IdleTimeout is how long a connection may wait for the next message
+	// before it is closed. Default 30 seconds.
+	IdleTimeout time.Duration
+
+	poolMu sync.Mutex
+	pool   *connPool
+	closed bool
 }
 
 // Send implements Sender.
@@ -76,19 +88,58 @@ func (s *SMTP) Send(ctx context.Context, m Message) error {
 		msg.AddAlternativeString(gomail.TypeTextHTML, m.HTML)
 	}
 
-	c, err := s.client()
+	p, err := s.connections()
 	if err != nil {
-		return fmt.Errorf("%w: smtp client: %v", ErrPermanent, err)
+		return err
 	}
-	err = c.DialAndSendWithContext(ctx, msg)
-	if err == nil {
-		return nil
-	}
+	err = p.send(ctx, msg)
 	var se *gomail.SendError
 	if errors.As(err, &se) && !se.IsTemp() && se.ErrorCode() >= 500 {
 		return fmt.Errorf("%w: %v", ErrPermanent, err)
 	}
 	return err
+}
+
+// connections returns the pool, made at the first message.
+func (s *SMTP) connections() (*connPool, error) {
+	s.poolMu.Lock()
+	defer s.poolMu.Unlock()
+	if s.closed {
+		return nil, errPoolClosed
+	}
+	if s.pool == nil {
+		// Neither a NOOP before each message nor a RSET after it: a
+		// connection the server has dropped shows at MAIL, before
+		// anything of the message went out (see notStarted), and a
+		// delivered message ends its transaction by itself. Each saves a
+		// round trip per message.
+		c, err := s.client(gomail.WithoutNoop(), gomail.WithoutRset())
+		if err != nil {
+			return nil, fmt.Errorf("%w: smtp client: %v", ErrPermanent, err)
+		}
+		n, idle := s.Connections, s.IdleTimeout
+		if n <= 0 {
+			n = 4
+		}
+		if idle <= 0 {
+			idle = 30 * time.Second
+		}
+		s.pool = newConnPool(c, n, idle)
+	}
+	return s.pool, nil
+}
+
+// Close ends the idle connections politely (QUIT); one lent to a message
+// under way is closed when that message is done. Sends after Close fail
+// with a temporary error, so their messages wait in the outbox.
+func (s *SMTP) Close() {
+	s.poolMu.Lock()
+	p := s.pool
+	s.closed = true
+	s.poolMu.Unlock()
+	if p != nil {
+		p.close()
+	}
 }
 
 // Probe connects to the server and goes as far as a message would before
@@ -106,8 +157,8 @@ func (s *SMTP) Probe(ctx context.Context) error {
 	return c.Close()
 }
 
-func (s *SMTP) client() (*gomail.Client, error) {
-	opts := []gomail.Option{gomail.WithPort(s.Port), gomail.WithTimeout(s.timeout())}
+func (s *SMTP) client(extra ...gomail.Option) (*gomail.Client, error) {
+	opts := append([]gomail.Option{gomail.WithPort(s.Port), gomail.WithTimeout(s.timeout())}, extra...)
 	switch s.TLS {
 	case "tls":
 		opts = append(opts, gomail.WithSSL())

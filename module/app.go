@@ -98,6 +98,15 @@ type MailConfig struct {
 	// TLS is "starttls" (required, the default), "tls" (implicit TLS) or
 	// "none" (only for a relay on localhost).
 	TLS string `json:"tls,omitempty"`
+	// Connections is how many connections to the SMTP server may be open
+	// at once, from 1 to 64. They stay open between messages, so that a
+	// rush of sign-ins does not open one per code; a message waits for a
+	// free one when all are busy. Default: 4.
+	Connections int `json:"connections,omitempty"`
+	// IdleTimeout is how long an open connection may wait for the next
+	// message before it is closed; keep it below the server's own idle
+	// timeout. Default: 30s.
+	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
 }
 
 // LimitsConfig is the rate limits on sign-in requests, code sends and
@@ -449,6 +458,9 @@ func (a *App) sender(repl *caddy.Replacer) (mail.Sender, error) {
 		Password: repl.ReplaceKnown(mc.Password, ""),
 		From:     repl.ReplaceKnown(mc.From, ""),
 		TLS:      mc.TLS,
+		// 0 takes mail.SMTP's defaults
+		Connections: mc.Connections,
+		IdleTimeout: time.Duration(mc.IdleTimeout),
 	}
 	if s.TLS == "" {
 		s.TLS = "starttls"
@@ -648,11 +660,16 @@ func (a *App) importContacts(ctx context.Context, store storage.Store) (events [
 	return events, nil
 }
 
-// Stop ends the outbox workers; queued mail stays in storage.
+// Stop ends the outbox workers, then closes the SMTP connections they
+// kept open, so that a reload leaves none behind; queued mail stays in
+// storage.
 func (a *App) Stop() error {
 	a.portal.Stop()
 	if a.stop != nil {
 		a.stop()
+	}
+	if s, ok := a.mail.Sender.(*mail.SMTP); ok {
+		s.Close()
 	}
 	return nil
 }

@@ -55,6 +55,7 @@ func (e *OptionError) Error() string {
 var wholeNumbers = map[string][2]int{
 	"port":                {1, 65535},
 	"outbox_workers":      {1, 64},
+	"connections":         {1, 64},
 	"sends_per_email":     {1, 1_000_000},
 	"sends_per_ip":        {1, 1_000_000},
 	"sends_per_workspace": {1, 1_000_000},
@@ -146,7 +147,17 @@ func (mc *MailConfig) Check(repl *caddy.Replacer) error {
 		return &OptionError{Block: block, Option: "tls", Msg: fmt.Sprintf("%q: want starttls, tls or none", mc.TLS)}
 	}
 	if mc.Port != 0 {
-		return checkWholeNumber(block, "port", mc.Port)
+		if err := checkWholeNumber(block, "port", mc.Port); err != nil {
+			return err
+		}
+	}
+	if mc.Connections != 0 {
+		if err := checkWholeNumber(block, "connections", mc.Connections); err != nil {
+			return err
+		}
+	}
+	if mc.IdleTimeout < 0 {
+		return &OptionError{Block: block, Option: "idle_timeout", Msg: "must not be negative"}
 	}
 	return nil
 }

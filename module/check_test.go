@@ -65,6 +65,8 @@ func TestOptionErrorNamesTheOption(t *testing.T) {
 		{(&MailConfig{Mailer: "smtp", Host: "h", From: "f", TLS: "ssl"}).Check(nil), "mail smtp", "tls", `mail smtp: tls "ssl": want starttls, tls or none`},
 		{(&MailConfig{Mailer: "smtp", Host: "h", From: "f", Port: 70000}).Check(nil), "mail smtp", "port", `mail smtp: port "70000": want a whole number from 1 to 65535`},
 		{(&MailConfig{Mailer: "smtp", Host: "h"}).Check(nil), "mail smtp", "from", "mail smtp: from is required"},
+		{(&MailConfig{Mailer: "smtp", Host: "h", From: "f", Connections: 65}).Check(nil), "mail smtp", "connections", `mail smtp: connections "65": want a whole number from 1 to 64`},
+		{(&MailConfig{Mailer: "smtp", Host: "h", From: "f", IdleTimeout: -1}).Check(nil), "mail smtp", "idle_timeout", "mail smtp: idle_timeout must not be negative"},
 		{(&MailConfig{Mailer: "sendgrid"}).Check(nil), "mail", "", `mail: unknown mailer "sendgrid" (want smtp or log)`},
 		{(&LimitsConfig{TriesPerIP: -1}).Check(), "limits", "tries_per_ip", `limits: tries_per_ip "-1": want a whole number from 1 to 1000000`},
 		{(&SSOConfig{Name: "corp", ClientID: "x"}).Check(nil), "sso corp", "provider", "sso corp: provider is required (google, microsoft or oidc)"},

@@ -47,6 +47,12 @@ type Mailbox struct {
 
 	mu   sync.Mutex
 	msgs []Mail
+
+	// connsMu guards the connections: how many were accepted, and those
+	// still open.
+	connsMu  sync.Mutex
+	accepted int
+	open     map[net.Conn]bool
 }
 
 // StartMailbox starts an SMTP server on addr ("" for a free loopback
@@ -59,7 +65,7 @@ func StartMailbox(addr string) (*Mailbox, error) {
 		}
 		addr = fmt.Sprintf("127.0.0.1:%d", port)
 	}
-	mb := &Mailbox{Addr: addr, got: make(chan Mail, 100)}
+	mb := &Mailbox{Addr: addr, got: make(chan Mail, 100), open: map[net.Conn]bool{}}
 	mb.srv = smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &session{mb: mb}, nil }))
 	mb.srv.Domain = "localhost"
 	mb.srv.AllowInsecureAuth = true
@@ -69,8 +75,71 @@ func StartMailbox(addr string) (*Mailbox, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting mailbox: %w", err)
 	}
-	go func() { _ = mb.srv.Serve(l) }()
+	go func() { _ = mb.srv.Serve(countingListener{l, mb}) }()
 	return mb, nil
+}
+
+// Connections is how many connections the server has accepted, and how
+// many of them are still open.
+func (mb *Mailbox) Connections() (accepted, open int) {
+	mb.connsMu.Lock()
+	defer mb.connsMu.Unlock()
+	return mb.accepted, len(mb.open)
+}
+
+// TimeOutConnections makes every open connection time out now, as a
+// server's idle timeout does: the server answers 421 and hangs up. The
+// connections must be idle (between messages).
+func (mb *Mailbox) TimeOutConnections() {
+	mb.connsMu.Lock()
+	defer mb.connsMu.Unlock()
+	for c := range mb.open {
+		_ = c.SetReadDeadline(time.Now())
+	}
+}
+
+// DropConnections closes every open connection without a word, as a
+// server that restarts or a middlebox that forgets does.
+func (mb *Mailbox) DropConnections() {
+	mb.connsMu.Lock()
+	defer mb.connsMu.Unlock()
+	for c := range mb.open {
+		_ = c.Close()
+	}
+}
+
+// countingListener keeps the Mailbox's count of connections.
+type countingListener struct {
+	net.Listener
+	mb *Mailbox
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.mb.connsMu.Lock()
+	defer l.mb.connsMu.Unlock()
+	l.mb.accepted++
+	l.mb.open[c] = true
+	return &countedConn{Conn: c, mb: l.mb}, nil
+}
+
+// countedConn leaves the Mailbox's open connections when closed.
+type countedConn struct {
+	net.Conn
+	mb   *Mailbox
+	once sync.Once
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() {
+		c.mb.connsMu.Lock()
+		delete(c.mb.open, c.Conn)
+		c.mb.connsMu.Unlock()
+	})
+	return c.Conn.Close()
 }
 
 // Reject makes the server answer every RCPT with the SMTP code (550 for a
