@@ -41,8 +41,13 @@ type soakOptions struct {
 
 // soakSample is one reading.
 type soakSample struct {
-	Elapsed    time.Duration
-	RSSMB      float64
+	Elapsed time.Duration
+	// RSSMB is Caddy's resident memory; AnonMB and FileMB split it into
+	// anonymous memory (the Go heap and runtime) and file-backed pages
+	// (the binary, Badger's memory-mapped tables).
+	RSSMB, AnonMB, FileMB float64
+	// HeapMB is the Go heap in use (go_memstats_heap_inuse_bytes).
+	HeapMB     float64
 	Goroutines int
 	StoreMB    float64
 	SignIns    int64
@@ -207,13 +212,16 @@ http://127.0.0.1:%d {
 	var samples []soakSample
 	start := time.Now()
 	sample := func() {
+		m := metrics(adminPort, "go_goroutines", "go_memstats_heap_inuse_bytes")
 		s := soakSample{Elapsed: time.Since(start), RSSMB: procKB(caddyPID, "VmRSS") / 1024,
-			Goroutines: goroutines(adminPort), StoreMB: float64(dirSize(storeDir)) / (1 << 20),
+			AnonMB: procKB(caddyPID, "RssAnon") / 1024, FileMB: procKB(caddyPID, "RssFile") / 1024,
+			HeapMB: m[1] / (1 << 20), Goroutines: int(m[0]), StoreMB: float64(dirSize(storeDir)) / (1 << 20),
 			SignIns: signIns.Load(), Requests: requests.Load(), Errors: failures.Load()}
 		samples = append(samples, s)
-		fmt.Printf("soak %6s  RSS %6.1f MB  goroutines %4d  store %7.1f MB  sign-ins %7d  GETs %8d  errors %d\n",
-			s.Elapsed.Round(time.Second), s.RSSMB, s.Goroutines, s.StoreMB, s.SignIns, s.Requests, s.Errors)
+		fmt.Printf("soak %6s  RSS %6.1f MB (anon %5.1f, file %5.1f, heap %5.1f)  goroutines %4d  store %7.1f MB  sign-ins %7d  GETs %8d  errors %d\n",
+			s.Elapsed.Round(time.Second), s.RSSMB, s.AnonMB, s.FileMB, s.HeapMB, s.Goroutines, s.StoreMB, s.SignIns, s.Requests, s.Errors)
 	}
+	fmt.Printf("soak: Caddy's admin endpoint (metrics, pprof) on 127.0.0.1:%d\n", adminPort)
 	sample()
 	tick := time.NewTicker(o.every)
 	for loop := true; loop; {
@@ -288,23 +296,28 @@ func procKB(pid int, field string) float64 {
 	return 0
 }
 
-// goroutines reads go_goroutines from Caddy's admin /metrics (-1 if it
-// cannot).
-func goroutines(adminPort int) int {
+// metrics reads gauges from Caddy's admin /metrics, in the order named
+// (-1 for one it cannot read).
+func metrics(adminPort int, names ...string) []float64 {
+	out := make([]float64, len(names))
+	for i := range out {
+		out[i] = -1
+	}
 	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", adminPort))
 	if err != nil {
-		return -1
+		return out
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "go_goroutines "); ok {
-			n, _ := strconv.ParseFloat(v, 64)
-			return int(n)
+		for i, n := range names {
+			if v, ok := strings.CutPrefix(sc.Text(), n+" "); ok {
+				out[i], _ = strconv.ParseFloat(v, 64)
+			}
 		}
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
-	return -1
+	return out
 }
 
 // dirSize is the disk space the regular files under dir take, as du
@@ -335,9 +348,10 @@ func writeSoak(dir string, samples []soakSample, o soakOptions) error {
 		return err
 	}
 	var csv strings.Builder
-	csv.WriteString("elapsed_s,rss_mb,goroutines,store_mb,sign_ins,signed_in_gets,errors\n")
+	csv.WriteString("elapsed_s,rss_mb,rss_anon_mb,rss_file_mb,heap_inuse_mb,goroutines,store_mb,sign_ins,signed_in_gets,errors\n")
 	for _, s := range samples {
-		fmt.Fprintf(&csv, "%.0f,%.1f,%d,%.1f,%d,%d,%d\n", s.Elapsed.Seconds(), s.RSSMB, s.Goroutines, s.StoreMB, s.SignIns, s.Requests, s.Errors)
+		fmt.Fprintf(&csv, "%.0f,%.1f,%.1f,%.1f,%.1f,%d,%.1f,%d,%d,%d\n", s.Elapsed.Seconds(), s.RSSMB, s.AnonMB, s.FileMB, s.HeapMB,
+			s.Goroutines, s.StoreMB, s.SignIns, s.Requests, s.Errors)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "soak.csv"), []byte(csv.String()), 0o644); err != nil {
 		return err
@@ -356,11 +370,15 @@ func writeSoak(dir string, samples []soakSample, o soakOptions) error {
 	return err
 }
 
-// panel is one series drawn in its own box, from zero to a rounded top.
+// panel is one box of the plot, its lines drawn from zero to a rounded
+// top.
 type panel struct {
-	Name, Points, Top, Last string
-	Y                       int
+	Name, Top, Last string
+	Lines           []line
+	Y               int
 }
+
+type line struct{ Points, Color, Name string }
 
 type plot struct {
 	Title, Span string
@@ -372,38 +390,61 @@ const (
 	plotW, panelH, plotLeft, plotRight = 760, 110, 60, 20
 )
 
+// series is one line: its name and its value in a sample.
+type series struct {
+	name string
+	v    func(soakSample) float64
+}
+
 func plotData(title string, samples []soakSample) plot {
-	series := []struct {
+	panels := []struct {
 		name, unit string
-		v          func(soakSample) float64
+		lines      []series
 	}{
-		{"Caddy RSS", "MB", func(s soakSample) float64 { return s.RSSMB }},
-		{"goroutines", "", func(s soakSample) float64 { return float64(s.Goroutines) }},
-		{"store directory", "MB", func(s soakSample) float64 { return s.StoreMB }},
+		{"Caddy memory", "MB", []series{
+			{"RSS", func(s soakSample) float64 { return s.RSSMB }},
+			{"anonymous", func(s soakSample) float64 { return s.AnonMB }},
+			{"file-backed", func(s soakSample) float64 { return s.FileMB }},
+			{"Go heap in use", func(s soakSample) float64 { return s.HeapMB }},
+		}},
+		{"goroutines", "", []series{{"goroutines", func(s soakSample) float64 { return float64(s.Goroutines) }}}},
+		{"store directory", "MB", []series{{"on disk", func(s soakSample) float64 { return s.StoreMB }}}},
 	}
+	colors := []string{"#1f6feb", "#d97706", "#059669", "#9333ea"}
 	span := samples[len(samples)-1].Elapsed.Seconds()
 	if span <= 0 {
 		span = 1
 	}
 	pw := plotW - plotLeft - plotRight
 	p := plot{Title: title, Span: fmt.Sprintf("%.0f min", span/60), W: plotW, PW: pw}
-	for i, s := range series {
+	if span < 120 {
+		p.Span = fmt.Sprintf("%.0f s", span)
+	}
+	for i, pn := range panels {
 		top := 0.0
-		for _, x := range samples {
-			top = max(top, s.v(x))
+		for _, l := range pn.lines {
+			for _, x := range samples {
+				top = max(top, l.v(x))
+			}
 		}
 		top = niceTop(top)
 		y0 := 30 + i*(panelH+20)
-		var pts strings.Builder
-		for _, x := range samples {
-			fmt.Fprintf(&pts, "%.1f,%.1f ", float64(plotLeft)+x.Elapsed.Seconds()/span*float64(pw),
-				float64(y0+panelH)-s.v(x)/top*float64(panelH))
+		pl := panel{Name: pn.name, Y: y0, Top: strings.TrimSpace(fmt.Sprintf("%g %s", top, pn.unit))}
+		var last []string
+		for j, l := range pn.lines {
+			var pts strings.Builder
+			for _, x := range samples {
+				fmt.Fprintf(&pts, "%.1f,%.1f ", float64(plotLeft)+x.Elapsed.Seconds()/span*float64(pw),
+					float64(y0+panelH)-l.v(x)/top*float64(panelH))
+			}
+			v := fmt.Sprintf("%.0f", l.v(samples[len(samples)-1]))
+			pl.Lines = append(pl.Lines, line{Points: pts.String(), Color: colors[j%len(colors)], Name: l.name + " " + v})
+			last = append(last, v)
 		}
-		p.Panels = append(p.Panels, panel{Name: s.name, Points: pts.String(), Y: y0,
-			Top:  strings.TrimSpace(fmt.Sprintf("%g %s", top, s.unit)),
-			Last: strings.TrimSpace(fmt.Sprintf("last %.0f %s", s.v(samples[len(samples)-1]), s.unit))})
+		pl.Last = strings.TrimSpace("last " + strings.Join(last, ", ") + " " + pn.unit)
+		p.Panels = append(p.Panels, pl)
 	}
-	p.H = 30 + len(series)*(panelH+20) + 10
+	p.H = 30 + len(panels)*(panelH+20) + 16
 	return p
 }
 
@@ -431,8 +472,9 @@ var soakPlot = template.Must(template.New("soak").Parse(`<svg xmlns="http://www.
 <rect x="60" y="{{.Y}}" width="{{$.PW}}" height="110" fill="none" stroke="#999"/>
 <text x="56" y="{{.Y}}" dy="4" text-anchor="end">{{.Top}}</text>
 <text x="56" y="{{.Y}}" dy="110" text-anchor="end">0</text>
-<text x="64" y="{{.Y}}" dy="14" fill="#333">{{.Name}} ({{.Last}})</text>
-<polyline fill="none" stroke="#1f6feb" stroke-width="1.5" points="{{.Points}}"/>
+<text x="64" y="{{.Y}}" dy="14" fill="#333">{{.Name}}{{if gt (len .Lines) 1}} (MB, last):{{range .Lines}} <tspan fill="{{.Color}}">■ {{.Name}}</tspan>{{end}}{{else}} ({{.Last}}){{end}}</text>
+{{range .Lines}}<polyline fill="none" stroke="{{.Color}}" stroke-width="1.5" points="{{.Points}}"><title>{{.Name}}</title></polyline>
+{{end}}
 <text x="{{$.W}}" y="{{.Y}}" dx="-20" dy="122" text-anchor="end" fill="#666">{{$.Span}}</text>
 </g>
 {{end}}</svg>
