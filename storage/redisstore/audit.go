@@ -34,8 +34,8 @@ const indexedMember = "!indexed"
 // append trims a little, so a trail never waits for one long deletion
 // that would hold Redis (one thread for every instance's requests): after
 // a quiet spell or a shortened retention, a million expired events go in
-// thousands of short steps, while every read already skips them.
-const trimPerAppend = 128
+// tens of thousands of short steps, while every read already skips them.
+const trimPerAppend = 32
 
 // auditKey is the trail of a workspace; contactAuditKey is its index of
 // one contact's events: the same members (id + JSON) and scores, so that
