@@ -17,7 +17,8 @@ import (
 // prepareAudit readies a trail for an append: it marks when the trail
 // began to have contact indexes (the member "!indexed", which readers skip
 // like every member shorter than an id), then removes the oldest events
-// past the retention, a bounded number per call, and returns them. KEYS:
+// past the retention, a bounded number per call, and returns the contacts
+// they concerned. KEYS:
 // the trail. ARGV: the oldest score kept (microseconds), the most events
 // to remove, now (microseconds).
 //
@@ -49,7 +50,7 @@ func (s *Store) contactAuditKey(ws, contact string) string {
 // AppendAudit implements storage.Store. It first trims the expired events
 // the trail still holds, at most trimPerAppend of them; then it writes the
 // event into the trail and, when it has a contact, into that contact's
-// index, and drops the trimmed events from their contacts' indexes.
+// index, and trims the indexes of the contacts whose events went.
 func (s *Store) AppendAudit(ctx context.Context, e storage.AuditEvent) error {
 	now := s.now()
 	if e.Time.IsZero() {
@@ -70,7 +71,7 @@ func (s *Store) AppendAudit(ctx context.Context, e storage.AuditEvent) error {
 	if err != nil {
 		return err
 	}
-	gone, err := r.AsStrSlice()
+	trimmed, err := r.AsStrSlice()
 	if err != nil {
 		return fmt.Errorf("redis: trimming the audit trail: %w", err)
 	}
@@ -89,26 +90,12 @@ func (s *Store) AppendAudit(ctx context.Context, e storage.AuditEvent) error {
 				b.Zremrangebyscore().Key(ck).Min("-inf").Max("("+micros(oldest)).Build(),
 				b.Pexpire().Key(ck).Milliseconds(keep).Build())
 		}
-		for c, ms := range byContact(gone) {
-			cmds = append(cmds, b.Zrem().Key(s.contactAuditKey(e.Workspace, c)).Member(ms...).Build())
+		for _, c := range trimmed {
+			cmds = append(cmds, b.Zremrangebyscore().Key(s.contactAuditKey(e.Workspace, c)).Min("-inf").Max("("+micros(oldest)).Build())
 		}
 		return cmds
 	})
 	return err
-}
-
-// byContact groups trail members by the contact of their event.
-func byContact(members []string) map[string][]string {
-	out := map[string][]string{}
-	for _, m := range members {
-		var e struct {
-			ContactID string `json:"contact_id"`
-		}
-		if len(m) > storage.SortableIDLen && json.Unmarshal([]byte(m[storage.SortableIDLen:]), &e) == nil && e.ContactID != "" {
-			out[e.ContactID] = append(out[e.ContactID], m)
-		}
-	}
-	return out
 }
 
 // ImportAudit records many events as AppendAudit would each, pipelined:

@@ -13,16 +13,23 @@ if not redis.call('ZSCORE', KEYS[1], '!indexed') then
 	redis.call('ZADD', KEYS[1], since, '!indexed')
 end
 -- Then it removes at most ARGV[2] of the oldest events, those scored
--- before ARGV[1], and returns them, for the caller to drop them from the
--- contacts' indexes too.
+-- before ARGV[1], and returns the contacts they concerned, for the caller
+-- to trim those contacts' indexes too. A member is a 26-character id and
+-- the event's JSON; an id that JSON escapes is not matched (its index
+-- trims itself at the contact's next event, and expires).
 local old = redis.call('ZRANGE', KEYS[1], '-inf', '(' .. ARGV[1], 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[2]) + 1)
-local gone = {}
+local gone, contacts, seen = {}, {}, {}
 for _, m in ipairs(old) do
 	if m ~= '!indexed' and #gone < tonumber(ARGV[2]) then
 		gone[#gone + 1] = m
+		local c = string.match(m, '"contact_id":"([^"\\]*)"', 27)
+		if c and not seen[c] then
+			seen[c] = true
+			contacts[#contacts + 1] = c
+		end
 	end
 end
 if #gone > 0 then
 	redis.call('ZREM', KEYS[1], unpack(gone))
 end
-return gone
+return contacts
