@@ -121,7 +121,7 @@ func TestAuditScale(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("gate session reads while Flatten drops the expired half (%v): %v", flatten.Round(time.Millisecond), l2)
-	t.Logf("records before: audit %d, audit index %d (live ones counted: the expired are invisible); database %.0f MB → %.0f MB after Flatten",
+	t.Logf("records before: audit %d, audit copies per contact %d (live ones counted: the expired are invisible); database %.0f MB → %.0f MB after Flatten",
 		before["audit"], before["audit index"], mb(size), mb(dirSize(dir)))
 	if after["audit"] != n/2 || after["audit index"] != n/2 {
 		t.Errorf("after the retention: %d events and %d index keys, want %d of each", after["audit"], after["audit index"], n/2)

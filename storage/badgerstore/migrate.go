@@ -82,11 +82,11 @@ func migrateAuditIDs(db *badger.DB) error {
 }
 
 // kAuditIndexed marks a database whose audit events of a contact all have
-// their index key (kAuditIdx).
+// their copy under the contact (kAuditIdx).
 const kAuditIndexed = kMeta + "audit-contact-index"
 
-// indexAuditContacts writes the index key of every audit event of a
-// contact in an older database, with the event's expiry. It runs once per
+// indexAuditContacts writes the copy under its contact of every audit
+// event of a contact in an older database, with the event's expiry. It runs once per
 // database; the marker makes later opens skip the scan.
 func indexAuditContacts(db *badger.DB) error {
 	done := false
@@ -109,13 +109,17 @@ func indexAuditContacts(db *badger.DB) error {
 		for it.Rewind(); it.Valid(); it.Next() {
 			item := it.Item()
 			var e storage.AuditEvent
-			if err := item.Value(func(b []byte) error { return json.Unmarshal(b, &e) }); err != nil {
+			b, err := item.ValueCopy(nil)
+			if err == nil {
+				err = json.Unmarshal(b, &e)
+			}
+			if err != nil {
 				return fmt.Errorf("audit event %s: %w", item.Key(), err)
 			}
 			if e.ContactID == "" {
 				continue
 			}
-			entry := badger.NewEntry([]byte(kAuditIdx+e.Workspace+"/"+e.ContactID+"/"+e.ID), nil)
+			entry := badger.NewEntry([]byte(kAuditIdx+e.Workspace+"/"+e.ContactID+"/"+e.ID), b)
 			entry.ExpiresAt = item.ExpiresAt()
 			if err := wb.SetEntry(entry); err != nil {
 				return err

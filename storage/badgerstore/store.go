@@ -190,7 +190,7 @@ const (
 	kOnce     = "o/"  // o/<key>
 	kOutbox   = "q/"  // q/<id>
 	kAudit    = "a/"  // a/<ws>/<id> (a storage.SortableID)
-	kAuditIdx = "ai/" // ai/<ws>/<contact id>/<id>: empty, beside each event of a contact, same expiry
+	kAuditIdx = "ai/" // ai/<ws>/<contact id>/<id>: a copy of each event of a contact, same expiry
 	kMeta     = "m/"  // m/<name>: facts about the database itself
 )
 
@@ -933,10 +933,11 @@ func (s *Store) OutboxLen(_ context.Context) (int, error) {
 	return n, err
 }
 
-// AppendAudit implements storage.Store. An event of a contact also gets an
-// index key (kAuditIdx), written in the same transaction with the same
-// expiry, so that one contact's events are read without scanning the
-// workspace's: the retention drops both together.
+// AppendAudit implements storage.Store. An event of a contact is also
+// written under the contact (kAuditIdx), in the same transaction with the
+// same expiry, so that one contact's events are read as one short range of
+// keys, without scanning the workspace's or a read per event: the
+// retention drops both together.
 func (s *Store) AppendAudit(_ context.Context, e storage.AuditEvent) error {
 	entries, err := s.auditEntries(e)
 	if err != nil || entries == nil {
@@ -973,7 +974,7 @@ func (s *Store) auditEntries(e storage.AuditEvent) ([]*badger.Entry, error) {
 	// disappears before the retention says.
 	out := []*badger.Entry{badger.NewEntry([]byte(kAudit+e.Workspace+"/"+e.ID), b).WithTTL(ttl + time.Second)}
 	if e.ContactID != "" {
-		out = append(out, badger.NewEntry([]byte(kAuditIdx+e.Workspace+"/"+e.ContactID+"/"+e.ID), nil).WithTTL(ttl+time.Second))
+		out = append(out, badger.NewEntry([]byte(kAuditIdx+e.Workspace+"/"+e.ContactID+"/"+e.ID), b).WithTTL(ttl+time.Second))
 	}
 	return out, nil
 }
@@ -1008,14 +1009,13 @@ func (s *Store) ImportAudit(_ context.Context, events []storage.AuditEvent) erro
 // Audit implements storage.Store. Keys end in the event's id, which sorts
 // like its time: a reverse scan yields newest first, from the cursor (the
 // last id seen) or from the query's upper bound. A query for one contact
-// scans that contact's index keys instead, and reads each event by id.
+// scans that contact's copies instead.
 func (s *Store) Audit(_ context.Context, q storage.AuditQuery) ([]storage.AuditEvent, string, error) {
 	limit := q.Limit
 	if limit <= 0 || limit > 1000 {
 		limit = 100
 	}
-	events := kAudit + q.Workspace + "/"
-	prefix := []byte(events)
+	prefix := []byte(kAudit + q.Workspace + "/")
 	if q.ContactID != "" {
 		prefix = []byte(kAuditIdx + q.Workspace + "/" + q.ContactID + "/")
 	}
@@ -1032,25 +1032,15 @@ func (s *Store) Audit(_ context.Context, q storage.AuditQuery) ([]storage.AuditE
 	var out []storage.AuditEvent
 	next := ""
 	err := s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true, PrefetchValues: q.ContactID == "", PrefetchSize: 64})
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true, PrefetchValues: true, PrefetchSize: 64})
 		defer it.Close()
 		for it.Seek(seek); it.Valid(); it.Next() {
 			k := it.Item().Key()
-			id := string(k[len(prefix):])
-			if q.Cursor != "" && id == q.Cursor {
+			if q.Cursor != "" && string(k[len(prefix):]) == q.Cursor {
 				continue
 			}
-			item := it.Item()
-			if q.ContactID != "" {
-				var err error
-				if item, err = txn.Get([]byte(events + id)); errors.Is(err, badger.ErrKeyNotFound) {
-					continue
-				} else if err != nil {
-					return err
-				}
-			}
 			var e storage.AuditEvent
-			if err := item.Value(func(b []byte) error { return json.Unmarshal(b, &e) }); err != nil {
+			if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &e) }); err != nil {
 				return err
 			}
 			if !q.Since.IsZero() && e.Time.Before(q.Since) || e.Time.Before(oldest) {
