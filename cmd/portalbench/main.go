@@ -11,6 +11,7 @@
 //
 //	go run ./cmd/portalbench -caddy ./caddy [-rounds 60] [-duration 300ms] [-conns 16] [-storage badger|redis] [-sessions 100000]
 //	go run ./cmd/portalbench -caddy ./caddy -rush 10000 [-clients 64] [-rate 600] [-storage badger|redis]
+//	go run ./cmd/portalbench -caddy ./caddy -soak 30m [-soak-every 1m] [-soak-out docs/soak]
 //
 // `./xcaddy.sh bench` builds Caddy and runs it.
 package main
@@ -50,7 +51,22 @@ func main() {
 	rushN := flag.Int("rush", 0, "instead of the rounds: a sign-in rush of this many distinct contacts (email, code from a real SMTP server, session); on Badger, or with -storage redis on two Caddy instances sharing one Redis")
 	rushClients := flag.Int("clients", 64, "with -rush: concurrent clients")
 	rushRate := flag.Float64("rate", 0, "with -rush: start this many sign-ins per second (open loop) instead of as many as the clients can")
+	var so soakOptions
+	flag.DurationVar(&so.duration, "soak", 0, "instead of the rounds: a soak of this length (continuous sign-ins and signed-in GETs, on Badger), sampling Caddy's RSS, goroutines and store size")
+	flag.DurationVar(&so.every, "soak-every", time.Minute, "with -soak: how often to sample")
+	flag.StringVar(&so.out, "soak-out", "docs/soak", "with -soak: directory for soak.csv and soak.svg")
+	flag.IntVar(&so.signInClients, "soak-signin-clients", 2, "with -soak: clients signing in continuously, each sign-in a new browser")
+	flag.Float64Var(&so.signInRate, "soak-signins", 20, "with -soak: full sign-ins per second, all clients together")
+	flag.IntVar(&so.getClients, "soak-get-clients", 8, "with -soak: signed-in clients sending GETs")
+	flag.Float64Var(&so.getRate, "soak-gets", 400, "with -soak: signed-in GETs per second, all clients together")
 	flag.Parse()
+	if so.duration > 0 {
+		if err := soak(*caddyBin, so); err != nil {
+			fmt.Fprintln(os.Stderr, "portalbench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *rushN > 0 {
 		if err := rush(*caddyBin, *backend, *rushN, *rushClients, *rushRate); err != nil {
 			fmt.Fprintln(os.Stderr, "portalbench:", err)

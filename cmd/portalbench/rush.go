@@ -140,30 +140,8 @@ http://127.0.0.1:%d {
 	base := bases[0]
 
 	// Mail is routed to the sign-in that waits for its address.
-	var mu sync.Mutex
-	waiting := map[string]chan e2e.Mail{}
-	inbox := func(email string) chan e2e.Mail {
-		mu.Lock()
-		defer mu.Unlock()
-		if waiting[email] == nil {
-			waiting[email] = make(chan e2e.Mail, 1)
-		}
-		return waiting[email]
-	}
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if m, err := mail.Wait(200 * time.Millisecond); err == nil && len(m.To) == 1 {
-				inbox(m.To[0]) <- m
-			}
-		}
-	}()
+	inbox := routeMail(mail)
+	defer inbox.stop()
 
 	var (
 		failures atomic.Int64
@@ -228,7 +206,7 @@ http://127.0.0.1:%d {
 		}
 		var m e2e.Mail
 		select {
-		case m = <-inbox(email):
+		case m = <-inbox.For(email):
 		case <-time.After(30 * time.Second):
 			return fmt.Errorf("no mail for %s", email)
 		}

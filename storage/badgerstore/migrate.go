@@ -80,3 +80,62 @@ func migrateAuditIDs(db *badger.DB) error {
 	}
 	return nil
 }
+
+// kAuditIndexed marks a database whose audit events of a contact all have
+// their copy under the contact (kAuditIdx).
+const kAuditIndexed = kMeta + "audit-contact-index"
+
+// indexAuditContacts writes the copy under its contact of every audit
+// event of a contact in an older database, with the event's expiry. It runs once per
+// database; the marker makes later opens skip the scan.
+func indexAuditContacts(db *badger.DB) error {
+	done := false
+	if err := db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get([]byte(kAuditIndexed))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		done = err == nil
+		return err
+	}); err != nil || done {
+		return err
+	}
+	wb := db.NewWriteBatch()
+	defer wb.Cancel()
+	n := 0
+	err := db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(kAudit), PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			var e storage.AuditEvent
+			b, err := item.ValueCopy(nil)
+			if err == nil {
+				err = json.Unmarshal(b, &e)
+			}
+			if err != nil {
+				return fmt.Errorf("audit event %s: %w", item.Key(), err)
+			}
+			if e.ContactID == "" {
+				continue
+			}
+			entry := badger.NewEntry([]byte(kAuditIdx+e.Workspace+"/"+e.ContactID+"/"+e.ID), b)
+			entry.ExpiresAt = item.ExpiresAt()
+			if err := wb.SetEntry(entry); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("indexing audit events by contact: %w", err)
+	}
+	if err := wb.Set([]byte(kAuditIndexed), nil); err != nil {
+		return err
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("indexing %d audit events by contact: %w", n, err)
+	}
+	return nil
+}

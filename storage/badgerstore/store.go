@@ -123,6 +123,10 @@ func Open(dir string, o Options) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("badger database in %s: %w", dir, err)
 	}
+	if err := indexAuditContacts(db); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("badger database in %s: %w", dir, err)
+	}
 	s := &Store{
 		db:       db,
 		now:      o.Now,
@@ -197,6 +201,7 @@ const (
 	kOnce     = "o/"  // o/<key>
 	kOutbox   = "q/"  // q/<id>
 	kAudit    = "a/"  // a/<ws>/<id> (a storage.SortableID)
+	kAuditIdx = "ai/" // ai/<ws>/<contact id>/<id>: a copy of each event of a contact, same expiry
 	kMeta     = "m/"  // m/<name>: facts about the database itself
 )
 
@@ -934,8 +939,30 @@ func (s *Store) OutboxLen(_ context.Context) (int, error) {
 	return n, err
 }
 
-// AppendAudit implements storage.Store.
+// AppendAudit implements storage.Store. An event of a contact is also
+// written under the contact (kAuditIdx), in the same transaction with the
+// same expiry, so that one contact's events are read as one short range of
+// keys, without scanning the workspace's or a read per event: the
+// retention drops both together.
 func (s *Store) AppendAudit(_ context.Context, e storage.AuditEvent) error {
+	entries, err := s.auditEntries(e)
+	if err != nil || entries == nil {
+		return err
+	}
+	return s.update(func(txn *badger.Txn) error {
+		for _, en := range entries {
+			if err := txn.SetEntry(en); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// auditEntries are the entries recording e: the event and, when it
+// concerns a contact, its index key; none when e is already past the
+// retention.
+func (s *Store) auditEntries(e storage.AuditEvent) ([]*badger.Entry, error) {
 	if e.Time.IsZero() {
 		e.Time = s.now()
 	}
@@ -943,20 +970,61 @@ func (s *Store) AppendAudit(_ context.Context, e storage.AuditEvent) error {
 	e.ID = storage.SortableID(e.Time)
 	ttl := time.Duration(s.retention.Load()) - s.now().Sub(e.Time)
 	if ttl <= 0 {
-		return nil
+		return nil, nil
 	}
-	return s.update(func(txn *badger.Txn) error { return setJSON(txn, kAudit+e.Workspace+"/"+e.ID, e, ttl) })
+	b, err := json.Marshal(e)
+	if err != nil {
+		return nil, err
+	}
+	// Badger's TTL has one-second resolution; round up so the entry never
+	// disappears before the retention says.
+	out := []*badger.Entry{badger.NewEntry([]byte(kAudit+e.Workspace+"/"+e.ID), b).WithTTL(ttl + time.Second)}
+	if e.ContactID != "" {
+		out = append(out, badger.NewEntry([]byte(kAuditIdx+e.Workspace+"/"+e.ContactID+"/"+e.ID), b).WithTTL(ttl+time.Second))
+	}
+	return out, nil
+}
+
+// ImportAudit records many events as AppendAudit would each, in batches
+// of transactions that do not wait for one another: for filling a trail
+// in bulk (moving one from elsewhere, the scale tests). Events past the
+// retention are skipped.
+func (s *Store) ImportAudit(_ context.Context, events []storage.AuditEvent) error {
+	if err := s.space.room(); err != nil {
+		return err
+	}
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, e := range events {
+		entries, err := s.auditEntries(e)
+		if err != nil {
+			return err
+		}
+		for _, en := range entries {
+			if err := wb.SetEntry(en); err != nil {
+				return fmt.Errorf("importing audit events: %w", err)
+			}
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("importing audit events: %w", err)
+	}
+	return nil
 }
 
 // Audit implements storage.Store. Keys end in the event's id, which sorts
 // like its time: a reverse scan yields newest first, from the cursor (the
-// last id seen) or from the query's upper bound.
+// last id seen) or from the query's upper bound. A query for one contact
+// scans that contact's copies instead.
 func (s *Store) Audit(_ context.Context, q storage.AuditQuery) ([]storage.AuditEvent, string, error) {
 	limit := q.Limit
 	if limit <= 0 || limit > 1000 {
 		limit = 100
 	}
 	prefix := []byte(kAudit + q.Workspace + "/")
+	if q.ContactID != "" {
+		prefix = []byte(kAuditIdx + q.Workspace + "/" + q.ContactID + "/")
+	}
 	// A reverse seek lands on the last key at or before seek.
 	seek := append(append([]byte{}, prefix...), 0xff)
 	if q.Cursor != "" {
@@ -1023,7 +1091,7 @@ var _ storage.Store = (*Store)(nil)
 // and for tests that check what traffic leaves behind.
 func (s *Store) Records() (map[string]int, error) {
 	names := map[string]string{kContact: "contacts", kFlow: "flows", kCode: "codes", kSession: "sessions",
-		kHit: "counters", kCooldown: "cooldowns", kOnce: "once", kOutbox: "outbox", kAudit: "audit"}
+		kHit: "counters", kCooldown: "cooldowns", kOnce: "once", kOutbox: "outbox", kAudit: "audit", kAuditIdx: "audit index"}
 	out := map[string]int{}
 	err := s.db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions

@@ -2,8 +2,10 @@ package redisstore
 
 import (
 	"context"
+	_ "embed"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -12,7 +14,43 @@ import (
 	"github.com/kdesk/portalgate/storage"
 )
 
-// AppendAudit implements storage.Store.
+// prepareAudit readies a trail for an append: it marks when the trail
+// began to have contact indexes (the member "!indexed", which readers skip
+// like every member shorter than an id), then removes the oldest events
+// past the retention, a bounded number per call, and returns the contacts
+// they concerned. KEYS:
+// the trail. ARGV: the oldest score kept (microseconds), the most events
+// to remove, now (microseconds).
+//
+//go:embed scripts/prepare_audit.lua
+var prepareAuditLua string
+
+var prepareAudit = rueidis.NewLuaScript(prepareAuditLua)
+
+// indexedMember marks, by its score, since when a trail's events of a
+// contact are also in that contact's index.
+const indexedMember = "!indexed"
+
+// trimPerAppend is the most expired events one AppendAudit removes. Each
+// append trims a little, so a trail never waits for one long deletion
+// that would hold Redis (one thread for every instance's requests): after
+// a quiet spell or a shortened retention, a million expired events go in
+// tens of thousands of short steps, while every read already skips them.
+const trimPerAppend = 32
+
+// auditKey is the trail of a workspace; contactAuditKey is its index of
+// one contact's events: the same members (id + JSON) and scores, so that
+// reading one contact's events scans only those.
+func (s *Store) auditKey(ws string) string { return s.p + "audit:" + ws }
+
+func (s *Store) contactAuditKey(ws, contact string) string {
+	return s.p + "audit:" + ws + ":c:" + contact
+}
+
+// AppendAudit implements storage.Store. It first trims the expired events
+// the trail still holds, at most trimPerAppend of them; then it writes the
+// event into the trail and, when it has a contact, into that contact's
+// index, and trims the indexes of the contacts whose events went.
 func (s *Store) AppendAudit(ctx context.Context, e storage.AuditEvent) error {
 	now := s.now()
 	if e.Time.IsZero() {
@@ -28,15 +66,94 @@ func (s *Store) AppendAudit(ctx context.Context, e storage.AuditEvent) error {
 	if err != nil {
 		return err
 	}
-	key := s.p + "audit:" + e.Workspace
+	key := s.auditKey(e.Workspace)
+	r, err := s.run(ctx, prepareAudit, []string{key}, micros(oldest), strconv.Itoa(trimPerAppend), micros(now))
+	if err != nil {
+		return err
+	}
+	trimmed, err := r.AsStrSlice()
+	if err != nil {
+		return fmt.Errorf("redis: trimming the audit trail: %w", err)
+	}
+	member := e.ID + string(doc)
+	score := float64(e.Time.UnixMicro())
+	keep := px(s.retention + time.Hour)
 	_, err = s.doMulti(ctx, func(b rueidis.Builder) []rueidis.Completed {
-		return []rueidis.Completed{
-			b.Zadd().Key(key).ScoreMember().ScoreMember(float64(e.Time.UnixMicro()), e.ID+string(doc)).Build(),
-			b.Zremrangebyscore().Key(key).Min("-inf").Max("(" + micros(oldest)).Build(),
-			b.Pexpire().Key(key).Milliseconds(px(s.retention + time.Hour)).Build(),
+		cmds := []rueidis.Completed{
+			b.Zadd().Key(key).ScoreMember().ScoreMember(score, member).Build(),
+			b.Pexpire().Key(key).Milliseconds(keep).Build(),
 		}
+		if e.ContactID != "" {
+			ck := s.contactAuditKey(e.Workspace, e.ContactID)
+			cmds = append(cmds,
+				b.Zadd().Key(ck).ScoreMember().ScoreMember(score, member).Build(),
+				b.Zremrangebyscore().Key(ck).Min("-inf").Max("("+micros(oldest)).Build(),
+				b.Pexpire().Key(ck).Milliseconds(keep).Build())
+		}
+		for _, c := range trimmed {
+			cmds = append(cmds, b.Zremrangebyscore().Key(s.contactAuditKey(e.Workspace, c)).Min("-inf").Max("("+micros(oldest)).Build())
+		}
+		return cmds
 	})
 	return err
+}
+
+// ImportAudit records many events as AppendAudit would each, pipelined:
+// for filling a trail in bulk (moving one from elsewhere, the scale
+// tests). Events past the retention are skipped; nothing is trimmed.
+func (s *Store) ImportAudit(ctx context.Context, events []storage.AuditEvent) error {
+	now := s.now()
+	oldest := now.Add(-s.retention)
+	keep := px(s.retention + time.Hour)
+	prepared := map[string]bool{}
+	const batch = 1000
+	for len(events) > 0 {
+		part := events[:min(batch, len(events))]
+		events = events[len(part):]
+		for _, e := range part {
+			if key := s.auditKey(e.Workspace); !prepared[key] {
+				if _, err := s.run(ctx, prepareAudit, []string{key}, micros(oldest), "0", micros(now)); err != nil {
+					return fmt.Errorf("importing audit events: %w", err)
+				}
+				prepared[key] = true
+			}
+		}
+		_, err := s.doMulti(ctx, func(b rueidis.Builder) []rueidis.Completed {
+			cmds := make([]rueidis.Completed, 0, 4*len(part))
+			seen := map[string]bool{}
+			for _, e := range part {
+				if e.Time.IsZero() {
+					e.Time = now
+				}
+				e.Time = e.Time.UTC()
+				e.ID = storage.SortableID(e.Time)
+				if e.Time.Before(oldest) {
+					continue
+				}
+				doc, err := json.Marshal(e)
+				if err != nil {
+					continue // an AuditEvent always marshals
+				}
+				member, score := e.ID+string(doc), float64(e.Time.UnixMicro())
+				keys := []string{s.auditKey(e.Workspace)}
+				if e.ContactID != "" {
+					keys = append(keys, s.contactAuditKey(e.Workspace, e.ContactID))
+				}
+				for _, k := range keys {
+					cmds = append(cmds, b.Zadd().Key(k).ScoreMember().ScoreMember(score, member).Build())
+					if !seen[k] {
+						seen[k] = true
+						cmds = append(cmds, b.Pexpire().Key(k).Milliseconds(keep).Build())
+					}
+				}
+			}
+			return cmds
+		})
+		if err != nil {
+			return fmt.Errorf("importing audit events: %w", err)
+		}
+	}
+	return nil
 }
 
 // Audit implements storage.Store. A sorted-set member is the event's id (a
@@ -46,6 +163,10 @@ func (s *Store) AppendAudit(ctx context.Context, e storage.AuditEvent) error {
 // order exactly like the events (score, then member), so both the cursor
 // and the position between batches are "the last id seen": no offsets
 // that a concurrent append could shift.
+//
+// A query for one contact reads that contact's index, for the events
+// since the trail has had them (its member "!indexed"); older events, written
+// before, are looked for in the trail.
 func (s *Store) Audit(ctx context.Context, q storage.AuditQuery) ([]storage.AuditEvent, string, error) {
 	limit := q.Limit
 	if limit <= 0 || limit > 1000 {
@@ -64,10 +185,45 @@ func (s *Store) Audit(ctx context.Context, q storage.AuditQuery) ([]storage.Audi
 	if t, ok := storage.SortableIDTime(after); ok && (hi == "+inf" || t.UnixMicro() < q.Until.UnixMicro()) {
 		hi = micros(t)
 	}
-	key := s.p + "audit:" + q.Workspace
-	batch := int64(max(limit+1, 64))
 	var out []storage.AuditEvent
-	for len(out) <= limit {
+	var err error
+	trailFrom := lo
+	if q.ContactID != "" {
+		since, ok, err := s.indexedSince(ctx, q.Workspace)
+		if err != nil {
+			return nil, "", err
+		}
+		if ok {
+			out, after, err = s.readAudit(ctx, s.contactAuditKey(q.Workspace, q.ContactID), q, later(lo, since), hi, after, limit+1, out)
+			if err != nil {
+				return nil, "", err
+			}
+			if len(out) > limit || !since.After(lo) {
+				trailFrom = time.Time{} // the index held all there is to read
+			} else if cur, err := strconv.ParseInt(hi, 10, 64); err != nil || since.UnixMicro() <= cur {
+				hi = "(" + micros(since) // "+inf", or a bound past since
+			}
+		}
+	}
+	if !trailFrom.IsZero() {
+		if out, _, err = s.readAudit(ctx, s.auditKey(q.Workspace), q, trailFrom, hi, after, limit+1, out); err != nil {
+			return nil, "", err
+		}
+	}
+	next := ""
+	if len(out) > limit {
+		out = out[:limit]
+		next = out[limit-1].ID
+	}
+	return out, next, nil
+}
+
+// readAudit appends to out, newest first, the events of key matching q
+// scored from lo to hi and older than the id after (when set), until out
+// holds want events; it returns out and the last id seen.
+func (s *Store) readAudit(ctx context.Context, key string, q storage.AuditQuery, lo time.Time, hi, after string, want int, out []storage.AuditEvent) ([]storage.AuditEvent, string, error) {
+	batch := int64(max(want, 64))
+	for len(out) < want {
 		r, err := s.do(ctx, func(b rueidis.Builder) rueidis.Completed {
 			return b.Zrange().Key(key).Min(hi).Max(micros(lo)).Byscore().Rev().Limit(0, batch).Build()
 		})
@@ -94,7 +250,7 @@ func (s *Store) Audit(ctx context.Context, q storage.AuditQuery) ([]storage.Audi
 			if q.ContactID != "" && e.ContactID != q.ContactID || q.Event != "" && e.Event != q.Event {
 				continue
 			}
-			if out = append(out, e); len(out) > limit {
+			if out = append(out, e); len(out) == want {
 				break
 			}
 		}
@@ -110,10 +266,31 @@ func (s *Store) Audit(ctx context.Context, q storage.AuditQuery) ([]storage.Audi
 			hi = micros(t)
 		}
 	}
-	next := ""
-	if len(out) > limit {
-		out = out[:limit]
-		next = out[limit-1].ID
+	return out, after, nil
+}
+
+// indexedSince is when the trail of ws began to have contact indexes:
+// events from then on are in them.
+func (s *Store) indexedSince(ctx context.Context, ws string) (time.Time, bool, error) {
+	r, err := s.do(ctx, func(b rueidis.Builder) rueidis.Completed {
+		return b.Zscore().Key(s.auditKey(ws)).Member(indexedMember).Build()
+	})
+	if rueidis.IsRedisNil(err) {
+		return time.Time{}, false, nil
 	}
-	return out, next, nil
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	us, err := r.AsFloat64()
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("redis: audit index marker: %w", err)
+	}
+	return time.UnixMicro(int64(us)), true, nil
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

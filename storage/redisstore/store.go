@@ -38,7 +38,8 @@
 //	cool:<key>                 cooldown end (unix microseconds)
 //	{outbox}:due               message ids, scored by when claimable
 //	{outbox}:m:<id>            message (hash: msg = JSON, attempts, due, lease, err)
-//	audit:W                    events (id + JSON), scored by time in microseconds
+//	audit:W                    events (id + JSON), scored by time in microseconds; and "!indexed", scored by when the contact indexes began
+//	audit:W:c:<contact id>     the same members, for the events of one contact
 //	{ws:W}:l:<id>              link (hash: doc = JSON, e = expiry µs, c = contact id, o = opens, l = last open)
 //	{ws:W}:links               link ids of the workspace, scored by expiry (µs)
 //	{ws:W}:li:<contact id>     the same, per contact

@@ -2,6 +2,7 @@ package redisstore_test
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -156,12 +157,17 @@ func (s *redisServer) stop() {
 
 // command sends one command and returns a simple, integer or bulk reply.
 func command(addr string, args ...string) (string, error) {
+	return commandWithin(5*time.Second, addr, args...)
+}
+
+// commandWithin is command for a command that may take up to d.
+func commandWithin(d time.Duration, addr string, args ...string) (string, error) {
 	conn, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		return "", err
 	}
 	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	_ = conn.SetDeadline(time.Now().Add(d))
 	var b strings.Builder
 	fmt.Fprintf(&b, "*%d\r\n", len(args))
 	for _, a := range args {
@@ -299,8 +305,127 @@ func TestAuditRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 	n, err := command(srv.addr(), "ZCARD", prefix+"audit:acme")
-	if err != nil || n != "1" {
-		t.Fatalf("audit set after trimming holds %s events (%v), want 1", n, err)
+	if err != nil || n != "2" {
+		t.Fatalf("audit set after trimming holds %s members (%v), want 2: the event and the index marker", n, err)
+	}
+}
+
+// TestAuditTrimIsBounded: after a quiet spell, each append removes a
+// bounded number of expired events, from the trail and from the contacts'
+// indexes, until none is left; reads skip them all along.
+func TestAuditTrimIsBounded(t *testing.T) {
+	srv := startRedis(t, false)
+	ctx := t.Context()
+	clock := storagetest.NewClock()
+	prefix := uniquePrefix()
+	s := open(t, srv, redisstore.Options{Now: clock.Now, AuditRetention: time.Hour, KeyPrefix: prefix})
+	var old []storage.AuditEvent
+	for i := range 300 {
+		old = append(old, storage.AuditEvent{Workspace: "acme", Event: "signin", ContactID: fmt.Sprintf("c-%d", i%3),
+			Time: clock.Now().Add(time.Duration(i) * time.Millisecond)})
+	}
+	if err := s.ImportAudit(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if es, _, err := s.Audit(ctx, storage.AuditQuery{Workspace: "acme", ContactID: "c-1", Limit: 1000}); err != nil || len(es) != 100 {
+		t.Fatalf("c-1's events = %d, %v; want 100", len(es), err)
+	}
+	clock.Advance(2 * time.Hour)
+	card := func(key string) string {
+		n, err := command(srv.addr(), "ZCARD", prefix+key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for i, want := range []string{"270", "239", "208", "177"} { // 300 expired + the marker + those appended, 32 expired removed at a time
+		if err := s.AppendAudit(ctx, storage.AuditEvent{Workspace: "acme", Event: "signout", ContactID: "c-9"}); err != nil {
+			t.Fatal(err)
+		}
+		if got := card("audit:acme"); got != want {
+			t.Fatalf("after append %d the trail holds %s members, want %s", i+1, got, want)
+		}
+		if es, _, err := s.Audit(ctx, storage.AuditQuery{Workspace: "acme", ContactID: "c-1"}); err != nil || len(es) != 0 {
+			t.Fatalf("c-1's events past the retention = %d, %v; want none", len(es), err)
+		}
+	}
+	for range 6 { // the remaining 172
+		if err := s.AppendAudit(ctx, storage.AuditEvent{Workspace: "acme", Event: "signout", ContactID: "c-9"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := card("audit:acme"); got != "11" {
+		t.Errorf("after 10 appends the trail holds %s members, want 11: the marker and the appended", got)
+	}
+	for _, c := range []string{"c-0", "c-1", "c-2"} {
+		if got := card("audit:acme:c:" + c); got != "0" {
+			t.Errorf("%s's index holds %s events past the retention, want 0", c, got)
+		}
+	}
+}
+
+// TestAuditLegacyTrail: a trail written before the contact indexes keeps
+// answering queries for a contact, its older events from the trail and
+// newer ones from the index.
+func TestAuditLegacyTrail(t *testing.T) {
+	srv := startRedis(t, false)
+	ctx := t.Context()
+	clock := storagetest.NewClock()
+	prefix := uniquePrefix()
+	s := open(t, srv, redisstore.Options{Now: clock.Now, KeyPrefix: prefix})
+	// As an older version wrote them: in the trail only.
+	for i, c := range []string{"c-1", "c-2", "c-1"} {
+		at := clock.Now().Add(time.Duration(i-10) * time.Minute).UTC()
+		e := storage.AuditEvent{ID: storage.SortableID(at), Time: at, Workspace: "acme", Event: "signin", ContactID: c, Reason: fmt.Sprintf("old%d", i)}
+		doc, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := command(srv.addr(), "ZADD", prefix+"audit:acme", strconv.FormatInt(at.UnixMicro(), 10), e.ID+string(doc)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, r := range []string{"new0", "new1"} {
+		clock.Advance(time.Second)
+		if err := s.AppendAudit(ctx, storage.AuditEvent{Workspace: "acme", Event: "signin", ContactID: "c-1", Reason: r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reasons := func(q storage.AuditQuery) string {
+		es, next, err := s.Audit(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rs []string
+		for _, e := range es {
+			rs = append(rs, e.Reason)
+		}
+		return fmt.Sprint(rs) + " next=" + fmt.Sprint(next != "")
+	}
+	if got := reasons(storage.AuditQuery{Workspace: "acme", ContactID: "c-1"}); got != "[new1 new0 old2 old0] next=false" {
+		t.Errorf("c-1's events = %s", got)
+	}
+	// Paged one at a time across the two.
+	var all []string
+	q := storage.AuditQuery{Workspace: "acme", ContactID: "c-1", Limit: 1}
+	for range 10 {
+		es, next, err := s.Audit(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range es {
+			all = append(all, e.Reason)
+		}
+		if next == "" {
+			break
+		}
+		q.Cursor = next
+	}
+	if fmt.Sprint(all) != "[new1 new0 old2 old0]" {
+		t.Errorf("c-1's events page by page = %v", all)
+	}
+	if got := reasons(storage.AuditQuery{Workspace: "acme", ContactID: "c-1", Until: clock.Now().Add(-time.Minute)}); got != "[old2 old0] next=false" {
+		t.Errorf("c-1's events until a minute ago = %s", got)
 	}
 }
 
