@@ -7,9 +7,13 @@
 // any forward-auth gateway) before the reverse_proxy, to the same
 // upstream, interleaved round by round, and reports throughput, latency
 // and Caddy's CPU per request of each. With -sessions it also
-// reports Caddy's memory with that many live sessions.
+// reports Caddy's memory with that many live sessions; -scale N seeds N
+// contacts and N live sessions into Badger and measures start to serving,
+// memory, throughput and the admin API's contacts page against a small
+// store (scale.go).
 //
 //	go run ./cmd/portalbench -caddy ./caddy [-rounds 60] [-duration 300ms] [-conns 16] [-storage badger|redis] [-sessions 100000]
+//	go run ./cmd/portalbench -caddy ./caddy -scale 1000000 [-rounds 20]
 //
 // `./xcaddy.sh bench` builds Caddy and runs it.
 package main
@@ -48,7 +52,19 @@ func main() {
 	flag.StringVar(&profileOut, "cpuprofile", "", "after the rounds, write a CPU profile of Caddy under gated load to this file")
 	rushN := flag.Int("rush", 0, "instead of the rounds: a sign-in rush of this many distinct contacts (email, code from a real SMTP server, session), on Badger")
 	rushClients := flag.Int("clients", 64, "with -rush: concurrent clients")
+	scaleN := flag.Int("scale", 0, "instead of the rounds: this many contacts and as many live sessions seeded into Badger, then start to serving, RSS, throughput and the admin API's contacts page against a store of 1,000 (-rounds, -duration, -conns apply)")
 	flag.Parse()
+	if *scaleN != 0 {
+		err := errNoScale
+		if *scaleN >= scaleSmall {
+			err = scale(*caddyBin, *scaleN, *rounds, *duration, *conns)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "portalbench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *rushN > 0 {
 		if err := rush(*caddyBin, *rushN, *rushClients); err != nil {
 			fmt.Fprintln(os.Stderr, "portalbench:", err)
@@ -318,6 +334,7 @@ func startNullAuth(port int) (func(), error) {
 
 type target struct {
 	name, url, cookie string
+	cookies           []string // if set, each request carries a random one of them instead of cookie
 	mu                sync.Mutex
 	lat               []time.Duration
 	elapsed           time.Duration
@@ -356,7 +373,9 @@ func (t *target) load(conns int, d time.Duration) error {
 			for ctx.Err() == nil {
 				req, _ := http.NewRequest(http.MethodGet, t.url, nil)
 				req.Header.Set("Accept", "text/html")
-				if t.cookie != "" {
+				if len(t.cookies) > 0 {
+					req.Header.Set("Cookie", pick(t.cookies))
+				} else if t.cookie != "" {
 					req.Header.Set("Cookie", t.cookie)
 				}
 				s := time.Now()
