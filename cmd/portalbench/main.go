@@ -52,12 +52,12 @@ func main() {
 	flag.StringVar(&profileOut, "cpuprofile", "", "after the rounds, write a CPU profile of Caddy under gated load to this file")
 	rushN := flag.Int("rush", 0, "instead of the rounds: a sign-in rush of this many distinct contacts (email, code from a real SMTP server, session), on Badger")
 	rushClients := flag.Int("clients", 64, "with -rush: concurrent clients")
-	scaleN := flag.Int("scale", 0, "instead of the rounds: this many contacts and as many live sessions seeded into Badger, then start to serving, RSS, throughput and the admin API's contacts page against a store of 1,000 (-rounds, -duration, -conns apply)")
+	scaleN := flag.Int("scale", 0, "instead of the rounds: this many contacts and as many live sessions seeded into the store, then start to serving, RSS, throughput and the admin API's contacts page against a store of 1,000 (-rounds, -duration, -conns apply)")
 	flag.Parse()
 	if *scaleN != 0 {
 		err := errNoScale
 		if *scaleN >= scaleSmall {
-			err = scale(*caddyBin, *scaleN, *rounds, *duration, *conns)
+			err = scale(*caddyBin, *backend, *scaleN, *rounds, *duration, *conns)
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "portalbench:", err)

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"github.com/kdesk/portalgate/integration/e2e"
 	"github.com/kdesk/portalgate/storage"
 	"github.com/kdesk/portalgate/storage/badgerstore"
+	"github.com/kdesk/portalgate/storage/redisstore"
 	"github.com/kdesk/portalgate/storage/storagetest"
 )
 
@@ -53,17 +55,20 @@ type scaleResult struct {
 
 type memReading struct{ rss, anon, file, heap string }
 
-func scale(caddyBin string, n, rounds int, d time.Duration, conns int) error {
+func scale(caddyBin, backend string, n, rounds int, d time.Duration, conns int) error {
+	if backend != "badger" && backend != "redis" {
+		return fmt.Errorf("unknown -storage %q", backend)
+	}
 	var results []*scaleResult
 	for _, size := range []int{scaleSmall, n} {
-		r, err := scaleRun(caddyBin, size, rounds, d, conns)
+		r, err := scaleRun(caddyBin, backend, size, rounds, d, conns)
 		if err != nil {
 			return fmt.Errorf("%d contacts and sessions: %w", size, err)
 		}
 		results = append(results, r)
 	}
-	fmt.Printf("portalbench -scale: Badger, %d rounds × %s per target, %d connections, %s\n\n", rounds, d, conns, time.Now().UTC().Format("2006-01-02"))
-	fmt.Println("| contacts = live sessions | seed (contacts / sessions) | on disk | start to serving | RSS idle | RSS after 10 s of a 100k-session sample | RSS after every session once | peak RSS |")
+	fmt.Printf("portalbench -scale: storage %s, %d rounds × %s per target, %d connections, %s\n\n", backend, rounds, d, conns, time.Now().UTC().Format("2006-01-02"))
+	fmt.Println("| contacts = live sessions | seed (contacts / sessions) | store size (Badger: on disk; Redis: used_memory) | start to serving | RSS idle | RSS after 10 s of a 100k-session sample | RSS after every session once | peak RSS |")
 	fmt.Println("| ---: | ---: | ---: | ---: | --- | --- | --- | ---: |")
 	for _, r := range results {
 		fmt.Printf("| %d | %s / %s | %.0f MB | %s | %s | %s | %s | %s |\n", r.n, r.seedContacts.Round(time.Millisecond), r.seedSes.Round(time.Millisecond),
@@ -90,19 +95,55 @@ func (m memReading) String() string {
 	return fmt.Sprintf("%s (%s + %s; heap %s)", m.rss, m.anon, m.file, m.heap)
 }
 
-func scaleRun(caddyBin string, n, rounds int, d time.Duration, conns int) (*scaleResult, error) {
+func scaleRun(caddyBin, backend string, n, rounds int, d time.Duration, conns int) (*scaleResult, error) {
 	dir, err := os.MkdirTemp("", "portalbench-scale-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
 	res := &scaleResult{n: n}
-	fmt.Fprintf(os.Stderr, "portalbench -scale: seeding %d contacts and sessions in %s\n", n, dir)
-	cookies, err := seed(filepath.Join(dir, "portal"), n, res)
+	fmt.Fprintf(os.Stderr, "portalbench -scale: seeding %d contacts and sessions (%s, %s)\n", n, backend, dir)
+	storageCfg := fmt.Sprintf("storage_dir %s/portal", dir)
+	var store storage.Store
+	var redisAddr string
+	if backend == "redis" {
+		port, err := e2e.FreePort()
+		if err != nil {
+			return nil, err
+		}
+		redis := exec.Command("redis-server", "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+		if err := redis.Start(); err != nil {
+			return nil, fmt.Errorf("starting redis-server: %w", err)
+		}
+		defer func() { _ = redis.Process.Kill(); _ = redis.Wait() }()
+		redisAddr = fmt.Sprintf("127.0.0.1:%d", port)
+		if err := e2e.WaitListening(redisAddr, 10*time.Second); err != nil {
+			return nil, err
+		}
+		rs, err := redisstore.Open(redisstore.Options{Address: []string{redisAddr}, CallTimeout: time.Minute})
+		if err != nil {
+			return nil, err
+		}
+		store = rs
+		storageCfg = fmt.Sprintf("storage redis {\n\t\t\taddress %s\n\t\t}", redisAddr)
+	} else {
+		bs, err := badgerstore.Open(filepath.Join(dir, "portal"), badgerstore.Options{})
+		if err != nil {
+			return nil, err
+		}
+		store = bs
+	}
+	cookies, err := seed(store, n, res)
+	if cerr := store.(io.Closer).Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return nil, fmt.Errorf("seeding: %w", err)
 	}
 	res.diskMB = float64(dirSize(filepath.Join(dir, "portal"))) / (1 << 20)
+	if backend == "redis" {
+		res.diskMB = redisUsedMB(redisAddr)
+	}
 
 	var ports [4]int
 	for i := range ports {
@@ -120,7 +161,7 @@ func scaleRun(caddyBin string, n, rounds int, d time.Duration, conns int) (*scal
 		level ERROR
 	}
 	portal {
-		storage_dir %s/portal
+		%s
 		mail log
 		workspace bench {
 			title Bench
@@ -146,7 +187,7 @@ http://127.0.0.1:%d {
 http://127.0.0.1:%d {
 	respond "ok" 200
 }
-`, adminPort, dir, dir, gatedPort, gatedPort, upPort, headersPort, upPort, upPort)
+`, adminPort, dir, storageCfg, gatedPort, gatedPort, upPort, headersPort, upPort, upPort)
 	gatedURL := fmt.Sprintf("http://127.0.0.1:%d/tickets/1", gatedPort)
 	start := time.Now()
 	stop, err := startCaddy(caddyBin, dir, cfg, 60*time.Second, gatedPort, headersPort, upPort)
@@ -225,14 +266,9 @@ http://127.0.0.1:%d {
 }
 
 // seed writes n contacts (storagetest.Directory) and one live session for
-// each into the Badger store at dir, through the store API, and returns
-// the sessions' cookies in contact order.
-func seed(dir string, n int, res *scaleResult) ([]string, error) {
-	store, err := badgerstore.Open(dir, badgerstore.Options{})
-	if err != nil {
-		return nil, err
-	}
-	defer store.Close()
+// each into store, through the store API, and returns the sessions'
+// cookies in contact order.
+func seed(store storage.Store, n int, res *scaleResult) ([]string, error) {
 	ctx := context.Background()
 	cs := storagetest.Directory(n)
 	t0 := time.Now()
@@ -245,6 +281,10 @@ func seed(dir string, n int, res *scaleResult) ([]string, error) {
 	res.seedContacts = time.Since(t0)
 	t0 = time.Now()
 	now := time.Now()
+	// Seen as of a while after seeding, so that no session is due for its
+	// activity refresh (one write per session every 5 minutes at most)
+	// while the run measures reads.
+	seen := now.Add(15 * time.Minute)
 	cookies := make([]string, n)
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -256,7 +296,7 @@ func seed(dir string, n int, res *scaleResult) ([]string, error) {
 				err := store.PutSession(ctx, storage.Session{IDHash: handlers.HashID(id), Workspace: "bench",
 					ContactID: cs[i].ID, Method: "code", CSRF: handlers.NewID(), ClientIP: "203.0.113.7",
 					UserAgent: "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36",
-					CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(12 * time.Hour), Idle: 12 * time.Hour})
+					CreatedAt: now, LastSeen: seen, ExpiresAt: now.Add(12 * time.Hour), Idle: 12 * time.Hour})
 				if err != nil {
 					firstErr.CompareAndSwap(nil, err)
 					return
@@ -382,3 +422,21 @@ func dirSize(dir string) int64 {
 func pick(cookies []string) string { return cookies[rand.IntN(len(cookies))] }
 
 var errNoScale = errors.New("-scale takes the number of contacts and sessions, at least 1000")
+
+// redisUsedMB is the used_memory of the Redis server at addr, from
+// redis-cli.
+func redisUsedMB(addr string) float64 {
+	host, port, _ := strings.Cut(addr, ":")
+	out, err := exec.Command("redis-cli", "-h", host, "-p", port, "INFO", "memory").Output()
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(out)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
+			var b float64
+			fmt.Sscan(v, &b)
+			return b / (1 << 20)
+		}
+	}
+	return 0
+}
