@@ -281,10 +281,10 @@ func seed(store storage.Store, n int, res *scaleResult) ([]string, error) {
 	res.seedContacts = time.Since(t0)
 	t0 = time.Now()
 	now := time.Now()
-	// Seen as of a while after seeding, so that no session is due for its
-	// activity refresh (one write per session every 5 minutes at most)
+	// Seen as of later than the run ends, so that no session is due for
+	// its activity refresh (one write per session every 5 minutes at most)
 	// while the run measures reads.
-	seen := now.Add(15 * time.Minute)
+	seen := now.Add(2 * time.Hour)
 	cookies := make([]string, n)
 	var next atomic.Int64
 	var wg sync.WaitGroup
