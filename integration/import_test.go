@@ -54,4 +54,30 @@ func TestLargeDirectoryImport(t *testing.T) {
 	if status != http.StatusOK || !strings.Contains(body, "Renamed "+last.ID) {
 		t.Fatalf("GET the last contact: %d %s", status, body)
 	}
+
+	// The list a page at a time, by id, adds up to the whole directory.
+	seen, cursor := 0, ""
+	for pages := 0; ; pages++ {
+		status, body := g.adminDo(http.MethodGet, "/portal/workspaces/acme/contacts?limit=1000&cursor="+cursor, "", nil)
+		var page struct {
+			Contacts []struct{ ID string } `json:"contacts"`
+			Next     string                `json:"next_cursor"`
+		}
+		if status != http.StatusOK || json.Unmarshal([]byte(body), &page) != nil || pages > n/1000 {
+			t.Fatalf("GET contacts?limit=1000&cursor=%s: %d %.200s", cursor, status, body)
+		}
+		if len(page.Contacts) > 0 && page.Contacts[0].ID != dir[seen].ID {
+			t.Fatalf("page %d starts with %s, want %s", pages, page.Contacts[0].ID, dir[seen].ID)
+		}
+		seen += len(page.Contacts)
+		if cursor = page.Next; cursor == "" {
+			break
+		}
+	}
+	if seen != n {
+		t.Errorf("the pages hold %d contacts, want %d", seen, n)
+	}
+	if status, body := g.adminDo(http.MethodGet, "/portal/workspaces/acme/contacts?limit=0", "", nil); status != http.StatusBadRequest {
+		t.Errorf("GET contacts?limit=0: %d %s, want 400", status, body)
+	}
 }

@@ -154,7 +154,29 @@ func writeAdminJSON(w http.ResponseWriter, status int, v any) error {
 	return json.NewEncoder(w).Encode(v)
 }
 
+// listContacts answers every contact as a JSON array, or, with limit (1 to
+// 1000) or cursor, one page by id: {"contacts", "next_cursor"}, the cursor
+// empty on the last page.
 func (c adminCall) listContacts(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	if q.Has("limit") || q.Has("cursor") {
+		limit := 100
+		if v := q.Get("limit"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 1000 {
+				return apiErr(http.StatusBadRequest, "limit %q: want 1 to 1000", v)
+			}
+			limit = n
+		}
+		cs, next, err := storage.ContactsPage(r.Context(), c.store, c.ws.Name, q.Get("cursor"), limit)
+		if err != nil {
+			return c.storeErr(err)
+		}
+		if cs == nil {
+			cs = []storage.Contact{}
+		}
+		return writeAdminJSON(w, http.StatusOK, map[string]any{"contacts": cs, "next_cursor": next})
+	}
 	cs, err := c.store.Contacts(r.Context(), c.ws.Name)
 	if err != nil {
 		return c.storeErr(err)

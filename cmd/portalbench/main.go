@@ -7,11 +7,15 @@
 // any forward-auth gateway) before the reverse_proxy, to the same
 // upstream, interleaved round by round, and reports throughput, latency
 // and Caddy's CPU per request of each. With -sessions it also
-// reports Caddy's memory with that many live sessions.
+// reports Caddy's memory with that many live sessions; -scale N seeds N
+// contacts and N live sessions into Badger and measures start to serving,
+// memory, throughput and the admin API's contacts page against a small
+// store (scale.go).
 //
 //	go run ./cmd/portalbench -caddy ./caddy [-rounds 60] [-duration 300ms] [-conns 16] [-storage badger|redis] [-sessions 100000]
 //	go run ./cmd/portalbench -caddy ./caddy -rush 10000 [-clients 64] [-rate 600] [-storage badger|redis]
 //	go run ./cmd/portalbench -caddy ./caddy -soak 30m [-soak-every 1m] [-soak-out docs/soak]
+//	go run ./cmd/portalbench -caddy ./caddy -scale 1000000 [-rounds 20]
 //
 // `./xcaddy.sh bench` builds Caddy and runs it.
 package main
@@ -59,22 +63,23 @@ func main() {
 	flag.Float64Var(&so.signInRate, "soak-signins", 20, "with -soak: full sign-ins per second, all clients together")
 	flag.IntVar(&so.getClients, "soak-get-clients", 8, "with -soak: signed-in clients sending GETs")
 	flag.Float64Var(&so.getRate, "soak-gets", 400, "with -soak: signed-in GETs per second, all clients together")
+	scaleN := flag.Int("scale", 0, "instead of the rounds: this many contacts and as many live sessions seeded into the store, then start to serving, RSS, throughput and the admin API's contacts page against a store of 1,000 (-rounds, -duration, -conns apply)")
 	flag.Parse()
-	if so.duration > 0 {
-		if err := soak(*caddyBin, so); err != nil {
-			fmt.Fprintln(os.Stderr, "portalbench:", err)
-			os.Exit(1)
+	var err error
+	switch {
+	case *scaleN != 0:
+		err = errNoScale
+		if *scaleN >= scaleSmall {
+			err = scale(*caddyBin, *backend, *scaleN, *rounds, *duration, *conns)
 		}
-		return
+	case so.duration > 0:
+		err = soak(*caddyBin, so)
+	case *rushN > 0:
+		err = rush(*caddyBin, *backend, *rushN, *rushClients, *rushRate)
+	default:
+		err = run(*caddyBin, *backend, *rounds, *duration, *conns)
 	}
-	if *rushN > 0 {
-		if err := rush(*caddyBin, *backend, *rushN, *rushClients, *rushRate); err != nil {
-			fmt.Fprintln(os.Stderr, "portalbench:", err)
-			os.Exit(1)
-		}
-		return
-	}
-	if err := run(*caddyBin, *backend, *rounds, *duration, *conns); err != nil {
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "portalbench:", err)
 		os.Exit(1)
 	}
@@ -329,6 +334,7 @@ func startNullAuth(port int) (func(), error) {
 
 type target struct {
 	name, url, cookie string
+	cookies           []string // if set, each request carries a random one of them instead of cookie
 	mu                sync.Mutex
 	lat               []time.Duration
 	elapsed           time.Duration
@@ -367,7 +373,9 @@ func (t *target) load(conns int, d time.Duration) error {
 			for ctx.Err() == nil {
 				req, _ := http.NewRequest(http.MethodGet, t.url, nil)
 				req.Header.Set("Accept", "text/html")
-				if t.cookie != "" {
+				if len(t.cookies) > 0 {
+					req.Header.Set("Cookie", pick(t.cookies))
+				} else if t.cookie != "" {
 					req.Header.Set("Cookie", t.cookie)
 				}
 				s := time.Now()

@@ -1084,7 +1084,10 @@ func (l badgerLogger) Infof(f string, a ...any)    { l.s.Infof(strings.TrimSpace
 func (l badgerLogger) Debugf(f string, a ...any)   { l.s.Debugf(strings.TrimSpace(f), a...) }
 
 // Interface guards
-var _ storage.Store = (*Store)(nil)
+var (
+	_ storage.Store        = (*Store)(nil)
+	_ storage.ContactPager = (*Store)(nil)
+)
 
 // Records reports how many live records of each kind the database holds,
 // by key prefix name ("flows", "sessions", "audit", …): for diagnostics
@@ -1128,3 +1131,28 @@ func (s *Store) Reconfigure(retention time.Duration, logger *zap.Logger) {
 // DefaultAuditRetention is how long audit events are kept unless the
 // config says otherwise.
 const DefaultAuditRetention = 90 * 24 * time.Hour
+
+// ContactsAfter implements storage.ContactPager: a seek in the contacts'
+// key range, so a page costs the same in a workspace of any size.
+func (s *Store) ContactsAfter(_ context.Context, ws, after string, limit int) ([]storage.Contact, error) {
+	var out []storage.Contact
+	err := s.db.View(func(txn *badger.Txn) error {
+		prefix := []byte(kContact + ws + "/")
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: min(limit, 100)})
+		defer it.Close()
+		// The first key after prefix+after: after followed by a zero byte.
+		seek := append(append(append([]byte{}, prefix...), after...), 0)
+		if after == "" {
+			seek = prefix
+		}
+		for it.Seek(seek); it.Valid() && len(out) < limit; it.Next() {
+			var c storage.Contact
+			if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &c) }); err != nil {
+				return err
+			}
+			out = append(out, c)
+		}
+		return nil
+	})
+	return out, err
+}

@@ -192,3 +192,80 @@ func MeasureImport(t *testing.T, s storage.Store, ws string, n int) {
 	t.Logf("%d contacts: PutContacts %s; ReplaceContacts, every one changed, %s (%+v); the same set again %s (%+v)",
 		n, put.Round(time.Millisecond), replace.Round(time.Millisecond), res, same.Round(time.Millisecond), again)
 }
+
+// testContactsPage: pages of contacts, by id, add up to the whole list,
+// with the store's own paging and with the fallback that reads them all.
+func testContactsPage(t *testing.T, open Opener) {
+	ctx, s, _ := setup(t, open)
+	dir := Directory(450)
+	must(t, "PutContacts", s.PutContacts(ctx, "acme", dir))
+	must(t, "PutContacts other", s.PutContacts(ctx, "other", Directory(3)))
+	for name, st := range map[string]storage.Contacts{"store": s, "fallback": onlyContacts{s}} {
+		var got []string
+		cursor := ""
+		for range 10 {
+			page, next, err := storage.ContactsPage(ctx, st, "acme", cursor, 100)
+			must(t, name+": ContactsPage", err)
+			for _, c := range page {
+				got = append(got, c.ID)
+			}
+			if next == "" {
+				break
+			}
+			if next != page[len(page)-1].ID || len(page) != 100 {
+				t.Fatalf("%s: a page of %d ending %s has next cursor %q", name, len(page), page[len(page)-1].ID, next)
+			}
+			cursor = next
+		}
+		if len(got) != len(dir) {
+			t.Fatalf("%s: pages hold %d contacts, want %d", name, len(got), len(dir))
+		}
+		for i, id := range got {
+			if id != dir[i].ID {
+				t.Fatalf("%s: contact %d of the pages is %s, want %s", name, i, id, dir[i].ID)
+			}
+		}
+		// A cursor between ids, and one past the last.
+		page, _, err := storage.ContactsPage(ctx, st, "acme", "c-000099x", 2)
+		must(t, name+": ContactsPage between", err)
+		if len(page) != 2 || page[0].ID != "c-000100" {
+			t.Errorf("%s: after c-000099x = %+v, want c-000100 first", name, page)
+		}
+		page, next, err := storage.ContactsPage(ctx, st, "acme", dir[len(dir)-1].ID, 100)
+		must(t, name+": ContactsPage past the end", err)
+		if len(page) != 0 || next != "" {
+			t.Errorf("%s: past the last = %d contacts, next %q", name, len(page), next)
+		}
+	}
+}
+
+// onlyContacts hides every method of a store but those of storage.Contacts.
+type onlyContacts struct{ c storage.Contacts }
+
+func (o onlyContacts) PutContacts(ctx context.Context, ws string, cs []storage.Contact) error {
+	return o.c.PutContacts(ctx, ws, cs)
+}
+
+func (o onlyContacts) ReplaceContacts(ctx context.Context, ws string, set storage.ContactSet, cs []storage.Contact) (storage.ReplaceResult, error) {
+	return o.c.ReplaceContacts(ctx, ws, set, cs)
+}
+
+func (o onlyContacts) Contact(ctx context.Context, ws, id string) (storage.Contact, error) {
+	return o.c.Contact(ctx, ws, id)
+}
+
+func (o onlyContacts) ContactByEmail(ctx context.Context, ws, email string) (storage.Contact, error) {
+	return o.c.ContactByEmail(ctx, ws, email)
+}
+
+func (o onlyContacts) ContactByDirectoryID(ctx context.Context, ws, id string) (storage.Contact, error) {
+	return o.c.ContactByDirectoryID(ctx, ws, id)
+}
+
+func (o onlyContacts) Contacts(ctx context.Context, ws string) ([]storage.Contact, error) {
+	return o.c.Contacts(ctx, ws)
+}
+
+func (o onlyContacts) DeleteContact(ctx context.Context, ws, id string) (int, error) {
+	return o.c.DeleteContact(ctx, ws, id)
+}

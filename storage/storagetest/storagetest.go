@@ -76,6 +76,7 @@ func Run(t *testing.T, open func(t *testing.T, now func() time.Time) storage.Sto
 	t.Run("AuditActor", func(t *testing.T) { testAuditActor(t, o) })
 	t.Run("LargeDirectory", func(t *testing.T) { testLargeDirectory(t, o) })
 	t.Run("ReplaceBySource", func(t *testing.T) { testReplaceBySource(t, o) })
+	t.Run("ContactsPage", func(t *testing.T) { testContactsPage(t, o) })
 }
 
 // setup opens a fresh store on a fresh clock.
