@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+	"go.uber.org/zap"
 
 	"github.com/kdesk/portalgate/storage"
 )
@@ -68,6 +69,10 @@ var (
 // workspace's contacts.
 var errImporting = errors.New("redis: an import of contacts is running")
 
+// errPlanDropped is a committed plan that stopped part way and was
+// dropped (logged where it happened).
+var errPlanDropped = errors.New("redis: a large import of contacts stopped part way")
+
 // importKeys are the lock, plan and mark keys of ws.
 func (s *Store) importKeys(ws string) []string {
 	pre := s.ws(ws)
@@ -112,7 +117,10 @@ func (s *Store) waitImport(ctx context.Context, ws string, since time.Time) erro
 		}
 	}
 	defer s.endImport(ctx, ws, token)
-	return s.finishImport(ctx, ws, token)
+	if err := s.finishImport(ctx, ws, token); !errors.Is(err, errPlanDropped) {
+		return err
+	}
+	return nil // the caller's own write goes on
 }
 
 // lockImport takes ws's import lock. With wait it waits for another
@@ -148,10 +156,11 @@ func (s *Store) lockImport(ctx context.Context, ws string, wait bool) (string, e
 	}
 }
 
-// endImport drops the plan, mark and lock of the import holding token.
-// An error leaves them to the lock's expiry and the next importer.
+// endImport releases the import lock held with token. A plan left behind
+// (a step that failed after the commit mark) is finished by the next
+// contact write; an error here leaves the lock to its expiry.
 func (s *Store) endImport(ctx context.Context, ws, token string) {
-	_, _ = s.run(context.WithoutCancel(ctx), importEnd, s.importKeys(ws), token)
+	_, _ = s.run(context.WithoutCancel(ctx), importEnd, s.importKeys(ws)[:1], token)
 }
 
 // finishImport applies what a committed import left, or drops what an
@@ -186,7 +195,19 @@ func (s *Store) applyPlan(ctx context.Context, ws, token string) error {
 		case 2:
 			return errors.New("redis: import step: the import lock was lost")
 		case 0:
-			return errors.New("redis: import step: a planned chunk no longer fits")
+			// Something wrote contacts past the lock (an instance of an
+			// older version, during an upgrade): the rest of the plan no
+			// longer fits. It is dropped, not retried forever, so that
+			// the workspace's contact writes do not stall behind it.
+			_, _ = s.do(ctx, func(b rueidis.Builder) rueidis.Completed { return b.Del().Key(keys[1], keys[2]).Build() })
+			var owner string
+			if len(res) == 3 {
+				owner, _ = res[2].ToString()
+			}
+			err := fmt.Errorf("an email in the plan now belongs to contact %s", owner)
+			s.log.Error("a large import of contacts stopped part way: a planned contact no longer fits; the rest of it was dropped",
+				zap.String("workspace", ws), zap.Error(err))
+			return fmt.Errorf("%w: %v", errPlanDropped, err)
 		}
 		left, _ := res[1].AsInt64()
 		if left < 0 {
@@ -206,7 +227,7 @@ func (s *Store) importContacts(ctx context.Context, ws string, plan func(stored 
 		return err
 	}
 	defer s.endImport(ctx, ws, token)
-	if err := s.finishImport(ctx, ws, token); err != nil {
+	if err := s.finishImport(ctx, ws, token); err != nil && !errors.Is(err, errPlanDropped) {
 		return fmt.Errorf("finishing an earlier import: %w", err)
 	}
 	stored, err := s.storedContacts(ctx, ws)

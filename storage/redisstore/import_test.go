@@ -92,6 +92,38 @@ func TestInterruptedImport(t *testing.T) {
 	}
 }
 
+// TestStaleImportDropped: a committed plan that no longer fits (an email
+// taken meanwhile past the lock, as by an instance of an older version) is
+// dropped where it stops, not retried forever: the next contact write
+// goes through.
+func TestStaleImportDropped(t *testing.T) {
+	srv := startRedis(t, false)
+	ctx := t.Context()
+	prefix := uniquePrefix()
+	pre := prefix + "{ws:acme}:"
+	s := open(t, srv, redisstore.Options{KeyPrefix: prefix})
+	taken := storage.Contact{ID: "x-1", Email: storagetest.Directory(1)[0].Email, Status: storage.StatusActive, Source: storage.SourceManual}
+	if err := s.PutContacts(ctx, "acme", []storage.Contact{taken}); err != nil {
+		t.Fatal(err)
+	}
+	stagePlan(t, srv, pre, storagetest.Directory(1000), true)
+	next := storagetest.Directory(1001)[1000:]
+	if err := s.PutContacts(ctx, "acme", next); err != nil {
+		t.Fatalf("a write after a stale plan: %v", err)
+	}
+	for _, k := range []string{"imp:plan", "imp:mark", "imp:lock"} {
+		if n, _ := command(srv.addr(), "EXISTS", pre+k); n != "0" {
+			t.Errorf("%s left behind", k)
+		}
+	}
+	if c, err := s.ContactByEmail(ctx, "acme", taken.Email); err != nil || c.ID != taken.ID {
+		t.Errorf("the taken email = %+v, %v; want it kept by %s", c, err, taken.ID)
+	}
+	if _, err := s.Contact(ctx, "acme", next[0].ID); err != nil {
+		t.Errorf("the write after the stale plan: %v", err)
+	}
+}
+
 // TestWriteWaitsForImport: while another importer holds the lock, a
 // one-step contact write waits for it, then goes through.
 func TestWriteWaitsForImport(t *testing.T) {
