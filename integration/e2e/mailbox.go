@@ -91,10 +91,20 @@ func (mb *Mailbox) Connections() (accepted, open int) {
 // server's idle timeout does: the server answers 421 and hangs up. The
 // connections must be idle (between messages).
 func (mb *Mailbox) TimeOutConnections() {
-	mb.connsMu.Lock()
-	defer mb.connsMu.Unlock()
-	for c := range mb.open {
-		_ = c.SetReadDeadline(time.Now())
+	// The server sets its own read deadline before each command it reads
+	// (ReadTimeout): one that has just answered may not be reading yet and
+	// would overwrite ours. So again, until every connection is closed
+	// (for at most 2 s).
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		mb.connsMu.Lock()
+		for c := range mb.open {
+			_ = c.SetReadDeadline(time.Now())
+		}
+		n := len(mb.open)
+		mb.connsMu.Unlock()
+		if n == 0 {
+			return
+		}
 	}
 }
 
