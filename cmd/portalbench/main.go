@@ -91,18 +91,11 @@ var (
 )
 
 func run(caddyBin, backend string, rounds int, d time.Duration, conns int) error {
-	dir, err := os.MkdirTemp("", "portalbench-")
+	dir, mail, smtpHost, smtpPort, done, err := workplace("portalbench-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-
-	mail, err := e2e.StartMailbox("")
-	if err != nil {
-		return err
-	}
-	defer mail.Close()
-	smtpHost, smtpPort, _ := net.SplitHostPort(mail.Addr)
+	defer done()
 
 	storage := fmt.Sprintf("storage_dir %s/portal", dir)
 	var cookies []string
@@ -542,6 +535,21 @@ func (t *target) pct(p float64) string {
 // startCaddy runs the Caddy binary with the Caddyfile cfg, its files in
 // dir, waits until every port listens and notes its pid for the CPU and
 // memory readings; stop interrupts it and waits for it to exit.
+// workplace makes a temporary directory (its name starting with prefix)
+// and starts the SMTP server the benchmark reads codes from; done removes
+// both.
+func workplace(prefix string) (dir string, mail *e2e.Mailbox, smtpHost, smtpPort string, done func(), err error) {
+	if dir, err = os.MkdirTemp("", prefix); err != nil {
+		return "", nil, "", "", nil, err
+	}
+	if mail, err = e2e.StartMailbox(""); err != nil {
+		_ = os.RemoveAll(dir)
+		return "", nil, "", "", nil, err
+	}
+	smtpHost, smtpPort, _ = net.SplitHostPort(mail.Addr)
+	return dir, mail, smtpHost, smtpPort, func() { _ = mail.Close(); _ = os.RemoveAll(dir) }, nil
+}
+
 // startRedis starts a redis-server on a free loopback port, without
 // persistence, and returns its address.
 func startRedis() (addr string, stop func(), err error) {

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -32,17 +31,11 @@ var rushPages = []string{"GET portal page (303)", "GET sign-in page", "POST emai
 // would. With rate > 0 sign-ins start at that rate (open loop), each on a
 // free client; otherwise every client starts the next as soon as it is done.
 func rush(caddyBin, backend string, n, clients int, rate float64) error {
-	dir, err := os.MkdirTemp("", "portalbench-rush-")
+	dir, mail, smtpHost, smtpPort, done, err := workplace("portalbench-rush-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	mail, err := e2e.StartMailbox("")
-	if err != nil {
-		return err
-	}
-	defer mail.Close()
-	smtpHost, smtpPort, _ := net.SplitHostPort(mail.Addr)
+	defer done()
 
 	var cs []string
 	for i := range n {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -56,17 +55,11 @@ type soakSample struct {
 }
 
 func soak(caddyBin string, o soakOptions) error {
-	dir, err := os.MkdirTemp("", "portalbench-soak-")
+	dir, mail, smtpHost, smtpPort, done, err := workplace("portalbench-soak-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	mail, err := e2e.StartMailbox("")
-	if err != nil {
-		return err
-	}
-	defer mail.Close()
-	smtpHost, smtpPort, _ := net.SplitHostPort(mail.Addr)
+	defer done()
 
 	// Enough contacts that none comes round again within its resend
 	// cooldown.
