@@ -20,19 +20,25 @@ const kAuditSortable = kMeta + "audit-ids-sortable"
 // (so that a forward scan was newest first) and 8 of randomness.
 const legacyAuditIDLen = 24
 
-// migrateAuditIDs gives the audit events of an older database new ids,
-// keeping each event's expiry, so that every key sorts by time again. It
-// runs once per database; the marker makes later opens skip the scan.
-func migrateAuditIDs(db *badger.DB) error {
-	done := false
-	if err := db.View(func(txn *badger.Txn) error {
-		_, err := txn.Get([]byte(kAuditSortable))
+// migrated reports whether the migration whose marker key is marker has
+// run on db.
+func migrated(db *badger.DB, marker string) (done bool, err error) {
+	err = db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get([]byte(marker))
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return nil
 		}
 		done = err == nil
 		return err
-	}); err != nil || done {
+	})
+	return done, err
+}
+
+// migrateAuditIDs gives the audit events of an older database new ids,
+// keeping each event's expiry, so that every key sorts by time again. It
+// runs once per database; the marker makes later opens skip the scan.
+func migrateAuditIDs(db *badger.DB) error {
+	if done, err := migrated(db, kAuditSortable); err != nil || done {
 		return err
 	}
 	wb := db.NewWriteBatch()
@@ -89,15 +95,7 @@ const kAuditIndexed = kMeta + "audit-contact-index"
 // event of a contact in an older database, with the event's expiry. It runs once per
 // database; the marker makes later opens skip the scan.
 func indexAuditContacts(db *badger.DB) error {
-	done := false
-	if err := db.View(func(txn *badger.Txn) error {
-		_, err := txn.Get([]byte(kAuditIndexed))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		done = err == nil
-		return err
-	}); err != nil || done {
+	if done, err := migrated(db, kAuditIndexed); err != nil || done {
 		return err
 	}
 	wb := db.NewWriteBatch()

@@ -48,7 +48,7 @@ func (s *Store) PutContacts(ctx context.Context, ws string, contacts []storage.C
 			return contacts, storage.CheckEmails(stored, contacts)
 		})
 	}
-	for since := s.now(); ; {
+	for since := time.Now(); ; {
 		err := s.putContacts(ctx, ws, contacts)
 		if !errors.Is(err, errImporting) {
 			return err
@@ -132,7 +132,7 @@ func (s *Store) ReplaceContacts(ctx context.Context, ws string, set storage.Cont
 	if err := set.Validate(); err != nil {
 		return storage.ReplaceResult{}, err
 	}
-	for since := s.now(); ; {
+	for since := time.Now(); ; {
 		large, err := s.large(ctx, ws, len(contacts), true)
 		if err != nil {
 			return storage.ReplaceResult{}, err
@@ -347,7 +347,7 @@ var deleteContact = rueidis.NewLuaScript(importGuardLua + endContactLua + delete
 // DeleteContact implements storage.Store. It waits for an import running
 // meanwhile.
 func (s *Store) DeleteContact(ctx context.Context, ws, id string) (int, error) {
-	for since := s.now(); ; {
+	for since := time.Now(); ; {
 		n, err := s.deleteContact(ctx, ws, id)
 		if !errors.Is(err, errImporting) {
 			return n, err

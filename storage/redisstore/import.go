@@ -99,9 +99,10 @@ func (s *Store) large(ctx context.Context, ws string, n int, replace bool) (bool
 // waitImport waits for the import that made a one-step script answer
 // errImporting: while its lock lives, it polls; a committed plan whose
 // importer died is finished here. It returns when the caller may try
-// again.
+// again. since is when the caller began waiting, in real time (time.Now,
+// not the store's clock): the wait is for another process.
 func (s *Store) waitImport(ctx context.Context, ws string, since time.Time) error {
-	if s.now().Sub(since) > importWait {
+	if time.Since(since) > importWait {
 		return fmt.Errorf("%w for longer than %s; try again later", errImporting, importWait)
 	}
 	token, err := s.lockImport(ctx, ws, false)
@@ -261,7 +262,11 @@ func (s *Store) stage(ctx context.Context, ws, token string, write []storage.Con
 	var batch []string
 	size := 0
 	flush := func(commit bool) error {
-		args := append([]string{token, lease, map[bool]string{true: "1", false: "0"}[commit]}, batch...)
+		mark := "0"
+		if commit {
+			mark = "1"
+		}
+		args := append([]string{token, lease, mark}, batch...)
 		r, err := s.runFor(ctx, time.Second, importStage, keys, args...)
 		if err != nil {
 			return err
