@@ -182,7 +182,7 @@ func (q *request) sendCode(f storage.SignInFlow, flowID string, resend bool) err
 	}
 	now := q.now()
 	if ok {
-		if answered, err := q.overLimit(ev, "sign-in requests", rateLimit{"req/ip/" + q.net, q.g.portal.Limits.RequestsPerIP}); answered {
+		if answered, err := q.overLimit(ev, "sign-in requests", rateLimit{key: "req/ip/" + q.net, limit: q.g.portal.Limits.RequestsPerIP}); answered {
 			return err
 		}
 		job, _ := json.Marshal(codeJob{Workspace: ws.Name, Email: f.Email, ContactID: f.ContactID, FlowHash: f.CodeFlow(), Method: f.Method, ClientIP: q.ip, Lang: q.tr.Lang(), Browser: browserName(q.ua)})
@@ -319,25 +319,35 @@ func (q *request) submitCode() error {
 	ws := q.ws
 	lim := q.g.portal.Limits
 	ev := q.flowEvent(f)
-	if answered, err := q.overLimit(ev, "code tries",
-		rateLimit{"try/ip/" + q.net, lim.TriesPerIP},
-		rateLimit{"try/email/" + ws.Name + "/" + f.Email, lim.TriesPerContact},
-	); answered {
-		return err
+	tryLimits := []rateLimit{
+		{key: "try/ip/" + q.net, limit: lim.TriesPerIP},
+		{key: "try/email/" + ws.Name + "/" + f.Email, limit: lim.TriesPerContact},
 	}
 	code, valid := NormalizeCode(q.r.PostFormValue("code"))
 	if !valid {
+		// A malformed code counts against the client and the contact,
+		// not against this flow's tries at its code.
+		if answered, err := q.overLimit(ev, "code tries", tryLimits...); answered {
+			return err
+		}
 		ev.Event, ev.Reason = EventCodeRejected, "malformed"
 		q.audit(ev)
 		return q.redirectWith("/code", carried{key: "code_malformed"})
 	}
-	// This flow's tries at its latest code: past MaxCodeTries the code is
-	// dead for this flow whatever is typed, and the last wrong try says
-	// so. (A day-long window: the flow lives much less.)
-	tries, _, err := q.store.Count(ctx, "try/flow/"+f.IDHash+"/"+strconv.Itoa(f.CodesSent), 24*time.Hour)
+	// One store call counts the try against the client, the contact and
+	// this flow's latest code, in that order: over a client or contact
+	// limit, the flow's tries are not touched. Past MaxCodeTries the code
+	// is dead for this flow whatever is typed, and the last wrong try
+	// says so. (A day-long window: the flow lives much less.)
+	counted, over, ok, err := hitAll(ctx, q.store, lim.Window, append(tryLimits,
+		rateLimit{key: "try/flow/" + f.IDHash + "/" + strconv.Itoa(f.CodesSent), limit: MaxCodeTries, window: 24 * time.Hour})...)
 	if err != nil {
 		return q.failed("counting code tries", err)
 	}
+	if !ok && counted.Over < len(tryLimits) {
+		return q.refuse(ev, "code tries", over, counted.RetryAfter)
+	}
+	tries := counted.Counts[len(counted.Counts)-1]
 	if tries > MaxCodeTries {
 		ev.Event, ev.Reason = EventCodeRejected, "too many wrong tries"
 		q.audit(ev)

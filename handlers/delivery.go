@@ -80,10 +80,10 @@ func (p *Portal) deliver(ctx context.Context, m storage.OutboxMessage) error {
 		// The send limits count codes that actually go out, so anonymous
 		// traffic for addresses that are no contact spends none of them.
 		lim := p.Limits
-		over, _, ok, err := hitAll(ctx, rt.store, lim.Window,
-			rateLimit{"send/email/" + ws.Name + "/" + contact.Email, lim.SendsPerEmail},
-			rateLimit{"send/ip/" + lim.clientNet(job.ClientIP), lim.SendsPerIP},
-			rateLimit{"send/ws/" + ws.Name, lim.SendsPerWorkspace},
+		_, over, ok, err := hitAll(ctx, rt.store, lim.Window,
+			rateLimit{key: "send/email/" + ws.Name + "/" + contact.Email, limit: lim.SendsPerEmail},
+			rateLimit{key: "send/ip/" + lim.clientNet(job.ClientIP), limit: lim.SendsPerIP},
+			rateLimit{key: "send/ws/" + ws.Name, limit: lim.SendsPerWorkspace},
 		)
 		if err != nil {
 			return err

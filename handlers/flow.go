@@ -165,7 +165,7 @@ func (q *request) storeFlow() (f storage.SignInFlow, ok bool, err error) {
 // flowAllowed counts a new stored flow against the client's request
 // limit, so that one client cannot grow storage without bound.
 func (q *request) flowAllowed() (answered bool, err error) {
-	return q.overLimit(q.event(""), "new sign-in flows", rateLimit{"flow/ip/" + q.net, q.g.portal.Limits.RequestsPerIP})
+	return q.overLimit(q.event(""), "new sign-in flows", rateLimit{key: "flow/ip/" + q.net, limit: q.g.portal.Limits.RequestsPerIP})
 }
 
 // newFlow stores a new flow with that id for returnTo, and sets its

@@ -97,10 +97,12 @@ func (l Limits) clientNet(ip string) string {
 }
 
 // rateLimit is one counter a request is checked against: key names the
-// kind, the scope ("ip", "email", "ws", …) and its value.
+// kind, the scope ("ip", "email", "ws", …) and its value; window, when
+// set, is its own window instead of the limits' Window.
 type rateLimit struct {
-	key   string
-	limit int
+	key    string
+	limit  int
+	window time.Duration
 }
 
 // scope is the scope part of a counter's key: "ip" in "send/ip/…".
@@ -112,37 +114,54 @@ func (l rateLimit) scope() string {
 	return parts[1]
 }
 
-// hitAll counts one event against each limit and returns the first one
-// exceeded (ok false) with the time until its window ends.
-func hitAll(ctx context.Context, store storage.Store, window time.Duration, limits ...rateLimit) (over rateLimit, wait time.Duration, ok bool, err error) {
-	for _, l := range limits {
-		ok, wait, err := store.Hit(ctx, l.key, l.limit, window)
-		if err != nil || !ok {
-			return l, wait, false, err
+// hitAll counts one event against each limit in order, in one store
+// call, up to the first one exceeded: ok is false then, over is that one
+// and res.RetryAfter the time until its window ends. res.Counts has the
+// counts of the counters counted.
+func hitAll(ctx context.Context, store storage.Store, window time.Duration, limits ...rateLimit) (res storage.HitResult, over rateLimit, ok bool, err error) {
+	hits := make([]storage.Hit, len(limits))
+	for i, l := range limits {
+		hits[i] = storage.Hit{Key: l.key, Limit: l.limit, Window: window}
+		if l.window > 0 {
+			hits[i].Window = l.window
 		}
 	}
-	return rateLimit{}, 0, true, nil
+	res, err = store.HitAll(ctx, hits...)
+	if err != nil {
+		return res, rateLimit{}, false, err
+	}
+	if res.Over >= 0 {
+		return res, limits[res.Over], false, nil
+	}
+	return res, rateLimit{}, true, nil
 }
 
 // overLimit counts the request against each limit; when one is exceeded it
 // audits that (once per counter and window) and answers 429 with when to
 // try again. answered is set when the answer is written.
 func (q *request) overLimit(ev storage.AuditEvent, what string, limits ...rateLimit) (answered bool, err error) {
-	over, wait, ok, err := hitAll(q.r.Context(), q.store, q.g.portal.Limits.Window, limits...)
+	res, over, ok, err := hitAll(q.r.Context(), q.store, q.g.portal.Limits.Window, limits...)
 	if err != nil {
 		return true, q.failed("counting "+what, err)
 	}
 	if ok {
 		return false, nil
 	}
+	return true, q.refuse(ev, what, over, res.RetryAfter)
+}
+
+// refuse answers a request over limit: it audits that (once per counter
+// and window) and answers 429 with when to try again (a form: redirected
+// to the notice page that says so).
+func (q *request) refuse(ev storage.AuditEvent, what string, over rateLimit, wait time.Duration) error {
 	ev.Event, ev.Reason = EventRateLimited, what+": "+over.scope()
 	q.auditRefusal(ev, over.key)
 	if q.r.Method == http.MethodPost {
 		// Post/Redirect/Get: a reload shows the wait, not the form again.
 		q.w.Header().Set("Retry-After", strconv.Itoa(waitSeconds(wait)))
-		return true, q.redirectWith("/notice", carried{key: noticeTooMany, count: waitSeconds(wait)})
+		return q.redirectWith("/notice", carried{key: noticeTooMany, count: waitSeconds(wait)})
 	}
-	return true, q.tooMany(wait)
+	return q.tooMany(wait)
 }
 
 // tooMany answers 429: nothing was sent or checked, and the page says when

@@ -239,8 +239,9 @@ func TestRequestLimitPerIP(t *testing.T) {
 }
 
 // TestTryRateLimit checks TriesPerIP: the third code entry in a window is
-// refused with 429 (even the right code), another IP is not affected, and
-// the next window lifts the limit.
+// refused with 429 (even the right code), refused entries cost the flow
+// none of its tries, another IP is not affected, and the next window
+// lifts the limit.
 func TestTryRateLimit(t *testing.T) {
 	const window = 5 * time.Minute // shorter than code_ttl, so the code outlives it
 	tp := newTestPortal(t, func(p *Portal) { p.Limits = Limits{TriesPerIP: 2, Window: window} })
@@ -257,6 +258,11 @@ func TestTryRateLimit(t *testing.T) {
 	wantBody(t, "third try", res, "Try again in")
 	if b.cookie(cookieSession) != "" {
 		t.Fatal("signed in past the try limit")
+	}
+	// Refused tries spend nothing of the flow's own MaxCodeTries: were
+	// they counted, the code would be dead in the next window.
+	for range MaxCodeTries {
+		wantStatus(t, "refused try", b.submitCode(token, wrongCode(code)), http.StatusTooManyRequests)
 	}
 
 	// Another address still gets its own tries (a wrong code, to keep the

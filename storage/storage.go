@@ -131,6 +131,13 @@ type Limits interface {
 	// Cooldown starts a cooldown of length d on key unless one is running,
 	// in which case it reports the time left.
 	Cooldown(ctx context.Context, key string, d time.Duration) (ok bool, wait time.Duration, err error)
+	// HitAll counts one event against each of hits in order and stops at
+	// the first whose count passes its limit: that one is counted, the
+	// ones after it are not touched, so a client over its own limit
+	// spends no one else's budget. Each counter is the one Hit and Count
+	// keep for its key and window. A backend that can does it in one
+	// transaction; the counts are exact under concurrency either way.
+	HitAll(ctx context.Context, hits ...Hit) (HitResult, error)
 }
 
 // Once keeps single-use values, such as SSO state and personalized-link

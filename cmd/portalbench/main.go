@@ -51,7 +51,7 @@ func main() {
 	conns := flag.Int("conns", 16, "concurrent keep-alive connections")
 	backend := flag.String("storage", "badger", "portal storage: badger, or redis (starts redis-server on a free port)")
 	flag.IntVar(&sessions, "sessions", 0, "Badger only: put this many more live sessions in the store before Caddy starts, read each once through the gate after the rounds, and report Caddy's RSS")
-	flag.StringVar(&profileOut, "cpuprofile", "", "after the rounds, write a CPU profile of Caddy under gated load to this file")
+	flag.StringVar(&profileOut, "cpuprofile", "", "write a CPU profile of Caddy to this file: after the rounds, under gated load; with -rush, 5 s from 2 s into the rush (the first instance)")
 	rushN := flag.Int("rush", 0, "instead of the rounds: a sign-in rush of this many distinct contacts (email, code from a real SMTP server, session); on Badger, or with -storage redis on two Caddy instances sharing one Redis")
 	rushClients := flag.Int("clients", 64, "with -rush: concurrent clients")
 	rushRate := flag.Float64("rate", 0, "with -rush: start this many sign-ins per second (open loop) instead of as many as the clients can")
@@ -251,17 +251,9 @@ http://127.0.0.1:%d {
 			prof.load(conns, 7*time.Second)
 			done <- nil
 		}()
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=5", adminPort))
-		if err != nil {
+		if err := saveProfile(adminPort, 5*time.Second, profileOut); err != nil {
 			return err
 		}
-		f, err := os.Create(profileOut)
-		if err != nil {
-			return err
-		}
-		_, _ = io.Copy(f, resp.Body)
-		resp.Body.Close()
-		f.Close()
 		<-done
 	}
 
@@ -590,4 +582,26 @@ func startCaddy(bin, dir, cfg string, within time.Duration, ports ...int) (stop 
 		}
 	}
 	return stop, nil
+}
+
+// saveProfile writes a CPU profile of the Caddy whose admin endpoint is on
+// port, taken over d, to path.
+func saveProfile(port int, d time.Duration, path string) error {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", port, int(d.Seconds())))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("pprof: %s", resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

@@ -65,6 +65,7 @@ func rush(caddyBin, backend string, n, clients int, rate float64) error {
 		return err
 	}
 	var bases []string
+	var firstAdmin int
 	for i := range instances {
 		var ports [2]int
 		for j := range ports {
@@ -73,6 +74,9 @@ func rush(caddyBin, backend string, n, clients int, rate float64) error {
 			}
 		}
 		adminPort, gatedPort := ports[0], ports[1]
+		if i == 0 {
+			firstAdmin = adminPort
+		}
 		// Every instance's url is the first one's: links and cookies
 		// name one site, as behind a load balancer.
 		bases = append(bases, fmt.Sprintf("http://127.0.0.1:%d", gatedPort))
@@ -241,6 +245,16 @@ http://127.0.0.1:%d {
 			}
 		}
 	}()
+	// With -cpuprofile: the first instance, from 2 s into the rush.
+	profiled := make(chan error, 1)
+	if profileOut != "" {
+		go func() {
+			time.Sleep(2 * time.Second)
+			profiled <- saveProfile(firstAdmin, 5*time.Second, profileOut)
+		}()
+	} else {
+		profiled <- nil
+	}
 	start := time.Now()
 	for range clients {
 		wg.Add(1)
@@ -256,6 +270,9 @@ http://127.0.0.1:%d {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	if err := <-profiled; err != nil {
+		return fmt.Errorf("cpu profile: %w", err)
+	}
 	if f := failures.Load(); f > 0 {
 		return fmt.Errorf("%d of %d sign-ins failed; first: %v", f, n, firstErr.Load())
 	}

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	mrand "math/rand/v2"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -72,11 +73,31 @@ type Store struct {
 	hitMu [64]sync.Mutex
 }
 
-// hitLock is the stripe of hitMu that serializes counter k.
-func (s *Store) hitLock(k string) *sync.Mutex {
+// hitStripe is the stripe of hitMu that serializes counter k.
+func (s *Store) hitStripe(k string) int {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(k))
-	return &s.hitMu[h.Sum32()%uint32(len(s.hitMu))]
+	return int(h.Sum32() % uint32(len(s.hitMu)))
+}
+
+// lockHits locks the stripes of every key, each once and in stripe order
+// (so two callers never wait for each other crosswise), and returns the
+// function that unlocks them.
+func (s *Store) lockHits(keys ...string) (unlock func()) {
+	stripes := make([]int, 0, len(keys))
+	for _, k := range keys {
+		stripes = append(stripes, s.hitStripe(k))
+	}
+	slices.Sort(stripes)
+	stripes = slices.Compact(stripes)
+	for _, i := range stripes {
+		s.hitMu[i].Lock()
+	}
+	return func() {
+		for _, i := range stripes {
+			s.hitMu[i].Unlock()
+		}
+	}
 }
 
 // Open opens (creating if needed) the database in dir.
@@ -740,38 +761,79 @@ func (s *Store) Hit(ctx context.Context, key string, limit int, window time.Dura
 // Count implements storage.Store.
 func (s *Store) Count(_ context.Context, key string, window time.Duration) (int, time.Duration, error) {
 	now := s.now()
-	start := now.Truncate(window)
-	reset := start.Add(window)
-	k := []byte(kHit + key + "/" + strconv.FormatInt(start.Unix(), 10))
-	var count uint64
-	mu := s.hitLock(key)
-	mu.Lock()
-	defer mu.Unlock()
+	var n int
+	var reset time.Duration
+	defer s.lockHits(key)()
 	err := s.update(func(txn *badger.Txn) error {
-		count = 0
-		item, err := txn.Get(k)
-		switch {
-		case err == nil:
-			if err := item.Value(func(b []byte) error {
-				if len(b) == 8 {
-					count = binary.BigEndian.Uint64(b)
-				}
-				return nil
-			}); err != nil {
-				return err
-			}
-		case !errors.Is(err, badger.ErrKeyNotFound):
-			return err
-		}
-		count++
-		var b [8]byte
-		binary.BigEndian.PutUint64(b[:], count)
-		return txn.SetEntry(badger.NewEntry(k, b[:]).WithTTL(reset.Sub(now) + time.Second))
+		var err error
+		n, reset, err = countHit(txn, now, key, window)
+		return err
 	})
 	if err != nil {
 		return 0, 0, err
 	}
-	return int(count), reset.Sub(now), nil
+	return n, reset, nil
+}
+
+// HitAll implements storage.Store: every counter in one transaction.
+func (s *Store) HitAll(_ context.Context, hits ...storage.Hit) (storage.HitResult, error) {
+	now := s.now()
+	keys := make([]string, len(hits))
+	for i, h := range hits {
+		keys[i] = h.Key
+	}
+	defer s.lockHits(keys...)()
+	var res storage.HitResult
+	err := s.update(func(txn *badger.Txn) error {
+		res = storage.HitResult{Over: -1, Counts: make([]int, 0, len(hits))}
+		for i, h := range hits {
+			n, reset, err := countHit(txn, now, h.Key, h.Window)
+			if err != nil {
+				return err
+			}
+			res.Counts = append(res.Counts, n)
+			if n > h.Limit {
+				res.Over, res.RetryAfter = i, reset
+				return nil
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return storage.HitResult{Over: -1}, err
+	}
+	return res, nil
+}
+
+// countHit counts one event against key's counter of the window that
+// holds now, in txn, and returns the window's count so far and how long
+// until it resets.
+func countHit(txn *badger.Txn, now time.Time, key string, window time.Duration) (int, time.Duration, error) {
+	start := now.Truncate(window)
+	reset := start.Add(window).Sub(now)
+	k := []byte(kHit + key + "/" + strconv.FormatInt(start.Unix(), 10))
+	var count uint64
+	item, err := txn.Get(k)
+	switch {
+	case err == nil:
+		if err := item.Value(func(b []byte) error {
+			if len(b) == 8 {
+				count = binary.BigEndian.Uint64(b)
+			}
+			return nil
+		}); err != nil {
+			return 0, 0, err
+		}
+	case !errors.Is(err, badger.ErrKeyNotFound):
+		return 0, 0, err
+	}
+	count++
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], count)
+	if err := txn.SetEntry(badger.NewEntry(k, b[:]).WithTTL(reset + time.Second)); err != nil {
+		return 0, 0, err
+	}
+	return int(count), reset, nil
 }
 
 // Cooldown implements storage.Store.

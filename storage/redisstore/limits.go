@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"github.com/kdesk/portalgate/storage"
 )
 
 // hit counts one event in a window. KEYS: counter. ARGV: TTL in ms.
@@ -70,4 +72,10 @@ func (s *Store) Cooldown(ctx context.Context, key string, d time.Duration) (bool
 		return false, time.Duration(left) * time.Microsecond, nil
 	}
 	return true, 0, nil
+}
+
+// HitAll implements storage.Store: one counter after the other, since
+// on Redis Cluster each counter has its own slot.
+func (s *Store) HitAll(ctx context.Context, hits ...storage.Hit) (storage.HitResult, error) {
+	return storage.HitEach(ctx, s, hits)
 }

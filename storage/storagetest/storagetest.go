@@ -69,6 +69,7 @@ func Run(t *testing.T, open func(t *testing.T, now func() time.Time) storage.Sto
 	t.Run("Sessions", func(t *testing.T) { testSessions(t, o) })
 	t.Run("ContactLifecycle", func(t *testing.T) { testContactLifecycle(t, o) })
 	t.Run("Hit", func(t *testing.T) { testHit(t, o) })
+	t.Run("HitAll", func(t *testing.T) { testHitAll(t, o) })
 	t.Run("Cooldown", func(t *testing.T) { testCooldown(t, o) })
 	t.Run("Outbox", func(t *testing.T) { testOutbox(t, o) })
 	t.Run("Audit", func(t *testing.T) { testAudit(t, o) })
@@ -1318,6 +1319,93 @@ func testHit(t *testing.T, open Opener) {
 		}
 		if ok, _, err := s.Hit(ctx, "try:workspace:acme", workers*each+1, time.Hour); err != nil || ok {
 			t.Fatalf("hit number %d with limit %d: ok=%v err=%v", workers*each+2, workers*each+1, ok, err)
+		}
+	})
+}
+
+func testHitAll(t *testing.T, open Opener) {
+	t.Run("InOrderStopsAtFirstOver", func(t *testing.T) {
+		ctx, s, clock := setup(t, open)
+		hits := []storage.Hit{
+			{Key: "try:ip:192.0.2.7", Limit: 2, Window: time.Minute},
+			{Key: "try:email:jane@acme.example", Limit: 5, Window: time.Minute},
+			{Key: "try:flow:f1", Limit: 3, Window: time.Hour},
+		}
+		for want := 1; want <= 2; want++ {
+			res, err := s.HitAll(ctx, hits...)
+			must(t, "HitAll", err)
+			if res.Over != -1 || res.RetryAfter != 0 || !slices.Equal(res.Counts, []int{want, want, want}) {
+				t.Fatalf("HitAll %d: %+v, want every counter at %d and none over", want, res, want)
+			}
+		}
+		// The third is over the first counter's limit: it is counted,
+		// the two after it are not.
+		res, err := s.HitAll(ctx, hits...)
+		must(t, "HitAll", err)
+		if res.Over != 0 || !slices.Equal(res.Counts, []int{3}) || res.RetryAfter <= 0 || res.RetryAfter > time.Minute {
+			t.Fatalf("HitAll over the first limit: %+v, want Over 0, Counts [3], a wait in (0, 1m]", res)
+		}
+		// The counters are Count's: the two not touched are still at 2.
+		if n, _, err := s.Count(ctx, "try:email:jane@acme.example", time.Minute); err != nil || n != 3 {
+			t.Fatalf("Count of the second counter: %d, %v; want 3 (2 from HitAll, this one)", n, err)
+		}
+		if n, _, err := s.Count(ctx, "try:flow:f1", time.Hour); err != nil || n != 3 {
+			t.Fatalf("Count of the third counter: %d, %v; want 3 (2 from HitAll, this one)", n, err)
+		}
+		// Without the first, the last goes over: Over names it, with
+		// its own (hour-long) window's wait.
+		res, err = s.HitAll(ctx, hits[1:]...)
+		must(t, "HitAll", err)
+		if res.Over != 1 || !slices.Equal(res.Counts, []int{4, 4}) || res.RetryAfter <= time.Minute || res.RetryAfter > time.Hour {
+			t.Fatalf("HitAll over the last limit: %+v, want Over 1, Counts [4 4], a wait in (1m, 1h]", res)
+		}
+		// Each counter keeps its own window: a minute later the short
+		// ones start over, the hour-long one does not.
+		clock.Advance(time.Minute)
+		res, err = s.HitAll(ctx, hits...)
+		must(t, "HitAll", err)
+		if res.Over != 2 || !slices.Equal(res.Counts, []int{1, 1, 5}) {
+			t.Fatalf("HitAll in the next minute: %+v, want Counts [1 1 5], Over 2", res)
+		}
+		// A key given twice counts twice.
+		res, err = s.HitAll(ctx, storage.Hit{Key: "k", Limit: 1, Window: time.Minute}, storage.Hit{Key: "k", Limit: 1, Window: time.Minute})
+		must(t, "HitAll", err)
+		if res.Over != 1 || !slices.Equal(res.Counts, []int{1, 2}) {
+			t.Fatalf("HitAll of one key twice: %+v, want Counts [1 2], Over 1", res)
+		}
+	})
+
+	t.Run("ConcurrentCountedExactly", func(t *testing.T) {
+		ctx, s, _ := setup(t, open)
+		// Every caller shares the first counter and has one of two
+		// second counters of its own, so the calls overlap crosswise.
+		const n, limit = 24, 16
+		var allowed atomic.Int32
+		parallel(n, func(i int) {
+			res, err := s.HitAll(ctx,
+				storage.Hit{Key: "send:ws:acme", Limit: limit, Window: time.Hour},
+				storage.Hit{Key: fmt.Sprintf("send:email:%d", i%2), Limit: n, Window: time.Hour},
+			)
+			if err != nil {
+				t.Errorf("HitAll #%d: %v", i, err)
+				return
+			}
+			if res.Over == -1 {
+				allowed.Add(1)
+			}
+		})
+		if a := allowed.Load(); a != limit {
+			t.Fatalf("%d concurrent HitAll with a shared limit of %d: %d allowed", n, limit, a)
+		}
+		// Only the allowed calls reached the second counters.
+		sum := 0
+		for i := range 2 {
+			c, _, err := s.Count(ctx, fmt.Sprintf("send:email:%d", i), time.Hour)
+			must(t, "Count", err)
+			sum += c - 1
+		}
+		if sum != limit {
+			t.Fatalf("second counters counted %d, want %d (only the calls within the first limit)", sum, limit)
 		}
 	})
 }
