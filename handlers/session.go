@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"strings"
 
-	"go.uber.org/zap"
-
 	"github.com/kdesk/portalgate/storage"
 )
 
@@ -49,15 +47,14 @@ func (q *request) signIn(f storage.SignInFlow, contact storage.Contact, method s
 		ExpiresAt: now.Add(q.ws.SessionTTL),
 		Idle:      q.ws.SessionIdle,
 	}
-	if err := q.store.PutSession(ctx, sess); err != nil {
+	// The flow ends with the sign-in, and so does the browser's old
+	// session (if any): a new id at every sign-in. One store call.
+	var old string
+	if id := q.cookie(cookieSession); validID(id) {
+		old = HashID(id)
+	}
+	if err := q.store.StartSession(ctx, sess, f.IDHash, old); err != nil {
 		return q.failed("creating session", err)
-	}
-	// The old session (if any) ends: a new id at every sign-in.
-	if old := q.cookie(cookieSession); validID(old) {
-		_ = q.store.DeleteSession(ctx, q.ws.Name, HashID(old))
-	}
-	if err := q.store.DeleteFlow(ctx, f.IDHash); err != nil {
-		q.g.portal.Logger.Warn("ending sign-in flow", zap.Error(err))
 	}
 	q.setCookie(cookieFlow, "", -1)
 	q.setCookie(cookieSession, id, q.ws.SessionTTL)

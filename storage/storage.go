@@ -104,6 +104,12 @@ type Codes interface {
 type Sessions interface {
 	// PutSession stores a session until its absolute or idle expiry.
 	PutSession(ctx context.Context, s Session) error
+	// StartSession is a sign-in's write: it stores s as PutSession does
+	// and ends the sign-in flow whose id hash is endFlow and the session
+	// of s's workspace whose id hash is endSession (the browser's
+	// previous one), each skipped when empty and not an error when
+	// missing. A backend that can does it in one transaction.
+	StartSession(ctx context.Context, s Session, endFlow, endSession string) error
 	// Session returns a live session of a workspace by the hash of its id.
 	Session(ctx context.Context, workspace, idHash string) (Session, error)
 	// TouchSession records activity, extending the idle expiry.

@@ -610,20 +610,39 @@ func (s *Store) RedeemCode(_ context.Context, ws, contactID, flowHash string, ha
 }
 
 // PutSession implements storage.Store.
-func (s *Store) PutSession(_ context.Context, sess storage.Session) error {
-	ttl := sess.Expiry().Sub(s.now())
+func (s *Store) PutSession(ctx context.Context, sess storage.Session) error {
+	return s.StartSession(ctx, sess, "", "")
+}
+
+// StartSession implements storage.Store: one transaction.
+func (s *Store) StartSession(_ context.Context, sess storage.Session, endFlow, endSession string) error {
+	now := s.now()
+	ttl := sess.Expiry().Sub(now)
 	if ttl <= 0 {
 		return errors.New("session already expired")
 	}
-	err := s.update(func(txn *badger.Txn) error {
+	if endSession != "" {
+		defer s.sessions.Drop(endSession)
+	}
+	return s.update(func(txn *badger.Txn) error {
 		if err := setJSON(txn, kSession+sess.IDHash, sess, ttl); err != nil {
 			return err
 		}
 		idx := badger.NewEntry([]byte(kSessIdx+sess.Workspace+"/"+sess.ContactID+"/"+sess.IDHash), nil).
-			WithTTL(sess.ExpiresAt.Sub(s.now()) + time.Second)
-		return txn.SetEntry(idx)
+			WithTTL(sess.ExpiresAt.Sub(now) + time.Second)
+		if err := txn.SetEntry(idx); err != nil {
+			return err
+		}
+		if endFlow != "" {
+			if err := txn.Delete([]byte(kFlow + endFlow)); err != nil {
+				return err
+			}
+		}
+		if endSession != "" && endSession != sess.IDHash {
+			return endSessionIn(txn, sess.Workspace, endSession)
+		}
+		return nil
 	})
-	return err
 }
 
 // Session implements storage.Store.
@@ -681,24 +700,28 @@ func (s *Store) TouchSession(_ context.Context, ws, idHash string, seen time.Tim
 
 // DeleteSession implements storage.Store.
 func (s *Store) DeleteSession(_ context.Context, ws, idHash string) error {
-	key := kSession + idHash
 	defer s.sessions.Drop(idHash)
-	return s.update(func(txn *badger.Txn) error {
-		var sess storage.Session
-		switch err := getJSON(txn, key, &sess); {
-		case errors.Is(err, storage.ErrNotFound):
-			return nil
-		case err != nil:
-			return err
-		}
-		if sess.Workspace != ws {
-			return nil
-		}
-		if err := txn.Delete([]byte(kSessIdx + sess.Workspace + "/" + sess.ContactID + "/" + idHash)); err != nil {
-			return err
-		}
-		return txn.Delete([]byte(key))
-	})
+	return s.update(func(txn *badger.Txn) error { return endSessionIn(txn, ws, idHash) })
+}
+
+// endSessionIn deletes a session of workspace ws and its index entry in
+// txn; a missing one, or one of another workspace, is left alone.
+func endSessionIn(txn *badger.Txn, ws, idHash string) error {
+	key := kSession + idHash
+	var sess storage.Session
+	switch err := getJSON(txn, key, &sess); {
+	case errors.Is(err, storage.ErrNotFound):
+		return nil
+	case err != nil:
+		return err
+	}
+	if sess.Workspace != ws {
+		return nil
+	}
+	if err := txn.Delete([]byte(kSessIdx + sess.Workspace + "/" + sess.ContactID + "/" + idHash)); err != nil {
+		return err
+	}
+	return txn.Delete([]byte(key))
 }
 
 // Sessions implements storage.Store.

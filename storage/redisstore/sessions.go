@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+	"go.uber.org/zap"
 
 	"github.com/kdesk/portalgate/storage"
 )
@@ -47,6 +48,29 @@ func (s *Store) PutSession(ctx context.Context, sess storage.Session) error {
 		string(doc), pxString(ttl))
 	s.written.mark(key)
 	return err
+}
+
+// StartSession implements storage.Store: on Redis Cluster the flow and
+// the sessions live in different slots, so it is PutSession, then
+// DeleteSession and DeleteFlow, each one call. Once the session is
+// stored the sign-in stands: a failure to end the others is logged, not
+// returned (the browser's cookie is replaced either way, and the flow
+// expires by itself).
+func (s *Store) StartSession(ctx context.Context, sess storage.Session, endFlow, endSession string) error {
+	if err := s.PutSession(ctx, sess); err != nil {
+		return err
+	}
+	if endSession != "" && endSession != sess.IDHash {
+		if err := s.DeleteSession(ctx, sess.Workspace, endSession); err != nil {
+			s.log.Warn("ending the previous session at sign-in", zap.Error(err))
+		}
+	}
+	if endFlow != "" {
+		if err := s.DeleteFlow(ctx, endFlow); err != nil {
+			s.log.Warn("ending the sign-in flow", zap.Error(err))
+		}
+	}
+	return nil
 }
 
 func decodeSession(raw string) (storage.Session, error) {

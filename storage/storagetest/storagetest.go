@@ -842,6 +842,66 @@ func testSessions(t *testing.T, open Opener) {
 		}
 	})
 
+	t.Run("StartSessionEndsFlowAndOldSession", func(t *testing.T) {
+		ctx, s, clock := setup(t, open)
+		now := clock.Now()
+		flow := storage.SignInFlow{IDHash: newHash(t), Workspace: "acme", ReturnTo: "/", CreatedAt: now, ExpiresAt: now.Add(15 * time.Minute)}
+		other := storage.SignInFlow{IDHash: newHash(t), Workspace: "acme", ReturnTo: "/", CreatedAt: now, ExpiresAt: now.Add(15 * time.Minute)}
+		must(t, "PutFlow", s.PutFlow(ctx, flow))
+		must(t, "PutFlow", s.PutFlow(ctx, other))
+		old := newSession(t, now, "acme", "c-1")
+		kept := newSession(t, now, "acme", "c-1")
+		must(t, "PutSession", s.PutSession(ctx, old))
+		must(t, "PutSession", s.PutSession(ctx, kept))
+		live(t, ctx, s, old, "the old session, read once (and cached)")
+
+		started := newSession(t, now, "acme", "c-2")
+		must(t, "StartSession", s.StartSession(ctx, started, flow.IDHash, old.IDHash))
+		live(t, ctx, s, started, "the started session")
+		gone(t, ctx, s, old, "the browser's old session")
+		live(t, ctx, s, kept, "another session of the contact")
+		if _, err := s.Flow(ctx, flow.IDHash); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("the sign-in's flow: err = %v, want ErrNotFound", err)
+		}
+		if _, err := s.Flow(ctx, other.IDHash); err != nil {
+			t.Fatalf("another flow: %v", err)
+		}
+		list, err := s.Sessions(ctx, "acme", "c-1")
+		must(t, "Sessions", err)
+		if got, want := sessionHashes(list), sortedHashes(kept.IDHash); !slices.Equal(got, want) {
+			t.Fatalf("c-1's sessions = %v, want %v (the old one unindexed)", got, want)
+		}
+		list, err = s.Sessions(ctx, "acme", "c-2")
+		must(t, "Sessions", err)
+		if got, want := sessionHashes(list), sortedHashes(started.IDHash); !slices.Equal(got, want) {
+			t.Fatalf("c-2's sessions = %v, want %v", got, want)
+		}
+
+		// Nothing to end, or ends that are gone already: not an error.
+		second := newSession(t, now, "acme", "c-2")
+		must(t, "StartSession without ends", s.StartSession(ctx, second, "", ""))
+		third := newSession(t, now, "acme", "c-2")
+		must(t, "StartSession with missing ends", s.StartSession(ctx, third, flow.IDHash, old.IDHash))
+		live(t, ctx, s, second, "a session started without ends")
+		live(t, ctx, s, third, "a session started with missing ends")
+
+		// A session of another workspace is not the browser's to end.
+		beta := newSession(t, now, "beta", "c-9")
+		must(t, "PutSession", s.PutSession(ctx, beta))
+		fourth := newSession(t, now, "acme", "c-2")
+		must(t, "StartSession", s.StartSession(ctx, fourth, "", beta.IDHash))
+		live(t, ctx, s, beta, "another workspace's session named as the old one")
+
+		expired := newSession(t, now.Add(-13*time.Hour), "acme", "c-2")
+		if err := s.StartSession(ctx, expired, other.IDHash, kept.IDHash); err == nil {
+			t.Fatal("StartSession of an expired session: no error")
+		}
+		live(t, ctx, s, kept, "the old session named by a refused start")
+		if _, err := s.Flow(ctx, other.IDHash); err != nil {
+			t.Fatalf("the flow named by a refused start: %v", err)
+		}
+	})
+
 	t.Run("IdleExpiry", func(t *testing.T) {
 		ctx, s, clock := setup(t, open)
 		sess := newSession(t, clock.Now(), "acme", "c-1")
