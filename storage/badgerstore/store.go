@@ -71,6 +71,9 @@ type Store struct {
 	// different counters (every sign-in form counts one or two) never wait
 	// for each other's commit.
 	hitMu [64]sync.Mutex
+
+	// outboxFloor is where claims start reading the outbox.
+	outboxFloor outboxFloor
 }
 
 // hitStripe is the stripe of hitMu that serializes counter k.
@@ -924,6 +927,7 @@ func (s *Store) TakeOnce(_ context.Context, key string) ([]byte, error) {
 // Enqueue implements storage.Store.
 func (s *Store) Enqueue(_ context.Context, m storage.OutboxMessage) error {
 	m = m.WithDefaults(s.now())
+	s.outboxFloor.enqueued(m.ID)
 	return s.update(func(txn *badger.Txn) error { return setJSON(txn, kOutbox+m.ID, m, 0) })
 }
 
@@ -931,11 +935,17 @@ func (s *Store) Enqueue(_ context.Context, m storage.OutboxMessage) error {
 func (s *Store) ClaimOutbox(_ context.Context, lease time.Duration, max int) ([]storage.OutboxMessage, error) {
 	now := s.now()
 	var out []storage.OutboxMessage
+	from := s.outboxFloor.begin()
+	var first string
+	var found bool
 	err := s.update(func(txn *badger.Txn) error {
-		out = out[:0]
+		out, first, found = out[:0], "", false
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(kOutbox), PrefetchValues: true, PrefetchSize: 16})
 		defer it.Close()
-		for it.Rewind(); it.Valid() && len(out) < max; it.Next() {
+		for it.Seek([]byte(kOutbox + from)); it.Valid() && len(out) < max; it.Next() {
+			if !found {
+				first, found = string(it.Item().Key()[len(kOutbox):]), true
+			}
 			var m storage.OutboxMessage
 			if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &m) }); err != nil {
 				return err
@@ -954,6 +964,7 @@ func (s *Store) ClaimOutbox(_ context.Context, lease time.Duration, max int) ([]
 		}
 		return nil
 	})
+	s.outboxFloor.end(err == nil, first, found)
 	if errors.Is(err, badger.ErrConflict) {
 		return nil, nil
 	}

@@ -1554,6 +1554,81 @@ func testOutbox(t *testing.T, open Opener) {
 		}
 	}
 
+	t.Run("ClaimFindsEveryLiveMessage", func(t *testing.T) {
+		// Claims never miss a message, whatever order ids arrive in
+		// and whatever was delivered before (a backend may remember
+		// where the live messages start).
+		ctx, s, clock := setup(t, open)
+		must(t, "Enqueue", s.Enqueue(ctx, msg("m5")))
+		must(t, "Enqueue", s.Enqueue(ctx, msg("m7")))
+		if got := claim(t, ctx, s, time.Minute, 1); len(got) != 1 {
+			t.Fatalf("first claim: %d messages, want 1", len(got))
+		}
+		must(t, "AckOutbox", s.AckOutbox(ctx, "m5"))
+		must(t, "Enqueue", s.Enqueue(ctx, msg("m1")))
+		got := claim(t, ctx, s, time.Minute, 10)
+		if _, ok := got["m1"]; !ok || len(got) != 2 {
+			t.Fatalf("claim after a lower id was enqueued: %v, want m1 and m7", slices.Sorted(maps.Keys(got)))
+		}
+		must(t, "AckOutbox", s.AckOutbox(ctx, "m1"))
+		must(t, "AckOutbox", s.AckOutbox(ctx, "m7"))
+		if got := claim(t, ctx, s, time.Minute, 10); len(got) != 0 {
+			t.Fatalf("claim of an empty outbox: %v", slices.Sorted(maps.Keys(got)))
+		}
+		must(t, "Enqueue", s.Enqueue(ctx, msg("m0")))
+		must(t, "RetryOutbox", s.RetryOutbox(ctx, "m0", clock.Now().Add(time.Minute), "later"))
+		if got := claim(t, ctx, s, time.Minute, 10); len(got) != 0 {
+			t.Fatalf("claim before the retry is due: %v", slices.Sorted(maps.Keys(got)))
+		}
+		clock.Advance(time.Minute)
+		if got := claim(t, ctx, s, time.Minute, 10); len(got) != 1 {
+			t.Fatalf("claim once the retry is due: %v, want m0", slices.Sorted(maps.Keys(got)))
+		}
+		must(t, "AckOutbox", s.AckOutbox(ctx, "m0"))
+
+		// Enqueues racing a claimer, ids in random order: each message
+		// is claimed exactly once.
+		const writers, each = 4, 40
+		var enqueued sync.WaitGroup
+		enqueued.Add(writers)
+		for w := range writers {
+			go func() {
+				defer enqueued.Done()
+				for i := range each {
+					id := fmt.Sprintf("r%02d-%03d", (i*7+w*13)%97, w*each+i)
+					if err := s.Enqueue(ctx, msg(id)); err != nil {
+						t.Errorf("Enqueue: %v", err)
+					}
+				}
+			}()
+		}
+		writing := make(chan struct{})
+		go func() { enqueued.Wait(); close(writing) }()
+		claimed := map[string]bool{}
+		for done := false; ; {
+			select {
+			case <-writing:
+				done = true
+			default:
+			}
+			ms, err := s.ClaimOutbox(ctx, time.Hour, 8)
+			must(t, "ClaimOutbox", err)
+			for _, m := range ms {
+				if claimed[m.ID] {
+					t.Fatalf("%s claimed twice", m.ID)
+				}
+				claimed[m.ID] = true
+				must(t, "AckOutbox", s.AckOutbox(ctx, m.ID))
+			}
+			if done && len(ms) == 0 {
+				break
+			}
+		}
+		if len(claimed) != writers*each {
+			t.Fatalf("claimed %d messages, want %d", len(claimed), writers*each)
+		}
+	})
+
 	t.Run("ClaimLeaseAck", func(t *testing.T) {
 		ctx, s, clock := setup(t, open)
 		outboxLen(t, ctx, s, 0)
