@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net/http"
 	"path"
+	"sync"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -76,6 +77,9 @@ func LanguageSupported(s string) (language.Tag, bool) {
 type tr struct {
 	loc *i18n.Localizer
 	tag language.Tag
+	// plain keeps the messages asked for without values, each rendered
+	// once: a page asks for a dozen, and go-i18n runs a template for each.
+	plain sync.Map // message id → string
 }
 
 var translators = map[language.Tag]*tr{}
@@ -99,6 +103,24 @@ func translator(t language.Tag) *tr {
 // template names and values ("Workspace", "Acme"); a "Count" pair also
 // picks the plural form.
 func (t *tr) T(id string, pairs ...any) string {
+	if len(pairs) == 0 {
+		if s, ok := t.plain.Load(id); ok {
+			return s.(string)
+		}
+		s, known := t.localize(id, nil)
+		if known {
+			// Only catalog ids: the map stays as small as the catalog.
+			t.plain.Store(id, s)
+		}
+		return s
+	}
+	s, _ := t.localize(id, pairs)
+	return s
+}
+
+// localize renders message id with pairs of template names and values;
+// known is false when the catalog has no such id.
+func (t *tr) localize(id string, pairs []any) (s string, known bool) {
 	data := map[string]any{}
 	var count any
 	for i := 0; i+1 < len(pairs); i += 2 {
@@ -112,9 +134,9 @@ func (t *tr) T(id string, pairs ...any) string {
 	if err != nil && s == "" {
 		// Every catalog has every key (TestCatalogsComplete); an override
 		// template naming an unknown one shows the id, not a blank.
-		return id
+		return id, false
 	}
-	return s
+	return s, err == nil
 }
 
 // H is T for messages that carry markup (<strong>): the values are

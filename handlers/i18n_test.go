@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"fmt"
 	"html"
 	"io/fs"
 	"net/http"
@@ -277,4 +278,29 @@ func TestLanguageNegotiation(t *testing.T) {
 	// An API answer speaks the browser's language too.
 	api := tp.browser(t, tp.acme).do(http.MethodGet, "/tickets", nil, http.Header{"Accept": {"application/json"}, "Accept-Language": {"de"}})
 	wantBody(t, "API message", api, "Melden Sie sich zuerst bei Acme Support an.")
+}
+
+// TestPlainMessagesRenderedOnce checks the translator's memo of messages
+// without values: the same text as rendering afresh, values still
+// applied when given, and ids outside the catalog never kept.
+func TestPlainMessagesRenderedOnce(t *testing.T) {
+	for _, tag := range Languages {
+		x := &tr{loc: translator(tag).loc, tag: tag}
+		fresh, _ := x.localize("code_heading", nil)
+		if a, b := x.T("code_heading"), x.T("code_heading"); a != fresh || b != fresh || fresh == "" {
+			t.Fatalf("%s: T(code_heading) = %q then %q, want %q twice", tag, a, b, fresh)
+		}
+		if got, want := x.T("too_many_next", "Wait", "7 s"), "7 s"; !strings.Contains(got, want) {
+			t.Fatalf("%s: T(too_many_next, Wait) = %q, want it to contain %q", tag, got, want)
+		}
+		for i := range 3 {
+			id := fmt.Sprintf("no_such_message_%d", i)
+			if got := x.T(id); got != id {
+				t.Fatalf("%s: T(%s) = %q, want the id", tag, id, got)
+			}
+			if _, kept := x.plain.Load(id); kept {
+				t.Fatalf("%s: an id outside the catalog was kept", tag)
+			}
+		}
+	}
 }
