@@ -493,8 +493,7 @@ func (s *Store) endSessions(txn *badger.Txn, ws, contactID string) (int, []strin
 	hashes := make([]string, 0, len(keys))
 	for _, k := range keys {
 		hash := string(k[bytes.LastIndexByte(k, '/')+1:])
-		var sess storage.Session
-		switch err := getJSON(txn, kSession+hash, &sess); {
+		switch sess, err := getSession(txn, hash); {
 		case err == nil:
 			if now.Before(sess.Expiry()) {
 				n++
@@ -628,7 +627,7 @@ func (s *Store) StartSession(_ context.Context, sess storage.Session, endFlow, e
 		defer s.sessions.Drop(endSession)
 	}
 	return s.update(func(txn *badger.Txn) error {
-		if err := setJSON(txn, kSession+sess.IDHash, sess, ttl); err != nil {
+		if err := setSession(txn, sess, ttl); err != nil {
 			return err
 		}
 		idx := badger.NewEntry([]byte(kSessIdx+sess.Workspace+"/"+sess.ContactID+"/"+sess.IDHash), nil).
@@ -659,7 +658,11 @@ func (s *Store) Session(_ context.Context, ws, idHash string) (storage.Session, 
 	}
 	gen := s.sessions.Generation()
 	var sess storage.Session
-	err := s.db.View(func(txn *badger.Txn) error { return getJSON(txn, kSession+idHash, &sess) })
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		sess, err = getSession(txn, idHash)
+		return err
+	})
 	if err != nil {
 		return storage.Session{}, err
 	}
@@ -672,10 +675,9 @@ func (s *Store) Session(_ context.Context, ws, idHash string) (storage.Session, 
 
 // TouchSession implements storage.Store.
 func (s *Store) TouchSession(_ context.Context, ws, idHash string, seen time.Time) error {
-	key := kSession + idHash
-	var sess storage.Session
 	err := s.update(func(txn *badger.Txn) error {
-		if err := getJSON(txn, key, &sess); err != nil {
+		sess, err := getSession(txn, idHash)
+		if err != nil {
 			return err
 		}
 		if sess.Workspace != ws {
@@ -694,7 +696,7 @@ func (s *Store) TouchSession(_ context.Context, ws, idHash string, seen time.Tim
 		if ttl <= 0 {
 			return storage.ErrNotFound
 		}
-		return setJSON(txn, key, sess, ttl)
+		return setSession(txn, sess, ttl)
 	})
 	// Dropped, not replaced: a concurrent delete must win.
 	s.sessions.Drop(idHash)
@@ -711,8 +713,8 @@ func (s *Store) DeleteSession(_ context.Context, ws, idHash string) error {
 // txn; a missing one, or one of another workspace, is left alone.
 func endSessionIn(txn *badger.Txn, ws, idHash string) error {
 	key := kSession + idHash
-	var sess storage.Session
-	switch err := getJSON(txn, key, &sess); {
+	sess, err := getSession(txn, idHash)
+	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		return nil
 	case err != nil:
@@ -741,8 +743,8 @@ func (s *Store) Sessions(_ context.Context, ws, contactID string) ([]storage.Ses
 		for it.Rewind(); it.Valid(); it.Next() {
 			k := string(it.Item().Key())
 			hash := k[strings.LastIndexByte(k, '/')+1:]
-			var sess storage.Session
-			if err := getJSON(txn, kSession+hash, &sess); errors.Is(err, storage.ErrNotFound) {
+			sess, err := getSession(txn, hash)
+			if errors.Is(err, storage.ErrNotFound) {
 				continue
 			} else if err != nil {
 				return err
