@@ -688,6 +688,19 @@ var adaptErrorCases = []struct {
 		line: 4,
 	},
 	{
+		name: "bad badger compression",
+		caddyfile: `{
+	portal {
+		storage badger {
+			compression gzip
+		}
+		workspace acme
+	}
+}` + site,
+		want: []string{`compression "gzip": want none, snappy or zstd`},
+		line: 4,
+	},
+	{
 		name: "repeated storage badger option",
 		caddyfile: `{
 	portal {

@@ -103,7 +103,7 @@ func scaleRun(caddyBin, backend string, n, rounds int, d time.Duration, conns in
 	defer os.RemoveAll(dir)
 	res := &scaleResult{n: n}
 	fmt.Fprintf(os.Stderr, "portalbench -scale: seeding %d contacts and sessions (%s, %s)\n", n, backend, dir)
-	storageCfg := fmt.Sprintf("storage_dir %s/portal", dir)
+	storageCfg := fmt.Sprintf("storage badger {\n\t\t\tdir %s/portal\n\t\t\tcompression %s\n\t\t}", dir, badgerCompression)
 	var store storage.Store
 	var redisAddr string
 	if backend == "redis" {
@@ -127,7 +127,7 @@ func scaleRun(caddyBin, backend string, n, rounds int, d time.Duration, conns in
 		store = rs
 		storageCfg = fmt.Sprintf("storage redis {\n\t\t\taddress %s\n\t\t}", redisAddr)
 	} else {
-		bs, err := badgerstore.Open(filepath.Join(dir, "portal"), badgerstore.Options{})
+		bs, err := badgerstore.Open(filepath.Join(dir, "portal"), badgerstore.Options{Compression: badgerCompression})
 		if err != nil {
 			return nil, err
 		}

@@ -12,6 +12,7 @@ import (
 //	storage badger {
 //		dir <dir>
 //		audit_retention <duration>
+//		compression none|snappy|zstd
 //	}
 //
 // The portal option's `storage_dir <dir>` is short for the dir alone.
@@ -38,8 +39,15 @@ func (b *Backend) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			b.AuditRetention = v
+		case "compression":
+			if !d.AllArgs(&b.Compression) {
+				return d.ArgErr()
+			}
+			if _, err := compression(b.Compression); err != nil {
+				return d.Err(err.Error())
+			}
 		default:
-			return storage.UnknownOption(d, "storage badger", []string{"dir", "audit_retention"})
+			return storage.UnknownOption(d, "storage badger", []string{"dir", "audit_retention", "compression"})
 		}
 	}
 	return nil

@@ -39,6 +39,26 @@ type Options struct {
 	InMemory bool
 	// GCInterval is how often value-log GC runs; default 5 minutes.
 	GCInterval time.Duration
+	// Compression is "none" (default), "snappy" or "zstd"; see
+	// Backend.Compression.
+	Compression string
+}
+
+// blockCacheBytes is Badger's cache of decompressed blocks, used only
+// with compression.
+const blockCacheBytes = 16 << 20
+
+// compression is Badger's compression for name.
+func compression(name string) (options.CompressionType, error) {
+	switch name {
+	case "", "none":
+		return options.None, nil
+	case "snappy":
+		return options.Snappy, nil
+	case "zstd":
+		return options.ZSTD, nil
+	}
+	return options.None, fmt.Errorf("storage badger: compression %q: want none, snappy or zstd", name)
 }
 
 // Store is a storage.Store on Badger.
@@ -131,6 +151,7 @@ func Open(dir string, o Options) (*Store, error) {
 		WithValueLogFileSize(32 << 20).
 		WithCompression(options.None).
 		WithBlockCacheSize(0).
+		WithZSTDCompressionLevel(1).
 		WithIndexCacheSize(8 << 20).
 		WithValueThreshold(1 << 10).
 		WithNumCompactors(2).
@@ -138,6 +159,12 @@ func Open(dir string, o Options) (*Store, error) {
 		WithMetricsEnabled(false)
 	if o.InMemory {
 		opts = opts.WithDir("").WithValueDir("").WithInMemory(true)
+	}
+	switch c, err := compression(o.Compression); {
+	case err != nil:
+		return nil, err
+	case c != options.None:
+		opts = opts.WithCompression(c).WithBlockCacheSize(blockCacheBytes)
 	}
 	db, err := badger.Open(opts)
 	if err != nil {
