@@ -76,6 +76,7 @@ local function put_contacts(pre, list, out)
     redis.call('SET', pre .. 'ce:' .. email, id)
     if dir ~= '' then redis.call('SET', pre .. 'cd:' .. dir, id) end
     redis.call('SADD', pre .. 'ids', id)
+    redis.call('ZADD', pre .. 'idz', 0, id)
   end
   return nil
 end

@@ -6,6 +6,7 @@ end_sessions(ARGV[1], ARGV[2], out)
 end_codes(ARGV[1], ARGV[2])
 redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[2], ARGV[2])
+redis.call('ZREM', ARGV[1] .. 'idz', ARGV[2])
 local ek = ARGV[1] .. 'ce:' .. (d.email or '')
 if redis.call('GET', ek) == ARGV[2] then redis.call('DEL', ek) end
 if d.directory_id and d.directory_id ~= '' then
