@@ -1203,10 +1203,18 @@ type contactKey struct{ ws, id string }
 
 type badgerLogger struct{ s *zap.SugaredLogger }
 
-func (l badgerLogger) Errorf(f string, a ...any)   { l.s.Errorf(strings.TrimSpace(f), a...) }
-func (l badgerLogger) Warningf(f string, a ...any) { l.s.Warnf(strings.TrimSpace(f), a...) }
-func (l badgerLogger) Infof(f string, a ...any)    { l.s.Infof(strings.TrimSpace(f), a...) }
-func (l badgerLogger) Debugf(f string, a ...any)   { l.s.Debugf(strings.TrimSpace(f), a...) }
+func (l badgerLogger) Errorf(f string, a ...any) { l.s.Errorf(strings.TrimSpace(f), a...) }
+func (l badgerLogger) Warningf(f string, a ...any) {
+	// Badger's advice to grow its caches, every minute under random
+	// reads: their sizes are chosen here, for the resident memory.
+	if strings.Contains(f, "might be too small") || strings.HasPrefix(f, "Cache life expectancy") {
+		l.s.Debugf(strings.TrimSpace(f), a...)
+		return
+	}
+	l.s.Warnf(strings.TrimSpace(f), a...)
+}
+func (l badgerLogger) Infof(f string, a ...any)  { l.s.Infof(strings.TrimSpace(f), a...) }
+func (l badgerLogger) Debugf(f string, a ...any) { l.s.Debugf(strings.TrimSpace(f), a...) }
 
 // Interface guards
 var (
