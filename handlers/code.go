@@ -181,27 +181,28 @@ func (q *request) sendCode(f storage.SignInFlow, flowID string, resend bool) err
 		return q.failed("checking resend cooldown", err)
 	}
 	now := q.now()
+	f.ExpiresAt = now.Add(flowTTL)
 	if ok {
 		if answered, err := q.overLimit(ev, "sign-in requests", rateLimit{key: "req/ip/" + q.net, limit: q.g.portal.Limits.RequestsPerIP}); answered {
 			return err
 		}
 		job, _ := json.Marshal(codeJob{Workspace: ws.Name, Email: f.Email, ContactID: f.ContactID, FlowHash: f.CodeFlow(), Method: f.Method, ClientIP: q.ip, Lang: q.tr.Lang(), Browser: browserName(q.ua)})
-		if err := q.store.Enqueue(ctx, storage.OutboxMessage{Kind: kindCode, Payload: job, NotAfter: now.Add(ws.CodeTTL)}); err != nil {
-			return q.failed("queueing code email", err)
-		}
-		q.g.portal.outbox.Wake()
 		f.ResendAt = now.Add(ws.ResendCooldown)
 		f.Held = false
 		f.CodesSent++
+		// The message and the flow that now counts it: one store call.
+		if err := q.store.EnqueueForFlow(ctx, storage.OutboxMessage{Kind: kindCode, Payload: job, NotAfter: now.Add(ws.CodeTTL)}, f); err != nil {
+			return q.failed("queueing code email", err)
+		}
+		q.g.portal.outbox.Wake()
 		ev.Event = EventCodeRequested
 		q.audit(ev)
 	} else {
 		f.ResendAt = now.Add(wait)
 		f.Held = true
-	}
-	f.ExpiresAt = now.Add(flowTTL)
-	if err := q.store.PutFlow(ctx, f); err != nil {
-		return q.failed("keeping sign-in flow", err)
+		if err := q.store.PutFlow(ctx, f); err != nil {
+			return q.failed("keeping sign-in flow", err)
+		}
 	}
 	if flowID != "" {
 		// The flow lives flowTTL from now: so must its cookie.

@@ -960,6 +960,23 @@ func (s *Store) Enqueue(_ context.Context, m storage.OutboxMessage) error {
 	return s.update(func(txn *badger.Txn) error { return setJSON(txn, kOutbox+m.ID, m, 0) })
 }
 
+// EnqueueForFlow implements storage.Store: one transaction.
+func (s *Store) EnqueueForFlow(_ context.Context, m storage.OutboxMessage, f storage.SignInFlow) error {
+	now := s.now()
+	ttl := f.ExpiresAt.Sub(now)
+	if ttl <= 0 {
+		return errors.New("flow already expired")
+	}
+	m = m.WithDefaults(now)
+	s.outboxFloor.enqueued(m.ID)
+	return s.update(func(txn *badger.Txn) error {
+		if err := setJSON(txn, kFlow+f.IDHash, f, ttl); err != nil {
+			return err
+		}
+		return setJSON(txn, kOutbox+m.ID, m, 0)
+	})
+}
+
 // ClaimOutbox implements storage.Store.
 func (s *Store) ClaimOutbox(_ context.Context, lease time.Duration, max int) ([]storage.OutboxMessage, error) {
 	now := s.now()

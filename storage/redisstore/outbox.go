@@ -55,6 +55,15 @@ func (s *Store) Enqueue(ctx context.Context, m storage.OutboxMessage) error {
 	return err
 }
 
+// EnqueueForFlow implements storage.Store: the flow, then the message
+// (on Redis Cluster they live in different slots).
+func (s *Store) EnqueueForFlow(ctx context.Context, m storage.OutboxMessage, f storage.SignInFlow) error {
+	if err := s.PutFlow(ctx, f); err != nil {
+		return err
+	}
+	return s.Enqueue(ctx, m)
+}
+
 // claimOutbox leases up to max due messages: it counts an attempt, sets
 // the lease and reschedules each at its lease's end, so a message leased
 // by a worker that died comes back by itself. KEYS: due set. ARGV: now and

@@ -1554,6 +1554,32 @@ func testOutbox(t *testing.T, open Opener) {
 		}
 	}
 
+	t.Run("EnqueueForFlow", func(t *testing.T) {
+		ctx, s, clock := setup(t, open)
+		now := clock.Now()
+		f := storage.SignInFlow{IDHash: newHash(t), Workspace: "acme", ReturnTo: "/tickets", Email: "jane@acme.example",
+			Method: "code", CodesSent: 1, CreatedAt: now, ExpiresAt: now.Add(15 * time.Minute)}
+		must(t, "EnqueueForFlow", s.EnqueueForFlow(ctx, msg("m1"), f))
+		got, err := s.Flow(ctx, f.IDHash)
+		must(t, "Flow", err)
+		if !sameFlow(got, f) {
+			t.Fatalf("Flow = %+v, want %+v", got, f)
+		}
+		if c := claim(t, ctx, s, time.Minute, 10); len(c) != 1 || string(c["m1"].Payload) != string(msg("m1").Payload) {
+			t.Fatalf("claim after EnqueueForFlow: %v", c)
+		}
+		// A flow past its expiry is refused, and nothing is queued.
+		old := f
+		old.IDHash, old.ExpiresAt = newHash(t), now.Add(-time.Second)
+		if err := s.EnqueueForFlow(ctx, msg("m2"), old); err == nil {
+			t.Fatal("EnqueueForFlow with an expired flow: no error")
+		}
+		outboxLen(t, ctx, s, 1)
+		if _, err := s.Flow(ctx, old.IDHash); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("the expired flow: err = %v, want ErrNotFound", err)
+		}
+	})
+
 	t.Run("ClaimFindsEveryLiveMessage", func(t *testing.T) {
 		// Claims never miss a message, whatever order ids arrive in
 		// and whatever was delivered before (a backend may remember
