@@ -226,3 +226,61 @@ func TestRefusedSignOutRedirects(t *testing.T) {
 	wantRedirect(t, "sign-out from the page", b.post("/_portal/signout", url.Values{"csrf": {csrf(t, page)}}), "/_portal/signin?signed_out=1")
 	wantSignIn(t, "after signing out", b)
 }
+
+// TestSignOutTokens checks the sign-out token: a new session's is keyed
+// from its id, not stored; the token of one session does not sign out
+// another; and a session of an earlier version, stored with a random
+// token, signs out with that token and no other.
+func TestSignOutTokens(t *testing.T) {
+	tp := newTestPortal(t, nil)
+	b := tp.signedIn(t)
+	hash := HashID(b.cookie(cookieSession))
+	sess, err := tp.store.Session(t.Context(), "acme", hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sess.CSRF != "" {
+		t.Fatalf("a new session was stored with a sign-out token %q", sess.CSRF)
+	}
+	token := csrf(t, b.get("/_portal/signout"))
+	now := tp.clock.Now()
+	otherID := NewID()
+	if err := tp.store.PutSession(t.Context(), storage.Session{IDHash: HashID(otherID), Workspace: "acme", ContactID: jane.ID, Method: "code",
+		CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	other := tp.browser(t, tp.acme)
+	other.jar[sessionCookieName(other)] = otherID
+	otherToken := csrf(t, other.get("/_portal/signout"))
+	if token == otherToken {
+		t.Fatal("two sessions share a sign-out token")
+	}
+	b.noFollow = true
+	wantRedirect(t, "another session's token", b.post("/_portal/signout", url.Values{"csrf": {otherToken}}), "/_portal/signout?refused=1")
+	wantPortal(t, "after another session's token", b)
+
+	// As an earlier version stored it.
+	id := NewID()
+	old := storage.Session{IDHash: HashID(id), Workspace: "acme", ContactID: jane.ID, Method: "code", CSRF: "stored-random-token",
+		CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(time.Hour)}
+	if err := tp.store.PutSession(t.Context(), old); err != nil {
+		t.Fatal(err)
+	}
+	legacy := tp.browser(t, tp.acme)
+	legacy.jar[sessionCookieName(legacy)] = id
+	legacy.noFollow = true
+	if got := csrf(t, legacy.get("/_portal/signout")); got != "stored-random-token" {
+		t.Fatalf("an earlier session's sign-out page carries %q, want its stored token", got)
+	}
+	wantRedirect(t, "an earlier session with the keyed token", legacy.post("/_portal/signout", url.Values{"csrf": {token}}), "/_portal/signout?refused=1")
+	wantRedirect(t, "an earlier session with its token", legacy.post("/_portal/signout", url.Values{"csrf": {"stored-random-token"}}), "/_portal/signin?signed_out=1")
+	wantRedirect(t, "the new session with its token", b.post("/_portal/signout", url.Values{"csrf": {token}}), "/_portal/signin?signed_out=1")
+}
+
+// sessionCookieName is the name b keeps its session cookie under.
+func sessionCookieName(b *browser) string {
+	if b.tls || b.gate.httpsURL {
+		return "__Host-" + cookieSession
+	}
+	return cookieSession
+}

@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/base64"
 	"net/http"
 	"strconv"
 	"strings"
@@ -39,7 +40,6 @@ func (q *request) signIn(f storage.SignInFlow, contact storage.Contact, method s
 		Workspace: q.ws.Name,
 		ContactID: contact.ID,
 		Method:    method,
-		CSRF:      NewID(),
 		ClientIP:  q.ip,
 		UserAgent: q.ua,
 		CreatedAt: now,
@@ -83,9 +83,21 @@ func (q *request) signOutPage() error {
 		d.Heading = q.t("signout_failed")
 		d.Error = q.t("signout_not_ours")
 	}
-	d.CSRF = sess.CSRF
+	d.CSRF = q.signOutToken(sess)
 	d.SignedInAs = contact.Email
 	return q.ws.pages(q.g.portal).render(q.w, status, pageSignOut, d)
+}
+
+// signOutToken is the token the sign-out forms of sess must carry: keyed
+// from the session's id hash with the workspace's CSRF key, so that it is
+// not stored with every session; a session of an earlier version keeps
+// the random token stored with it.
+func (q *request) signOutToken(sess storage.Session) string {
+	if sess.CSRF != "" {
+		return sess.CSRF
+	}
+	mac := keyed(q.keys.csrf, "session", sess.IDHash)
+	return base64.RawURLEncoding.EncodeToString(mac[:24])
 }
 
 // signOut ends the session (with all=1, every session of the contact) and
@@ -108,7 +120,7 @@ func (q *request) signOut() error {
 		if err == nil {
 			switch token := q.r.PostFormValue("csrf"); {
 			case token != "":
-				if subtle.ConstantTimeCompare([]byte(sess.CSRF), []byte(token)) != 1 {
+				if subtle.ConstantTimeCompare([]byte(q.signOutToken(sess)), []byte(token)) != 1 {
 					return refuse()
 				}
 			case !same:

@@ -306,8 +306,10 @@ type Session struct {
 	// Method is how the contact signed in: "code", "link" or
 	// "sso:<provider>".
 	Method string `json:"method"`
-	// CSRF is the token that sign-out forms of this session must carry.
-	CSRF string `json:"csrf"`
+	// CSRF, when set, is the token that sign-out forms of this session
+	// must carry; sessions made by earlier versions have it. Newer ones
+	// leave it empty: their token is keyed from the id hash, not stored.
+	CSRF string `json:"csrf,omitempty"`
 	// ClientIP is the client address the sign-in came from (as Caddy
 	// determines it, trusted proxies honoured), for the admin API's session
 	// list.
