@@ -411,7 +411,7 @@ func putSessions(dir string, n int) ([]string, error) {
 	for i := range cookies {
 		id := handlers.NewID()
 		err := store.PutSession(context.Background(), storage.Session{IDHash: handlers.HashID(id), Workspace: "bench",
-			ContactID: "c-1", Method: "code", CSRF: handlers.NewID(),
+			ContactID: "c-1", Method: "code",
 			CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(12 * time.Hour), Idle: 12 * time.Hour})
 		if err != nil {
 			return nil, err

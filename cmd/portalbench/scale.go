@@ -318,7 +318,7 @@ func seed(store storage.Store, n int, res *scaleResult) ([]string, error) {
 			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
 				id := handlers.NewID()
 				err := store.PutSession(ctx, storage.Session{IDHash: handlers.HashID(id), Workspace: "bench",
-					ContactID: cs[i].ID, Method: "code", CSRF: handlers.NewID(), ClientIP: "203.0.113.7",
+					ContactID: cs[i].ID, Method: "code", ClientIP: "203.0.113.7",
 					UserAgent: "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36",
 					CreatedAt: now, LastSeen: seen, ExpiresAt: now.Add(12 * time.Hour), Idle: 12 * time.Hour})
 				if err != nil {
