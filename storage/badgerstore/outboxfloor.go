@@ -9,31 +9,54 @@ import "sync"
 // the store can remember a floor below which nothing is live.
 //
 // The invariant: every live message's id is at least at. An enqueue
-// lowers the floor before its message is written; a claim that read the
-// outbox raises it to the first live id it saw, but never above an id
-// enqueued while it read (its snapshot may not show that message).
-// Claims, retries and releases only rewrite live messages, and a retry
-// of a deleted one finds nothing.
+// lowers the floor before its message is written. A claim raises it to
+// the first live id its snapshot showed, but never above a message its
+// snapshot may have missed: one whose enqueue was under way when the
+// claim began (its write may land after the snapshot), or began after.
+// Claims, retries and releases only rewrite live messages, and a retry of
+// a deleted one finds nothing.
 type outboxFloor struct {
-	// scan serializes claims, so that low belongs to the one running.
+	// scan serializes claims, so that the notes below belong to the one
+	// running.
 	scan sync.Mutex
 
 	mu sync.Mutex
 	at string // "" reads from the first outbox key
-	// low is the lowest id enqueued since the running claim began.
+	// writing counts the enqueues under way, by id.
+	writing map[string]int
+	// low is the lowest id the running claim may have missed.
 	low    string
 	lowSet bool
 }
 
-// enqueued lowers the floor to id, before the message is written.
-func (f *outboxFloor) enqueued(id string) {
+// lower notes id as one the running claim may have missed; f.mu is held.
+func (f *outboxFloor) lower(id string) {
+	if !f.lowSet || id < f.low {
+		f.low, f.lowSet = id, true
+	}
+}
+
+// enqueuing lowers the floor to id before the message is written; wrote
+// must follow once the write is done (or has failed).
+func (f *outboxFloor) enqueuing(id string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if id < f.at {
 		f.at = id
 	}
-	if !f.lowSet || id < f.low {
-		f.low, f.lowSet = id, true
+	if f.writing == nil {
+		f.writing = map[string]int{}
+	}
+	f.writing[id]++
+	f.lower(id)
+}
+
+// wrote ends an enqueue that enqueuing began.
+func (f *outboxFloor) wrote(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.writing[id]--; f.writing[id] <= 0 {
+		delete(f.writing, id)
 	}
 }
 
@@ -43,12 +66,15 @@ func (f *outboxFloor) begin() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.lowSet = false
+	for id := range f.writing {
+		f.lower(id)
+	}
 	return f.at
 }
 
 // end finishes a claim. When its read succeeded, first is the first live
 // id it saw (found false: it saw none), and the floor rises to it, or to
-// the lowest id enqueued meanwhile.
+// the lowest id the claim may have missed.
 func (f *outboxFloor) end(read bool, first string, found bool) {
 	defer f.scan.Unlock()
 	f.mu.Lock()

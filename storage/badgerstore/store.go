@@ -956,7 +956,8 @@ func (s *Store) TakeOnce(_ context.Context, key string) ([]byte, error) {
 // Enqueue implements storage.Store.
 func (s *Store) Enqueue(_ context.Context, m storage.OutboxMessage) error {
 	m = m.WithDefaults(s.now())
-	s.outboxFloor.enqueued(m.ID)
+	s.outboxFloor.enqueuing(m.ID)
+	defer s.outboxFloor.wrote(m.ID)
 	return s.update(func(txn *badger.Txn) error { return setJSON(txn, kOutbox+m.ID, m, 0) })
 }
 
@@ -968,7 +969,8 @@ func (s *Store) EnqueueForFlow(_ context.Context, m storage.OutboxMessage, f sto
 		return errors.New("flow already expired")
 	}
 	m = m.WithDefaults(now)
-	s.outboxFloor.enqueued(m.ID)
+	s.outboxFloor.enqueuing(m.ID)
+	defer s.outboxFloor.wrote(m.ID)
 	return s.update(func(txn *badger.Txn) error {
 		if err := setJSON(txn, kFlow+f.IDHash, f, ttl); err != nil {
 			return err
