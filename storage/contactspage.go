@@ -32,12 +32,18 @@ func ContactsPage(ctx context.Context, s Contacts, workspace, after string, limi
 		if err != nil {
 			return nil, "", err
 		}
-		i := sort.Search(len(all), func(i int) bool { return all[i].ID > after })
-		cs = all[i:min(len(all), i+limit+1)]
+		cs = ContactsFrom(all, after, limit+1)
 	}
 	if len(cs) <= limit {
 		return cs, "", nil
 	}
 	cs = cs[:limit]
 	return cs, cs[limit-1].ID, nil
+}
+
+// ContactsFrom cuts a listing ordered by id to up to limit contacts whose
+// ids sort after after.
+func ContactsFrom(all []Contact, after string, limit int) []Contact {
+	i := sort.Search(len(all), func(i int) bool { return all[i].ID > after })
+	return all[i:min(len(all), i+limit)]
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"math"
 	mrand "math/rand/v2"
 	"slices"
 	"sort"
@@ -445,22 +446,8 @@ func (s *Store) ContactByDirectoryID(_ context.Context, ws, dirID string) (stora
 }
 
 // Contacts implements storage.Store.
-func (s *Store) Contacts(_ context.Context, ws string) ([]storage.Contact, error) {
-	var out []storage.Contact
-	err := s.db.View(func(txn *badger.Txn) error {
-		prefix := []byte(kContact + ws + "/")
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 100})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			var c storage.Contact
-			if err := it.Item().Value(func(b []byte) error { return json.Unmarshal(b, &c) }); err != nil {
-				return err
-			}
-			out = append(out, c)
-		}
-		return nil
-	})
-	return out, err
+func (s *Store) Contacts(ctx context.Context, ws string) ([]storage.Contact, error) {
+	return s.ContactsAfter(ctx, ws, "", math.MaxInt)
 }
 
 // DeleteContact implements storage.Store.
@@ -818,7 +805,9 @@ func (s *Store) Count(_ context.Context, key string, window time.Duration) (int,
 	now := s.now()
 	var n int
 	var reset time.Duration
-	defer s.lockHits(key)()
+	mu := &s.hitMu[s.hitStripe(key)]
+	mu.Lock()
+	defer mu.Unlock()
 	err := s.update(func(txn *badger.Txn) error {
 		var err error
 		n, reset, err = countHit(txn, now, key, window)

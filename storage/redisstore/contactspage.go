@@ -83,11 +83,7 @@ func (s *Store) ContactsAfter(ctx context.Context, ws, after string, limit int) 
 	if err != nil {
 		return nil, err
 	}
-	i := 0
-	for i < len(all) && all[i].ID <= after {
-		i++
-	}
-	return all[i:min(len(all), i+limit)], nil
+	return storage.ContactsFrom(all, after, limit), nil
 }
 
 // indexContactIDs rebuilds a workspace's idz from its ids: every id of
