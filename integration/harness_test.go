@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -222,6 +223,17 @@ func (g *gateway) waitUp() {
 	g.t.Helper()
 	if err := e2e.WaitListening(fmt.Sprintf("127.0.0.1:%d", g.httpPort), 10*time.Second); err != nil {
 		g.t.Fatalf("caddy did not start listening: %v", err)
+	}
+	// A page under the auth path that keeps no state: the 404 page.
+	seen, err := e2e.WaitServing(g.base()+"/_portal/not-a-page", 10*time.Second)
+	if len(seen) > 0 {
+		// Once seen in CI and never since: say who held the port.
+		out, _ := exec.Command("ss", "-tanp", fmt.Sprintf("sport = :%d", g.httpPort)).CombinedOutput()
+		g.t.Logf("listening on %d, but %d requests failed before one was answered (first: %v); sockets on the port:\n%s",
+			g.httpPort, len(seen), seen[0], out)
+	}
+	if err != nil {
+		g.t.Fatalf("caddy listens but does not serve: %v", err)
 	}
 }
 

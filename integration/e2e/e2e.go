@@ -12,6 +12,7 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"net"
+	"net/http"
 	"sync"
 	"time"
 )
@@ -61,6 +62,35 @@ func WaitListening(addr string, within time.Duration) error {
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("nothing listens on %s after %s", addr, within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// WaitServing waits until an HTTP GET of url gets an answer, whatever its
+// status, for at most within. A listening socket is not yet a serving
+// server: WaitListening alone once let a test's first request meet a
+// reset connection. It returns the errors seen on the way, so that a
+// caller can say what went wrong before the server answered.
+func WaitServing(url string, within time.Duration) ([]error, error) {
+	deadline := time.Now().Add(within)
+	c := &http.Client{
+		Timeout:   time.Second,
+		Transport: &http.Transport{DisableKeepAlives: true},
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+	var seen []error
+	for {
+		r, err := c.Get(url)
+		if err == nil {
+			r.Body.Close()
+			return seen, nil
+		}
+		seen = append(seen, err)
+		if time.Now().After(deadline) {
+			return seen, fmt.Errorf("no answer from %s after %s: %w", url, within, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
