@@ -25,14 +25,14 @@ func (s *Store) PutFlow(ctx context.Context, f storage.SignInFlow) error {
 		return err
 	}
 	_, err = s.do(ctx, func(b rueidis.Builder) rueidis.Completed {
-		return b.Set().Key(s.p + "flow:" + f.IDHash).Value(string(doc)).PxMilliseconds(px(ttl)).Build()
+		return b.Set().Key(s.flowKey(f.IDHash)).Value(string(doc)).PxMilliseconds(px(ttl)).Build()
 	})
 	return err
 }
 
 // Flow implements storage.Store.
 func (s *Store) Flow(ctx context.Context, idHash string) (storage.SignInFlow, error) {
-	raw, ok, err := s.getString(ctx, s.p+"flow:"+idHash)
+	raw, ok, err := s.getString(ctx, s.flowKey(idHash))
 	if err != nil {
 		return storage.SignInFlow{}, err
 	}
@@ -51,7 +51,7 @@ func (s *Store) Flow(ctx context.Context, idHash string) (storage.SignInFlow, er
 
 // DeleteFlow implements storage.Store.
 func (s *Store) DeleteFlow(ctx context.Context, idHash string) error {
-	_, err := s.do(ctx, func(b rueidis.Builder) rueidis.Completed { return b.Del().Key(s.p + "flow:" + idHash).Build() })
+	_, err := s.do(ctx, func(b rueidis.Builder) rueidis.Completed { return b.Del().Key(s.flowKey(idHash)).Build() })
 	return err
 }
 

@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	_ "embed"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -74,8 +75,46 @@ func (s *Store) Cooldown(ctx context.Context, key string, d time.Duration) (bool
 	return true, 0, nil
 }
 
-// HitAll implements storage.Store: one counter after the other, since
-// on Redis Cluster each counter has its own slot.
+// hitAll counts one event against each counter in order, stopping after
+// the first past its limit. KEYS: counters. ARGV: each counter's limit and
+// TTL in ms, in turn. Returns the counts, up to the one past its limit.
+//
+//go:embed scripts/hit_all.lua
+var hitAllLua string
+
+var hitAll = rueidis.NewLuaScript(hitAllLua)
+
+// HitAll implements storage.Store: one script on a single server or
+// Sentinel; one counter after the other on a Cluster, where each counter
+// has its own slot.
 func (s *Store) HitAll(ctx context.Context, hits ...storage.Hit) (storage.HitResult, error) {
-	return storage.HitEach(ctx, s, hits)
+	if len(hits) < 2 || s.clustered() {
+		return storage.HitEach(ctx, s, hits)
+	}
+	now := s.now()
+	keys := make([]string, len(hits))
+	args := make([]string, 0, 2*len(hits))
+	resets := make([]time.Duration, len(hits))
+	for i, h := range hits {
+		start := now.Truncate(h.Window)
+		resets[i] = start.Add(h.Window).Sub(now)
+		keys[i] = s.p + "hit:" + h.Key + ":" + strconv.FormatInt(start.Unix(), 10)
+		args = append(args, strconv.Itoa(h.Limit), pxString(resets[i]+time.Second))
+	}
+	r, err := s.run(ctx, hitAll, keys, args...)
+	if err != nil {
+		return storage.HitResult{Over: -1}, err
+	}
+	counts, err := r.AsIntSlice()
+	if err != nil || len(counts) == 0 || len(counts) > len(hits) {
+		return storage.HitResult{Over: -1}, fmt.Errorf("redis: hit all: unexpected reply (%v)", err)
+	}
+	res := storage.HitResult{Over: -1, Counts: make([]int, len(counts))}
+	for i, n := range counts {
+		res.Counts[i] = int(n)
+	}
+	if last := len(counts) - 1; counts[last] > int64(hits[last].Limit) {
+		res.Over, res.RetryAfter = last, resets[last]
+	}
+	return res, nil
 }

@@ -20,9 +20,10 @@ import (
 // contact's indexes, in one step, so a contact's sessions are always all
 // found by the scripts that end them. It drops index entries past their
 // absolute expiry and keeps each index alive as long as its longest
-// session. KEYS: workspace index, contact index, session. ARGV: absolute
-// expiry (unix ms), id hash, now (unix ms), index TTL in ms, JSON,
-// session TTL in ms.
+// session. KEYS: workspace index, contact index, session, and optionally
+// a sign-in flow to end with it (not on a Cluster, where flows have their
+// own slots). ARGV: absolute expiry (unix ms), id hash, now (unix ms),
+// index TTL in ms, JSON, session TTL in ms.
 //
 //go:embed scripts/put_session.lua
 var putSessionLua string
@@ -31,6 +32,12 @@ var putSession = rueidis.NewLuaScript(putSessionLua)
 
 // PutSession implements storage.Store.
 func (s *Store) PutSession(ctx context.Context, sess storage.Session) error {
+	return s.putSession(ctx, sess, "")
+}
+
+// putSession stores sess and, when flowKey is set, deletes that key in
+// the same script.
+func (s *Store) putSession(ctx context.Context, sess storage.Session, flowKey string) error {
 	now := s.now()
 	ttl := sess.Expiry().Sub(now)
 	if ttl <= 0 {
@@ -42,7 +49,11 @@ func (s *Store) PutSession(ctx context.Context, sess storage.Session) error {
 	}
 	pre := s.ws(sess.Workspace)
 	key := s.sessionKey(sess.Workspace, sess.IDHash)
-	_, err = s.run(ctx, putSession, []string{pre + "sessions", pre + "si:" + sess.ContactID, key},
+	keys := []string{pre + "sessions", pre + "si:" + sess.ContactID, key}
+	if flowKey != "" {
+		keys = append(keys, flowKey)
+	}
+	_, err = s.run(ctx, putSession, keys,
 		strconv.FormatInt(sess.ExpiresAt.UnixMilli(), 10), sess.IDHash,
 		strconv.FormatInt(now.UnixMilli(), 10), pxString(sess.ExpiresAt.Sub(now)+time.Second),
 		string(doc), pxString(ttl))
@@ -50,14 +61,19 @@ func (s *Store) PutSession(ctx context.Context, sess storage.Session) error {
 	return err
 }
 
-// StartSession implements storage.Store: on Redis Cluster the flow and
-// the sessions live in different slots, so it is PutSession, then
-// DeleteSession and DeleteFlow, each one call. Once the session is
-// stored the sign-in stands: a failure to end the others is logged, not
-// returned (the browser's cookie is replaced either way, and the flow
-// expires by itself).
+// StartSession implements storage.Store. The session and the end of the
+// flow are one script on a single server or Sentinel; on a Cluster the
+// flow lives in another slot, so it is ended by a call of its own. The
+// browser's previous session is ended after, by calls of its own (it is
+// rarely there). Once the session is stored the sign-in stands: a failure
+// to end the others is logged, not returned (the browser's cookie is
+// replaced either way, and the flow expires by itself).
 func (s *Store) StartSession(ctx context.Context, sess storage.Session, endFlow, endSession string) error {
-	if err := s.PutSession(ctx, sess); err != nil {
+	flowKey := ""
+	if endFlow != "" && !s.clustered() {
+		flowKey, endFlow = s.flowKey(endFlow), ""
+	}
+	if err := s.putSession(ctx, sess, flowKey); err != nil {
 		return err
 	}
 	if endSession != "" && endSession != sess.IDHash {

@@ -299,6 +299,14 @@ func (s *Store) do(ctx context.Context, build func(rueidis.Builder) rueidis.Comp
 	return r, s.check(r.Error())
 }
 
+// clustered says whether Redis is a Cluster, where one script may only
+// touch keys of one slot. On a single server or Sentinel any keys may go
+// together, and a few calls then become one.
+func (s *Store) clustered() bool {
+	c, err := s.conn()
+	return err == nil && c.Mode() == rueidis.ClientModeCluster
+}
+
 // bounded gives a call at most CallTimeout, or less when ctx says so.
 func (s *Store) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
 	if d, ok := ctx.Deadline(); ok && time.Until(d) <= s.callLimit {
@@ -376,6 +384,7 @@ func (s *Store) getString(ctx context.Context, key string) (string, bool, error)
 func (s *Store) ws(ws string) string               { return s.p + "{ws:" + ws + "}:" }
 func (s *Store) contactKey(ws, id string) string   { return s.ws(ws) + "c:" + id }
 func (s *Store) sessionKey(ws, hash string) string { return s.ws(ws) + "sess:" + hash }
+func (s *Store) flowKey(hash string) string        { return s.p + "flow:" + hash }
 func (s *Store) outboxDue() string                 { return s.p + "{outbox}:due" }
 func (s *Store) outboxMsgPrefix() string           { return s.p + "{outbox}:m:" }
 

@@ -6,4 +6,5 @@ for i = 1, 2 do
   end
 end
 redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[6])
+if KEYS[4] then redis.call('DEL', KEYS[4]) end
 return 1

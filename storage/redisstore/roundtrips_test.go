@@ -1,0 +1,160 @@
+package redisstore_test
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kdesk/portalgate/storage"
+	"github.com/kdesk/portalgate/storage/redisstore"
+)
+
+// monitor records the commands clients send to srv (MONITOR), leaving out
+// those a script runs: what is left is one line per round trip.
+type monitor struct {
+	t    *testing.T
+	srv  *redisServer
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+func startMonitor(t *testing.T, srv *redisServer) *monitor {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", srv.addr(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	m := &monitor{t: t, srv: srv, conn: conn, r: bufio.NewReader(conn)}
+	if _, err := fmt.Fprint(conn, "MONITOR\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := m.r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "+OK") {
+		t.Fatalf("MONITOR: %q %v", line, err)
+	}
+	return m
+}
+
+// calls returns the commands sent since the last call (or the start),
+// without the scripts' own: it sends a marker and reads up to it.
+func (m *monitor) calls() []string {
+	m.t.Helper()
+	marker := "round-trips-" + rand.Text()
+	if _, err := command(m.srv.addr(), "ECHO", marker); err != nil {
+		m.t.Fatal(err)
+	}
+	var out []string
+	for {
+		line, err := m.r.ReadString('\n')
+		if err != nil {
+			m.t.Fatalf("reading MONITOR: %v (so far %q)", err, out)
+		}
+		switch {
+		case strings.Contains(line, marker):
+			return out
+		case strings.Contains(line, " lua] "), strings.Contains(line, `"CLIENT"`):
+		default:
+			// `+<time> [0 127.0.0.1:port] "CMD" "arg" …`: keep the command.
+			if f := strings.Fields(line); len(f) > 3 {
+				out = append(out, strings.Trim(f[3], `"`))
+			}
+		}
+	}
+}
+
+// TestSignInStepsInOneCall: on a single server (and Sentinel) the steps a
+// sign-in repeats take one round trip where a Cluster's slots make them
+// several: the rate-limit counters of one request, and a new session
+// with the end of its flow.
+func TestSignInStepsInOneCall(t *testing.T) {
+	for _, cluster := range []bool{false, true} {
+		name, wantHits, wantStart := "single server", 1, 1
+		if cluster {
+			if testing.Short() {
+				continue
+			}
+			name, wantHits, wantStart = "cluster", 3, 2
+		}
+		t.Run(name, func(t *testing.T) {
+			srv := startRedis(t, cluster)
+			s := open(t, srv, redisstore.Options{})
+			ctx := t.Context()
+			// Once before watching: the connection, and each script's
+			// first EVALSHA, which Redis answers NOSCRIPT (then EVAL).
+			now := time.Now()
+			warm := storage.SignInFlow{IDHash: hash(), Workspace: "acme", ReturnTo: "/", CreatedAt: now, ExpiresAt: now.Add(time.Minute)}
+			if err := s.PutFlow(ctx, warm); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.HitAll(ctx, storage.Hit{Key: "a", Limit: 1, Window: time.Minute}, storage.Hit{Key: "b", Limit: 1, Window: time.Minute}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.StartSession(ctx, newSession(now), warm.IDHash, ""); err != nil {
+				t.Fatal(err)
+			}
+			mon := startMonitor(t, srv)
+			_ = mon.calls()
+
+			hits := []storage.Hit{
+				{Key: "try/ip/192.0.2.1/32", Limit: 10, Window: time.Minute},
+				{Key: "try/email/acme/jo@acme.example", Limit: 1, Window: time.Hour},
+				{Key: "try/flow/f-1", Limit: 5, Window: 10 * time.Minute},
+			}
+			res, err := s.HitAll(ctx, hits...)
+			if err != nil || res.Over != -1 || len(res.Counts) != 3 {
+				t.Fatalf("HitAll: %+v %v", res, err)
+			}
+			if got := mon.calls(); len(got) != wantHits {
+				t.Errorf("HitAll of 3 counters: round trips %q, want %d", got, wantHits)
+			}
+			res, err = s.HitAll(ctx, hits...)
+			if err != nil || res.Over != 1 || !equal(res.Counts, []int{2, 2}) || res.RetryAfter <= 0 || res.RetryAfter > time.Hour {
+				t.Fatalf("HitAll over the second counter's limit: %+v %v, want counts [2 2], over 1", res, err)
+			}
+			if n, _, err := s.Count(ctx, hits[2].Key, hits[2].Window); err != nil || n != 2 {
+				t.Fatalf("the counter after the one over its limit: %d %v, want 2 (1 untouched, and this count)", n, err)
+			}
+			_ = mon.calls()
+
+			flow := storage.SignInFlow{IDHash: hash(), Workspace: "acme", ReturnTo: "/", CreatedAt: now, ExpiresAt: now.Add(time.Minute)}
+			if err := s.PutFlow(ctx, flow); err != nil {
+				t.Fatal(err)
+			}
+			sess := newSession(now)
+			_ = mon.calls()
+			if err := s.StartSession(ctx, sess, flow.IDHash, ""); err != nil {
+				t.Fatal(err)
+			}
+			if got := mon.calls(); len(got) != wantStart {
+				t.Errorf("StartSession ending its flow: round trips %q, want %d", got, wantStart)
+			}
+			if _, err := s.Flow(ctx, flow.IDHash); err == nil {
+				t.Error("the flow outlived the session it started")
+			}
+			if _, err := s.Session(ctx, "acme", sess.IDHash); err != nil {
+				t.Errorf("the started session: %v", err)
+			}
+		})
+	}
+}
+
+func equal(a, b []int) bool { return fmt.Sprint(a) == fmt.Sprint(b) }
+
+// hash is a random id hash.
+func hash() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// newSession is a session of c-1 in acme, an hour long.
+func newSession(now time.Time) storage.Session {
+	return storage.Session{IDHash: hash(), Workspace: "acme", ContactID: "c-1",
+		CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(time.Hour), Idle: time.Hour}
+}
