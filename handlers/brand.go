@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // A workspace's brand on the pages and in the email: its logo, and its
@@ -88,20 +89,42 @@ func readable(c, bg, to rgb) rgb {
 // accent is the brand's accent, darkened where white on it (or it on
 // white) would not read.
 func (b *Brand) accent() string {
-	c, ok := rgb{}, false
+	a := ""
 	if b != nil {
-		c, ok = parseHex(b.Accent)
+		a = b.Accent
 	}
-	if !ok {
-		return defaultAccent
-	}
-	return readable(c, lightCard, rgb{}).hex()
+	return shadesOf(a).light
 }
 
 // accentOnDark is the accent lightened to read on the dark theme's card.
 func (b *Brand) accentOnDark() string {
-	c, _ := parseHex(b.accent())
-	return readable(c, darkCard, lightCard).hex()
+	a := ""
+	if b != nil {
+		a = b.Accent
+	}
+	return shadesOf(a).dark
+}
+
+// shades are the two readable shades of an accent.
+type shades struct{ light, dark string }
+
+// accentShades remembers the shades of each accent: finding them takes a
+// few dozen contrast ratios, and every page shows them. Accents come from
+// the configuration, so the map stays as small as it is.
+var accentShades sync.Map // accent → shades
+
+func shadesOf(accent string) shades {
+	if s, ok := accentShades.Load(accent); ok {
+		return s.(shades)
+	}
+	light := defaultAccent
+	if c, ok := parseHex(accent); ok {
+		light = readable(c, lightCard, rgb{}).hex()
+	}
+	c, _ := parseHex(light)
+	s := shades{light: light, dark: readable(c, darkCard, lightCard).hex()}
+	accentShades.Store(accent, s)
+	return s
 }
 
 // logoSrc is the logo for an <img src>: a data: URL this process built
