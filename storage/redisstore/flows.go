@@ -16,18 +16,24 @@ import (
 
 // PutFlow implements storage.Store.
 func (s *Store) PutFlow(ctx context.Context, f storage.SignInFlow) error {
-	ttl := f.ExpiresAt.Sub(s.now())
-	if ttl <= 0 {
-		return errors.New("flow already expired")
-	}
-	doc, err := json.Marshal(f)
+	doc, ttl, err := s.flowRecord(f)
 	if err != nil {
 		return err
 	}
 	_, err = s.do(ctx, func(b rueidis.Builder) rueidis.Completed {
-		return b.Set().Key(s.flowKey(f.IDHash)).Value(string(doc)).PxMilliseconds(px(ttl)).Build()
+		return b.Set().Key(s.flowKey(f.IDHash)).Value(doc).PxMilliseconds(px(ttl)).Build()
 	})
 	return err
+}
+
+// flowRecord is f as stored, and how long it lives.
+func (s *Store) flowRecord(f storage.SignInFlow) (string, time.Duration, error) {
+	ttl := f.ExpiresAt.Sub(s.now())
+	if ttl <= 0 {
+		return "", 0, errors.New("flow already expired")
+	}
+	doc, err := json.Marshal(f)
+	return string(doc), ttl, err
 }
 
 // Flow implements storage.Store.

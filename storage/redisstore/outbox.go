@@ -14,9 +14,11 @@ import (
 	"github.com/kdesk/portalgate/storage"
 )
 
-// enqueue stores a message and schedules it. KEYS: due set, message.
+// enqueue stores a message and schedules it, and first the sign-in flow
+// that asked for it when there is one (not on a Cluster, where flows
+// have their own slots). KEYS: due set, message, optionally the flow.
 // ARGV: id, message JSON, attempts, due, lease until, last error, score
-// (unix microseconds when claimable).
+// (unix microseconds when claimable), then the flow's JSON and TTL in ms.
 //
 //go:embed scripts/enqueue.lua
 var enqueueLua string
@@ -37,6 +39,24 @@ func parseTime(s string) time.Time {
 
 // Enqueue implements storage.Store.
 func (s *Store) Enqueue(ctx context.Context, m storage.OutboxMessage) error {
+	return s.enqueue(ctx, m, nil)
+}
+
+// EnqueueForFlow implements storage.Store: one script on a single server
+// or Sentinel; on a Cluster, where they live in different slots, the flow
+// and then the message, so that no message is queued for a flow that
+// was not kept.
+func (s *Store) EnqueueForFlow(ctx context.Context, m storage.OutboxMessage, f storage.SignInFlow) error {
+	if s.clustered() {
+		if err := s.PutFlow(ctx, f); err != nil {
+			return err
+		}
+		return s.Enqueue(ctx, m)
+	}
+	return s.enqueue(ctx, m, &f)
+}
+
+func (s *Store) enqueue(ctx context.Context, m storage.OutboxMessage, f *storage.SignInFlow) error {
 	m = m.WithDefaults(s.now())
 	claimable := m.Due
 	if m.LeaseUntil.After(claimable) {
@@ -50,18 +70,18 @@ func (s *Store) Enqueue(ctx context.Context, m storage.OutboxMessage) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.run(ctx, enqueue, []string{s.outboxDue(), s.outboxMsgPrefix() + m.ID},
-		m.ID, string(doc), strconv.Itoa(m.Attempts), formatTime(m.Due), formatTime(m.LeaseUntil), m.LastError, micros(claimable))
-	return err
-}
-
-// EnqueueForFlow implements storage.Store: the flow, then the message
-// (on Redis Cluster they live in different slots).
-func (s *Store) EnqueueForFlow(ctx context.Context, m storage.OutboxMessage, f storage.SignInFlow) error {
-	if err := s.PutFlow(ctx, f); err != nil {
-		return err
+	keys := []string{s.outboxDue(), s.outboxMsgPrefix() + m.ID}
+	args := []string{m.ID, string(doc), strconv.Itoa(m.Attempts), formatTime(m.Due), formatTime(m.LeaseUntil), m.LastError, micros(claimable)}
+	if f != nil {
+		flow, ttl, err := s.flowRecord(*f)
+		if err != nil {
+			return err
+		}
+		keys = append(keys, s.flowKey(f.IDHash))
+		args = append(args, flow, pxString(ttl))
 	}
-	return s.Enqueue(ctx, m)
+	_, err = s.run(ctx, enqueue, keys, args...)
+	return err
 }
 
 // claimOutbox leases up to max due messages: it counts an attempt, sets

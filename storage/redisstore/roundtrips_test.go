@@ -70,16 +70,16 @@ func (m *monitor) calls() []string {
 
 // TestSignInStepsInOneCall: on a single server (and Sentinel) the steps a
 // sign-in repeats take one round trip where a Cluster's slots make them
-// several: the rate-limit counters of one request, and a new session
-// with the end of its flow.
+// several: the rate-limit counters of one request, a code's mail with the
+// flow that asked for it, and a new session with the end of its flow.
 func TestSignInStepsInOneCall(t *testing.T) {
 	for _, cluster := range []bool{false, true} {
-		name, wantHits, wantStart := "single server", 1, 1
+		name, wantHits, wantStart, wantEnqueue := "single server", 1, 1, 1
 		if cluster {
 			if testing.Short() {
 				continue
 			}
-			name, wantHits, wantStart = "cluster", 3, 2
+			name, wantHits, wantStart, wantEnqueue = "cluster", 3, 2, 2
 		}
 		t.Run(name, func(t *testing.T) {
 			srv := startRedis(t, cluster)
@@ -96,6 +96,9 @@ func TestSignInStepsInOneCall(t *testing.T) {
 				t.Fatal(err)
 			}
 			if err := s.StartSession(ctx, newSession(now), warm.IDHash, ""); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.EnqueueForFlow(ctx, storage.OutboxMessage{Kind: "warm-up"}, warm); err != nil {
 				t.Fatal(err)
 			}
 			mon := startMonitor(t, srv)
@@ -123,8 +126,15 @@ func TestSignInStepsInOneCall(t *testing.T) {
 			_ = mon.calls()
 
 			flow := storage.SignInFlow{IDHash: hash(), Workspace: "acme", ReturnTo: "/", CreatedAt: now, ExpiresAt: now.Add(time.Minute)}
-			if err := s.PutFlow(ctx, flow); err != nil {
+			_ = mon.calls()
+			if err := s.EnqueueForFlow(ctx, storage.OutboxMessage{Kind: "code", Payload: []byte(`{"to":"jo@acme.example"}`)}, flow); err != nil {
 				t.Fatal(err)
+			}
+			if got := mon.calls(); len(got) != wantEnqueue {
+				t.Errorf("EnqueueForFlow: round trips %q, want %d", got, wantEnqueue)
+			}
+			if got, err := s.Flow(ctx, flow.IDHash); err != nil || got.ReturnTo != "/" {
+				t.Fatalf("the flow a message was queued for: %+v %v", got, err)
 			}
 			sess := newSession(now)
 			_ = mon.calls()
