@@ -56,6 +56,7 @@ func main() {
 	rushN := flag.Int("rush", 0, "instead of the rounds: a sign-in rush of this many distinct contacts (email, code from a real SMTP server, session); on Badger, or with -storage redis on two Caddy instances sharing one Redis")
 	rushClients := flag.Int("clients", 64, "with -rush: concurrent clients")
 	rushRate := flag.Float64("rate", 0, "with -rush: start this many sign-ins per second (open loop) instead of as many as the clients can")
+	flag.IntVar(&smtpConnections, "smtp-connections", 0, "with -rush: mail smtp { connections } (0: the default, 4)")
 	var so soakOptions
 	flag.DurationVar(&so.duration, "soak", 0, "instead of the rounds: a soak of this length (continuous sign-ins and signed-in GETs, on Badger), sampling Caddy's RSS, goroutines and store size")
 	flag.DurationVar(&so.every, "soak-every", time.Minute, "with -soak: how often to sample")
@@ -467,6 +468,10 @@ func procStatus(pid int, field string) string {
 	}
 	return "?"
 }
+
+// smtpConnections is the rush's SMTP connection pool (-smtp-connections);
+// 0 leaves the default.
+var smtpConnections int
 
 // badgerCompression is the -scale store's compression (-compression).
 var badgerCompression = "none"

@@ -60,6 +60,10 @@ func rush(caddyBin, backend string, n, clients int, rate float64) error {
 	default:
 		return fmt.Errorf("unknown -storage %q", backend)
 	}
+	pool := ""
+	if smtpConnections > 0 {
+		pool = fmt.Sprintf("\n\t\t\tconnections %d", smtpConnections)
+	}
 	upPort, err := e2e.FreePort()
 	if err != nil {
 		return err
@@ -99,7 +103,7 @@ func rush(caddyBin, backend string, n, clients int, rate float64) error {
 			host %s
 			port %s
 			from bench@acme.example
-			tls none
+			tls none%s
 		}
 		outbox_workers 16
 		limits {
@@ -120,7 +124,7 @@ http://127.0.0.1:%d {
 	portal_auth bench
 	reverse_proxy 127.0.0.1:%d
 }
-%s`, adminPort, dir, i, storage(i), smtpHost, smtpPort, bases[0], contacts, gatedPort, upPort, upstream)
+%s`, adminPort, dir, i, storage(i), smtpHost, smtpPort, pool, bases[0], contacts, gatedPort, upPort, upstream)
 		sub := filepath.Join(dir, fmt.Sprint(i))
 		if err := os.MkdirAll(sub, 0o700); err != nil {
 			return err
@@ -289,6 +293,9 @@ http://127.0.0.1:%d {
 	how := "as fast as they can"
 	if rate > 0 {
 		how = fmt.Sprintf("started at %.0f per second (%d found every client busy)", rate, late.Load())
+	}
+	if smtpConnections > 0 {
+		label += fmt.Sprintf(", %d SMTP connections", smtpConnections)
 	}
 	fmt.Printf("sign-in rush: %d distinct contacts, %d clients %s, %s: %d full sign-ins in %s = %.0f per second\n",
 		n, clients, how, label, n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds())
