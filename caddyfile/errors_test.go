@@ -647,6 +647,34 @@ var adaptErrorCases = []struct {
 		line: 5,
 	},
 	{
+		name: "storage redis cache_records 0",
+		caddyfile: `{
+	portal {
+		storage redis {
+			address 127.0.0.1:6379
+			cache_records 0
+		}
+		workspace acme
+	}
+}` + site,
+		want: []string{`cache_records "0"`, "at least 1"},
+		line: 5,
+	},
+	{
+		name: "storage redis cache_records not a number",
+		caddyfile: `{
+	portal {
+		storage redis {
+			address 127.0.0.1:6379
+			cache_records lots
+		}
+		workspace acme
+	}
+}` + site,
+		want: []string{`cache_records "lots"`},
+		line: 5,
+	},
+	{
 		name: "storage redis unknown option",
 		caddyfile: `{
 	portal {

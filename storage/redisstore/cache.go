@@ -12,8 +12,10 @@ import (
 	"github.com/kdesk/portalgate/storage"
 )
 
-// hotRecords bounds each of the decoded caches (sessions, contacts).
-const hotRecords = 1 << 17
+// DefaultCacheRecords bounds each of the decoded caches (sessions,
+// contacts) unless Options.CacheRecords says otherwise. It is larger than
+// Badger's, because a miss costs a round trip here.
+const DefaultCacheRecords = 1 << 17
 
 // The decoded caches (Store.sessions, Store.contacts) sit in front of
 // rueidis's client-side cache. They forget a key when Redis invalidates it

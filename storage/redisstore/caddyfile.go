@@ -12,6 +12,7 @@ import (
 var redisOptions = []string{
 	"address", "username", "password", "db", "key_prefix", "tls",
 	"tls_ca_file", "master_name", "dial_timeout", "call_timeout", "audit_retention",
+	"cache_records",
 }
 
 // UnmarshalCaddyfile sets up the backend from the portal option's storage
@@ -29,6 +30,7 @@ var redisOptions = []string{
 //		dial_timeout <duration>
 //		call_timeout <duration>
 //		audit_retention <duration>
+//		cache_records <n>
 //	}
 //
 // address is required here: a Caddyfile that names Redis says where it is.
@@ -64,6 +66,15 @@ func (b *Backend) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "key_prefix":
 			ok = d.AllArgs(&b.KeyPrefix)
+		case "cache_records":
+			var s string
+			if ok = d.AllArgs(&s); ok {
+				n, err := strconv.Atoi(s)
+				if err != nil || n < 1 {
+					return d.Errf("cache_records %q: want a whole number of at least 1", s)
+				}
+				b.CacheRecords = n
+			}
 		case "tls":
 			ok = !d.NextArg()
 			b.TLS = true

@@ -80,6 +80,13 @@ type Backend struct {
 	// AuditRetention is how long audit events are kept. Default: 90 days.
 	AuditRetention caddy.Duration `json:"audit_retention,omitempty"`
 
+	// CacheRecords bounds each of the instance's caches of decoded
+	// sessions and contacts, read on every signed-in request; a record
+	// not in them costs a round trip to Redis. Each record takes about 1
+	// KB of memory (the two caches of a 100,000-contact workspace with a
+	// session each: about 240 MB). Default: 131072.
+	CacheRecords int `json:"cache_records,omitempty"`
+
 	logger *zap.Logger
 	tls    *tls.Config
 	caSum  string
@@ -166,6 +173,9 @@ func (b *Backend) Validate() error {
 	if b.DB < 0 {
 		return fmt.Errorf("db %d: must not be negative", b.DB)
 	}
+	if b.CacheRecords < 0 {
+		return fmt.Errorf("cache_records %d: must be at least 1", b.CacheRecords)
+	}
 	if b.DB != 0 && b.MasterName == "" && len(b.Address) > 1 {
 		return errors.New("db: a Redis Cluster (several addresses) has only database 0")
 	}
@@ -178,7 +188,7 @@ func (b *Backend) poolKey() string {
 	pw := sha256.Sum256([]byte(b.Password))
 	k, _ := json.Marshal([]any{
 		b.Address, b.Username, hex.EncodeToString(pw[:]), b.DB, b.KeyPrefix, b.TLS, b.caSum,
-		b.MasterName, b.DialTimeout, b.CallTimeout, b.AuditRetention,
+		b.MasterName, b.DialTimeout, b.CallTimeout, b.AuditRetention, b.CacheRecords,
 	})
 	return string(k)
 }
@@ -199,6 +209,7 @@ func (b *Backend) Open() (storage.Store, error) {
 			DialTimeout:    time.Duration(b.DialTimeout),
 			CallTimeout:    time.Duration(b.CallTimeout),
 			AuditRetention: time.Duration(b.AuditRetention),
+			CacheRecords:   b.CacheRecords,
 			Logger:         b.logger,
 		})
 		if err != nil {

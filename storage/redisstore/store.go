@@ -90,6 +90,9 @@ type Options struct {
 	CallTimeout time.Duration
 	// AuditRetention is how long audit events are kept; default 90 days.
 	AuditRetention time.Duration
+	// CacheRecords bounds each of the decoded caches, of sessions and of
+	// contacts; default 131072 (DefaultCacheRecords).
+	CacheRecords int
 	// CacheTTL is the longest a session or contact stays in the local
 	// cache without being read again from Redis; default 1 minute. Redis
 	// invalidates changed keys at once; this only bounds memory.
@@ -155,6 +158,9 @@ func Open(o Options) (*Store, error) {
 	if o.AuditRetention <= 0 {
 		o.AuditRetention = 90 * 24 * time.Hour
 	}
+	if o.CacheRecords <= 0 {
+		o.CacheRecords = DefaultCacheRecords
+	}
 	if o.CacheTTL <= 0 {
 		o.CacheTTL = time.Minute
 	}
@@ -194,8 +200,8 @@ func Open(o Options) (*Store, error) {
 		callLimit: o.CallTimeout,
 		log:       o.Logger,
 		written:   ownWrites{m: map[string]time.Time{}},
-		sessions:  storage.NewHotCache[string, storage.Session](hotRecords, o.CacheTTL),
-		contacts:  storage.NewHotCache[string, storage.Contact](hotRecords, o.CacheTTL),
+		sessions:  storage.NewHotCache[string, storage.Session](o.CacheRecords, o.CacheTTL),
+		contacts:  storage.NewHotCache[string, storage.Contact](o.CacheRecords, o.CacheTTL),
 	}
 	s.opt.OnInvalidations = s.invalidate
 	s.opt.Dialer.Timeout = o.DialTimeout
