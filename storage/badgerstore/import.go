@@ -13,7 +13,7 @@ import (
 )
 
 // Imports larger than one transaction. Badger caps a transaction at a
-// share of the memtable (2 MB here): about 1,000 contacts. A write of
+// share of the memtable (8 MB here): about 4,000 contacts. A write of
 // contacts is therefore planned first, against one snapshot and under
 // contactsMu (so nothing else writes contacts until it is done): the plan
 // is the list of final records, and an email conflict is found before

@@ -21,7 +21,7 @@ import (
 
 // reserveBytes is the free space a write needs: several memtables and
 // tables, with room for Badger's own flushes and compactions.
-const reserveBytes = 16 << 20
+const reserveBytes = 32 << 20
 
 // While the disk has more than plentyBytes free, a reading of its free
 // space stays good for plentyFor: it takes another process writing
