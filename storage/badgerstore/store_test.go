@@ -243,13 +243,17 @@ func TestCompression(t *testing.T) {
 		}
 		return sum
 	}
-	plain, zstd := t.TempDir(), t.TempDir()
+	plain, zstd, def := t.TempDir(), t.TempDir(), t.TempDir()
 	write(t, plain, "none")
 	write(t, zstd, "zstd")
-	p, z := tables(plain), tables(zstd)
-	t.Logf("tables: %d bytes uncompressed, %d with zstd", p, z)
+	write(t, def, "")
+	p, z, d := tables(plain), tables(zstd), tables(def)
+	t.Logf("tables: %d bytes uncompressed, %d with zstd, %d by default", p, z, d)
 	if p == 0 || z*2 > p {
 		t.Fatalf("tables: %d bytes uncompressed, %d with zstd; want zstd under half", p, z)
+	}
+	if d*2 > p {
+		t.Fatalf("tables: %d bytes by default, %d uncompressed; want the default (zstd) under half", d, p)
 	}
 	readBack(t, zstd, "none")
 	readBack(t, plain, "snappy")
