@@ -51,7 +51,7 @@ func main() {
 	conns := flag.Int("conns", 16, "concurrent keep-alive connections")
 	backend := flag.String("storage", "badger", "portal storage: badger, or redis (starts redis-server on a free port)")
 	flag.IntVar(&sessions, "sessions", 0, "Badger only: put this many more live sessions in the store before Caddy starts, read each once through the gate after the rounds, and report Caddy's RSS")
-	flag.StringVar(&badgerCompression, "compression", "none", "with -scale or -rush on Badger: the store's compression (none, snappy or zstd)")
+	flag.StringVar(&badgerCompression, "compression", "", "with -scale or -rush on Badger: the store's compression (none, snappy or zstd; default: the store's, zstd)")
 	flag.StringVar(&profileOut, "cpuprofile", "", "write a CPU profile of Caddy to this file: after the rounds, under gated load; with -rush, 5 s from 2 s into the rush (the first instance)")
 	rushN := flag.Int("rush", 0, "instead of the rounds: a sign-in rush of this many distinct contacts (email, code from a real SMTP server, session); on Badger, or with -storage redis on two Caddy instances sharing one Redis")
 	rushClients := flag.Int("clients", 64, "with -rush: concurrent clients")
@@ -473,8 +473,9 @@ func procStatus(pid int, field string) string {
 // 0 leaves the default.
 var smtpConnections int
 
-// badgerCompression is the -scale store's compression (-compression).
-var badgerCompression = "none"
+// badgerCompression is the Badger store's compression (-compression); ""
+// leaves the store's default.
+var badgerCompression = ""
 
 // caddyPID is the Caddy process under test, for its CPU time.
 var caddyPID int

@@ -49,7 +49,7 @@ func rush(caddyBin, backend string, n, clients int, rate float64) error {
 	storage := func(int) string { return fmt.Sprintf("storage_dir %s/portal", dir) }
 	switch backend {
 	case "badger":
-		if badgerCompression != "none" {
+		if badgerCompression != "" {
 			label += ", compression " + badgerCompression
 			storage = func(int) string {
 				return fmt.Sprintf("storage badger {\n\t\t\tdir %s/portal\n\t\t\tcompression %s\n\t\t}", dir, badgerCompression)

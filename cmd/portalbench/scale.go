@@ -107,7 +107,10 @@ func scaleRun(caddyBin, backend string, n, rounds int, d time.Duration, conns in
 	defer os.RemoveAll(dir)
 	res := &scaleResult{n: n}
 	fmt.Fprintf(os.Stderr, "portalbench -scale: seeding %d contacts and sessions (%s, %s)\n", n, backend, dir)
-	storageCfg := fmt.Sprintf("storage badger {\n\t\t\tdir %s/portal\n\t\t\tcompression %s\n\t\t}", dir, badgerCompression)
+	storageCfg := fmt.Sprintf("storage_dir %s/portal", dir)
+	if badgerCompression != "" {
+		storageCfg = fmt.Sprintf("storage badger {\n\t\t\tdir %s/portal\n\t\t\tcompression %s\n\t\t}", dir, badgerCompression)
+	}
 	var store storage.Store
 	var redisAddr string
 	if backend == "redis" {
