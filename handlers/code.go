@@ -375,8 +375,7 @@ func (q *request) submitCode() error {
 	case res == storage.CodeAccepted:
 		ev.ContactID = contact.ID
 		ev.Event = EventCodeAccepted
-		q.audit(ev)
-		return q.signIn(f, contact, f.Method)
+		return q.signIn(f, contact, f.Method, ev)
 	case res == storage.CodeDead:
 		ev.ContactID = contact.ID
 		ev.Event, ev.Reason = EventCodeRejected, "too many wrong tries"

@@ -262,9 +262,26 @@ func (p *Portal) Audit(ctx context.Context, e storage.AuditEvent) {
 
 // audit records e through rt's store (when there is one yet).
 func (p *Portal) audit(ctx context.Context, rt *runtime, e storage.AuditEvent) {
+	e = p.stamp(e)
+	if rt == nil {
+		p.Logger.Error("audit event not stored: storage is not open", zap.String("event", e.Event))
+	} else if err := rt.store.AppendAudit(context.WithoutCancel(ctx), e); err != nil {
+		p.Logger.Error("writing audit event", zap.String("event", e.Event), zap.Error(err))
+	}
+	p.announce(ctx, rt, e)
+}
+
+// stamp gives e its time, when it has none yet.
+func (p *Portal) stamp(e storage.AuditEvent) storage.AuditEvent {
 	if e.Time.IsZero() {
 		e.Time = p.Now()
 	}
+	return e
+}
+
+// announce is what follows an audit event's being stored: it is counted,
+// logged, and sent to the workspace's webhooks.
+func (p *Portal) announce(ctx context.Context, rt *runtime, e storage.AuditEvent) {
 	p.Metrics.count(e.Event, e.Workspace, e.Method)
 	logged := ""
 	switch {
@@ -284,14 +301,9 @@ func (p *Portal) audit(ctx context.Context, rt *runtime, e storage.AuditEvent) {
 		zap.String("user_agent", e.UserAgent),
 		zap.String("actor", e.Actor),
 		zap.String("reason", e.Reason))
-	if rt == nil {
-		p.Logger.Error("audit event not stored: storage is not open", zap.String("event", e.Event))
-		return
+	if rt != nil {
+		p.queueWebhooks(ctx, rt, e)
 	}
-	if err := rt.store.AppendAudit(context.WithoutCancel(ctx), e); err != nil {
-		p.Logger.Error("writing audit event", zap.String("event", e.Event), zap.Error(err))
-	}
-	p.queueWebhooks(ctx, rt, e)
 }
 
 // errUnavailable means storage is not open (yet) or cannot be reached.

@@ -31,7 +31,7 @@ func activeContact(ctx context.Context, store storage.Store, workspace, email, c
 // signIn is the one step after every sign-in method: it starts a new
 // session for contact, ends the flow and sends the browser to the path it
 // first asked for.
-func (q *request) signIn(f storage.SignInFlow, contact storage.Contact, method string) error {
+func (q *request) signIn(f storage.SignInFlow, contact storage.Contact, method string, ev storage.AuditEvent) error {
 	ctx := q.r.Context()
 	now := q.now()
 	id := NewID()
@@ -48,14 +48,21 @@ func (q *request) signIn(f storage.SignInFlow, contact storage.Contact, method s
 		Idle:      q.ws.SessionIdle,
 	}
 	// The flow ends with the sign-in, and so does the browser's old
-	// session (if any): a new id at every sign-in. One store call.
+	// session (if any): a new id at every sign-in. One store call, which
+	// also records ev (the accepted code or SSO identity): a sign-in
+	// commits once.
 	var old string
 	if id := q.cookie(cookieSession); validID(id) {
 		old = HashID(id)
 	}
-	if err := q.store.StartSession(ctx, sess, f.IDHash, old); err != nil {
+	portal := q.g.portal
+	ev = portal.stamp(ev)
+	if err := q.store.StartSession(context.WithoutCancel(ctx), sess, f.IDHash, old, ev); err != nil {
+		// No session: the accepted code or identity is still recorded.
+		q.audit(ev)
 		return q.failed("creating session", err)
 	}
+	portal.announce(ctx, q.rt, ev)
 	q.setCookie(cookieFlow, "", -1)
 	q.setCookie(cookieSession, id, q.ws.SessionTTL)
 	to := "/"

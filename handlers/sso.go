@@ -207,8 +207,7 @@ func (q *request) ssoCallback() error {
 	}
 	ev := q.event(EventSSOSuccess)
 	ev.ContactID, ev.Email, ev.Method = contact.ID, contact.Email, "sso:"+p.Name
-	q.audit(ev)
-	return q.signIn(f, contact, "sso:"+p.Name)
+	return q.signIn(f, contact, "sso:"+p.Name, ev)
 }
 
 // ssoContact finds the active contact an identity belongs to. A non-empty

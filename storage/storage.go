@@ -108,8 +108,12 @@ type Sessions interface {
 	// and ends the sign-in flow whose id hash is endFlow and the session
 	// of s's workspace whose id hash is endSession (the browser's
 	// previous one), each skipped when empty and not an error when
-	// missing. A backend that can does it in one transaction.
-	StartSession(ctx context.Context, s Session, endFlow, endSession string) error
+	// missing, and appends the audit events, as AppendAudit does. A
+	// backend that can does it all in one transaction; one that cannot
+	// stores the session first, and once it is stored the sign-in stands:
+	// a failure to end the others or to append the events is logged, not
+	// returned.
+	StartSession(ctx context.Context, s Session, endFlow, endSession string, events ...AuditEvent) error
 	// Session returns a live session of a workspace by the hash of its id.
 	Session(ctx context.Context, workspace, idHash string) (Session, error)
 	// TouchSession records activity, extending the idle expiry.

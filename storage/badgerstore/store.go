@@ -637,11 +637,19 @@ func (s *Store) PutSession(ctx context.Context, sess storage.Session) error {
 }
 
 // StartSession implements storage.Store: one transaction.
-func (s *Store) StartSession(_ context.Context, sess storage.Session, endFlow, endSession string) error {
+func (s *Store) StartSession(_ context.Context, sess storage.Session, endFlow, endSession string, events ...storage.AuditEvent) error {
 	now := s.now()
 	ttl := sess.Expiry().Sub(now)
 	if ttl <= 0 {
 		return errors.New("session already expired")
+	}
+	var audit []*badger.Entry
+	for _, e := range events {
+		entries, err := s.auditEntries(e)
+		if err != nil {
+			return err
+		}
+		audit = append(audit, entries...)
 	}
 	if endSession != "" {
 		defer s.sessions.Drop(endSession)
@@ -649,6 +657,11 @@ func (s *Store) StartSession(_ context.Context, sess storage.Session, endFlow, e
 	return s.update(func(txn *badger.Txn) error {
 		if err := setSession(txn, sess, ttl); err != nil {
 			return err
+		}
+		for _, en := range audit {
+			if err := txn.SetEntry(en); err != nil {
+				return err
+			}
 		}
 		idx := badger.NewEntry([]byte(kSessIdx+sess.Workspace+"/"+sess.ContactID+"/"+sess.IDHash), nil).
 			WithTTL(sess.ExpiresAt.Sub(now) + time.Second)

@@ -65,10 +65,12 @@ func (s *Store) putSession(ctx context.Context, sess storage.Session, flowKey st
 // flow are one script on a single server or Sentinel; on a Cluster the
 // flow lives in another slot, so it is ended by a call of its own. The
 // browser's previous session is ended after, by calls of its own (it is
-// rarely there). Once the session is stored the sign-in stands: a failure
-// to end the others is logged, not returned (the browser's cookie is
-// replaced either way, and the flow expires by itself).
-func (s *Store) StartSession(ctx context.Context, sess storage.Session, endFlow, endSession string) error {
+// rarely there), and the audit events are appended last (the trail has
+// its own slot). Once the session is stored the sign-in stands: a failure
+// to end the others or to append the events is logged, not returned (the
+// browser's cookie is replaced either way, and the flow expires by
+// itself).
+func (s *Store) StartSession(ctx context.Context, sess storage.Session, endFlow, endSession string, events ...storage.AuditEvent) error {
 	flowKey := ""
 	if endFlow != "" && !s.clustered() {
 		flowKey, endFlow = s.flowKey(endFlow), ""
@@ -84,6 +86,11 @@ func (s *Store) StartSession(ctx context.Context, sess storage.Session, endFlow,
 	if endFlow != "" {
 		if err := s.DeleteFlow(ctx, endFlow); err != nil {
 			s.log.Warn("ending the sign-in flow", zap.Error(err))
+		}
+	}
+	for _, e := range events {
+		if err := s.AppendAudit(ctx, e); err != nil {
+			s.log.Error("writing audit event", zap.String("event", e.Event), zap.Error(err))
 		}
 	}
 	return nil

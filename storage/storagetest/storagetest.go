@@ -856,7 +856,8 @@ func testSessions(t *testing.T, open Opener) {
 		live(t, ctx, s, old, "the old session, read once (and cached)")
 
 		started := newSession(t, now, "acme", "c-2")
-		must(t, "StartSession", s.StartSession(ctx, started, flow.IDHash, old.IDHash))
+		accepted := storage.AuditEvent{Time: now, Workspace: "acme", Event: "code_accepted", ContactID: "c-2", Method: "code"}
+		must(t, "StartSession", s.StartSession(ctx, started, flow.IDHash, old.IDHash, accepted))
 		live(t, ctx, s, started, "the started session")
 		gone(t, ctx, s, old, "the browser's old session")
 		live(t, ctx, s, kept, "another session of the contact")
@@ -893,8 +894,16 @@ func testSessions(t *testing.T, open Opener) {
 		live(t, ctx, s, beta, "another workspace's session named as the old one")
 
 		expired := newSession(t, now.Add(-13*time.Hour), "acme", "c-2")
-		if err := s.StartSession(ctx, expired, other.IDHash, kept.IDHash); err == nil {
+		refusedEvent := storage.AuditEvent{Time: now, Workspace: "acme", Event: "sso_success", ContactID: "c-2", Method: "sso:corp"}
+		if err := s.StartSession(ctx, expired, other.IDHash, kept.IDHash, refusedEvent); err == nil {
 			t.Fatal("StartSession of an expired session: no error")
+		}
+		// The event came with the session that was stored, and not with
+		// the one that was refused.
+		events, _, err := s.Audit(ctx, storage.AuditQuery{Workspace: "acme", ContactID: "c-2"})
+		must(t, "Audit", err)
+		if len(events) != 1 || events[0].Event != "code_accepted" || events[0].Method != "code" || events[0].ID == "" {
+			t.Fatalf("c-2's audit trail after StartSession = %+v, want the one code_accepted it was given", events)
 		}
 		live(t, ctx, s, kept, "the old session named by a refused start")
 		if _, err := s.Flow(ctx, other.IDHash); err != nil {
