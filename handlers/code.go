@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -190,13 +191,15 @@ func (q *request) sendCode(f storage.SignInFlow, flowID string, resend bool) err
 		f.ResendAt = now.Add(ws.ResendCooldown)
 		f.Held = false
 		f.CodesSent++
-		// The message and the flow that now counts it: one store call.
-		if err := q.store.EnqueueForFlow(ctx, storage.OutboxMessage{Kind: kindCode, Payload: job, NotAfter: now.Add(ws.CodeTTL)}, f); err != nil {
+		// The message, the flow that now counts it and the audit event:
+		// one store call.
+		ev.Event = EventCodeRequested
+		ev = q.g.portal.stamp(ev)
+		if err := q.store.EnqueueForFlow(context.WithoutCancel(ctx), storage.OutboxMessage{Kind: kindCode, Payload: job, NotAfter: now.Add(ws.CodeTTL)}, f, ev); err != nil {
 			return q.failed("queueing code email", err)
 		}
 		q.g.portal.outbox.Wake()
-		ev.Event = EventCodeRequested
-		q.audit(ev)
+		q.g.portal.announce(ctx, q.rt, ev)
 	} else {
 		f.ResendAt = now.Add(wait)
 		f.Held = true

@@ -166,11 +166,12 @@ type Outbox interface {
 	// Enqueue adds a message to the outbox.
 	Enqueue(ctx context.Context, m OutboxMessage) error
 	// EnqueueForFlow adds m to the outbox and stores f, the sign-in flow
-	// that asked for it, as PutFlow does: a code request's write. A
-	// backend that can does it in one transaction; where it cannot, the
-	// flow comes first, so a message is never queued for a flow that was
-	// not kept.
-	EnqueueForFlow(ctx context.Context, m OutboxMessage, f SignInFlow) error
+	// that asked for it, as PutFlow does, and appends the audit events, as
+	// AppendAudit does: a code request's write. A backend that can does it
+	// in one transaction; where it cannot, the flow comes first, so a
+	// message is never queued for a flow that was not kept, and the events
+	// last, a failure to append them logged, not returned.
+	EnqueueForFlow(ctx context.Context, m OutboxMessage, f SignInFlow, events ...AuditEvent) error
 	// ClaimOutbox leases up to max due messages for lease; a message is
 	// handed to one claimer at a time and comes back when its lease lapses.
 	ClaimOutbox(ctx context.Context, lease time.Duration, max int) ([]OutboxMessage, error)

@@ -643,13 +643,9 @@ func (s *Store) StartSession(_ context.Context, sess storage.Session, endFlow, e
 	if ttl <= 0 {
 		return errors.New("session already expired")
 	}
-	var audit []*badger.Entry
-	for _, e := range events {
-		entries, err := s.auditEntries(e)
-		if err != nil {
-			return err
-		}
-		audit = append(audit, entries...)
+	audit, err := s.auditEntriesOf(events)
+	if err != nil {
+		return err
 	}
 	if endSession != "" {
 		defer s.sessions.Drop(endSession)
@@ -658,10 +654,8 @@ func (s *Store) StartSession(_ context.Context, sess storage.Session, endFlow, e
 		if err := setSession(txn, sess, ttl); err != nil {
 			return err
 		}
-		for _, en := range audit {
-			if err := txn.SetEntry(en); err != nil {
-				return err
-			}
+		if err := setEntries(txn, audit); err != nil {
+			return err
 		}
 		idx := badger.NewEntry([]byte(kSessIdx+sess.Workspace+"/"+sess.ContactID+"/"+sess.IDHash), nil).
 			WithTTL(sess.ExpiresAt.Sub(now) + time.Second)
@@ -970,17 +964,24 @@ func (s *Store) Enqueue(_ context.Context, m storage.OutboxMessage) error {
 }
 
 // EnqueueForFlow implements storage.Store: one transaction.
-func (s *Store) EnqueueForFlow(_ context.Context, m storage.OutboxMessage, f storage.SignInFlow) error {
+func (s *Store) EnqueueForFlow(_ context.Context, m storage.OutboxMessage, f storage.SignInFlow, events ...storage.AuditEvent) error {
 	now := s.now()
 	ttl := f.ExpiresAt.Sub(now)
 	if ttl <= 0 {
 		return errors.New("flow already expired")
+	}
+	audit, err := s.auditEntriesOf(events)
+	if err != nil {
+		return err
 	}
 	m = m.WithDefaults(now)
 	s.outboxFloor.enqueuing(m.ID)
 	defer s.outboxFloor.wrote(m.ID)
 	return s.update(func(txn *badger.Txn) error {
 		if err := setJSON(txn, kFlow+f.IDHash, f, ttl); err != nil {
+			return err
+		}
+		if err := setEntries(txn, audit); err != nil {
 			return err
 		}
 		return setJSON(txn, kOutbox+m.ID, m, 0)
@@ -1101,14 +1102,30 @@ func (s *Store) AppendAudit(_ context.Context, e storage.AuditEvent) error {
 	if err != nil || entries == nil {
 		return err
 	}
-	return s.update(func(txn *badger.Txn) error {
-		for _, en := range entries {
-			if err := txn.SetEntry(en); err != nil {
-				return err
-			}
+	return s.update(func(txn *badger.Txn) error { return setEntries(txn, entries) })
+}
+
+// auditEntriesOf are the entries recording each of events.
+func (s *Store) auditEntriesOf(events []storage.AuditEvent) ([]*badger.Entry, error) {
+	var out []*badger.Entry
+	for _, e := range events {
+		entries, err := s.auditEntries(e)
+		if err != nil {
+			return nil, err
 		}
-		return nil
-	})
+		out = append(out, entries...)
+	}
+	return out, nil
+}
+
+// setEntries writes entries in txn.
+func setEntries(txn *badger.Txn, entries []*badger.Entry) error {
+	for _, en := range entries {
+		if err := txn.SetEntry(en); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // auditEntries are the entries recording e: the event and, when it

@@ -45,15 +45,20 @@ func (s *Store) Enqueue(ctx context.Context, m storage.OutboxMessage) error {
 // EnqueueForFlow implements storage.Store: one script on a single server
 // or Sentinel; on a Cluster, where they live in different slots, the flow
 // and then the message, so that no message is queued for a flow that
-// was not kept.
-func (s *Store) EnqueueForFlow(ctx context.Context, m storage.OutboxMessage, f storage.SignInFlow) error {
+// was not kept. The audit events follow (the trail has its own slot).
+func (s *Store) EnqueueForFlow(ctx context.Context, m storage.OutboxMessage, f storage.SignInFlow, events ...storage.AuditEvent) error {
 	if s.clustered() {
 		if err := s.PutFlow(ctx, f); err != nil {
 			return err
 		}
-		return s.Enqueue(ctx, m)
+		if err := s.Enqueue(ctx, m); err != nil {
+			return err
+		}
+	} else if err := s.enqueue(ctx, m, &f); err != nil {
+		return err
 	}
-	return s.enqueue(ctx, m, &f)
+	s.appendAll(ctx, events)
+	return nil
 }
 
 func (s *Store) enqueue(ctx context.Context, m storage.OutboxMessage, f *storage.SignInFlow) error {

@@ -88,12 +88,18 @@ func (s *Store) StartSession(ctx context.Context, sess storage.Session, endFlow,
 			s.log.Warn("ending the sign-in flow", zap.Error(err))
 		}
 	}
+	s.appendAll(ctx, events)
+	return nil
+}
+
+// appendAll appends audit events that follow a write which stands
+// whatever becomes of them: a failure is logged, not returned.
+func (s *Store) appendAll(ctx context.Context, events []storage.AuditEvent) {
 	for _, e := range events {
 		if err := s.AppendAudit(ctx, e); err != nil {
 			s.log.Error("writing audit event", zap.String("event", e.Event), zap.Error(err))
 		}
 	}
-	return nil
 }
 
 func decodeSession(raw string) (storage.Session, error) {

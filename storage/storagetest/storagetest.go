@@ -1571,7 +1571,8 @@ func testOutbox(t *testing.T, open Opener) {
 		now := clock.Now()
 		f := storage.SignInFlow{IDHash: newHash(t), Workspace: "acme", ReturnTo: "/tickets", Email: "jane@acme.example",
 			Method: "code", CodesSent: 1, CreatedAt: now, ExpiresAt: now.Add(15 * time.Minute)}
-		must(t, "EnqueueForFlow", s.EnqueueForFlow(ctx, msg("m1"), f))
+		requested := storage.AuditEvent{Time: now, Workspace: "acme", Event: "code_requested", Email: f.Email, Method: "code"}
+		must(t, "EnqueueForFlow", s.EnqueueForFlow(ctx, msg("m1"), f, requested))
 		got, err := s.Flow(ctx, f.IDHash)
 		must(t, "Flow", err)
 		if !sameFlow(got, f) {
@@ -1583,10 +1584,17 @@ func testOutbox(t *testing.T, open Opener) {
 		// A flow past its expiry is refused, and nothing is queued.
 		old := f
 		old.IDHash, old.ExpiresAt = newHash(t), now.Add(-time.Second)
-		if err := s.EnqueueForFlow(ctx, msg("m2"), old); err == nil {
+		if err := s.EnqueueForFlow(ctx, msg("m2"), old, storage.AuditEvent{Time: now, Workspace: "acme", Event: "code_resent", Method: "code"}); err == nil {
 			t.Fatal("EnqueueForFlow with an expired flow: no error")
 		}
 		outboxLen(t, ctx, s, 1)
+		// The event came with the message that was queued, and not with
+		// the one that was refused.
+		events, _, err := s.Audit(ctx, storage.AuditQuery{Workspace: "acme"})
+		must(t, "Audit", err)
+		if len(events) != 1 || events[0].Event != "code_requested" || events[0].Email != f.Email || events[0].ID == "" {
+			t.Fatalf("the audit trail after EnqueueForFlow = %+v, want the one code_requested it was given", events)
+		}
 		if _, err := s.Flow(ctx, old.IDHash); !errors.Is(err, storage.ErrNotFound) {
 			t.Fatalf("the expired flow: err = %v, want ErrNotFound", err)
 		}
