@@ -58,7 +58,8 @@ func (m *monitor) calls() []string {
 		switch {
 		case strings.Contains(line, marker):
 			return out
-		case strings.Contains(line, " lua] "), strings.Contains(line, `"CLIENT"`):
+		case strings.Contains(line, " lua] "), strings.Contains(line, `"CLIENT"`), strings.Contains(line, `"PING"`):
+			// A script's own commands, and the client's housekeeping.
 		default:
 			// `+<time> [0 127.0.0.1:port] "CMD" "arg" …`: keep the command.
 			if f := strings.Fields(line); len(f) > 3 {
