@@ -234,7 +234,7 @@ func BenchmarkDeliverCode(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		job := fmt.Appendf(nil, `{"workspace":"acme","email":"u%d@acme.example","flow_hash":"%064x","method":"code"}`, i%10_000, i)
-		if err := g.portal.deliver(ctx, storage.OutboxMessage{ID: strconv.Itoa(i), Kind: kindCode, Payload: job}); err != nil {
+		if _, err := g.portal.deliver(ctx, storage.OutboxMessage{ID: strconv.Itoa(i), Kind: kindCode, Payload: job}); err != nil {
 			b.Fatal(err)
 		}
 		i++

@@ -183,7 +183,7 @@ func TestRedeliveryMailsTheSameCode(t *testing.T) {
 	var codes []string
 	for attempt := 1; attempt <= 2; attempt++ {
 		m.Attempts = attempt
-		if err := tp.portal.deliver(ctx, m); err != nil {
+		if _, err := tp.portal.deliver(ctx, m); err != nil {
 			t.Fatalf("delivery %d: %v", attempt, err)
 		}
 		codes = append(codes, mailCode(t, tp.waitMail(t, 1+attempt)))

@@ -42,38 +42,40 @@ type codeJob struct {
 	Browser string `json:"browser,omitempty"`
 }
 
-// deliver is the outbox worker's work for one message.
-func (p *Portal) deliver(ctx context.Context, m storage.OutboxMessage) error {
+// deliver is the outbox worker's work for one message. The audit event
+// of a code's delivery (code_sent, or code_not_sent) is returned, for the
+// outbox to store with the message's acknowledgement: a delivery commits
+// once, and a message delivered again after a crash is audited once.
+func (p *Portal) deliver(ctx context.Context, m storage.OutboxMessage) ([]storage.AuditEvent, error) {
 	if m.Kind == kindWebhook {
-		return p.deliverWebhook(ctx, m)
+		return nil, p.deliverWebhook(ctx, m)
 	}
 	if m.Kind != kindCode {
-		return fmt.Errorf("%w: unknown outbox message kind %q", mail.ErrPermanent, m.Kind)
+		return nil, fmt.Errorf("%w: unknown outbox message kind %q", mail.ErrPermanent, m.Kind)
 	}
 	var job codeJob
 	if err := json.Unmarshal(m.Payload, &job); err != nil {
-		return fmt.Errorf("%w: decoding code job: %v", mail.ErrPermanent, err)
+		return nil, fmt.Errorf("%w: decoding code job: %v", mail.ErrPermanent, err)
 	}
 	if job.FlowHash == "" {
-		return fmt.Errorf("%w: code job without a sign-in flow", mail.ErrPermanent)
+		return nil, fmt.Errorf("%w: code job without a sign-in flow", mail.ErrPermanent)
 	}
 	ws, ok := p.Workspaces[job.Workspace]
 	if !ok {
-		return fmt.Errorf("%w: workspace %q is no longer configured", mail.ErrPermanent, job.Workspace)
+		return nil, fmt.Errorf("%w: workspace %q is no longer configured", mail.ErrPermanent, job.Workspace)
 	}
 	rt := p.state.Load()
 	if rt == nil {
-		return errUnavailable
+		return nil, errUnavailable
 	}
 	ev := storage.AuditEvent{Workspace: ws.Name, Email: job.Email, ContactID: job.ContactID, Method: job.Method, ClientIP: job.ClientIP}
 	contact, err := activeContact(ctx, rt.store, ws.Name, job.Email, job.ContactID)
 	if errors.Is(err, storage.ErrNotFound) {
 		ev.Event, ev.Reason = EventCodeNotSent, "no eligible contact"
-		p.audit(ctx, rt, ev)
-		return nil
+		return []storage.AuditEvent{p.stamp(ev)}, nil
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ev.ContactID = contact.ID
 	if m.Attempts <= 1 {
@@ -86,12 +88,12 @@ func (p *Portal) deliver(ctx context.Context, m storage.OutboxMessage) error {
 			rateLimit{key: "send/ws/" + ws.Name, limit: lim.SendsPerWorkspace},
 		)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if !ok {
 			ev.Event, ev.Reason = EventRateLimited, "code sends: "+over.scope()
 			p.auditRefusal(ctx, rt, ev, over.key)
-			return nil
+			return nil, nil
 		}
 	}
 	keys := rt.keys[ws.Name]
@@ -105,7 +107,7 @@ func (p *Portal) deliver(ctx context.Context, m storage.OutboxMessage) error {
 	if err := rt.store.PutCode(ctx, ws.Name, contact.ID, job.FlowHash, storage.Code{
 		Hash: keys.codeHash(contact.ID, code), IssuedAt: issued, ExpiresAt: issued.Add(ws.CodeTTL),
 	}); err != nil {
-		return err
+		return nil, err
 	}
 	t := translator(ws.defaultLanguage())
 	if tag, ok := LanguageSupported(job.Lang); ok {
@@ -118,7 +120,7 @@ func (p *Portal) deliver(ctx context.Context, m storage.OutboxMessage) error {
 	text, html, err := ws.pages(p).codeMail(mailData{tr: t, Brand: ws.Brand, WorkspaceTitle: ws.Title, Code: FormatCode(code), CodeTTL: t.Duration(ws.CodeTTL),
 		RequestedAt: issued.UTC().Format(t.T("mail_time")), Browser: browser})
 	if err != nil {
-		return fmt.Errorf("%w: %v", mail.ErrPermanent, err)
+		return nil, fmt.Errorf("%w: %v", mail.ErrPermanent, err)
 	}
 	if err := p.Sender.Send(ctx, mail.Message{
 		From:    ws.MailFrom,
@@ -127,11 +129,10 @@ func (p *Portal) deliver(ctx context.Context, m storage.OutboxMessage) error {
 		Text:    text,
 		HTML:    html,
 	}); err != nil {
-		return err
+		return nil, err
 	}
 	ev.Event = EventCodeSent
-	p.audit(ctx, rt, ev)
-	return nil
+	return []storage.AuditEvent{p.stamp(ev)}, nil
 }
 
 // giveUp audits a message the outbox will not retry.

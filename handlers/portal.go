@@ -155,7 +155,14 @@ func (p *Portal) Start(ctx context.Context, store storage.Store) error {
 	p.outbox = &mail.Outbox{
 		Store:   store,
 		Deliver: p.deliver,
-		GiveUp:  p.giveUp,
+		// The delivery's audit events, stored with the ack.
+		Announce: func(events []storage.AuditEvent) {
+			rt := p.state.Load()
+			for _, e := range events {
+				p.announce(context.Background(), rt, e)
+			}
+		},
+		GiveUp: p.giveUp,
 		// metrics.go: the attempt-failure counter, the oldest queued mail
 		OnAttemptFailed: p.attemptFailed,
 		OnDone:          p.mailDone,

@@ -76,12 +76,20 @@ func TestSMTPConnectionsReusedAndClosedAtReload(t *testing.T) {
 	g.contacts = `[{"id": "p-1", "email": "p1@acme.example"}, {"id": "p-2", "email": "p2@acme.example"},
 		{"id": "p-3", "email": "p3@acme.example"}, {"id": "p-4", "email": "p4@acme.example"}]`
 	g.start()
+	sent := 0
 	signIn := func(email string) {
 		t.Helper()
 		b := g.browser()
 		b.get("/tickets/1")
 		csrf := b.submitEmail(email)
 		m := g.mail.wait(t, 10*time.Second)
+		// The mailbox has the message as soon as the server has read it,
+		// a moment before the sender has its answer and puts the
+		// connection back; the code_sent event is stored after that.
+		sent++
+		eventually(t, 5*time.Second, "the code_sent event", func() bool {
+			return len(g.auditEvents("event=code_sent")) == sent
+		})
 		if r := b.enterCode(csrf, m.Code()); r.Status != http.StatusSeeOther {
 			t.Fatalf("sign-in of %s: %d", email, r.Status)
 		}

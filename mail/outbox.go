@@ -19,8 +19,13 @@ import (
 type Outbox struct {
 	// Store is where the messages wait: the outbox role of the store.
 	Store storage.Outbox
-	// Deliver does the work of one message.
-	Deliver func(ctx context.Context, m storage.OutboxMessage) error
+	// Deliver does the work of one message. The audit events it returns
+	// with success are stored with the message's acknowledgement (one
+	// transaction where the store can), then handed to Announce.
+	Deliver func(ctx context.Context, m storage.OutboxMessage) ([]storage.AuditEvent, error)
+	// Announce, when set, is told about a delivered message's events once
+	// the store was asked to take them with its acknowledgement.
+	Announce func(events []storage.AuditEvent)
 	// GiveUp is told about a message that will not be retried.
 	GiveUp func(m storage.OutboxMessage, err error)
 	// OnAttemptFailed, when set, is told about every failed delivery
@@ -158,14 +163,17 @@ func (o *Outbox) release(msgs []storage.OutboxMessage) {
 
 func (o *Outbox) deliver(ctx context.Context, m storage.OutboxMessage) {
 	dctx, cancel := context.WithTimeout(ctx, o.Lease/2)
-	err := o.Deliver(dctx, m)
+	events, err := o.Deliver(dctx, m)
 	cancel()
 	// Finish the bookkeeping even when stopping, so the message is not
 	// sent twice after a restart.
 	bg := context.WithoutCancel(ctx)
 	if err == nil {
-		if err := o.Store.AckOutbox(bg, m.ID); err != nil {
-			o.unsettle(settle{id: m.ID, ack: true}, err)
+		if err := o.Store.AckOutbox(bg, m.ID, events...); err != nil {
+			o.unsettle(settle{id: m.ID, ack: true, events: events}, err)
+		}
+		if o.Announce != nil && len(events) > 0 {
+			o.Announce(events)
 		}
 		o.delivered(m.Kind)
 		o.done(m)
@@ -199,6 +207,7 @@ func (o *Outbox) deliver(ctx context.Context, m storage.OutboxMessage) {
 type settle struct {
 	id      string
 	ack     bool
+	events  []storage.AuditEvent // the ack's
 	due     time.Time
 	lastErr string
 }
@@ -207,7 +216,8 @@ type settle struct {
 // not the store being unreachable is only logged.
 func (o *Outbox) unsettle(s settle, err error) {
 	if !errors.Is(err, storage.ErrUnavailable) {
-		o.Logger.Error("outbox bookkeeping failed", zap.String("id", s.id), zap.Bool("ack", s.ack), zap.Error(err))
+		o.Logger.Error("outbox bookkeeping failed", zap.String("id", s.id), zap.Bool("ack", s.ack),
+			zap.Int("audit_events", len(s.events)), zap.Error(err))
 		return
 	}
 	o.unsettledMu.Lock()
@@ -225,7 +235,7 @@ func (o *Outbox) settleAgain(ctx context.Context) {
 	for i, s := range todo {
 		var err error
 		if s.ack {
-			err = o.Store.AckOutbox(bg, s.id)
+			err = o.Store.AckOutbox(bg, s.id, s.events...)
 		} else {
 			err = o.Store.RetryOutbox(bg, s.id, s.due, s.lastErr)
 		}

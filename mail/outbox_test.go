@@ -30,12 +30,12 @@ func TestOutboxLogsAnOutageOnce(t *testing.T) {
 	var sent atomic.Int32
 	o := &mail.Outbox{
 		Store: store, Workers: 2, Poll: 10 * time.Millisecond, Logger: zap.New(core),
-		Deliver: func(context.Context, storage.OutboxMessage) error {
+		Deliver: func(context.Context, storage.OutboxMessage) ([]storage.AuditEvent, error) {
 			if down.Load() {
-				return errors.New("451 try again later")
+				return nil, errors.New("451 try again later")
 			}
 			sent.Add(1)
-			return nil
+			return nil, nil
 		},
 	}
 	ctx := context.Background()
@@ -67,5 +67,54 @@ func TestOutboxLogsAnOutageOnce(t *testing.T) {
 	}
 	if n, _ := ends[0].ContextMap()["failed_attempts"].(int64); n < 5 {
 		t.Fatalf("recovery counted %d failed attempts, want at least 5", n)
+	}
+}
+
+// TestOutboxStoresDeliveryEvents: the audit events a delivery returns are
+// stored with the message's acknowledgement, then announced; a failed
+// attempt stores none.
+func TestOutboxStoresDeliveryEvents(t *testing.T) {
+	store, err := badgerstore.Open(t.TempDir(), badgerstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	var attempts atomic.Int32
+	announced := make(chan []storage.AuditEvent, 1)
+	o := &mail.Outbox{
+		Store: store, Workers: 1, Poll: 10 * time.Millisecond, Logger: zap.NewNop(),
+		Deliver: func(_ context.Context, m storage.OutboxMessage) ([]storage.AuditEvent, error) {
+			if attempts.Add(1) == 1 {
+				return []storage.AuditEvent{{Workspace: "acme", Event: "never_stored"}}, errors.New("451 try again later")
+			}
+			return []storage.AuditEvent{{Time: time.Now(), Workspace: "acme", Event: "code_sent", ContactID: "c-1"}}, nil
+		},
+		Announce: func(es []storage.AuditEvent) { announced <- es },
+	}
+	ctx := context.Background()
+	if err := store.Enqueue(ctx, storage.OutboxMessage{Kind: "code", Payload: []byte("{}"), NotAfter: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	o.Start(ctx)
+	defer o.Stop()
+	o.Wake()
+	// The retry after the failed attempt comes after its backoff (2 s).
+	select {
+	case es := <-announced:
+		if len(es) != 1 || es[0].Event != "code_sent" {
+			t.Fatalf("announced %+v, want the code_sent", es)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no delivery announced")
+	}
+	if n, err := store.OutboxLen(ctx); err != nil || n != 0 {
+		t.Fatalf("outbox after the delivery: %d messages (%v), want 0", n, err)
+	}
+	events, _, err := store.Audit(ctx, storage.AuditQuery{Workspace: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != 1 || events[0].Event != "code_sent" || events[0].ContactID != "c-1" {
+		t.Fatalf("audit trail %+v, want the one code_sent of the delivery", events)
 	}
 }

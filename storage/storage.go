@@ -175,8 +175,11 @@ type Outbox interface {
 	// ClaimOutbox leases up to max due messages for lease; a message is
 	// handed to one claimer at a time and comes back when its lease lapses.
 	ClaimOutbox(ctx context.Context, lease time.Duration, max int) ([]OutboxMessage, error)
-	// AckOutbox removes a delivered (or abandoned) message.
-	AckOutbox(ctx context.Context, id string) error
+	// AckOutbox removes a delivered (or abandoned) message, and appends
+	// the audit events of its delivery, as AppendAudit does: in the same
+	// transaction where the backend can; where it cannot, after, a
+	// failure to append them logged, not returned.
+	AckOutbox(ctx context.Context, id string, events ...AuditEvent) error
 	// RetryOutbox releases a message to be tried again at due.
 	RetryOutbox(ctx context.Context, id string, due time.Time, lastErr string) error
 	// OutboxLen reports how many messages wait in the outbox.

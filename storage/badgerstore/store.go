@@ -1028,9 +1028,18 @@ func (s *Store) ClaimOutbox(_ context.Context, lease time.Duration, max int) ([]
 	return out, err
 }
 
-// AckOutbox implements storage.Store.
-func (s *Store) AckOutbox(_ context.Context, id string) error {
-	return s.update(func(txn *badger.Txn) error { return txn.Delete([]byte(kOutbox + id)) })
+// AckOutbox implements storage.Store: one transaction.
+func (s *Store) AckOutbox(_ context.Context, id string, events ...storage.AuditEvent) error {
+	audit, err := s.auditEntriesOf(events)
+	if err != nil {
+		return err
+	}
+	return s.update(func(txn *badger.Txn) error {
+		if err := setEntries(txn, audit); err != nil {
+			return err
+		}
+		return txn.Delete([]byte(kOutbox + id))
+	})
 }
 
 // RetryOutbox implements storage.Store.

@@ -144,10 +144,14 @@ var ackOutboxLua string
 
 var ackOutbox = rueidis.NewLuaScript(ackOutboxLua)
 
-// AckOutbox implements storage.Store.
-func (s *Store) AckOutbox(ctx context.Context, id string) error {
-	_, err := s.run(ctx, ackOutbox, []string{s.outboxDue(), s.outboxMsgPrefix() + id}, id)
-	return err
+// AckOutbox implements storage.Store: the audit events follow the ack
+// (the trail has its own slot).
+func (s *Store) AckOutbox(ctx context.Context, id string, events ...storage.AuditEvent) error {
+	if _, err := s.run(ctx, ackOutbox, []string{s.outboxDue(), s.outboxMsgPrefix() + id}, id); err != nil {
+		return err
+	}
+	s.appendAll(ctx, events)
+	return nil
 }
 
 // retryOutbox releases a message until a new due time. KEYS: due set,

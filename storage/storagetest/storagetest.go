@@ -1617,7 +1617,14 @@ func testOutbox(t *testing.T, open Opener) {
 			t.Fatalf("claim after a lower id was enqueued: %v, want m1 and m7", slices.Sorted(maps.Keys(got)))
 		}
 		must(t, "AckOutbox", s.AckOutbox(ctx, "m1"))
-		must(t, "AckOutbox", s.AckOutbox(ctx, "m7"))
+		// An ack carries its delivery's audit events.
+		sent := storage.AuditEvent{Time: clock.Now(), Workspace: "acme", Event: "code_sent", ContactID: "c-7", Method: "code"}
+		must(t, "AckOutbox", s.AckOutbox(ctx, "m7", sent))
+		events, _, err := s.Audit(ctx, storage.AuditQuery{Workspace: "acme", ContactID: "c-7"})
+		must(t, "Audit", err)
+		if len(events) != 1 || events[0].Event != "code_sent" || events[0].ID == "" {
+			t.Fatalf("the audit trail after AckOutbox with an event = %+v, want its code_sent", events)
+		}
 		if got := claim(t, ctx, s, time.Minute, 10); len(got) != 0 {
 			t.Fatalf("claim of an empty outbox: %v", slices.Sorted(maps.Keys(got)))
 		}
