@@ -88,22 +88,10 @@ func readable(c, bg, to rgb) rgb {
 
 // accent is the brand's accent, darkened where white on it (or it on
 // white) would not read.
-func (b *Brand) accent() string {
-	a := ""
-	if b != nil {
-		a = b.Accent
-	}
-	return shadesOf(a).light
-}
+func (b *Brand) accent() string { return b.shades().light }
 
 // accentOnDark is the accent lightened to read on the dark theme's card.
-func (b *Brand) accentOnDark() string {
-	a := ""
-	if b != nil {
-		a = b.Accent
-	}
-	return shadesOf(a).dark
-}
+func (b *Brand) accentOnDark() string { return b.shades().dark }
 
 // shades are the two readable shades of an accent.
 type shades struct{ light, dark string }
@@ -112,6 +100,14 @@ type shades struct{ light, dark string }
 // few dozen contrast ratios, and every page shows them. Accents come from
 // the configuration, so the map stays as small as it is.
 var accentShades sync.Map // accent → shades
+
+// shades are the brand's shades (the default accent's without a brand).
+func (b *Brand) shades() shades {
+	if b == nil {
+		return shadesOf("")
+	}
+	return shadesOf(b.Accent)
+}
 
 func shadesOf(accent string) shades {
 	if s, ok := accentShades.Load(accent); ok {

@@ -69,6 +69,7 @@ func rush(caddyBin, backend string, n, clients int, rate float64) error {
 	pool := ""
 	if smtpConnections > 0 {
 		pool = fmt.Sprintf("\n\t\t\tconnections %d", smtpConnections)
+		label += fmt.Sprintf(", %d SMTP connections", smtpConnections)
 	}
 	upPort, err := e2e.FreePort()
 	if err != nil {
@@ -299,9 +300,6 @@ http://127.0.0.1:%d {
 	how := "as fast as they can"
 	if rate > 0 {
 		how = fmt.Sprintf("started at %.0f per second (%d found every client busy)", rate, late.Load())
-	}
-	if smtpConnections > 0 {
-		label += fmt.Sprintf(", %d SMTP connections", smtpConnections)
 	}
 	fmt.Printf("sign-in rush: %d distinct contacts, %d clients %s, %s: %d full sign-ins in %s = %.0f per second\n",
 		n, clients, how, label, n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds())

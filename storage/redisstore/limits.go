@@ -34,11 +34,8 @@ func (s *Store) Hit(ctx context.Context, key string, limit int, window time.Dura
 
 // Count implements storage.Store.
 func (s *Store) Count(ctx context.Context, key string, window time.Duration) (int, time.Duration, error) {
-	now := s.now()
-	start := now.Truncate(window)
-	reset := start.Add(window)
-	k := s.p + "hit:" + key + ":" + strconv.FormatInt(start.Unix(), 10)
-	r, err := s.run(ctx, hit, []string{k}, pxString(reset.Sub(now)+time.Second))
+	k, reset := s.counter(key, window, s.now())
+	r, err := s.run(ctx, hit, []string{k}, pxString(reset+time.Second))
 	if err != nil {
 		return 0, 0, err
 	}
@@ -46,7 +43,14 @@ func (s *Store) Count(ctx context.Context, key string, window time.Duration) (in
 	if err != nil {
 		return 0, 0, err
 	}
-	return int(n), reset.Sub(now), nil
+	return int(n), reset, nil
+}
+
+// counter is the key of key's counter for the window now falls in, and how
+// long until that window ends.
+func (s *Store) counter(key string, window time.Duration, now time.Time) (string, time.Duration) {
+	start := now.Truncate(window)
+	return s.p + "hit:" + key + ":" + strconv.FormatInt(start.Unix(), 10), start.Add(window).Sub(now)
 }
 
 // cooldown starts a cooldown unless one is running. KEYS: cooldown.
@@ -96,9 +100,7 @@ func (s *Store) HitAll(ctx context.Context, hits ...storage.Hit) (storage.HitRes
 	args := make([]string, 0, 2*len(hits))
 	resets := make([]time.Duration, len(hits))
 	for i, h := range hits {
-		start := now.Truncate(h.Window)
-		resets[i] = start.Add(h.Window).Sub(now)
-		keys[i] = s.p + "hit:" + h.Key + ":" + strconv.FormatInt(start.Unix(), 10)
+		keys[i], resets[i] = s.counter(h.Key, h.Window, now)
 		args = append(args, strconv.Itoa(h.Limit), pxString(resets[i]+time.Second))
 	}
 	r, err := s.run(ctx, hitAll, keys, args...)
