@@ -13,9 +13,20 @@ import (
 
 var (
 	caddyBinOnce sync.Once
+	caddyBinDir  string
 	caddyBin     string
 	caddyBinErr  error
 )
+
+// TestMain removes the Caddy binary builtCaddy wrote (about 100 MB) once
+// every test has run.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if caddyBinDir != "" {
+		os.RemoveAll(caddyBinDir)
+	}
+	os.Exit(code)
+}
 
 // builtCaddy builds Caddy with the plugin (cmd/caddy) once per test run.
 func builtCaddy(t *testing.T) string {
@@ -26,6 +37,7 @@ func builtCaddy(t *testing.T) string {
 			caddyBinErr = err
 			return
 		}
+		caddyBinDir = dir
 		caddyBin = filepath.Join(dir, "caddy")
 		out, err := exec.Command("go", "build", "-o", caddyBin, "github.com/kdesk/portalgate/cmd/caddy").CombinedOutput()
 		if err != nil {
