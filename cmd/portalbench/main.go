@@ -57,6 +57,8 @@ func main() {
 	rushClients := flag.Int("clients", 64, "with -rush: concurrent clients")
 	rushRate := flag.Float64("rate", 0, "with -rush: start this many sign-ins per second (open loop) instead of as many as the clients can")
 	flag.IntVar(&smtpConnections, "smtp-connections", 0, "with -rush: mail smtp { connections } (0: the default, 4)")
+	flag.IntVar(&outboxWorkers, "outbox-workers", 0, "with -rush: the portal's outbox_workers (0: the default, 4)")
+	flag.BoolVar(&rushTimeline, "timeline", false, "with -rush: also print, for every second of the rush, the mail latency of the codes asked for in it (p50, p99, max): where the tail comes from")
 	var so soakOptions
 	flag.DurationVar(&so.duration, "soak", 0, "instead of the rounds: a soak of this length (continuous sign-ins and signed-in GETs, on Badger), sampling Caddy's RSS, goroutines and store size")
 	flag.DurationVar(&so.every, "soak-every", time.Minute, "with -soak: how often to sample")
@@ -472,6 +474,13 @@ func procStatus(pid int, field string) string {
 // smtpConnections is the rush's SMTP connection pool (-smtp-connections);
 // 0 leaves the default.
 var smtpConnections int
+
+// outboxWorkers is the rush's outbox_workers (-outbox-workers); 0 leaves
+// the default.
+var outboxWorkers int
+
+// rushTimeline prints the rush's mail latency second by second (-timeline).
+var rushTimeline bool
 
 // badgerCompression is the Badger store's compression (-compression); ""
 // leaves the store's default.

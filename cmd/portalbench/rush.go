@@ -71,6 +71,11 @@ func rush(caddyBin, backend string, n, clients int, rate float64) error {
 		pool = fmt.Sprintf("\n\t\t\tconnections %d", smtpConnections)
 		label += fmt.Sprintf(", %d SMTP connections", smtpConnections)
 	}
+	workers := ""
+	if outboxWorkers > 0 {
+		workers = fmt.Sprintf("\n\t\toutbox_workers %d", outboxWorkers)
+		label += fmt.Sprintf(", %d outbox workers", outboxWorkers)
+	}
 	upPort, err := e2e.FreePort()
 	if err != nil {
 		return err
@@ -111,8 +116,7 @@ func rush(caddyBin, backend string, n, clients int, rate float64) error {
 			port %s
 			from bench@acme.example
 			tls none%s
-		}
-		outbox_workers 16
+		}%s
 		limits {
 			requests_per_ip 1000000
 			sends_per_ip 1000000
@@ -131,7 +135,7 @@ http://127.0.0.1:%d {
 	portal_auth bench
 	reverse_proxy 127.0.0.1:%d
 }
-%s`, adminPort, dir, i, storage(i), smtpHost, smtpPort, pool, bases[0], contacts, gatedPort, upPort, upstream)
+%s`, adminPort, dir, i, storage(i), smtpHost, smtpPort, pool, workers, bases[0], contacts, gatedPort, upPort, upstream)
 		sub := filepath.Join(dir, fmt.Sprint(i))
 		if err := os.MkdirAll(sub, 0o700); err != nil {
 			return err
@@ -158,8 +162,12 @@ http://127.0.0.1:%d {
 		firstErr atomic.Value
 		lat      = make([][]float64, len(rushPages))
 		mailLat  []float64
-		latMu    sync.Mutex
-		wg       sync.WaitGroup
+		// mailAt is each mail's latency by the second of the rush its
+		// code was asked for in.
+		mailAt = map[int][]float64{}
+		start  time.Time
+		latMu  sync.Mutex
+		wg     sync.WaitGroup
 	)
 	record := func(step int, d time.Duration) {
 		latMu.Lock()
@@ -222,6 +230,8 @@ http://127.0.0.1:%d {
 		}
 		latMu.Lock()
 		mailLat = append(mailLat, float64(time.Since(asked))/float64(time.Millisecond))
+		sec := int(asked.Sub(start) / time.Second)
+		mailAt[sec] = append(mailAt[sec], mailLat[len(mailLat)-1])
 		latMu.Unlock()
 		t0 = time.Now()
 		r, err = at().EnterCode(csrf, m.Code())
@@ -275,7 +285,7 @@ http://127.0.0.1:%d {
 		return sum
 	}
 	caddyBefore, ownBefore := caddyCPU(), cpuTime(os.Getpid())
-	start := time.Now()
+	start = time.Now()
 	for range clients {
 		wg.Add(1)
 		go func() {
@@ -310,6 +320,14 @@ http://127.0.0.1:%d {
 	for i, name := range rushPages {
 		slices.Sort(lat[i])
 		fmt.Printf("  %-24s p50 %6.2f ms  p99 %6.2f ms\n", name, quantile(lat[i], 0.5), quantile(lat[i], 0.99))
+	}
+	if rushTimeline {
+		for sec := 0; sec <= int(elapsed/time.Second); sec++ {
+			if l := mailAt[sec]; len(l) > 0 {
+				slices.Sort(l)
+				fmt.Printf("    second %2d: %4d codes asked for, mail p50 %6.1f ms  p99 %6.1f ms  max %6.1f ms\n", sec, len(l), quantile(l, 0.5), quantile(l, 0.99), l[len(l)-1])
+			}
+		}
 	}
 	slices.Sort(mailLat)
 	fmt.Printf("  %-24s p50 %6.2f ms  p99 %6.2f ms\n", "email form → mail at SMTP", quantile(mailLat, 0.5), quantile(mailLat, 0.99))
