@@ -36,6 +36,15 @@ func TestRedisSentinelFailover(t *testing.T) {
 	for _, p := range ports[1:3] {
 		start("--port", fmt.Sprint(p), "--bind", "127.0.0.1", "--save", "", "--dir", t.TempDir(), "--replicaof", "127.0.0.1", fmt.Sprint(ports[0]))
 	}
+	// Sentinels started once both replicas are linked find them in their
+	// first look at the master, not 10 s later.
+	for _, p := range ports[:3] {
+		waitListening(t, fmt.Sprintf("127.0.0.1:%d", p))
+	}
+	eventually(t, 30*time.Second, "both replicas to link to the master", func() bool {
+		out, _ := exec.Command("redis-cli", "-p", fmt.Sprint(ports[0]), "info", "replication").Output()
+		return strings.Contains(string(out), "connected_slaves:2")
+	})
 	var sentinels []string
 	for _, p := range ports[3:] {
 		dir := t.TempDir()
@@ -56,7 +65,30 @@ sentinel parallel-syncs mymaster 2
 	for _, p := range ports {
 		waitListening(t, fmt.Sprintf("127.0.0.1:%d", p))
 	}
-	time.Sleep(2 * time.Second) // the sentinels find each other and the replicas
+	// A sentinel learns the replicas from the master's INFO (every 10 s)
+	// and the other sentinels from their hellos (every 2 s): one that
+	// knows no replica when the master dies has nobody to promote, and the
+	// election never ends. So wait until each knows both, and the others.
+	sentinelSees := func(port int, field string) string {
+		out, _ := exec.Command("redis-cli", "-p", fmt.Sprint(port), "sentinel", "master", "mymaster").Output()
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		for i := 0; i+1 < len(lines); i += 2 {
+			if strings.TrimSpace(lines[i]) == field {
+				return strings.TrimSpace(lines[i+1])
+			}
+		}
+		return ""
+	}
+	discovering := time.Now()
+	eventually(t, 30*time.Second, "every sentinel to know both replicas and the other sentinels", func() bool {
+		for _, p := range ports[3:] {
+			if sentinelSees(p, "num-slaves") != "2" || sentinelSees(p, "num-other-sentinels") != "2" {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("the sentinels knew each other and both replicas after %s", time.Since(discovering).Round(time.Millisecond))
 
 	mb := startMailbox(t, "")
 	up := startUpstream(t)
