@@ -6,9 +6,13 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
 
 	"github.com/kdesk/portalgate/storage"
 	"github.com/kdesk/portalgate/storage/storagetest"
@@ -41,6 +45,10 @@ func TestAuditScale(t *testing.T) {
 	storagetest.FillAudit(t, func(es []storage.AuditEvent) error { return s.ImportAudit(ctx, es) },
 		0, n/2, n, t0.Add(-30*24*time.Hour), 60*24*time.Hour)
 	half := time.Since(t0)
+	if err := s.db.Flatten(2); err != nil { // settled, so its size compares with what Flatten leaves below
+		t.Fatal(err)
+	}
+	halfSize := dirSize(dir)
 	// The older half: at the edge of the retention, all of it expiring
 	// within 10 seconds around expire.
 	expire := time.Now().Add(half*3/2 + 30*time.Second)
@@ -51,8 +59,8 @@ func TestAuditScale(t *testing.T) {
 	if time.Now().After(expire) {
 		live = "the fill outlasted the older half" // still measured
 	}
-	t.Logf("wrote %d events of %d contacts in %v (%.0f events/s; the newer half in %v); database %.0f MB (%.0f bytes per event)",
-		n, contacts, fill.Round(time.Millisecond), float64(n)/fill.Seconds(), half.Round(time.Millisecond), mb(dirSize(dir)), float64(dirSize(dir))/float64(n))
+	t.Logf("wrote %d events of %d contacts in %v (%.0f events/s; the newer half in %v, %.0f MB once compacted); database %.0f MB (%.0f bytes per event)",
+		n, contacts, fill.Round(time.Millisecond), float64(n)/fill.Seconds(), half.Round(time.Millisecond), mb(halfSize), mb(dirSize(dir)), float64(dirSize(dir))/float64(n))
 
 	newest := func(when string) {
 		var l storagetest.Latencies
@@ -100,7 +108,7 @@ func TestAuditScale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	size := dirSize(dir)
+	size, sizesBefore := dirSize(dir), sizesMB(dir)
 	quiet, cancel := context.WithTimeout(ctx, 10*time.Second)
 	l := gate(quiet)
 	cancel()
@@ -121,8 +129,35 @@ func TestAuditScale(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("gate session reads while Flatten drops the expired half (%v): %v", flatten.Round(time.Millisecond), l2)
-	t.Logf("records before: audit %d, audit copies per contact %d (live ones counted: the expired are invisible); database %.0f MB → %.0f MB after Flatten",
-		before["audit"], before["audit index"], mb(size), mb(dirSize(dir)))
+	t.Logf("records before: audit %d, audit copies per contact %d (live ones counted: the expired are invisible); database %.0f MB (%s) → %.0f MB after Flatten (%s)",
+		before["audit"], before["audit index"], mb(size), sizesBefore, mb(dirSize(dir)), sizesMB(dir))
+	// What Flatten left: expired events in tables no compaction rewrites
+	// (their keys are older than any later write); the sweep deletes them.
+	expiredLeft := expiredOnDisk(s, kAudit)
+	loaded, stop = context.WithCancel(ctx)
+	go func() { done <- gate(loaded) }()
+	t1 = time.Now()
+	swept, err := s.sweepAudit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sweep := time.Since(t1)
+	stop()
+	t.Logf("gate session reads while sweepAudit deletes them: %v", <-done)
+	if err := s.Close(); err != nil { // the tombstones out of the memtable
+		t.Fatal(err)
+	}
+	if s, err = Open(dir, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.db.Flatten(2); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("after Flatten %d expired events were still on disk; sweepAudit deleted %d in %v; after another Flatten %.0f MB (%s), %d expired left",
+		expiredLeft, swept, sweep.Round(time.Millisecond), mb(dirSize(dir)), sizesMB(dir), expiredOnDisk(s, kAudit))
+	if swept != expiredLeft || expiredOnDisk(s, kAudit) != 0 {
+		t.Errorf("the sweep deleted %d of the %d expired events left on disk; %d remain", swept, expiredLeft, expiredOnDisk(s, kAudit))
+	}
 	if after["audit"] != n/2 || after["audit index"] != n/2 {
 		t.Errorf("after the retention: %d events and %d index keys, want %d of each", after["audit"], after["audit index"], n/2)
 	}
@@ -131,15 +166,60 @@ func TestAuditScale(t *testing.T) {
 
 func dirSize(dir string) int64 {
 	var n int64
-	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+	for _, b := range dirSizes(dir) {
+		n += b
+	}
+	return n
+}
+
+// dirSizes is dirSize by kind of file: Badger's tables (.sst), value log
+// (.vlog), memtable logs (.mem) and the rest.
+func dirSizes(dir string) map[string]int64 {
+	sizes := map[string]int64{}
+	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err == nil && d.Type().IsRegular() {
 			if fi, err := d.Info(); err == nil {
-				n += fi.Sys().(*syscall.Stat_t).Blocks * 512 // as du counts: the value log is sparse
+				kind := filepath.Ext(path)
+				if kind != ".sst" && kind != ".vlog" && kind != ".mem" {
+					kind = "other"
+				}
+				sizes[kind] += fi.Sys().(*syscall.Stat_t).Blocks * 512 // as du counts: the value log is sparse
+			}
+		}
+		return nil
+	})
+	return sizes
+}
+
+// sizesMB prints dirSizes in MB.
+func sizesMB(dir string) string {
+	var parts []string
+	for kind, b := range dirSizes(dir) {
+		parts = append(parts, fmt.Sprintf("%s %.0f MB", kind, mb(b)))
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ", ")
+}
+
+func mb(n int64) float64 { return float64(n) / (1 << 20) }
+
+// expiredOnDisk counts the keys under prefix whose newest version has
+// expired: invisible to reads, still in the tables.
+func expiredOnDisk(s *Store, prefix string) (n int) {
+	now := uint64(time.Now().Unix())
+	_ = s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{AllVersions: true, Prefix: []byte(prefix)})
+		defer it.Close()
+		var last []byte
+		for it.Rewind(); it.Valid(); it.Next() {
+			if k := it.Item().Key(); string(k) != string(last) {
+				last = append(last[:0], k...)
+				if exp := it.Item().ExpiresAt(); exp != 0 && exp <= now {
+					n++
+				}
 			}
 		}
 		return nil
 	})
 	return n
 }
-
-func mb(n int64) float64 { return float64(n) / (1 << 20) }

@@ -38,7 +38,8 @@ type Options struct {
 	Logger *zap.Logger
 	// InMemory keeps everything in memory (tests only).
 	InMemory bool
-	// GCInterval is how often value-log GC runs; default 5 minutes.
+	// GCInterval is how often value-log GC runs, and expired audit events
+	// are deleted (sweepAudit); default 5 minutes.
 	GCInterval time.Duration
 	// Compression is "zstd" (default), "snappy" or "none"; see
 	// Backend.Compression.
@@ -223,7 +224,8 @@ func (s *Store) Close() error {
 	return s.db.Close()
 }
 
-// gcLoop repeats value-log GC until there is nothing to rewrite, on a ticker.
+// gcLoop deletes expired audit events, then repeats value-log GC until
+// there is nothing to rewrite, on a ticker.
 func (s *Store) gcLoop(every time.Duration, inMemory bool) {
 	defer close(s.done)
 	t := time.NewTicker(every)
@@ -233,6 +235,11 @@ func (s *Store) gcLoop(every time.Duration, inMemory bool) {
 		case <-s.stop:
 			return
 		case <-t.C:
+		}
+		if n, err := s.sweepAudit(); err != nil {
+			s.log.Load().Warn("deleting expired audit events", zap.Int("deleted", n), zap.Error(err))
+		} else if n > 0 {
+			s.log.Load().Debug("deleted expired audit events", zap.Int("deleted", n))
 		}
 		if inMemory {
 			continue
