@@ -71,7 +71,11 @@ func TestAuditSweepFreesExpiredEvents(t *testing.T) {
 
 	// Enough for the trail to fill several tables, as it does in use.
 	const n = 20000
-	s := open(2 * time.Second)
+	// Long enough for the events to reach the last level while they live
+	// (under the race detector the writes and settling take seconds).
+	const retention = 15 * time.Second
+	written := time.Now()
+	s := open(retention)
 	var events []storage.AuditEvent
 	for i := range n {
 		events = append(events, storage.AuditEvent{Workspace: "acme", Event: "code_sent", ContactID: fmt.Sprintf("c-%d", i%30), Time: time.Now()})
@@ -79,9 +83,13 @@ func TestAuditSweepFreesExpiredEvents(t *testing.T) {
 	if err := s.ImportAudit(ctx, events); err != nil {
 		t.Fatal(err)
 	}
-	s = settle(s, 2*time.Second)
-	time.Sleep(4 * time.Second) // past the retention, rounded up to Badger's whole seconds
-	s = settle(s, 2*time.Second)
+	s = settle(s, retention)
+	if live := versions(s, kAudit); live != n || expiredOnDisk(s, kAudit) != 0 {
+		t.Fatalf("settled in %v: %d trail entries, %d expired; want all %d live (a slower machine needs a longer retention here)", time.Since(written), live, expiredOnDisk(s, kAudit), n)
+	}
+	t.Logf("%d events written and settled in %v", n, time.Since(written).Round(time.Millisecond))
+	time.Sleep(time.Until(written.Add(retention + 2*time.Second))) // past it, rounded up to Badger's whole seconds
+	s = settle(s, retention)
 	// The leak: compactions rewrite only the tables a later write
 	// overlaps, and none lands among the expired keys.
 	leftA, leftAI := expiredOnDisk(s, kAudit), expiredOnDisk(s, kAuditIdx)
