@@ -32,11 +32,16 @@ const (
 )
 
 // sweepAudit deletes the expired audit events it finds, oldest first, and
-// returns how many.
+// returns how many. It stops between batches when the store closes.
 func (s *Store) sweepAudit() (int, error) {
 	total := 0
 	from := []byte(kAudit)
 	for range auditSweepBatches {
+		select {
+		case <-s.stop:
+			return total, nil
+		default:
+		}
 		n, next, err := s.sweepAuditBatch(from)
 		total += n
 		if err != nil || n < auditSweepBatch {

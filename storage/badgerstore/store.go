@@ -217,7 +217,8 @@ func Open(dir string, o Options) (*Store, error) {
 	return s, nil
 }
 
-// Close stops value-log GC, waits for it, and closes the database.
+// Close stops value-log GC and the audit sweep, waits for them, and
+// closes the database.
 func (s *Store) Close() error {
 	close(s.stop)
 	<-s.done
