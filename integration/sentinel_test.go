@@ -36,14 +36,23 @@ func TestRedisSentinelFailover(t *testing.T) {
 	for _, p := range ports[1:3] {
 		start("--port", fmt.Sprint(p), "--bind", "127.0.0.1", "--save", "", "--dir", t.TempDir(), "--replicaof", "127.0.0.1", fmt.Sprint(ports[0]))
 	}
+	// replication is a field of a server's INFO replication.
+	replication := func(port int, field string) string {
+		out, _ := exec.Command("redis-cli", "-p", fmt.Sprint(port), "info", "replication").Output()
+		for _, l := range strings.Split(string(out), "\n") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(l), field+":"); ok {
+				return v
+			}
+		}
+		return ""
+	}
 	// Sentinels started once both replicas are linked find them in their
 	// first look at the master, not 10 s later.
 	for _, p := range ports[:3] {
 		waitListening(t, fmt.Sprintf("127.0.0.1:%d", p))
 	}
 	eventually(t, 30*time.Second, "both replicas to link to the master", func() bool {
-		out, _ := exec.Command("redis-cli", "-p", fmt.Sprint(ports[0]), "info", "replication").Output()
-		return strings.Contains(string(out), "connected_slaves:2")
+		return replication(ports[0], "connected_slaves") == "2"
 	})
 	var sentinels []string
 	for _, p := range ports[3:] {
@@ -62,7 +71,7 @@ sentinel parallel-syncs mymaster 2
 		start(conf, "--sentinel")
 		sentinels = append(sentinels, fmt.Sprintf("127.0.0.1:%d", p))
 	}
-	for _, p := range ports {
+	for _, p := range ports[3:] {
 		waitListening(t, fmt.Sprintf("127.0.0.1:%d", p))
 	}
 	// A sentinel learns the replicas from the master's INFO (every 10 s)
@@ -104,18 +113,9 @@ sentinel parallel-syncs mymaster 2
 	samCSRF := sam.submitEmail("sam@acme.example")
 	// What survives a failover is what reached a replica (replication is
 	// asynchronous): wait until both have everything the master has.
-	offset := func(port int, field string) string {
-		out, _ := exec.Command("redis-cli", "-p", fmt.Sprint(port), "info", "replication").Output()
-		for _, l := range strings.Split(string(out), "\n") {
-			if v, ok := strings.CutPrefix(strings.TrimSpace(l), field+":"); ok {
-				return v
-			}
-		}
-		return ""
-	}
 	eventually(t, 20*time.Second, "the replicas to catch up", func() bool {
-		want := offset(ports[0], "master_repl_offset")
-		return want != "" && offset(ports[1], "master_repl_offset") == want && offset(ports[2], "master_repl_offset") == want
+		want := replication(ports[0], "master_repl_offset")
+		return want != "" && replication(ports[1], "master_repl_offset") == want && replication(ports[2], "master_repl_offset") == want
 	})
 
 	// Load from a signed-in and an anonymous client while the master dies.

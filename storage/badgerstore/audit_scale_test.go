@@ -153,10 +153,11 @@ func TestAuditScale(t *testing.T) {
 	if err := s.db.Flatten(2); err != nil {
 		t.Fatal(err)
 	}
+	remain := expiredOnDisk(s, kAudit)
 	t.Logf("after Flatten %d expired events were still on disk; sweepAudit deleted %d in %v; after another Flatten %.0f MB (%s), %d expired left",
-		expiredLeft, swept, sweep.Round(time.Millisecond), mb(dirSize(dir)), sizesMB(dir), expiredOnDisk(s, kAudit))
-	if swept != expiredLeft || expiredOnDisk(s, kAudit) != 0 {
-		t.Errorf("the sweep deleted %d of the %d expired events left on disk; %d remain", swept, expiredLeft, expiredOnDisk(s, kAudit))
+		expiredLeft, swept, sweep.Round(time.Millisecond), mb(dirSize(dir)), sizesMB(dir), remain)
+	if swept != expiredLeft || remain != 0 {
+		t.Errorf("the sweep deleted %d of the %d expired events left on disk; %d remain", swept, expiredLeft, remain)
 	}
 	if after["audit"] != n/2 || after["audit index"] != n/2 {
 		t.Errorf("after the retention: %d events and %d index keys, want %d of each", after["audit"], after["audit index"], n/2)

@@ -83,7 +83,7 @@ func (s *Store) sweepAuditBatch(from []byte) (int, []byte, error) {
 				next = key
 				var e storage.AuditEvent
 				if err := item.Value(func(b []byte) error { return json.Unmarshal(b, &e) }); err == nil && e.ContactID != "" {
-					ws, id, _ := strings.Cut(string(key[len(kAudit):]), "/")
+					ws, id := trailKey(key)
 					dead = append(dead, []byte(kAuditIdx+ws+"/"+e.ContactID+"/"+id))
 				}
 				it.Next()
@@ -91,7 +91,7 @@ func (s *Store) sweepAuditBatch(from []byte) (int, []byte, error) {
 				it.Next() // a tombstone: swept before, not yet compacted away
 			default:
 				// Live: the rest of this workspace's trail is newer.
-				ws, _, _ := strings.Cut(string(k[len(kAudit):]), "/")
+				ws, _ := trailKey(k)
 				it.Seek([]byte(kAudit + ws + "/\xff"))
 			}
 		}
@@ -111,4 +111,11 @@ func (s *Store) sweepAuditBatch(from []byte) (int, []byte, error) {
 		return 0, nil, err
 	}
 	return events, next, nil
+}
+
+// trailKey is the workspace and the event id of a trail key
+// (a/<ws>/<id>).
+func trailKey(k []byte) (ws, id string) {
+	ws, id, _ = strings.Cut(string(k[len(kAudit):]), "/")
+	return ws, id
 }
