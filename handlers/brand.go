@@ -148,9 +148,19 @@ func (b *Brand) imgSrc() string {
 	return "; img-src " + u.Scheme + "://" + u.Host
 }
 
-// Accent, AccentOnDark and LogoSrc are the brand as the templates see it.
-func (d pageData) Accent() string            { return d.Brand.accent() }
-func (d pageData) AccentOnDark() string      { return d.Brand.accentOnDark() }
-func (d pageData) LogoSrc() htmltemplate.URL { return d.Brand.logoSrc() }
-func (d mailData) Accent() string            { return d.Brand.accent() }
-func (d mailData) LogoSrc() htmltemplate.URL { return d.Brand.logoSrc() }
+// look is the language and the brand as the templates see them: {{.Lang}},
+// {{.Dir}}, {{.Accent}}, {{.AccentOnDark}}, {{.LogoSrc}}. They are fields,
+// filled before each render, rather than methods: text/template calls a
+// method through reflection that builds its func type on every call,
+// several times the cost of reading a field. Lang and Dir shadow the
+// translator's methods of the same names.
+type look struct {
+	Lang, Dir            string
+	Accent, AccentOnDark string
+	LogoSrc              htmltemplate.URL
+}
+
+func lookOf(t *tr, b *Brand) look {
+	s := b.shades()
+	return look{Lang: t.Lang(), Dir: t.Dir(), Accent: s.light, AccentOnDark: s.dark, LogoSrc: b.logoSrc()}
+}

@@ -8,6 +8,9 @@ import (
 	"io/fs"
 	"net/http"
 	"path"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -80,6 +83,36 @@ type tr struct {
 	// plain keeps the messages asked for without values, each rendered
 	// once: a page asks for a dozen, and go-i18n runs a template for each.
 	plain sync.Map // message id → string
+	// split keeps the messages asked for with values, each rendered once
+	// with a marker for every value and cut there (splitMessage): a call
+	// then joins the cuts with its values, where go-i18n would run the
+	// message's template again (about 10 µs; a sign-in asks for a dozen).
+	mu    sync.RWMutex
+	split map[splitKey]*splitMessage
+}
+
+// maxSplitNames is the most values a kept message takes; one with more
+// is rendered by go-i18n on every call.
+const maxSplitNames = 4
+
+// maxSplit bounds the messages a translator keeps. The keys are catalog
+// ids, value names and plural counts (durations and waits), so a real
+// portal keeps a few hundred.
+const maxSplit = 4096
+
+// splitKey names a message with values: its id, the names of its values
+// in the order given, and the Count value, which picks the plural form.
+type splitKey struct {
+	id    string
+	names [maxSplitNames]string
+	count string
+}
+
+// splitMessage is a message's text around its values: parts[i] comes
+// before the value of pairs[2*at[i]+1], and the last part after them all.
+type splitMessage struct {
+	parts []string
+	at    []int
 }
 
 var translators = map[language.Tag]*tr{}
@@ -114,21 +147,156 @@ func (t *tr) T(id string, pairs ...any) string {
 		}
 		return s
 	}
+	if m := t.splitFor(id, pairs); m != nil {
+		return m.join(pairs)
+	}
 	s, _ := t.localize(id, pairs)
 	return s
+}
+
+// splitFor returns message id cut at its values, rendering it on first
+// use; nil when it cannot be: pairs that are not name and value, more
+// than maxSplitNames values, an id outside the catalog, a message that
+// does more with a value than print it, or a full memo.
+func (t *tr) splitFor(id string, pairs []any) *splitMessage {
+	if len(pairs)%2 != 0 || len(pairs) > 2*maxSplitNames {
+		return nil
+	}
+	k := splitKey{id: id}
+	for i := 0; i < len(pairs); i += 2 {
+		name, ok := pairs[i].(string)
+		if !ok || name == "" || slices.Contains(k.names[:i/2], name) {
+			return nil
+		}
+		k.names[i/2] = name
+		if name == "Count" {
+			k.count = printed(pairs[i+1])
+		}
+	}
+	t.mu.RLock()
+	m, ok := t.split[k]
+	t.mu.RUnlock()
+	if ok {
+		return m
+	}
+	m = t.splitMessage(id, pairs)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.split == nil {
+		t.split = map[splitKey]*splitMessage{}
+	}
+	if len(t.split) < maxSplit {
+		t.split[k] = m
+	}
+	return m
+}
+
+// splitMessage renders message id through go-i18n with a marker in place
+// of each value, twice with markers of different lengths, and cuts the
+// text at them. Only a message that prints each value as it is gives the
+// same cuts both times; any other gets nil, and go-i18n renders it on
+// every call.
+func (t *tr) splitMessage(id string, pairs []any) *splitMessage {
+	cut := func(width int) *splitMessage {
+		marked := make([]any, len(pairs))
+		copy(marked, pairs)
+		var count any
+		for i := 1; i < len(pairs); i += 2 {
+			if pairs[i-1] == "Count" {
+				count = pairs[i]
+			}
+			marked[i] = strings.Repeat("\x00", width) + strconv.Itoa(i/2) + strings.Repeat("\x00", width)
+		}
+		s, known := t.localizeCounted(id, marked, count)
+		if !known {
+			return nil
+		}
+		m := &splitMessage{}
+		for {
+			start := strings.Index(s, "\x00")
+			if start < 0 {
+				m.parts = append(m.parts, s)
+				return m
+			}
+			rest := s[start+width:]
+			end := strings.Index(rest, "\x00")
+			if end < 0 || !strings.HasPrefix(rest[end:], strings.Repeat("\x00", width)) {
+				return nil
+			}
+			n, err := strconv.Atoi(rest[:end])
+			if err != nil || n < 0 || n >= len(pairs)/2 {
+				return nil
+			}
+			m.parts = append(m.parts, s[:start])
+			m.at = append(m.at, n)
+			s = rest[end+width:]
+		}
+	}
+	a, b := cut(1), cut(2)
+	if a == nil || b == nil || !slices.Equal(a.parts, b.parts) || !slices.Equal(a.at, b.at) {
+		return nil
+	}
+	return a
+}
+
+// join is the message with the values of pairs, printed as text/template
+// prints them.
+func (m *splitMessage) join(pairs []any) string {
+	if len(m.at) == 0 {
+		return m.parts[0]
+	}
+	var vals [maxSplitNames]string
+	n := 0
+	for _, i := range m.at {
+		vals[i] = printed(pairs[2*i+1])
+	}
+	for i, p := range m.parts {
+		n += len(p)
+		if i < len(m.at) {
+			n += len(vals[m.at[i]])
+		}
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for i, p := range m.parts {
+		b.WriteString(p)
+		if i < len(m.at) {
+			b.WriteString(vals[m.at[i]])
+		}
+	}
+	return b.String()
+}
+
+// printed is a value as a template prints it.
+func printed(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case int:
+		return strconv.Itoa(x)
+	}
+	return fmt.Sprint(v)
 }
 
 // localize renders message id with pairs of template names and values;
 // known is false when the catalog has no such id.
 func (t *tr) localize(id string, pairs []any) (s string, known bool) {
-	data := map[string]any{}
 	var count any
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if pairs[i] == "Count" {
+			count = pairs[i+1]
+		}
+	}
+	return t.localizeCounted(id, pairs, count)
+}
+
+// localizeCounted is localize with the plural form picked by count, which
+// need not be the "Count" value the message prints.
+func (t *tr) localizeCounted(id string, pairs []any, count any) (s string, known bool) {
+	data := map[string]any{}
 	for i := 0; i+1 < len(pairs); i += 2 {
 		k, _ := pairs[i].(string)
 		data[k] = pairs[i+1]
-		if k == "Count" {
-			count = pairs[i+1]
-		}
 	}
 	s, err := t.loc.Localize(&i18n.LocalizeConfig{MessageID: id, TemplateData: data, PluralCount: count})
 	if err != nil && s == "" {

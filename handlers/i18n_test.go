@@ -304,3 +304,88 @@ func TestPlainMessagesRenderedOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestSplitMessagesMatchGoI18n checks every catalog message with values,
+// in every language, joined from its cuts against go-i18n rendering it
+// afresh: values with markup, quotes and non-ASCII text, and counts that
+// pick each plural form.
+func TestSplitMessagesMatchGoI18n(t *testing.T) {
+	en := readCatalogs(t)["en"]
+	samples := []string{"Acme <Support> & \"Co\"", "j•@acme.example", "", "{{.Email}}"}
+	counts := []int{0, 1, 2, 3, 5, 11, 21, 102}
+	checked := 0
+	for _, tag := range Languages {
+		x := &tr{loc: translator(tag).loc, tag: tag}
+		for id, v := range en {
+			names := placeholders(v)
+			if len(names) == 0 {
+				continue
+			}
+			for i := range samples {
+				for _, n := range counts {
+					var pairs []any
+					for j, name := range names {
+						if name == "Count" || name == "Seconds" {
+							pairs = append(pairs, name, n)
+						} else {
+							pairs = append(pairs, name, samples[(i+j)%len(samples)])
+						}
+					}
+					want, _ := x.localize(id, pairs)
+					if got := x.T(id, pairs...); got != want {
+						t.Fatalf("%s %s %v: T = %q, go-i18n %q", tag, id, pairs, got, want)
+					}
+					checked++
+				}
+			}
+			if len(names) == 1 && x.splitFor(id, []any{names[0], 1}) == nil {
+				t.Errorf("%s %s: not kept as cuts", tag, id)
+			}
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no message with values in the catalog")
+	}
+}
+
+// TestSplitMessagesOnlyPrinting checks that a message doing more with a
+// value than print it is rendered afresh each call, never joined from
+// cuts that would freeze one value's result.
+func TestSplitMessagesOnlyPrinting(t *testing.T) {
+	b := i18n.NewBundle(language.English)
+	b.MustAddMessages(language.English,
+		&i18n.Message{ID: "length", Other: "{{len .X}} letters"},
+		&i18n.Message{ID: "quoted", Other: `{{printf "%q" .X}}`},
+		&i18n.Message{ID: "twice", Other: "{{.X}} and {{.X}}, {{.Y}}"})
+	x := &tr{loc: i18n.NewLocalizer(b, "en"), tag: language.English}
+	for _, c := range []struct {
+		id    string
+		pairs []any
+		want  string
+	}{
+		{"length", []any{"X", "abc"}, "3 letters"},
+		{"length", []any{"X", "abcdef"}, "6 letters"},
+		{"quoted", []any{"X", "a"}, `"a"`},
+		{"quoted", []any{"X", "b\n"}, `"b\n"`},
+		{"twice", []any{"X", "a", "Y", 7}, "a and a, 7"},
+		{"twice", []any{"Y", 8, "X", "<b>"}, "<b> and <b>, 8"},
+	} {
+		if got := x.T(c.id, c.pairs...); got != c.want {
+			t.Errorf("T(%s, %v) = %q, want %q", c.id, c.pairs, got, c.want)
+		}
+	}
+	if x.splitFor("length", []any{"X", "z"}) != nil || x.splitFor("quoted", []any{"X", "z"}) != nil {
+		t.Error("a message that transforms its value was kept as cuts")
+	}
+	if x.splitFor("twice", []any{"X", "z", "Y", 1}) == nil {
+		t.Error("a message that only prints its values was not kept as cuts")
+	}
+}
+
+func BenchmarkMessageWithValues(b *testing.B) {
+	x := translator(DefaultLanguage)
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = x.T("code_sent", "Email", "j•@acme.example", "Workspace", "Acme", "TTL", "10 minutes")
+	}
+}

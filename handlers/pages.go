@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"sync"
 	texttemplate "text/template"
 )
 
@@ -83,9 +84,11 @@ func LoadPages(dir string) (*Pages, error) {
 
 // pageData is what every page template sees.
 type pageData struct {
-	// The translator: {{.T "key"}}, {{.H "key"}} (markup), {{.Lang}},
-	// {{.Dir}}.
+	// The translator: {{.T "key"}}, {{.H "key"}} (markup).
 	*tr
+	// {{.Lang}}, {{.Dir}}, {{.Accent}}, {{.AccentOnDark}}, {{.LogoSrc}}:
+	// filled by render.
+	look
 	// Languages is the language switch (sign-in and code pages of a
 	// workspace with more than one language).
 	Languages []languageChoice
@@ -147,8 +150,10 @@ func (p *Pages) render(w http.ResponseWriter, status int, name string, d pageDat
 	if d.tr == nil {
 		d.tr = translator(DefaultLanguage)
 	}
-	var buf bytes.Buffer
-	if err := p.html[name].ExecuteTemplate(&buf, "layout", d); err != nil {
+	d.look = lookOf(d.tr, d.Brand)
+	buf := renderBuffer()
+	defer putRenderBuffer(buf)
+	if err := p.html[name].ExecuteTemplate(buf, "layout", d); err != nil {
 		return fmt.Errorf("rendering %s: %w", name, err)
 	}
 	h := w.Header()
@@ -167,6 +172,7 @@ func (p *Pages) render(w http.ResponseWriter, status int, name string, d pageDat
 // mailData is what the code email templates see.
 type mailData struct {
 	*tr
+	look           // filled by codeMail
 	Brand          *Brand
 	WorkspaceTitle string
 	Code           string
@@ -181,12 +187,34 @@ func (p *Pages) codeMail(d mailData) (text, html string, err error) {
 	if d.tr == nil {
 		d.tr = translator(DefaultLanguage)
 	}
-	var tb, hb bytes.Buffer
-	if err := p.text.Execute(&tb, d); err != nil {
+	d.look = lookOf(d.tr, d.Brand)
+	tb, hb := renderBuffer(), renderBuffer()
+	defer putRenderBuffer(tb)
+	defer putRenderBuffer(hb)
+	if err := p.text.Execute(tb, d); err != nil {
 		return "", "", fmt.Errorf("rendering code email: %w", err)
 	}
-	if err := p.mail.Execute(&hb, d); err != nil {
+	if err := p.mail.Execute(hb, d); err != nil {
 		return "", "", fmt.Errorf("rendering code email: %w", err)
 	}
 	return tb.String(), hb.String(), nil
+}
+
+// renderBuffers hold pages and emails while they render: a page is 6 to
+// 8 KB, which a fresh buffer would reach by growing four times.
+var renderBuffers = sync.Pool{New: func() any { return bytes.NewBuffer(make([]byte, 0, 16<<10)) }}
+
+// renderBuffer is an empty buffer from renderBuffers.
+func renderBuffer() *bytes.Buffer {
+	b := renderBuffers.Get().(*bytes.Buffer)
+	b.Reset()
+	return b
+}
+
+// putRenderBuffer returns b to renderBuffers, unless a large override
+// template grew it past 256 KB.
+func putRenderBuffer(b *bytes.Buffer) {
+	if b.Cap() <= 256<<10 {
+		renderBuffers.Put(b)
+	}
 }
