@@ -21,6 +21,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -33,6 +34,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -573,12 +575,65 @@ func startRedis() (addr string, stop func(), err error) {
 		return "", nil, fmt.Errorf("starting redis-server: %w", err)
 	}
 	stop = func() { _ = redis.Process.Kill(); _ = redis.Wait() }
+	redisPID = redis.Process.Pid
 	addr = fmt.Sprintf("127.0.0.1:%d", port)
 	if err := e2e.WaitListening(addr, 10*time.Second); err != nil {
 		stop()
 		return "", nil, err
 	}
 	return addr, stop, nil
+}
+
+// redisPID is the last redis-server startRedis started.
+var redisPID int
+
+// redisInfo is a section of INFO from the redis-server at addr, as its
+// "name:value" lines; nil when it cannot say.
+func redisInfo(addr, section string) map[string]string {
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return nil
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte("INFO " + section + "\r\n")); err != nil {
+		return nil
+	}
+	// A bulk string: "$<len>\r\n<info>\r\n".
+	r := bufio.NewReader(c)
+	head, err := r.ReadString('\n')
+	if err != nil || !strings.HasPrefix(head, "$") {
+		return nil
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(head[1:]))
+	if err != nil {
+		return nil
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return nil
+	}
+	out := map[string]string{}
+	for _, line := range strings.Split(string(body), "\r\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// redisCalls is how many times the redis-server at addr has run each
+// command (INFO commandstats).
+func redisCalls(addr string) map[string]int {
+	out := map[string]int{}
+	for k, v := range redisInfo(addr, "commandstats") {
+		name, ok := strings.CutPrefix(k, "cmdstat_")
+		calls, _, _ := strings.Cut(strings.TrimPrefix(v, "calls="), ",")
+		if n, err := strconv.Atoi(calls); ok && err == nil {
+			out[name] = n
+		}
+	}
+	return out
 }
 
 func startCaddy(bin, dir, cfg string, within time.Duration, ports ...int) (stop func(), err error) {

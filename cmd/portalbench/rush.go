@@ -3,10 +3,12 @@ package main
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -46,6 +48,7 @@ func rush(caddyBin, backend string, n, clients int, rate float64) error {
 		return err
 	}
 	instances, label := 1, "Badger"
+	redisAddr := ""
 	storage := func(int) string { return fmt.Sprintf("storage_dir %s/portal", dir) }
 	switch backend {
 	case "badger":
@@ -61,6 +64,7 @@ func rush(caddyBin, backend string, n, clients int, rate float64) error {
 			return err
 		}
 		defer stop()
+		redisAddr = addr
 		instances, label = 2, "2 instances sharing Redis"
 		storage = func(int) string { return "storage redis {\n\t\t\taddress " + addr + "\n\t\t}" }
 	default:
@@ -285,6 +289,11 @@ http://127.0.0.1:%d {
 		return sum
 	}
 	caddyBefore, ownBefore := caddyCPU(), cpuTime(os.Getpid())
+	var redisBefore time.Duration
+	var callsBefore map[string]int
+	if redisAddr != "" {
+		redisBefore, callsBefore = cpuTime(redisPID), redisCalls(redisAddr)
+	}
 	start = time.Now()
 	for range clients {
 		wg.Add(1)
@@ -301,6 +310,15 @@ http://127.0.0.1:%d {
 	wg.Wait()
 	elapsed := time.Since(start)
 	caddySpent, ownSpent := caddyCPU()-caddyBefore, cpuTime(os.Getpid())-ownBefore
+	redisSpent, calls := time.Duration(0), map[string]int{}
+	if redisAddr != "" {
+		redisSpent = cpuTime(redisPID) - redisBefore
+		for name, c := range redisCalls(redisAddr) {
+			if d := c - callsBefore[name]; d > 0 {
+				calls[name] = d
+			}
+		}
+	}
 	if err := <-profiled; err != nil {
 		return fmt.Errorf("cpu profile: %w", err)
 	}
@@ -319,6 +337,25 @@ http://127.0.0.1:%d {
 	// moment slows both): compare builds by that ratio.
 	fmt.Printf("  CPU per full sign-in: Caddy %.2f ms (all instances), this process (clients and SMTP server) %.2f ms; Caddy / this process %.3f\n",
 		float64(caddySpent)/float64(time.Millisecond)/float64(n), float64(ownSpent)/float64(time.Millisecond)/float64(n), float64(caddySpent)/float64(ownSpent))
+	// A closed loop cannot run faster than the machine's cores divided
+	// by the CPU every process spends on one sign-in.
+	perSignIn := caddySpent + ownSpent + redisSpent
+	fmt.Printf("  CPU budget: %d cores / %.2f ms of CPU per sign-in (all processes) = at most %.0f full sign-ins per second; the rush used %.0f%% of it\n",
+		runtime.NumCPU(), float64(perSignIn)/float64(time.Millisecond)/float64(n),
+		float64(runtime.NumCPU())*float64(n)/perSignIn.Seconds(), 100*perSignIn.Seconds()/(float64(runtime.NumCPU())*elapsed.Seconds()))
+	if redisAddr != "" {
+		names, total := slices.Collect(maps.Keys(calls)), 0
+		slices.SortFunc(names, func(a, b string) int { return calls[b] - calls[a] })
+		var top []string
+		for i, name := range names {
+			total += calls[name]
+			if i < 8 {
+				top = append(top, fmt.Sprintf("%s %.1f", name, float64(calls[name])/float64(n)))
+			}
+		}
+		fmt.Printf("  redis-server: CPU %.2f ms and %.1f commands per full sign-in, both instances together (%s)\n",
+			float64(redisSpent)/float64(time.Millisecond)/float64(n), float64(total)/float64(n), strings.Join(top, ", "))
+	}
 	for i, name := range rushPages {
 		slices.Sort(lat[i])
 		fmt.Printf("  %-24s p50 %6.2f ms  p99 %6.2f ms\n", name, quantile(lat[i], 0.5), quantile(lat[i], 0.99))
