@@ -67,6 +67,14 @@ func (s *Store) AppendAudit(ctx context.Context, e storage.AuditEvent) error {
 		return err
 	}
 	key := s.auditKey(e.Workspace)
+	member := e.ID + string(doc)
+	if !s.clustered() {
+		// One script trims, appends and indexes: one round trip, where a
+		// Cluster's slots need two.
+		_, err := s.run(ctx, prepareAudit, []string{key}, micros(oldest), strconv.Itoa(trimPerAppend), micros(now),
+			member, micros(e.Time), pxString(s.retention+time.Hour), s.contactAuditKey(e.Workspace, ""), e.ContactID)
+		return err
+	}
 	r, err := s.run(ctx, prepareAudit, []string{key}, micros(oldest), strconv.Itoa(trimPerAppend), micros(now))
 	if err != nil {
 		return err
@@ -75,7 +83,6 @@ func (s *Store) AppendAudit(ctx context.Context, e storage.AuditEvent) error {
 	if err != nil {
 		return fmt.Errorf("redis: trimming the audit trail: %w", err)
 	}
-	member := e.ID + string(doc)
 	score := float64(e.Time.UnixMicro())
 	keep := px(s.retention + time.Hour)
 	_, err = s.doMulti(ctx, func(b rueidis.Builder) []rueidis.Completed {

@@ -72,15 +72,18 @@ func (m *monitor) calls() []string {
 // TestSignInStepsInOneCall: on a single server (and Sentinel) the steps a
 // sign-in repeats take one round trip where a Cluster's slots make them
 // several: the rate-limit counters of one request, a code's mail with the
-// flow that asked for it, and a new session with the end of its flow.
+// flow that asked for it, a new session with the end of its flow, and an
+// audit event with its contact's index.
 func TestSignInStepsInOneCall(t *testing.T) {
 	for _, cluster := range []bool{false, true} {
-		name, wantHits, wantStart, wantEnqueue := "single server", 1, 1, 1
+		name, wantHits, wantStart, wantEnqueue, wantAudit := "single server", 1, 1, 1, 1
 		if cluster {
 			if testing.Short() {
 				continue
 			}
-			name, wantHits, wantStart, wantEnqueue = "cluster", 3, 2, 2
+			// An audit event: the trim, then the trail's and the
+			// contact index's writes, pipelined.
+			name, wantHits, wantStart, wantEnqueue, wantAudit = "cluster", 3, 2, 2, 6
 		}
 		t.Run(name, func(t *testing.T) {
 			srv := startRedis(t, cluster)
@@ -100,6 +103,9 @@ func TestSignInStepsInOneCall(t *testing.T) {
 				t.Fatal(err)
 			}
 			if err := s.EnqueueForFlow(ctx, storage.OutboxMessage{Kind: "warm-up"}, warm); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.AppendAudit(ctx, storage.AuditEvent{Workspace: "acme", Event: "warm-up"}); err != nil {
 				t.Fatal(err)
 			}
 			mon := startMonitor(t, srv)
@@ -137,6 +143,19 @@ func TestSignInStepsInOneCall(t *testing.T) {
 			if got, err := s.Flow(ctx, flow.IDHash); err != nil || got.ReturnTo != "/" {
 				t.Fatalf("the flow a message was queued for: %+v %v", got, err)
 			}
+			_ = mon.calls()
+			if err := s.AppendAudit(ctx, storage.AuditEvent{Workspace: "acme", Event: "code_sent", ContactID: "c-7"}); err != nil {
+				t.Fatal(err)
+			}
+			if got := mon.calls(); len(got) != wantAudit {
+				t.Errorf("AppendAudit of a contact's event: round trips %q, want %d", got, wantAudit)
+			}
+			for _, q := range []storage.AuditQuery{{Workspace: "acme"}, {Workspace: "acme", ContactID: "c-7"}} {
+				if es, _, err := s.Audit(ctx, q); err != nil || len(es) == 0 || es[0].Event != "code_sent" {
+					t.Errorf("Audit(%+v) after the append = %+v, %v", q, es, err)
+				}
+			}
+
 			sess := newSession(now)
 			_ = mon.calls()
 			if err := s.StartSession(ctx, sess, flow.IDHash, ""); err != nil {

@@ -1,6 +1,10 @@
 -- Prepares an audit trail for an append, KEYS: the trail. ARGV: the oldest
 -- score kept (microseconds), the most expired events to remove, now
--- (microseconds).
+-- (microseconds); on a single server (or Sentinel) also the append itself:
+-- the member, its score, the milliseconds the trail and indexes are kept,
+-- the prefix of the contacts' index keys and the event's contact ("" for
+-- none). A Cluster keeps a contact's index in another slot, so there the
+-- caller writes after this returns.
 --
 -- The member "!indexed", scored by when the trail began to have contact
 -- indexes, tells readers which events the indexes hold: a new trail has
@@ -31,5 +35,18 @@ for _, m in ipairs(old) do
 end
 if #gone > 0 then
 	redis.call('ZREM', KEYS[1], unpack(gone))
+end
+if ARGV[4] then
+	redis.call('ZADD', KEYS[1], ARGV[5], ARGV[4])
+	redis.call('PEXPIRE', KEYS[1], ARGV[6])
+	if ARGV[8] ~= '' then
+		local ck = ARGV[7] .. ARGV[8]
+		redis.call('ZADD', ck, ARGV[5], ARGV[4])
+		redis.call('ZREMRANGEBYSCORE', ck, '-inf', '(' .. ARGV[1])
+		redis.call('PEXPIRE', ck, ARGV[6])
+	end
+	for _, c in ipairs(contacts) do
+		redis.call('ZREMRANGEBYSCORE', ARGV[7] .. c, '-inf', '(' .. ARGV[1])
+	end
 end
 return contacts
