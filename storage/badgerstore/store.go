@@ -81,6 +81,12 @@ type Store struct {
 	// disabled contact is refused on the very next request.
 	sessions *storage.HotCache[string, storage.Session]
 	contacts *storage.HotCache[contactKey, storage.Contact]
+	// byIndex is the same for a contact found by email or directory id,
+	// keyed by its index key: a sign-in looks its contact up by email
+	// twice (the outbox worker, the code form), each an index read and a
+	// record read through Badger otherwise. Every write of a workspace's
+	// contacts drops the workspace's entries.
+	byIndex *storage.HotCache[contactKey, storage.Contact]
 
 	// contactsMu serializes the writes of contacts, so that an import
 	// written in several transactions applies exactly the plan checked
@@ -207,6 +213,7 @@ func Open(dir string, o Options) (*Store, error) {
 		done:     make(chan struct{}),
 		sessions: storage.NewHotCache[string, storage.Session](hotRecords, 0),
 		contacts: storage.NewHotCache[contactKey, storage.Contact](hotRecords, 0),
+		byIndex:  storage.NewHotCache[contactKey, storage.Contact](hotRecords, 0),
 	}
 	s.Reconfigure(o.AuditRetention, o.Logger)
 	s.space.dir, s.space.log = dir, s.log.Load
@@ -416,6 +423,7 @@ func (s *Store) putContacts(txn *badger.Txn, ws string, contacts []storage.Conta
 func (s *Store) contactsWritten(ws string, n int, ended []string, err error) error {
 	if err == nil {
 		s.contacts.DropFunc(func(k contactKey) bool { return k.ws == ws })
+		s.byIndex.DropFunc(func(k contactKey) bool { return k.ws == ws })
 		for _, h := range ended {
 			s.sessions.Drop(h)
 		}
@@ -442,6 +450,11 @@ func (s *Store) Contact(_ context.Context, ws, id string) (storage.Contact, erro
 }
 
 func (s *Store) contactByIndex(ws, key string) (storage.Contact, error) {
+	ck := contactKey{ws: ws, id: key}
+	if c, ok := s.byIndex.Get(ck); ok {
+		return c, nil
+	}
+	gen := s.byIndex.Generation()
 	var c storage.Contact
 	err := s.db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get([]byte(key))
@@ -457,6 +470,9 @@ func (s *Store) contactByIndex(ws, key string) (storage.Contact, error) {
 		}
 		return getJSON(txn, kContact+ws+"/"+string(id), &c)
 	})
+	if err == nil {
+		s.byIndex.Put(ck, c, gen)
+	}
 	return c, err
 }
 
@@ -505,6 +521,7 @@ func (s *Store) DeleteContact(_ context.Context, ws, id string) (int, error) {
 		return nil
 	})
 	s.contacts.Drop(contactKey{ws: ws, id: id})
+	s.byIndex.DropFunc(func(k contactKey) bool { return k.ws == ws })
 	for _, h := range ended {
 		s.sessions.Drop(h)
 	}
