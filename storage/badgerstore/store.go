@@ -87,6 +87,10 @@ type Store struct {
 	// record read through Badger otherwise. Every write of a workspace's
 	// contacts drops the workspace's entries.
 	byIndex *storage.HotCache[contactKey, storage.Contact]
+	// flows is the same for sign-in flows, read by most pages of a
+	// sign-in; each write of a flow drops it, so a flow is read through
+	// Badger once after each write and from here until the next.
+	flows *storage.HotCache[string, storage.SignInFlow]
 
 	// contactsMu serializes the writes of contacts, so that an import
 	// written in several transactions applies exactly the plan checked
@@ -214,6 +218,7 @@ func Open(dir string, o Options) (*Store, error) {
 		sessions: storage.NewHotCache[string, storage.Session](hotRecords, 0),
 		contacts: storage.NewHotCache[contactKey, storage.Contact](hotRecords, 0),
 		byIndex:  storage.NewHotCache[contactKey, storage.Contact](hotRecords, 0),
+		flows:    storage.NewHotCache[string, storage.SignInFlow](hotRecords, 0),
 	}
 	s.Reconfigure(o.AuditRetention, o.Logger)
 	s.space.dir, s.space.log = dir, s.log.Load
@@ -577,21 +582,29 @@ func (s *Store) PutFlow(_ context.Context, f storage.SignInFlow) error {
 	if ttl <= 0 {
 		return errors.New("flow already expired")
 	}
+	defer s.flows.Drop(f.IDHash)
 	return s.update(func(txn *badger.Txn) error { return setJSON(txn, kFlow+f.IDHash, f, ttl) })
 }
 
 // Flow implements storage.Store.
 func (s *Store) Flow(_ context.Context, idHash string) (storage.SignInFlow, error) {
-	var f storage.SignInFlow
-	err := s.db.View(func(txn *badger.Txn) error { return getJSON(txn, kFlow+idHash, &f) })
-	if err == nil && !s.now().Before(f.ExpiresAt) {
+	f, ok := s.flows.Get(idHash)
+	if !ok {
+		gen := s.flows.Generation()
+		if err := s.db.View(func(txn *badger.Txn) error { return getJSON(txn, kFlow+idHash, &f) }); err != nil {
+			return storage.SignInFlow{}, err
+		}
+		s.flows.Put(idHash, f, gen)
+	}
+	if !s.now().Before(f.ExpiresAt) {
 		return storage.SignInFlow{}, storage.ErrNotFound
 	}
-	return f, err
+	return f, nil
 }
 
 // DeleteFlow implements storage.Store.
 func (s *Store) DeleteFlow(_ context.Context, idHash string) error {
+	defer s.flows.Drop(idHash)
 	return s.update(func(txn *badger.Txn) error { return txn.Delete([]byte(kFlow + idHash)) })
 }
 
@@ -688,6 +701,9 @@ func (s *Store) StartSession(_ context.Context, sess storage.Session, endFlow, e
 	}
 	if endSession != "" {
 		defer s.sessions.Drop(endSession)
+	}
+	if endFlow != "" {
+		defer s.flows.Drop(endFlow)
 	}
 	return s.update(func(txn *badger.Txn) error {
 		if err := setSession(txn, sess, ttl); err != nil {
@@ -1072,6 +1088,7 @@ func (s *Store) EnqueueForFlow(_ context.Context, m storage.OutboxMessage, f sto
 	m = m.WithDefaults(now)
 	s.outboxFloor.enqueuing(m.ID)
 	defer s.outboxFloor.wrote(m.ID)
+	defer s.flows.Drop(f.IDHash)
 	return s.update(func(txn *badger.Txn) error {
 		if err := setJSON(txn, kFlow+f.IDHash, f, ttl); err != nil {
 			return err

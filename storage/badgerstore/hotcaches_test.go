@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/kdesk/portalgate/storage"
 )
@@ -57,4 +58,56 @@ func TestContactByIndexCacheFollowsWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	want("after DeleteContact", jane.Email, "d-1", "")
+}
+
+// TestFlowCacheFollowsWrites reads a sign-in flow (so it is cached), then
+// writes it every way the store can: each read after a write sees it.
+func TestFlowCacheFollowsWrites(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	want := func(when, email string) {
+		t.Helper()
+		for range 2 { // the second read comes from the cache
+			f, err := s.Flow(ctx, "flow-1")
+			switch {
+			case email == "" && !errors.Is(err, storage.ErrNotFound):
+				t.Fatalf("%s: %+v, %v; want not found", when, f, err)
+			case email != "" && (err != nil || f.Email != email):
+				t.Fatalf("%s: %+v, %v; want the flow of %s", when, f, err, email)
+			}
+		}
+	}
+	now := time.Now()
+	f := storage.SignInFlow{IDHash: "flow-1", Workspace: "acme", ReturnTo: "/", Email: "a@acme.example", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	if err := s.PutFlow(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	want("after PutFlow", "a@acme.example")
+	f.Email = "b@acme.example"
+	if err := s.PutFlow(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	want("after PutFlow again", "b@acme.example")
+	f.Email = "c@acme.example"
+	if err := s.EnqueueForFlow(ctx, storage.OutboxMessage{Kind: "code"}, f); err != nil {
+		t.Fatal(err)
+	}
+	want("after EnqueueForFlow", "c@acme.example")
+	sess := storage.Session{IDHash: "sess-1", Workspace: "acme", ContactID: "c-1", CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(time.Hour), Idle: time.Hour}
+	if err := s.StartSession(ctx, sess, "flow-1", ""); err != nil {
+		t.Fatal(err)
+	}
+	want("after StartSession ended it", "")
+	if err := s.PutFlow(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	want("after PutFlow once more", "c@acme.example")
+	if err := s.DeleteFlow(ctx, "flow-1"); err != nil {
+		t.Fatal(err)
+	}
+	want("after DeleteFlow", "")
 }
