@@ -25,7 +25,13 @@ import (
 //go:embed scripts/prepare_audit.lua
 var prepareAuditLua string
 
-var prepareAudit = rueidis.NewLuaScript(prepareAuditLua)
+// auditLua defines the Lua functions the scripts that append audit events
+// share: prepare_trail, write_event and append_events. They start with it.
+//
+//go:embed scripts/audit_lib.lua
+var auditLua string
+
+var prepareAudit = rueidis.NewLuaScript(auditLua + prepareAuditLua)
 
 // indexedMember marks, by its score, since when a trail's events of a
 // contact are also in that contact's index.
@@ -53,26 +59,17 @@ func (s *Store) contactAuditKey(ws, contact string) string {
 // index, and trims the indexes of the contacts whose events went.
 func (s *Store) AppendAudit(ctx context.Context, e storage.AuditEvent) error {
 	now := s.now()
-	if e.Time.IsZero() {
-		e.Time = now
-	}
-	e.Time = e.Time.UTC()
-	e.ID = storage.SortableID(e.Time)
 	oldest := now.Add(-s.retention)
-	if e.Time.Before(oldest) {
-		return nil
-	}
-	doc, err := json.Marshal(e)
-	if err != nil {
+	e, member, keep, err := s.auditMember(e, now)
+	if err != nil || member == "" {
 		return err
 	}
 	key := s.auditKey(e.Workspace)
-	member := e.ID + string(doc)
 	if !s.clustered() {
 		// One script trims, appends and indexes: one round trip, where a
 		// Cluster's slots need two.
 		_, err := s.run(ctx, prepareAudit, []string{key}, micros(oldest), strconv.Itoa(trimPerAppend), micros(now),
-			member, micros(e.Time), pxString(s.retention+time.Hour), s.contactAuditKey(e.Workspace, ""), e.ContactID)
+			member, micros(e.Time), pxString(keep), s.contactAuditKey(e.Workspace, ""), e.ContactID)
 		return err
 	}
 	r, err := s.run(ctx, prepareAudit, []string{key}, micros(oldest), strconv.Itoa(trimPerAppend), micros(now))
@@ -84,18 +81,17 @@ func (s *Store) AppendAudit(ctx context.Context, e storage.AuditEvent) error {
 		return fmt.Errorf("redis: trimming the audit trail: %w", err)
 	}
 	score := float64(e.Time.UnixMicro())
-	keep := px(s.retention + time.Hour)
 	_, err = s.doMulti(ctx, func(b rueidis.Builder) []rueidis.Completed {
 		cmds := []rueidis.Completed{
 			b.Zadd().Key(key).ScoreMember().ScoreMember(score, member).Build(),
-			b.Pexpire().Key(key).Milliseconds(keep).Build(),
+			b.Pexpire().Key(key).Milliseconds(px(keep)).Build(),
 		}
 		if e.ContactID != "" {
 			ck := s.contactAuditKey(e.Workspace, e.ContactID)
 			cmds = append(cmds,
 				b.Zadd().Key(ck).ScoreMember().ScoreMember(score, member).Build(),
 				b.Zremrangebyscore().Key(ck).Min("-inf").Max("("+micros(oldest)).Build(),
-				b.Pexpire().Key(ck).Milliseconds(keep).Build())
+				b.Pexpire().Key(ck).Milliseconds(px(keep)).Build())
 		}
 		for _, c := range trimmed {
 			cmds = append(cmds, b.Zremrangebyscore().Key(s.contactAuditKey(e.Workspace, c)).Min("-inf").Max("("+micros(oldest)).Build())
@@ -103,6 +99,51 @@ func (s *Store) AppendAudit(ctx context.Context, e storage.AuditEvent) error {
 		return cmds
 	})
 	return err
+}
+
+// auditMember stamps e as AppendAudit stores it (its time, in UTC, and a
+// sortable id) and returns it with its trail member (id and JSON) and how
+// long the trail keeps it; member is "" for an event already past the
+// retention, which is not stored.
+func (s *Store) auditMember(e storage.AuditEvent, now time.Time) (storage.AuditEvent, string, time.Duration, error) {
+	if e.Time.IsZero() {
+		e.Time = now
+	}
+	e.Time = e.Time.UTC()
+	e.ID = storage.SortableID(e.Time)
+	if e.Time.Before(now.Add(-s.retention)) {
+		return e, "", 0, nil
+	}
+	doc, err := json.Marshal(e)
+	if err != nil {
+		return e, "", 0, err
+	}
+	return e, e.ID + string(doc), s.retention + time.Hour, nil
+}
+
+// eventArgs are events as the scripts' append_events (audit_lib.lua)
+// takes them, at the end of a script's ARGV: their number, then nine
+// values each. For a single server or Sentinel only: the script names the
+// trail and index keys itself.
+func (s *Store) eventArgs(events []storage.AuditEvent) ([]string, error) {
+	now := s.now()
+	oldest := micros(now.Add(-s.retention))
+	args := []string{""}
+	n := 0
+	for _, e := range events {
+		e, member, keep, err := s.auditMember(e, now)
+		if err != nil {
+			return nil, err
+		}
+		if member == "" {
+			continue
+		}
+		n++
+		args = append(args, s.auditKey(e.Workspace), oldest, strconv.Itoa(trimPerAppend), micros(now),
+			member, micros(e.Time), pxString(keep), s.contactAuditKey(e.Workspace, ""), e.ContactID)
+	}
+	args[0] = strconv.Itoa(n)
+	return args, nil
 }
 
 // ImportAudit records many events as AppendAudit would each, pipelined:

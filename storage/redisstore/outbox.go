@@ -23,7 +23,7 @@ import (
 //go:embed scripts/enqueue.lua
 var enqueueLua string
 
-var enqueue = rueidis.NewLuaScript(enqueueLua)
+var enqueue = rueidis.NewLuaScript(auditLua + enqueueLua)
 
 func formatTime(t time.Time) string {
 	if t.IsZero() {
@@ -42,10 +42,11 @@ func (s *Store) Enqueue(ctx context.Context, m storage.OutboxMessage) error {
 	return s.enqueue(ctx, m, nil)
 }
 
-// EnqueueForFlow implements storage.Store: one script on a single server
-// or Sentinel; on a Cluster, where they live in different slots, the flow
-// and then the message, so that no message is queued for a flow that
-// was not kept. The audit events follow (the trail has its own slot).
+// EnqueueForFlow implements storage.Store: the message, the flow and the
+// audit events are one script on a single server or Sentinel; on a
+// Cluster, where they live in different slots, the flow and then the
+// message, so that no message is queued for a flow that was not kept, and
+// the events follow.
 func (s *Store) EnqueueForFlow(ctx context.Context, m storage.OutboxMessage, f storage.SignInFlow, events ...storage.AuditEvent) error {
 	if s.clustered() {
 		if err := s.PutFlow(ctx, f); err != nil {
@@ -54,14 +55,15 @@ func (s *Store) EnqueueForFlow(ctx context.Context, m storage.OutboxMessage, f s
 		if err := s.Enqueue(ctx, m); err != nil {
 			return err
 		}
-	} else if err := s.enqueue(ctx, m, &f); err != nil {
-		return err
+		s.appendAll(ctx, events)
+		return nil
 	}
-	s.appendAll(ctx, events)
-	return nil
+	// A single server or Sentinel: the message, the flow and the events
+	// are one script, stored together or not at all.
+	return s.enqueue(ctx, m, &f, events...)
 }
 
-func (s *Store) enqueue(ctx context.Context, m storage.OutboxMessage, f *storage.SignInFlow) error {
+func (s *Store) enqueue(ctx context.Context, m storage.OutboxMessage, f *storage.SignInFlow, events ...storage.AuditEvent) error {
 	m = m.WithDefaults(s.now())
 	claimable := m.Due
 	if m.LeaseUntil.After(claimable) {
@@ -84,6 +86,13 @@ func (s *Store) enqueue(ctx context.Context, m storage.OutboxMessage, f *storage
 		}
 		keys = append(keys, s.flowKey(f.IDHash))
 		args = append(args, flow, pxString(ttl))
+	}
+	if len(events) > 0 {
+		ev, err := s.eventArgs(events)
+		if err != nil {
+			return err
+		}
+		args = append(args, ev...)
 	}
 	_, err = s.run(ctx, enqueue, keys, args...)
 	return err
@@ -142,15 +151,27 @@ func (s *Store) ClaimOutbox(ctx context.Context, lease time.Duration, max int) (
 //go:embed scripts/ack_outbox.lua
 var ackOutboxLua string
 
-var ackOutbox = rueidis.NewLuaScript(ackOutboxLua)
+var ackOutbox = rueidis.NewLuaScript(auditLua + ackOutboxLua)
 
 // AckOutbox implements storage.Store: the audit events follow the ack
 // (the trail has its own slot).
 func (s *Store) AckOutbox(ctx context.Context, id string, events ...storage.AuditEvent) error {
-	if _, err := s.run(ctx, ackOutbox, []string{s.outboxDue(), s.outboxMsgPrefix() + id}, id); err != nil {
+	args := []string{id}
+	clustered := s.clustered()
+	if !clustered && len(events) > 0 {
+		// The acknowledgement and its events in one script.
+		ev, err := s.eventArgs(events)
+		if err != nil {
+			return err
+		}
+		args = append(args, ev...)
+	}
+	if _, err := s.run(ctx, ackOutbox, []string{s.outboxDue(), s.outboxMsgPrefix() + id}, args...); err != nil {
 		return err
 	}
-	s.appendAll(ctx, events)
+	if clustered {
+		s.appendAll(ctx, events)
+	}
 	return nil
 }
 

@@ -72,18 +72,20 @@ func (m *monitor) calls() []string {
 // TestSignInStepsInOneCall: on a single server (and Sentinel) the steps a
 // sign-in repeats take one round trip where a Cluster's slots make them
 // several: the rate-limit counters of one request, a code's mail with the
-// flow that asked for it, a new session with the end of its flow, and an
-// audit event with its contact's index.
+// flow that asked for it, a new session with the end of its flow, each
+// with its audit events, and an audit event with its contact's index.
 func TestSignInStepsInOneCall(t *testing.T) {
 	for _, cluster := range []bool{false, true} {
-		name, wantHits, wantStart, wantEnqueue, wantAudit := "single server", 1, 1, 1, 1
+		name, wantHits, wantStart, wantEnqueue, wantAudit, wantAck := "single server", 1, 1, 1, 1, 1
 		if cluster {
 			if testing.Short() {
 				continue
 			}
 			// An audit event: the trim, then the trail's and the
 			// contact index's writes, pipelined.
-			name, wantHits, wantStart, wantEnqueue, wantAudit = "cluster", 3, 2, 2, 6
+			// EnqueueForFlow, AckOutbox and StartSession each with one
+			// event: theirs and the event's.
+			name, wantHits, wantStart, wantEnqueue, wantAudit, wantAck = "cluster", 3, 2+6, 2+6, 6, 1+6
 		}
 		t.Run(name, func(t *testing.T) {
 			srv := startRedis(t, cluster)
@@ -106,6 +108,9 @@ func TestSignInStepsInOneCall(t *testing.T) {
 				t.Fatal(err)
 			}
 			if err := s.AppendAudit(ctx, storage.AuditEvent{Workspace: "acme", Event: "warm-up"}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.AckOutbox(ctx, "no-such-message"); err != nil {
 				t.Fatal(err)
 			}
 			mon := startMonitor(t, srv)
@@ -134,7 +139,8 @@ func TestSignInStepsInOneCall(t *testing.T) {
 
 			flow := storage.SignInFlow{IDHash: hash(), Workspace: "acme", ReturnTo: "/", CreatedAt: now, ExpiresAt: now.Add(time.Minute)}
 			_ = mon.calls()
-			if err := s.EnqueueForFlow(ctx, storage.OutboxMessage{Kind: "code", Payload: []byte(`{"to":"jo@acme.example"}`)}, flow); err != nil {
+			if err := s.EnqueueForFlow(ctx, storage.OutboxMessage{Kind: "code", Payload: []byte(`{"to":"jo@acme.example"}`)}, flow,
+				storage.AuditEvent{Workspace: "acme", Event: "code_requested", ContactID: "c-5"}); err != nil {
 				t.Fatal(err)
 			}
 			if got := mon.calls(); len(got) != wantEnqueue {
@@ -156,9 +162,24 @@ func TestSignInStepsInOneCall(t *testing.T) {
 				}
 			}
 
+			ms, err := s.ClaimOutbox(ctx, time.Minute, 10)
+			if err != nil || len(ms) == 0 {
+				t.Fatalf("ClaimOutbox: %+v %v", ms, err)
+			}
+			_ = mon.calls()
+			if err := s.AckOutbox(ctx, ms[0].ID, storage.AuditEvent{Workspace: "acme", Event: "code_sent", ContactID: "c-8"}); err != nil {
+				t.Fatal(err)
+			}
+			if got := mon.calls(); len(got) != wantAck {
+				t.Errorf("AckOutbox with its event: round trips %q, want %d", got, wantAck)
+			}
+			if es, _, err := s.Audit(ctx, storage.AuditQuery{Workspace: "acme", ContactID: "c-8"}); err != nil || len(es) != 1 {
+				t.Errorf("the acknowledgement's event: %+v, %v", es, err)
+			}
+
 			sess := newSession(now)
 			_ = mon.calls()
-			if err := s.StartSession(ctx, sess, flow.IDHash, ""); err != nil {
+			if err := s.StartSession(ctx, sess, flow.IDHash, "", storage.AuditEvent{Workspace: "acme", Event: "code_accepted", ContactID: "c-6"}); err != nil {
 				t.Fatal(err)
 			}
 			if got := mon.calls(); len(got) != wantStart {
@@ -169,6 +190,13 @@ func TestSignInStepsInOneCall(t *testing.T) {
 			}
 			if _, err := s.Session(ctx, "acme", sess.IDHash); err != nil {
 				t.Errorf("the started session: %v", err)
+			}
+			for contact, event := range map[string]string{"c-5": "code_requested", "c-6": "code_accepted"} {
+				for _, q := range []storage.AuditQuery{{Workspace: "acme", Event: event}, {Workspace: "acme", ContactID: contact}} {
+					if es, _, err := s.Audit(ctx, q); err != nil || len(es) != 1 || es[0].Event != event || es[0].ContactID != contact {
+						t.Errorf("Audit(%+v) = %+v, %v; want the %s event stored with its write", q, es, err, event)
+					}
+				}
 			}
 		})
 	}

@@ -28,7 +28,7 @@ import (
 //go:embed scripts/put_session.lua
 var putSessionLua string
 
-var putSession = rueidis.NewLuaScript(putSessionLua)
+var putSession = rueidis.NewLuaScript(auditLua + putSessionLua)
 
 // PutSession implements storage.Store.
 func (s *Store) PutSession(ctx context.Context, sess storage.Session) error {
@@ -37,7 +37,7 @@ func (s *Store) PutSession(ctx context.Context, sess storage.Session) error {
 
 // putSession stores sess and, when flowKey is set, deletes that key in
 // the same script.
-func (s *Store) putSession(ctx context.Context, sess storage.Session, flowKey string) error {
+func (s *Store) putSession(ctx context.Context, sess storage.Session, flowKey string, events ...storage.AuditEvent) error {
 	now := s.now()
 	ttl := sess.Expiry().Sub(now)
 	if ttl <= 0 {
@@ -53,29 +53,43 @@ func (s *Store) putSession(ctx context.Context, sess storage.Session, flowKey st
 	if flowKey != "" {
 		keys = append(keys, flowKey)
 	}
-	_, err = s.run(ctx, putSession, keys,
-		strconv.FormatInt(sess.ExpiresAt.UnixMilli(), 10), sess.IDHash,
-		strconv.FormatInt(now.UnixMilli(), 10), pxString(sess.ExpiresAt.Sub(now)+time.Second),
-		string(doc), pxString(ttl))
+	args := []string{strconv.FormatInt(sess.ExpiresAt.UnixMilli(), 10), sess.IDHash,
+		strconv.FormatInt(now.UnixMilli(), 10), pxString(sess.ExpiresAt.Sub(now) + time.Second),
+		string(doc), pxString(ttl)}
+	if len(events) > 0 {
+		ev, err := s.eventArgs(events)
+		if err != nil {
+			return err
+		}
+		args = append(args, ev...)
+	}
+	_, err = s.run(ctx, putSession, keys, args...)
 	s.written.mark(key)
 	return err
 }
 
-// StartSession implements storage.Store. The session and the end of the
-// flow are one script on a single server or Sentinel; on a Cluster the
-// flow lives in another slot, so it is ended by a call of its own. The
+// StartSession implements storage.Store. On a single server or Sentinel
+// the session, the end of the flow and the audit events are one script;
+// on a Cluster the flow and the trail live in other slots, so the flow is
+// ended by a call of its own and the events are appended last. The
 // browser's previous session is ended after, by calls of its own (it is
-// rarely there), and the audit events are appended last (the trail has
-// its own slot). Once the session is stored the sign-in stands: a failure
-// to end the others or to append the events is logged, not returned (the
-// browser's cookie is replaced either way, and the flow expires by
-// itself).
+// rarely there). Once the session is stored the sign-in stands: a failure
+// to end the others or (on a Cluster) to append the events is logged, not
+// returned (the browser's cookie is replaced either way, and the flow
+// expires by itself).
 func (s *Store) StartSession(ctx context.Context, sess storage.Session, endFlow, endSession string, events ...storage.AuditEvent) error {
 	flowKey := ""
-	if endFlow != "" && !s.clustered() {
+	clustered := s.clustered()
+	if endFlow != "" && !clustered {
 		flowKey, endFlow = s.flowKey(endFlow), ""
 	}
-	if err := s.putSession(ctx, sess, flowKey); err != nil {
+	// On a single server or Sentinel the events go in the session's
+	// script, stored with it.
+	var with []storage.AuditEvent
+	if !clustered {
+		with, events = events, nil
+	}
+	if err := s.putSession(ctx, sess, flowKey, with...); err != nil {
 		return err
 	}
 	if endSession != "" && endSession != sess.IDHash {

@@ -7,4 +7,6 @@ for i = 1, 2 do
 end
 redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[6])
 if KEYS[4] then redis.call('DEL', KEYS[4]) end
+-- Then the sign-in's audit events, on a single server or Sentinel.
+append_events(7)
 return 1
