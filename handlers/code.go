@@ -177,30 +177,34 @@ func (q *request) sendCode(f storage.SignInFlow, flowID string, resend bool) err
 	ws := q.ws
 	ev := q.flowEvent(f)
 
-	ok, wait, err := q.store.Cooldown(ctx, "resend/"+ws.Name+"/"+f.Email, ws.ResendCooldown)
-	if err != nil {
-		return q.failed("checking resend cooldown", err)
-	}
 	now := q.now()
 	f.ExpiresAt = now.Add(flowTTL)
-	if ok {
-		if answered, err := q.overLimit(ev, "sign-in requests", rateLimit{key: "req/ip/" + q.net, limit: q.g.portal.Limits.RequestsPerIP}); answered {
-			return err
-		}
-		job, _ := json.Marshal(codeJob{Workspace: ws.Name, Email: f.Email, ContactID: f.ContactID, FlowHash: f.CodeFlow(), Method: f.Method, ClientIP: q.ip, Lang: q.tr.Lang(), Browser: browserName(q.ua)})
-		f.ResendAt = now.Add(ws.ResendCooldown)
-		f.Held = false
-		f.CodesSent++
-		// The message, the flow that now counts it and the audit event:
-		// one store call.
-		ev.Event = EventCodeRequested
-		ev = q.g.portal.stamp(ev)
-		if err := q.store.EnqueueForFlow(context.WithoutCancel(ctx), storage.OutboxMessage{Kind: kindCode, Payload: job, NotAfter: now.Add(ws.CodeTTL)}, f, ev); err != nil {
-			return q.failed("queueing code email", err)
-		}
+	limit := rateLimit{key: "req/ip/" + q.net, limit: q.g.portal.Limits.RequestsPerIP}
+	job, _ := json.Marshal(codeJob{Workspace: ws.Name, Email: f.Email, ContactID: f.ContactID, FlowHash: f.CodeFlow(), Method: f.Method, ClientIP: q.ip, Lang: q.tr.Lang(), Browser: browserName(q.ua)})
+	queued := f
+	queued.ResendAt = now.Add(ws.ResendCooldown)
+	queued.Held = false
+	queued.CodesSent++
+	requested := ev
+	requested.Event = EventCodeRequested
+	requested = q.g.portal.stamp(requested)
+	// The cooldown, the client's request limit, and the message with the
+	// flow that now counts it and the audit event: one store call.
+	res, err := q.store.RequestCode(context.WithoutCancel(ctx), "resend/"+ws.Name+"/"+f.Email, ws.ResendCooldown,
+		hitsOf(q.g.portal.Limits.Window, []rateLimit{limit}),
+		storage.OutboxMessage{Kind: kindCode, Payload: job, NotAfter: now.Add(ws.CodeTTL)}, queued, requested)
+	if err != nil {
+		return q.failed("queueing code email", err)
+	}
+	ok, wait := res.Wait <= 0, res.Wait
+	switch {
+	case res.Hits.Over >= 0:
+		return q.refuse(ev, "sign-in requests", limit, res.Hits.RetryAfter)
+	case ok:
+		f = queued
 		q.g.portal.outbox.Wake()
-		q.g.portal.announce(ctx, q.rt, ev)
-	} else {
+		q.g.portal.announce(ctx, q.rt, requested)
+	default:
 		f.ResendAt = now.Add(wait)
 		f.Held = true
 		if err := q.store.PutFlow(ctx, f); err != nil {

@@ -119,14 +119,7 @@ func (l rateLimit) scope() string {
 // and res.RetryAfter the time until its window ends. res.Counts has the
 // counts of the counters counted.
 func hitAll(ctx context.Context, store storage.Store, window time.Duration, limits ...rateLimit) (res storage.HitResult, over rateLimit, ok bool, err error) {
-	hits := make([]storage.Hit, len(limits))
-	for i, l := range limits {
-		hits[i] = storage.Hit{Key: l.key, Limit: l.limit, Window: window}
-		if l.window > 0 {
-			hits[i].Window = l.window
-		}
-	}
-	res, err = store.HitAll(ctx, hits...)
+	res, err = store.HitAll(ctx, hitsOf(window, limits)...)
 	if err != nil {
 		return res, rateLimit{}, false, err
 	}
@@ -134,6 +127,19 @@ func hitAll(ctx context.Context, store storage.Store, window time.Duration, limi
 		return res, limits[res.Over], false, nil
 	}
 	return res, rateLimit{}, true, nil
+}
+
+// hitsOf are the store's counters of limits, each in window unless it
+// has its own.
+func hitsOf(window time.Duration, limits []rateLimit) []storage.Hit {
+	hits := make([]storage.Hit, len(limits))
+	for i, l := range limits {
+		hits[i] = storage.Hit{Key: l.key, Limit: l.limit, Window: window}
+		if l.window > 0 {
+			hits[i].Window = l.window
+		}
+	}
+	return hits
 }
 
 // overLimit counts the request against each limit; when one is exceeded it

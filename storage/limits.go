@@ -52,3 +52,41 @@ func HitEach(ctx context.Context, c Counter, hits []Hit) (HitResult, error) {
 	}
 	return res, nil
 }
+
+// CodeRequest is what RequestCode did.
+type CodeRequest struct {
+	// Wait, above zero, is what is left of a running cooldown: nothing
+	// else was done.
+	Wait time.Duration
+	// Hits are the request's counters, counted once the cooldown had
+	// passed (Over is -1 when none was past its limit).
+	Hits HitResult
+}
+
+// Queued reports whether the message was queued.
+func (r CodeRequest) Queued() bool { return r.Wait <= 0 && r.Hits.Over < 0 }
+
+// codeRequester is what RequestCodeEach calls.
+type codeRequester interface {
+	Cooldown(ctx context.Context, key string, d time.Duration) (bool, time.Duration, error)
+	HitAll(ctx context.Context, hits ...Hit) (HitResult, error)
+	EnqueueForFlow(ctx context.Context, m OutboxMessage, f SignInFlow, events ...AuditEvent) error
+}
+
+// RequestCodeEach is RequestCode by its three calls in turn, for a backend
+// that cannot make them one transaction.
+func RequestCodeEach(ctx context.Context, s codeRequester, cooldownKey string, cooldown time.Duration, hits []Hit, m OutboxMessage, f SignInFlow, events ...AuditEvent) (CodeRequest, error) {
+	none := CodeRequest{Hits: HitResult{Over: -1}}
+	ok, wait, err := s.Cooldown(ctx, cooldownKey, cooldown)
+	if err != nil || !ok {
+		none.Wait = wait
+		return none, err
+	}
+	res := CodeRequest{Hits: HitResult{Over: -1}}
+	if len(hits) > 0 {
+		if res.Hits, err = s.HitAll(ctx, hits...); err != nil || res.Hits.Over >= 0 {
+			return res, err
+		}
+	}
+	return res, s.EnqueueForFlow(ctx, m, f, events...)
+}

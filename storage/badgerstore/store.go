@@ -1007,34 +1007,39 @@ func (s *Store) remember(writes ...counted) {
 // Cooldown implements storage.Store.
 func (s *Store) Cooldown(_ context.Context, key string, d time.Duration) (bool, time.Duration, error) {
 	now := s.now()
-	k := []byte(kCooldown + key)
-	var ok bool
 	var wait time.Duration
 	err := s.update(func(txn *badger.Txn) error {
-		item, err := txn.Get(k)
-		if err == nil {
-			var until int64
-			if err := item.Value(func(b []byte) error {
-				if len(b) == 8 {
-					until = int64(binary.BigEndian.Uint64(b))
-				}
-				return nil
-			}); err != nil {
-				return err
-			}
-			if left := time.Unix(0, until).Sub(now); left > 0 {
-				ok, wait = false, left
-				return nil
-			}
-		} else if !errors.Is(err, badger.ErrKeyNotFound) {
-			return err
-		}
-		ok, wait = true, 0
-		var b [8]byte
-		binary.BigEndian.PutUint64(b[:], uint64(now.Add(d).UnixNano()))
-		return txn.SetEntry(badger.NewEntry(k, b[:]).WithTTL(d + time.Second))
+		var err error
+		wait, err = cooldownIn(txn, key, d, now)
+		return err
 	})
-	return ok, wait, err
+	return wait <= 0, wait, err
+}
+
+// cooldownIn starts, in txn, a cooldown of length d on key unless one is
+// running, and returns what is left of that one (0 when it started one).
+func cooldownIn(txn *badger.Txn, key string, d time.Duration, now time.Time) (time.Duration, error) {
+	k := []byte(kCooldown + key)
+	item, err := txn.Get(k)
+	if err == nil {
+		var until int64
+		if err := item.Value(func(b []byte) error {
+			if len(b) == 8 {
+				until = int64(binary.BigEndian.Uint64(b))
+			}
+			return nil
+		}); err != nil {
+			return 0, err
+		}
+		if left := time.Unix(0, until).Sub(now); left > 0 {
+			return left, nil
+		}
+	} else if !errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, err
+	}
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(now.Add(d).UnixNano()))
+	return 0, txn.SetEntry(badger.NewEntry(k, b[:]).WithTTL(d + time.Second))
 }
 
 type onceValue struct {
@@ -1098,6 +1103,65 @@ func (s *Store) EnqueueForFlow(_ context.Context, m storage.OutboxMessage, f sto
 		}
 		return setJSON(txn, kOutbox+m.ID, m, 0)
 	})
+}
+
+// RequestCode implements storage.Store: one transaction, under the
+// counters' stripes.
+func (s *Store) RequestCode(_ context.Context, cooldownKey string, cooldown time.Duration, hits []storage.Hit, m storage.OutboxMessage, f storage.SignInFlow, events ...storage.AuditEvent) (storage.CodeRequest, error) {
+	now := s.now()
+	none := storage.CodeRequest{Hits: storage.HitResult{Over: -1}}
+	ttl := f.ExpiresAt.Sub(now)
+	if ttl <= 0 {
+		return none, errors.New("flow already expired")
+	}
+	audit, err := s.auditEntriesOf(events)
+	if err != nil {
+		return none, err
+	}
+	keys := make([]string, len(hits))
+	for i, h := range hits {
+		keys[i] = h.Key
+	}
+	defer s.lockHits(keys...)()
+	m = m.WithDefaults(now)
+	s.outboxFloor.enqueuing(m.ID)
+	defer s.outboxFloor.wrote(m.ID)
+	defer s.flows.Drop(f.IDHash)
+	var res storage.CodeRequest
+	var writes []counted
+	err = s.update(func(txn *badger.Txn) error {
+		res, writes = none, writes[:0]
+		wait, err := cooldownIn(txn, cooldownKey, cooldown, now)
+		if err != nil || wait > 0 {
+			res.Wait = wait
+			return err
+		}
+		res.Hits.Counts = make([]int, 0, len(hits))
+		for i, h := range hits {
+			n, reset, w, err := s.countHit(txn, now, s.hitStripe(h.Key), h.Key, h.Window)
+			if err != nil {
+				return err
+			}
+			writes = append(writes, w)
+			res.Hits.Counts = append(res.Hits.Counts, n)
+			if n > h.Limit {
+				res.Hits.Over, res.Hits.RetryAfter = i, reset
+				return nil
+			}
+		}
+		if err := setJSON(txn, kFlow+f.IDHash, f, ttl); err != nil {
+			return err
+		}
+		if err := setEntries(txn, audit); err != nil {
+			return err
+		}
+		return setJSON(txn, kOutbox+m.ID, m, 0)
+	})
+	if err != nil {
+		return none, err
+	}
+	s.remember(writes...)
+	return res, nil
 }
 
 // ClaimOutbox implements storage.Store.

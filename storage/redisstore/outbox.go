@@ -23,7 +23,26 @@ import (
 //go:embed scripts/enqueue.lua
 var enqueueLua string
 
-var enqueue = rueidis.NewLuaScript(auditLua + enqueueLua)
+var enqueue = rueidis.NewLuaScript(auditLua + outboxLua + enqueueLua)
+
+// outboxLua defines put_message, which the scripts that queue a message
+// share. They start with it.
+//
+//go:embed scripts/outbox_lib.lua
+var outboxLua string
+
+// requestCode is a code request (RequestCode) on a single server or
+// Sentinel. KEYS: the cooldown, the due set, the message, the flow, then
+// the counters. ARGV: now and the end of a new cooldown (unix
+// microseconds), its TTL in ms, each counter's limit and TTL in ms in
+// turn, the message's values as for enqueue, then the audit events
+// (append_events). Returns {microseconds the cooldown has left} while one
+// runs, else {0, then the counts, up to the one past its limit}.
+//
+//go:embed scripts/request_code.lua
+var requestCodeLua string
+
+var requestCode = rueidis.NewLuaScript(auditLua + outboxLua + requestCodeLua)
 
 func formatTime(t time.Time) string {
 	if t.IsZero() {
@@ -64,6 +83,17 @@ func (s *Store) EnqueueForFlow(ctx context.Context, m storage.OutboxMessage, f s
 }
 
 func (s *Store) enqueue(ctx context.Context, m storage.OutboxMessage, f *storage.SignInFlow, events ...storage.AuditEvent) error {
+	keys, args, err := s.messageArgs(m, f, events)
+	if err != nil {
+		return err
+	}
+	_, err = s.run(ctx, enqueue, keys, args...)
+	return err
+}
+
+// messageArgs are the keys and values put_message (outbox_lib.lua) takes
+// for m and, when not nil, f, followed by the events for append_events.
+func (s *Store) messageArgs(m storage.OutboxMessage, f *storage.SignInFlow, events []storage.AuditEvent) (keys, args []string, err error) {
 	m = m.WithDefaults(s.now())
 	claimable := m.Due
 	if m.LeaseUntil.After(claimable) {
@@ -75,14 +105,14 @@ func (s *Store) enqueue(ctx context.Context, m storage.OutboxMessage, f *storage
 	base.Attempts, base.Due, base.LeaseUntil, base.LastError = 0, time.Time{}, time.Time{}, ""
 	doc, err := json.Marshal(base)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	keys := []string{s.outboxDue(), s.outboxMsgPrefix() + m.ID}
-	args := []string{m.ID, string(doc), strconv.Itoa(m.Attempts), formatTime(m.Due), formatTime(m.LeaseUntil), m.LastError, micros(claimable)}
+	keys = []string{s.outboxDue(), s.outboxMsgPrefix() + m.ID}
+	args = []string{m.ID, string(doc), strconv.Itoa(m.Attempts), formatTime(m.Due), formatTime(m.LeaseUntil), m.LastError, micros(claimable)}
 	if f != nil {
 		flow, ttl, err := s.flowRecord(*f)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		keys = append(keys, s.flowKey(f.IDHash))
 		args = append(args, flow, pxString(ttl))
@@ -90,12 +120,55 @@ func (s *Store) enqueue(ctx context.Context, m storage.OutboxMessage, f *storage
 	if len(events) > 0 {
 		ev, err := s.eventArgs(events)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		args = append(args, ev...)
 	}
-	_, err = s.run(ctx, enqueue, keys, args...)
-	return err
+	return keys, args, nil
+}
+
+// RequestCode implements storage.Store: one script on a single server or
+// Sentinel; on a Cluster, whose slots keep the keys apart, the cooldown,
+// the counters and EnqueueForFlow in turn.
+func (s *Store) RequestCode(ctx context.Context, cooldownKey string, cooldown time.Duration, hits []storage.Hit, m storage.OutboxMessage, f storage.SignInFlow, events ...storage.AuditEvent) (storage.CodeRequest, error) {
+	if s.clustered() {
+		return storage.RequestCodeEach(ctx, s, cooldownKey, cooldown, hits, m, f, events...)
+	}
+	none := storage.CodeRequest{Hits: storage.HitResult{Over: -1}}
+	now := s.now()
+	msgKeys, msgArgs, err := s.messageArgs(m, &f, events)
+	if err != nil {
+		return none, err
+	}
+	keys := append([]string{s.p + "cool:" + cooldownKey}, msgKeys...)
+	args := []string{micros(now), micros(now.Add(cooldown)), pxString(cooldown + time.Second)}
+	resets := make([]time.Duration, len(hits))
+	for i, h := range hits {
+		var k string
+		k, resets[i] = s.counter(h.Key, h.Window, now)
+		keys = append(keys, k)
+		args = append(args, strconv.Itoa(h.Limit), pxString(resets[i]+time.Second))
+	}
+	r, err := s.run(ctx, requestCode, keys, append(args, msgArgs...)...)
+	if err != nil {
+		return none, err
+	}
+	reply, err := r.AsIntSlice()
+	if err != nil || len(reply) == 0 || len(reply) > len(hits)+1 {
+		return none, fmt.Errorf("redis: request code: unexpected reply (%v)", err)
+	}
+	if reply[0] > 0 {
+		none.Wait = time.Duration(reply[0]) * time.Microsecond
+		return none, nil
+	}
+	res := storage.CodeRequest{Hits: storage.HitResult{Over: -1, Counts: make([]int, 0, len(hits))}}
+	for _, n := range reply[1:] {
+		res.Hits.Counts = append(res.Hits.Counts, int(n))
+	}
+	if last := len(res.Hits.Counts) - 1; last >= 0 && res.Hits.Counts[last] > hits[last].Limit {
+		res.Hits.Over, res.Hits.RetryAfter = last, resets[last]
+	}
+	return res, nil
 }
 
 // claimOutbox leases up to max due messages: it counts an attempt, sets

@@ -162,6 +162,26 @@ func TestSignInStepsInOneCall(t *testing.T) {
 				}
 			}
 
+			if !cluster {
+				// A code request: the cooldown, the request's counter, the
+				// message with its flow and the event, in one script.
+				reqFlow := storage.SignInFlow{IDHash: hash(), Workspace: "acme", ReturnTo: "/", CreatedAt: now, ExpiresAt: now.Add(time.Minute)}
+				if _, err := s.RequestCode(ctx, "resend/warm", time.Minute, hits[:1], storage.OutboxMessage{Kind: "warm-up"}, reqFlow); err != nil {
+					t.Fatal(err)
+				}
+				_ = mon.calls()
+				res, err := s.RequestCode(ctx, "resend/acme/jo@acme.example", time.Minute, []storage.Hit{{Key: "req/ip/192.0.2.0/24", Limit: 10, Window: time.Hour}},
+					storage.OutboxMessage{Kind: "code"}, reqFlow, storage.AuditEvent{Workspace: "acme", Event: "code_resent", ContactID: "c-4"})
+				if err != nil || !res.Queued() {
+					t.Fatalf("RequestCode: %+v %v", res, err)
+				}
+				if got := mon.calls(); len(got) != 1 {
+					t.Errorf("RequestCode: round trips %q, want 1", got)
+				}
+				if es, _, err := s.Audit(ctx, storage.AuditQuery{Workspace: "acme", ContactID: "c-4"}); err != nil || len(es) != 1 {
+					t.Errorf("the code request's event: %+v, %v", es, err)
+				}
+			}
 			ms, err := s.ClaimOutbox(ctx, time.Minute, 10)
 			if err != nil || len(ms) == 0 {
 				t.Fatalf("ClaimOutbox: %+v %v", ms, err)

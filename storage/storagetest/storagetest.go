@@ -1600,6 +1600,72 @@ func testOutbox(t *testing.T, open Opener) {
 		}
 	})
 
+	t.Run("RequestCode", func(t *testing.T) {
+		ctx, s, clock := setup(t, open)
+		now := clock.Now()
+		f := storage.SignInFlow{IDHash: newHash(t), Workspace: "acme", ReturnTo: "/tickets", Email: "jane@acme.example",
+			Method: "code", CodesSent: 1, CreatedAt: now, ExpiresAt: now.Add(15 * time.Minute)}
+		const cool, cooldown = "resend/acme/jane@acme.example", 30 * time.Second
+		hits := []storage.Hit{{Key: "req/ip/192.0.2.0/24", Limit: 2, Window: time.Hour}, {Key: "req/other", Limit: 9, Window: time.Hour}}
+		event := func(name string) storage.AuditEvent {
+			return storage.AuditEvent{Time: clock.Now(), Workspace: "acme", Event: name, Email: f.Email, Method: "code"}
+		}
+		count := func(key string) int {
+			t.Helper()
+			n, _, err := s.Count(ctx, key, time.Hour)
+			must(t, "Count", err)
+			return n
+		}
+		// Queued: the cooldown starts, both counters count, and the
+		// message, the flow and the event are stored.
+		res, err := s.RequestCode(ctx, cool, cooldown, hits, msg("m1"), f, event("code_requested"))
+		must(t, "RequestCode", err)
+		if !res.Queued() || res.Wait != 0 || res.Hits.Over != -1 || len(res.Hits.Counts) != 2 || res.Hits.Counts[0] != 1 {
+			t.Fatalf("first RequestCode = %+v, want queued with counts [1 1]", res)
+		}
+		if got, err := s.Flow(ctx, f.IDHash); err != nil || !sameFlow(got, f) {
+			t.Fatalf("Flow after RequestCode = %+v, %v", got, err)
+		}
+		outboxLen(t, ctx, s, 1)
+		// Within the cooldown: its wait, and nothing counted or queued.
+		clock.Advance(10 * time.Second)
+		res, err = s.RequestCode(ctx, cool, cooldown, hits, msg("m2"), f, event("code_resent"))
+		must(t, "RequestCode", err)
+		if res.Queued() || res.Wait <= 0 || res.Wait > 20*time.Second {
+			t.Fatalf("RequestCode in the cooldown = %+v, want a wait of at most 20 s", res)
+		}
+		outboxLen(t, ctx, s, 1)
+		if n := count("req/other"); n != 2 {
+			t.Fatalf("a counter after a request in the cooldown: %d, want 2 (the first request and this count)", n)
+		}
+		// Past the cooldown but over the first counter's limit: the
+		// cooldown starts again, the first counter counts, the second
+		// is not touched, and nothing is queued.
+		clock.Advance(cooldown)
+		count("req/ip/192.0.2.0/24")
+		res, err = s.RequestCode(ctx, cool, cooldown, hits, msg("m3"), f, event("code_resent"))
+		must(t, "RequestCode", err)
+		if res.Queued() || res.Wait != 0 || res.Hits.Over != 0 || res.Hits.RetryAfter <= 0 || len(res.Hits.Counts) != 1 || res.Hits.Counts[0] != 3 {
+			t.Fatalf("RequestCode over a limit = %+v, want over the first counter at 3", res)
+		}
+		outboxLen(t, ctx, s, 1)
+		if n := count("req/other"); n != 3 {
+			t.Fatalf("the counter after the one over its limit: %d, want 3 (untouched, then this count)", n)
+		}
+		if res, err := s.RequestCode(ctx, cool, cooldown, nil, msg("m4"), f); err != nil || res.Wait <= 0 {
+			t.Fatalf("RequestCode right after one over a limit = %+v, %v; want the cooldown it started", res, err)
+		}
+		// Only the queued request's event is in the trail.
+		events, _, err := s.Audit(ctx, storage.AuditQuery{Workspace: "acme"})
+		must(t, "Audit", err)
+		if len(events) != 1 || events[0].Event != "code_requested" {
+			t.Fatalf("the audit trail after RequestCode = %+v, want the one code_requested", events)
+		}
+		if c := claim(t, ctx, s, time.Minute, 10); len(c) != 1 || c["m1"].ID != "m1" {
+			t.Fatalf("claim after RequestCode: %v, want m1 alone", c)
+		}
+	})
+
 	t.Run("ClaimFindsEveryLiveMessage", func(t *testing.T) {
 		// Claims never miss a message, whatever order ids arrive in
 		// and whatever was delivered before (a backend may remember
