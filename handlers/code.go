@@ -342,39 +342,36 @@ func (q *request) submitCode() error {
 		q.audit(ev)
 		return q.redirectWith("/code", carried{key: "code_malformed"})
 	}
-	// One store call counts the try against the client, the contact and
-	// this flow's latest code, in that order: over a client or contact
-	// limit, the flow's tries are not touched. Past MaxCodeTries the code
-	// is dead for this flow whatever is typed, and the last wrong try
-	// says so. (A day-long window: the flow lives much less.)
-	counted, over, ok, err := hitAll(ctx, q.store, lim.Window, append(tryLimits,
-		rateLimit{key: "try/flow/" + f.IDHash + "/" + strconv.Itoa(f.CodesSent), limit: MaxCodeTries, window: 24 * time.Hour})...)
-	if err != nil {
-		return q.failed("counting code tries", err)
+	// Without an eligible contact the code is redeemed against a key no
+	// contact has, so the store does the same work either way.
+	contact, err := activeContact(ctx, q.store, ws.Name, f.Email, f.ContactID)
+	eligible := err == nil
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return q.failed("finding contact", err)
 	}
-	if !ok && counted.Over < len(tryLimits) {
-		return q.refuse(ev, "code tries", over, counted.RetryAfter)
+	redeemID := contact.ID
+	if !eligible {
+		redeemID = "\x00nobody/" + f.Email
+	}
+	// One store call counts the try against the client, the contact and
+	// this flow's latest code, in that order, and then redeems the code:
+	// over a client or contact limit, the flow's tries and the code are
+	// not touched. Past MaxCodeTries the code is dead for this flow
+	// whatever is typed, and the last wrong try says so. (A day-long
+	// window: the flow lives much less.)
+	limits := append(tryLimits, rateLimit{key: "try/flow/" + f.IDHash + "/" + strconv.Itoa(f.CodesSent), limit: MaxCodeTries, window: 24 * time.Hour})
+	counted, res, err := q.store.CountAndRedeemCode(ctx, hitsOf(lim.Window, limits), ws.Name, redeemID, f.CodeFlow(), q.keys.codeHash(redeemID, code), MaxCodeTries)
+	if err != nil {
+		return q.failed("redeeming code", err)
+	}
+	if counted.Over >= 0 && counted.Over < len(tryLimits) {
+		return q.refuse(ev, "code tries", limits[counted.Over], counted.RetryAfter)
 	}
 	tries := counted.Counts[len(counted.Counts)-1]
 	if tries > MaxCodeTries {
 		ev.Event, ev.Reason = EventCodeRejected, "too many wrong tries"
 		q.audit(ev)
 		return q.redirectWith("/code", carried{key: deadCode})
-	}
-	contact, err := activeContact(ctx, q.store, ws.Name, f.Email, f.ContactID)
-	eligible := err == nil
-	if err != nil && !errors.Is(err, storage.ErrNotFound) {
-		return q.failed("finding contact", err)
-	}
-	// Without an eligible contact the code is redeemed against a key no
-	// contact has, so the store does the same work either way.
-	redeemID := contact.ID
-	if !eligible {
-		redeemID = "\x00nobody/" + f.Email
-	}
-	res, err := q.store.RedeemCode(ctx, ws.Name, redeemID, f.CodeFlow(), q.keys.codeHash(redeemID, code), MaxCodeTries)
-	if err != nil {
-		return q.failed("redeeming code", err)
 	}
 	switch {
 	case !eligible:

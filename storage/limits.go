@@ -90,3 +90,23 @@ func RequestCodeEach(ctx context.Context, s codeRequester, cooldownKey string, c
 	}
 	return res, s.EnqueueForFlow(ctx, m, f, events...)
 }
+
+// codeRedeemer is what CountAndRedeemEach calls.
+type codeRedeemer interface {
+	HitAll(ctx context.Context, hits ...Hit) (HitResult, error)
+	RedeemCode(ctx context.Context, workspace, contactID, flowHash string, hash []byte, maxTries int) (CodeResult, error)
+}
+
+// CountAndRedeemEach is CountAndRedeemCode by its two calls in turn, for a
+// backend that cannot make them one transaction.
+func CountAndRedeemEach(ctx context.Context, s codeRedeemer, hits []Hit, workspace, contactID, flowHash string, hash []byte, maxTries int) (HitResult, CodeResult, error) {
+	res := HitResult{Over: -1}
+	if len(hits) > 0 {
+		var err error
+		if res, err = s.HitAll(ctx, hits...); err != nil || res.Over >= 0 {
+			return res, CodeMissing, err
+		}
+	}
+	r, err := s.RedeemCode(ctx, workspace, contactID, flowHash, hash, maxTries)
+	return res, r, err
+}

@@ -96,6 +96,12 @@ type Codes interface {
 	// flow in one atomic step: a match consumes the code; a mismatch counts
 	// a try and kills the code once maxTries wrong tries are reached.
 	RedeemCode(ctx context.Context, workspace, contactID, flowHash string, hash []byte, maxTries int) (CodeResult, error)
+	// CountAndRedeemCode is a code try's store work: hits, as HitAll
+	// does, then, when none is past its limit, RedeemCode. Past a limit
+	// the code is not touched (the CodeResult is CodeMissing). A backend
+	// that can does it in one transaction; where it cannot, by the two
+	// calls in turn (CountAndRedeemEach).
+	CountAndRedeemCode(ctx context.Context, hits []Hit, workspace, contactID, flowHash string, hash []byte, maxTries int) (HitResult, CodeResult, error)
 }
 
 // Sessions keeps signed-in contacts, read on every request to the portal.

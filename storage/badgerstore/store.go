@@ -651,36 +651,75 @@ func (s *Store) PutCode(_ context.Context, ws, contactID, flowHash string, c sto
 
 // RedeemCode implements storage.Store.
 func (s *Store) RedeemCode(_ context.Context, ws, contactID, flowHash string, hash []byte, maxTries int) (storage.CodeResult, error) {
-	key := codePrefix(ws, contactID) + flowHash
 	var res storage.CodeResult
 	err := s.update(func(txn *badger.Txn) error {
-		var c storage.Code
-		err := getJSON(txn, key, &c)
-		if errors.Is(err, storage.ErrNotFound) {
-			res = storage.CodeMissing
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		now := s.now()
-		if !now.Before(c.ExpiresAt) || c.Tries >= maxTries {
-			res = storage.CodeMissing
-			return txn.Delete([]byte(key))
-		}
-		if subtle.ConstantTimeCompare(c.Hash, hash) == 1 {
-			res = storage.CodeAccepted
-			return txn.Delete([]byte(key))
-		}
-		c.Tries++
-		if c.Tries >= maxTries {
-			res = storage.CodeDead
-			return txn.Delete([]byte(key))
-		}
-		res = storage.CodeWrong
-		return setJSON(txn, key, c, c.ExpiresAt.Sub(now))
+		var err error
+		res, err = s.redeemIn(txn, ws, contactID, flowHash, hash, maxTries)
+		return err
 	})
 	return res, err
+}
+
+// redeemIn is RedeemCode inside txn.
+func (s *Store) redeemIn(txn *badger.Txn, ws, contactID, flowHash string, hash []byte, maxTries int) (storage.CodeResult, error) {
+	key := codePrefix(ws, contactID) + flowHash
+	var c storage.Code
+	err := getJSON(txn, key, &c)
+	if errors.Is(err, storage.ErrNotFound) {
+		return storage.CodeMissing, nil
+	}
+	if err != nil {
+		return storage.CodeMissing, err
+	}
+	now := s.now()
+	if !now.Before(c.ExpiresAt) || c.Tries >= maxTries {
+		return storage.CodeMissing, txn.Delete([]byte(key))
+	}
+	if subtle.ConstantTimeCompare(c.Hash, hash) == 1 {
+		return storage.CodeAccepted, txn.Delete([]byte(key))
+	}
+	c.Tries++
+	if c.Tries >= maxTries {
+		return storage.CodeDead, txn.Delete([]byte(key))
+	}
+	return storage.CodeWrong, setJSON(txn, key, c, c.ExpiresAt.Sub(now))
+}
+
+// CountAndRedeemCode implements storage.Store: one transaction, under
+// the counters' stripes.
+func (s *Store) CountAndRedeemCode(_ context.Context, hits []storage.Hit, ws, contactID, flowHash string, hash []byte, maxTries int) (storage.HitResult, storage.CodeResult, error) {
+	now := s.now()
+	keys := make([]string, len(hits))
+	for i, h := range hits {
+		keys[i] = h.Key
+	}
+	defer s.lockHits(keys...)()
+	var res storage.HitResult
+	var code storage.CodeResult
+	var writes []counted
+	err := s.update(func(txn *badger.Txn) error {
+		res, code, writes = storage.HitResult{Over: -1, Counts: make([]int, 0, len(hits))}, storage.CodeMissing, writes[:0]
+		for i, h := range hits {
+			n, reset, w, err := s.countHit(txn, now, s.hitStripe(h.Key), h.Key, h.Window)
+			if err != nil {
+				return err
+			}
+			writes = append(writes, w)
+			res.Counts = append(res.Counts, n)
+			if n > h.Limit {
+				res.Over, res.RetryAfter = i, reset
+				return nil
+			}
+		}
+		var err error
+		code, err = s.redeemIn(txn, ws, contactID, flowHash, hash, maxTries)
+		return err
+	})
+	if err != nil {
+		return storage.HitResult{Over: -1}, storage.CodeMissing, err
+	}
+	s.remember(writes...)
+	return res, code, nil
 }
 
 // PutSession implements storage.Store.

@@ -95,14 +95,69 @@ func (s *Store) codeKey(ws, contactID, flowHash string) string {
 // codeSet names the set of flow hashes that hold a code of a contact.
 func (s *Store) codeSet(ws, contactID string) string { return s.ws(ws) + "codes:" + contactID }
 
-// redeemCode is RedeemCode in one step. KEYS: code, the contact's code
-// set. ARGV: hash, now (unix microseconds), max tries, flow hash. Returns a storage.CodeResult: 0 missing,
-// 1 accepted, 2 wrong, 3 dead.
+// redeemCode is RedeemCode in one step (redeem, in redeem_lib.lua).
+// KEYS: code, the contact's code set. ARGV: hash, now (unix
+// microseconds), max tries, flow hash. Returns a storage.CodeResult: 0
+// missing, 1 accepted, 2 wrong, 3 dead.
 //
 //go:embed scripts/redeem_code.lua
 var redeemCodeLua string
 
-var redeemCode = rueidis.NewLuaScript(redeemCodeLua)
+// redeemLua defines redeem, which the scripts that redeem a code share.
+// They start with it.
+//
+//go:embed scripts/redeem_lib.lua
+var redeemLua string
+
+var redeemCode = rueidis.NewLuaScript(redeemLua + redeemCodeLua)
+
+// countRedeem is CountAndRedeemCode on a single server or Sentinel. KEYS:
+// code, the contact's code set, then the counters. ARGV: redeemCode's,
+// then each counter's limit and TTL in ms in turn. Returns {the
+// storage.CodeResult, or 0 when a counter is past its limit, then the
+// counts, up to that one}.
+//
+//go:embed scripts/count_redeem.lua
+var countRedeemLua string
+
+var countRedeem = rueidis.NewLuaScript(redeemLua + countRedeemLua)
+
+// CountAndRedeemCode implements storage.Store: one script on a single
+// server or Sentinel; on a Cluster, whose slots keep the counters apart,
+// HitAll and RedeemCode in turn.
+func (s *Store) CountAndRedeemCode(ctx context.Context, hits []storage.Hit, ws, contactID, flowHash string, hash []byte, maxTries int) (storage.HitResult, storage.CodeResult, error) {
+	if s.clustered() {
+		return storage.CountAndRedeemEach(ctx, s, hits, ws, contactID, flowHash, hash, maxTries)
+	}
+	now := s.now()
+	keys := []string{s.codeKey(ws, contactID, flowHash), s.codeSet(ws, contactID)}
+	args := []string{rueidis.BinaryString(hash), micros(now), strconv.Itoa(maxTries), flowHash}
+	resets := make([]time.Duration, len(hits))
+	for i, h := range hits {
+		var k string
+		k, resets[i] = s.counter(h.Key, h.Window, now)
+		keys = append(keys, k)
+		args = append(args, strconv.Itoa(h.Limit), pxString(resets[i]+time.Second))
+	}
+	none := storage.HitResult{Over: -1}
+	r, err := s.run(ctx, countRedeem, keys, args...)
+	if err != nil {
+		return none, storage.CodeMissing, err
+	}
+	reply, err := r.AsIntSlice()
+	if err != nil || len(reply) == 0 || len(reply) > len(hits)+1 {
+		return none, storage.CodeMissing, fmt.Errorf("redis: count and redeem: unexpected reply (%v)", err)
+	}
+	res := storage.HitResult{Over: -1, Counts: make([]int, 0, len(hits))}
+	for _, n := range reply[1:] {
+		res.Counts = append(res.Counts, int(n))
+	}
+	if last := len(res.Counts) - 1; last >= 0 && res.Counts[last] > hits[last].Limit {
+		res.Over, res.RetryAfter = last, resets[last]
+		return res, storage.CodeMissing, nil
+	}
+	return res, codeResult(reply[0]), nil
+}
 
 // RedeemCode implements storage.Store.
 func (s *Store) RedeemCode(ctx context.Context, ws, contactID, flowHash string, hash []byte, maxTries int) (storage.CodeResult, error) {
@@ -115,15 +170,20 @@ func (s *Store) RedeemCode(ctx context.Context, ws, contactID, flowHash string, 
 	if err != nil {
 		return storage.CodeMissing, err
 	}
+	return codeResult(n), nil
+}
+
+// codeResult is redeem's answer (redeem_lib.lua) as a storage.CodeResult.
+func codeResult(n int64) storage.CodeResult {
 	switch n {
 	case 1:
-		return storage.CodeAccepted, nil
+		return storage.CodeAccepted
 	case 2:
-		return storage.CodeWrong, nil
+		return storage.CodeWrong
 	case 3:
-		return storage.CodeDead, nil
+		return storage.CodeDead
 	default:
-		return storage.CodeMissing, nil
+		return storage.CodeMissing
 	}
 }
 

@@ -181,6 +181,23 @@ func TestSignInStepsInOneCall(t *testing.T) {
 				if es, _, err := s.Audit(ctx, storage.AuditQuery{Workspace: "acme", ContactID: "c-4"}); err != nil || len(es) != 1 {
 					t.Errorf("the code request's event: %+v, %v", es, err)
 				}
+				// A code try: its three counters and the code, in one script.
+				if _, _, err := s.CountAndRedeemCode(ctx, hits, "acme", "c-4", "warm", []byte("x"), 5); err != nil {
+					t.Fatal(err)
+				}
+				now := time.Now()
+				if err := s.PutCode(ctx, "acme", "c-4", reqFlow.IDHash, storage.Code{Hash: []byte("right"), IssuedAt: now, ExpiresAt: now.Add(time.Minute)}); err != nil {
+					t.Fatal(err)
+				}
+				tries := []storage.Hit{{Key: "try/ip/198.51.100.0/24", Limit: 10, Window: time.Hour}, {Key: "try/flow/" + reqFlow.IDHash, Limit: 5, Window: time.Hour}}
+				_ = mon.calls()
+				counted, code, err := s.CountAndRedeemCode(ctx, tries, "acme", "c-4", reqFlow.IDHash, []byte("right"), 5)
+				if err != nil || code != storage.CodeAccepted || counted.Over != -1 || len(counted.Counts) != 2 {
+					t.Fatalf("CountAndRedeemCode: %+v %v %v", counted, code, err)
+				}
+				if got := mon.calls(); len(got) != 1 {
+					t.Errorf("CountAndRedeemCode: round trips %q, want 1", got)
+				}
 			}
 			ms, err := s.ClaimOutbox(ctx, time.Minute, 10)
 			if err != nil || len(ms) == 0 {

@@ -526,6 +526,38 @@ func testCodes(t *testing.T, open Opener) {
 		redeemIn(t, ctx, s, ws, id, flow, hash, want)
 	}
 
+	t.Run("CountAndRedeem", func(t *testing.T) {
+		ctx, s, clock := setup(t, open)
+		c := newCode(t, clock.Now())
+		must(t, "PutCode", s.PutCode(ctx, ws, id, flow, c))
+		hits := []storage.Hit{{Key: "try/ip/x", Limit: 3, Window: time.Hour}, {Key: "try/flow/x", Limit: 9, Window: time.Hour}}
+		try := func(hash []byte, wantCode storage.CodeResult, wantOver int, wantCounts ...int) {
+			t.Helper()
+			res, got, err := s.CountAndRedeemCode(ctx, hits, ws, id, flow, hash, maxTries)
+			must(t, "CountAndRedeemCode", err)
+			if got != wantCode || res.Over != wantOver || fmt.Sprint(res.Counts) != fmt.Sprint(wantCounts) {
+				t.Fatalf("CountAndRedeemCode = %+v %v, want over %d, counts %v, %v", res, got, wantOver, wantCounts, wantCode)
+			}
+			if wantOver >= 0 && res.RetryAfter <= 0 {
+				t.Fatalf("over a limit without a wait: %+v", res)
+			}
+		}
+		try([]byte("wrong-1"), storage.CodeWrong, -1, 1, 1)
+		try([]byte("wrong-2"), storage.CodeWrong, -1, 2, 2)
+		try([]byte("wrong-3"), storage.CodeWrong, -1, 3, 3)
+		// Past the first counter's limit: the code is not touched (the
+		// right one is refused, and the second counter is not counted).
+		try(c.Hash, storage.CodeMissing, 0, 4)
+		if n, _, err := s.Count(ctx, "try/flow/x", time.Hour); err != nil || n != 4 {
+			t.Fatalf("the counter after the one over its limit: %d %v, want 4 (3, then this count)", n, err)
+		}
+		// The code still lives, with its three wrong tries: the right
+		// one is accepted once, then it is gone.
+		hits[0].Limit = 100
+		try(c.Hash, storage.CodeAccepted, -1, 5, 5)
+		try(c.Hash, storage.CodeMissing, -1, 6, 6)
+	})
+
 	t.Run("RedeemedOnce", func(t *testing.T) {
 		ctx, s, clock := setup(t, open)
 		redeem(t, ctx, s, ws, id, randomBytes(t, 32), storage.CodeMissing)
