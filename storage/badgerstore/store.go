@@ -689,29 +689,16 @@ func (s *Store) redeemIn(txn *badger.Txn, ws, contactID, flowHash string, hash [
 // the counters' stripes.
 func (s *Store) CountAndRedeemCode(_ context.Context, hits []storage.Hit, ws, contactID, flowHash string, hash []byte, maxTries int) (storage.HitResult, storage.CodeResult, error) {
 	now := s.now()
-	keys := make([]string, len(hits))
-	for i, h := range hits {
-		keys[i] = h.Key
-	}
-	defer s.lockHits(keys...)()
+	defer s.lockHitsOf(hits)()
 	var res storage.HitResult
 	var code storage.CodeResult
 	var writes []counted
 	err := s.update(func(txn *badger.Txn) error {
-		res, code, writes = storage.HitResult{Over: -1, Counts: make([]int, 0, len(hits))}, storage.CodeMissing, writes[:0]
-		for i, h := range hits {
-			n, reset, w, err := s.countHit(txn, now, s.hitStripe(h.Key), h.Key, h.Window)
-			if err != nil {
-				return err
-			}
-			writes = append(writes, w)
-			res.Counts = append(res.Counts, n)
-			if n > h.Limit {
-				res.Over, res.RetryAfter = i, reset
-				return nil
-			}
-		}
 		var err error
+		code = storage.CodeMissing
+		if res, writes, err = s.countHits(txn, now, hits); err != nil || res.Over >= 0 {
+			return err
+		}
 		code, err = s.redeemIn(txn, ws, contactID, flowHash, hash, maxTries)
 		return err
 	})
@@ -931,29 +918,13 @@ func (s *Store) Count(_ context.Context, key string, window time.Duration) (int,
 // HitAll implements storage.Store: every counter in one transaction.
 func (s *Store) HitAll(_ context.Context, hits ...storage.Hit) (storage.HitResult, error) {
 	now := s.now()
-	keys := make([]string, len(hits))
-	for i, h := range hits {
-		keys[i] = h.Key
-	}
-	defer s.lockHits(keys...)()
+	defer s.lockHitsOf(hits)()
 	var res storage.HitResult
 	var writes []counted
 	err := s.update(func(txn *badger.Txn) error {
-		res = storage.HitResult{Over: -1, Counts: make([]int, 0, len(hits))}
-		writes = writes[:0]
-		for i, h := range hits {
-			n, reset, w, err := s.countHit(txn, now, s.hitStripe(h.Key), h.Key, h.Window)
-			if err != nil {
-				return err
-			}
-			writes = append(writes, w)
-			res.Counts = append(res.Counts, n)
-			if n > h.Limit {
-				res.Over, res.RetryAfter = i, reset
-				return nil
-			}
-		}
-		return nil
+		var err error
+		res, writes, err = s.countHits(txn, now, hits)
+		return err
 	})
 	if err != nil {
 		return storage.HitResult{Over: -1}, err
@@ -1015,6 +986,36 @@ func (s *Store) countHit(txn *badger.Txn, now time.Time, stripe int, key string,
 		return 0, 0, counted{}, err
 	}
 	return int(count), reset, counted{stripe: stripe, key: k, seen: seenCount{n: count, until: time.Now().Add(reset)}}, nil
+}
+
+// countHits counts one event against each of hits in txn, as HitAll
+// does, stopping at the first past its limit, and returns the writes to
+// remember once txn commits. The caller holds the hits' stripes.
+func (s *Store) countHits(txn *badger.Txn, now time.Time, hits []storage.Hit) (storage.HitResult, []counted, error) {
+	res := storage.HitResult{Over: -1, Counts: make([]int, 0, len(hits))}
+	writes := make([]counted, 0, len(hits))
+	for i, h := range hits {
+		n, reset, w, err := s.countHit(txn, now, s.hitStripe(h.Key), h.Key, h.Window)
+		if err != nil {
+			return storage.HitResult{Over: -1}, nil, err
+		}
+		writes = append(writes, w)
+		res.Counts = append(res.Counts, n)
+		if n > h.Limit {
+			res.Over, res.RetryAfter = i, reset
+			break
+		}
+	}
+	return res, writes, nil
+}
+
+// lockHitsOf locks the stripes of hits' counters (lockHits).
+func (s *Store) lockHitsOf(hits []storage.Hit) (unlock func()) {
+	keys := make([]string, len(hits))
+	for i, h := range hits {
+		keys[i] = h.Key
+	}
+	return s.lockHits(keys...)
 }
 
 // remember keeps committed counter writes in hitSeen; the caller holds
@@ -1157,11 +1158,7 @@ func (s *Store) RequestCode(_ context.Context, cooldownKey string, cooldown time
 	if err != nil {
 		return none, err
 	}
-	keys := make([]string, len(hits))
-	for i, h := range hits {
-		keys[i] = h.Key
-	}
-	defer s.lockHits(keys...)()
+	defer s.lockHitsOf(hits)()
 	m = m.WithDefaults(now)
 	s.outboxFloor.enqueuing(m.ID)
 	defer s.outboxFloor.wrote(m.ID)
@@ -1169,24 +1166,14 @@ func (s *Store) RequestCode(_ context.Context, cooldownKey string, cooldown time
 	var res storage.CodeRequest
 	var writes []counted
 	err = s.update(func(txn *badger.Txn) error {
-		res, writes = none, writes[:0]
+		res, writes = none, nil
 		wait, err := cooldownIn(txn, cooldownKey, cooldown, now)
 		if err != nil || wait > 0 {
 			res.Wait = wait
 			return err
 		}
-		res.Hits.Counts = make([]int, 0, len(hits))
-		for i, h := range hits {
-			n, reset, w, err := s.countHit(txn, now, s.hitStripe(h.Key), h.Key, h.Window)
-			if err != nil {
-				return err
-			}
-			writes = append(writes, w)
-			res.Hits.Counts = append(res.Hits.Counts, n)
-			if n > h.Limit {
-				res.Hits.Over, res.Hits.RetryAfter = i, reset
-				return nil
-			}
+		if res.Hits, writes, err = s.countHits(txn, now, hits); err != nil || res.Hits.Over >= 0 {
+			return err
 		}
 		if err := setJSON(txn, kFlow+f.IDHash, f, ttl); err != nil {
 			return err

@@ -130,15 +130,9 @@ func (s *Store) CountAndRedeemCode(ctx context.Context, hits []storage.Hit, ws, 
 		return storage.CountAndRedeemEach(ctx, s, hits, ws, contactID, flowHash, hash, maxTries)
 	}
 	now := s.now()
-	keys := []string{s.codeKey(ws, contactID, flowHash), s.codeSet(ws, contactID)}
-	args := []string{rueidis.BinaryString(hash), micros(now), strconv.Itoa(maxTries), flowHash}
-	resets := make([]time.Duration, len(hits))
-	for i, h := range hits {
-		var k string
-		k, resets[i] = s.counter(h.Key, h.Window, now)
-		keys = append(keys, k)
-		args = append(args, strconv.Itoa(h.Limit), pxString(resets[i]+time.Second))
-	}
+	counters, limits, resets := s.counterArgs(hits, now)
+	keys := append([]string{s.codeKey(ws, contactID, flowHash), s.codeSet(ws, contactID)}, counters...)
+	args := append([]string{rueidis.BinaryString(hash), micros(now), strconv.Itoa(maxTries), flowHash}, limits...)
 	none := storage.HitResult{Over: -1}
 	r, err := s.run(ctx, countRedeem, keys, args...)
 	if err != nil {
@@ -148,12 +142,8 @@ func (s *Store) CountAndRedeemCode(ctx context.Context, hits []storage.Hit, ws, 
 	if err != nil || len(reply) == 0 || len(reply) > len(hits)+1 {
 		return none, storage.CodeMissing, fmt.Errorf("redis: count and redeem: unexpected reply (%v)", err)
 	}
-	res := storage.HitResult{Over: -1, Counts: make([]int, 0, len(hits))}
-	for _, n := range reply[1:] {
-		res.Counts = append(res.Counts, int(n))
-	}
-	if last := len(res.Counts) - 1; last >= 0 && res.Counts[last] > hits[last].Limit {
-		res.Over, res.RetryAfter = last, resets[last]
+	res := hitResult(reply[1:], hits, resets)
+	if res.Over >= 0 {
 		return res, storage.CodeMissing, nil
 	}
 	return res, codeResult(reply[0]), nil

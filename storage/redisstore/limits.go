@@ -95,14 +95,7 @@ func (s *Store) HitAll(ctx context.Context, hits ...storage.Hit) (storage.HitRes
 	if len(hits) < 2 || s.clustered() {
 		return storage.HitEach(ctx, s, hits)
 	}
-	now := s.now()
-	keys := make([]string, len(hits))
-	args := make([]string, 0, 2*len(hits))
-	resets := make([]time.Duration, len(hits))
-	for i, h := range hits {
-		keys[i], resets[i] = s.counter(h.Key, h.Window, now)
-		args = append(args, strconv.Itoa(h.Limit), pxString(resets[i]+time.Second))
-	}
+	keys, args, resets := s.counterArgs(hits, s.now())
 	r, err := s.run(ctx, hitAll, keys, args...)
 	if err != nil {
 		return storage.HitResult{Over: -1}, err
@@ -111,12 +104,32 @@ func (s *Store) HitAll(ctx context.Context, hits ...storage.Hit) (storage.HitRes
 	if err != nil || len(counts) == 0 || len(counts) > len(hits) {
 		return storage.HitResult{Over: -1}, fmt.Errorf("redis: hit all: unexpected reply (%v)", err)
 	}
+	return hitResult(counts, hits, resets), nil
+}
+
+// counterArgs are the keys of hits' counters, and each one's limit and TTL
+// in ms in turn, as hit_all.lua and the scripts that count like it take
+// them, with how long until each window resets.
+func (s *Store) counterArgs(hits []storage.Hit, now time.Time) (keys, args []string, resets []time.Duration) {
+	keys = make([]string, len(hits))
+	args = make([]string, 0, 2*len(hits))
+	resets = make([]time.Duration, len(hits))
+	for i, h := range hits {
+		keys[i], resets[i] = s.counter(h.Key, h.Window, now)
+		args = append(args, strconv.Itoa(h.Limit), pxString(resets[i]+time.Second))
+	}
+	return keys, args, resets
+}
+
+// hitResult is the counts such a script returned, up to the one past its
+// limit, as a storage.HitResult.
+func hitResult(counts []int64, hits []storage.Hit, resets []time.Duration) storage.HitResult {
 	res := storage.HitResult{Over: -1, Counts: make([]int, len(counts))}
 	for i, n := range counts {
 		res.Counts[i] = int(n)
 	}
-	if last := len(counts) - 1; counts[last] > int64(hits[last].Limit) {
+	if last := len(counts) - 1; last >= 0 && counts[last] > int64(hits[last].Limit) {
 		res.Over, res.RetryAfter = last, resets[last]
 	}
-	return res, nil
+	return res
 }

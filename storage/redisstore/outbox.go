@@ -140,15 +140,9 @@ func (s *Store) RequestCode(ctx context.Context, cooldownKey string, cooldown ti
 	if err != nil {
 		return none, err
 	}
-	keys := append([]string{s.p + "cool:" + cooldownKey}, msgKeys...)
-	args := []string{micros(now), micros(now.Add(cooldown)), pxString(cooldown + time.Second)}
-	resets := make([]time.Duration, len(hits))
-	for i, h := range hits {
-		var k string
-		k, resets[i] = s.counter(h.Key, h.Window, now)
-		keys = append(keys, k)
-		args = append(args, strconv.Itoa(h.Limit), pxString(resets[i]+time.Second))
-	}
+	counters, limits, resets := s.counterArgs(hits, now)
+	keys := append(append([]string{s.p + "cool:" + cooldownKey}, msgKeys...), counters...)
+	args := append([]string{micros(now), micros(now.Add(cooldown)), pxString(cooldown + time.Second)}, limits...)
 	r, err := s.run(ctx, requestCode, keys, append(args, msgArgs...)...)
 	if err != nil {
 		return none, err
@@ -161,14 +155,7 @@ func (s *Store) RequestCode(ctx context.Context, cooldownKey string, cooldown ti
 		none.Wait = time.Duration(reply[0]) * time.Microsecond
 		return none, nil
 	}
-	res := storage.CodeRequest{Hits: storage.HitResult{Over: -1, Counts: make([]int, 0, len(hits))}}
-	for _, n := range reply[1:] {
-		res.Hits.Counts = append(res.Hits.Counts, int(n))
-	}
-	if last := len(res.Hits.Counts) - 1; last >= 0 && res.Hits.Counts[last] > hits[last].Limit {
-		res.Hits.Over, res.Hits.RetryAfter = last, resets[last]
-	}
-	return res, nil
+	return storage.CodeRequest{Hits: hitResult(reply[1:], hits, resets)}, nil
 }
 
 // claimOutbox leases up to max due messages: it counts an attempt, sets
