@@ -86,14 +86,9 @@ func readable(c, bg, to rgb) rgb {
 	return to
 }
 
-// accent is the brand's accent, darkened where white on it (or it on
-// white) would not read.
-func (b *Brand) accent() string { return b.shades().light }
-
-// accentOnDark is the accent lightened to read on the dark theme's card.
-func (b *Brand) accentOnDark() string { return b.shades().dark }
-
-// shades are the two readable shades of an accent.
+// shades are the two readable shades of an accent: light is the brand's
+// accent, darkened where white on it (or it on white) would not read;
+// dark is the accent lightened to read on the dark theme's card.
 type shades struct{ light, dark string }
 
 // accentShades remembers the shades of each accent: finding them takes a

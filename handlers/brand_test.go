@@ -60,17 +60,17 @@ func TestBrand(t *testing.T) {
 
 func TestAccentContrast(t *testing.T) {
 	for _, accent := range []string{"#2451c7", "#ffcc00", "#fff", "#000000", "#00a0ff", ""} {
-		b := &Brand{Accent: accent}
-		c, _ := parseHex(b.accent())
+		l := lookOf(translator(DefaultLanguage), &Brand{Accent: accent})
+		c, _ := parseHex(l.Accent)
 		if r := contrast(c, lightCard); r < 4.5 {
-			t.Errorf("accent %q → %s: %.2f:1 on white", accent, b.accent(), r)
+			t.Errorf("accent %q → %s: %.2f:1 on white", accent, l.Accent, r)
 		}
-		d, _ := parseHex(b.accentOnDark())
+		d, _ := parseHex(l.AccentOnDark)
 		if r := contrast(d, darkCard); r < 4.5 {
-			t.Errorf("accent %q → %s: %.2f:1 on the dark card", accent, b.accentOnDark(), r)
+			t.Errorf("accent %q → %s: %.2f:1 on the dark card", accent, l.AccentOnDark, r)
 		}
 	}
-	if got := (&Brand{Accent: "#2451c7"}).accent(); got != "#2451c7" {
+	if got := lookOf(translator(DefaultLanguage), &Brand{Accent: "#2451c7"}).Accent; got != "#2451c7" {
 		t.Errorf("a readable accent is kept: got %s", got)
 	}
 }

@@ -197,14 +197,11 @@ func (t *tr) splitFor(id string, pairs []any) *splitMessage {
 // same cuts both times; any other gets nil, and go-i18n renders it on
 // every call.
 func (t *tr) splitMessage(id string, pairs []any) *splitMessage {
+	count := countOf(pairs)
 	cut := func(width int) *splitMessage {
 		marked := make([]any, len(pairs))
 		copy(marked, pairs)
-		var count any
 		for i := 1; i < len(pairs); i += 2 {
-			if pairs[i-1] == "Count" {
-				count = pairs[i]
-			}
 			marked[i] = strings.Repeat("\x00", width) + strconv.Itoa(i/2) + strings.Repeat("\x00", width)
 		}
 		s, known := t.localizeCounted(id, marked, count)
@@ -281,13 +278,18 @@ func printed(v any) string {
 // localize renders message id with pairs of template names and values;
 // known is false when the catalog has no such id.
 func (t *tr) localize(id string, pairs []any) (s string, known bool) {
-	var count any
+	return t.localizeCounted(id, pairs, countOf(pairs))
+}
+
+// countOf is the value of pairs' "Count" (the last, as in the template's
+// data), which picks the plural form; nil without one.
+func countOf(pairs []any) (count any) {
 	for i := 0; i+1 < len(pairs); i += 2 {
 		if pairs[i] == "Count" {
 			count = pairs[i+1]
 		}
 	}
-	return t.localizeCounted(id, pairs, count)
+	return count
 }
 
 // localizeCounted is localize with the plural form picked by count, which

@@ -899,13 +899,11 @@ func (s *Store) Count(_ context.Context, key string, window time.Duration) (int,
 	now := s.now()
 	var n int
 	var reset time.Duration
-	stripe := s.hitStripe(key)
-	s.hitMu[stripe].Lock()
-	defer s.hitMu[stripe].Unlock()
+	defer s.lockHits(key)()
 	var w counted
 	err := s.update(func(txn *badger.Txn) error {
 		var err error
-		n, reset, w, err = s.countHit(txn, now, stripe, key, window)
+		n, reset, w, err = s.countHit(txn, now, key, window)
 		return err
 	})
 	if err != nil {
@@ -956,7 +954,8 @@ type counted struct {
 // holds now, in txn, and returns the window's count so far and how long
 // until it resets. The caller holds the counter's stripe of hitMu, and
 // remembers the write (remember) once txn commits.
-func (s *Store) countHit(txn *badger.Txn, now time.Time, stripe int, key string, window time.Duration) (int, time.Duration, counted, error) {
+func (s *Store) countHit(txn *badger.Txn, now time.Time, key string, window time.Duration) (int, time.Duration, counted, error) {
+	stripe := s.hitStripe(key)
 	start := now.Truncate(window)
 	reset := start.Add(window).Sub(now)
 	k := kHit + key + "/" + strconv.FormatInt(start.Unix(), 10)
@@ -995,7 +994,7 @@ func (s *Store) countHits(txn *badger.Txn, now time.Time, hits []storage.Hit) (s
 	res := storage.HitResult{Over: -1, Counts: make([]int, 0, len(hits))}
 	writes := make([]counted, 0, len(hits))
 	for i, h := range hits {
-		n, reset, w, err := s.countHit(txn, now, s.hitStripe(h.Key), h.Key, h.Window)
+		n, reset, w, err := s.countHit(txn, now, h.Key, h.Window)
 		if err != nil {
 			return storage.HitResult{Over: -1}, nil, err
 		}
@@ -1134,15 +1133,19 @@ func (s *Store) EnqueueForFlow(_ context.Context, m storage.OutboxMessage, f sto
 	s.outboxFloor.enqueuing(m.ID)
 	defer s.outboxFloor.wrote(m.ID)
 	defer s.flows.Drop(f.IDHash)
-	return s.update(func(txn *badger.Txn) error {
-		if err := setJSON(txn, kFlow+f.IDHash, f, ttl); err != nil {
-			return err
-		}
-		if err := setEntries(txn, audit); err != nil {
-			return err
-		}
-		return setJSON(txn, kOutbox+m.ID, m, 0)
-	})
+	return s.update(func(txn *badger.Txn) error { return enqueueIn(txn, m, f, ttl, audit) })
+}
+
+// enqueueIn writes, in txn, message m, the flow f that asked for it (kept
+// ttl) and the audit entries.
+func enqueueIn(txn *badger.Txn, m storage.OutboxMessage, f storage.SignInFlow, ttl time.Duration, audit []*badger.Entry) error {
+	if err := setJSON(txn, kFlow+f.IDHash, f, ttl); err != nil {
+		return err
+	}
+	if err := setEntries(txn, audit); err != nil {
+		return err
+	}
+	return setJSON(txn, kOutbox+m.ID, m, 0)
 }
 
 // RequestCode implements storage.Store: one transaction, under the
@@ -1175,13 +1178,7 @@ func (s *Store) RequestCode(_ context.Context, cooldownKey string, cooldown time
 		if res.Hits, writes, err = s.countHits(txn, now, hits); err != nil || res.Hits.Over >= 0 {
 			return err
 		}
-		if err := setJSON(txn, kFlow+f.IDHash, f, ttl); err != nil {
-			return err
-		}
-		if err := setEntries(txn, audit); err != nil {
-			return err
-		}
-		return setJSON(txn, kOutbox+m.ID, m, 0)
+		return enqueueIn(txn, m, f, ttl, audit)
 	})
 	if err != nil {
 		return none, err

@@ -33,6 +33,15 @@ var auditLua string
 
 var prepareAudit = rueidis.NewLuaScript(auditLua + prepareAuditLua)
 
+// appendAudit appends the events given as for append_events (audit_lib.lua)
+// on a single server or Sentinel: no KEYS, as it names the trail and the
+// indexes itself.
+//
+//go:embed scripts/append_audit.lua
+var appendAuditLua string
+
+var appendAudit = rueidis.NewLuaScript(auditLua + appendAuditLua)
+
 // indexedMember marks, by its score, since when a trail's events of a
 // contact are also in that contact's index.
 const indexedMember = "!indexed"
@@ -58,6 +67,16 @@ func (s *Store) contactAuditKey(ws, contact string) string {
 // event into the trail and, when it has a contact, into that contact's
 // index, and trims the indexes of the contacts whose events went.
 func (s *Store) AppendAudit(ctx context.Context, e storage.AuditEvent) error {
+	if !s.clustered() {
+		// One script trims, appends and indexes: one round trip, where a
+		// Cluster's slots need two.
+		args, err := s.withEvents(nil, []storage.AuditEvent{e})
+		if err != nil || len(args) == 0 { // past the retention: not stored
+			return err
+		}
+		_, err = s.run(ctx, appendAudit, nil, args...)
+		return err
+	}
 	now := s.now()
 	oldest := now.Add(-s.retention)
 	e, member, keep, err := s.auditMember(e, now)
@@ -65,13 +84,6 @@ func (s *Store) AppendAudit(ctx context.Context, e storage.AuditEvent) error {
 		return err
 	}
 	key := s.auditKey(e.Workspace)
-	if !s.clustered() {
-		// One script trims, appends and indexes: one round trip, where a
-		// Cluster's slots need two.
-		_, err := s.run(ctx, prepareAudit, []string{key}, micros(oldest), strconv.Itoa(trimPerAppend), micros(now),
-			member, micros(e.Time), pxString(keep), s.contactAuditKey(e.Workspace, ""), e.ContactID)
-		return err
-	}
 	r, err := s.run(ctx, prepareAudit, []string{key}, micros(oldest), strconv.Itoa(trimPerAppend), micros(now))
 	if err != nil {
 		return err
@@ -121,10 +133,21 @@ func (s *Store) auditMember(e storage.AuditEvent, now time.Time) (storage.AuditE
 	return e, e.ID + string(doc), s.retention + time.Hour, nil
 }
 
-// eventArgs are events as the scripts' append_events (audit_lib.lua)
-// takes them, at the end of a script's ARGV: their number, then nine
-// values each. For a single server or Sentinel only: the script names the
-// trail and index keys itself.
+// withEvents is args followed by events as the scripts' append_events
+// (audit_lib.lua) takes them: their number, then nine values each; args
+// alone when no event is left inside the retention. For a single server or Sentinel only: the script
+// names the trail and index keys itself.
+func (s *Store) withEvents(args []string, events []storage.AuditEvent) ([]string, error) {
+	if len(events) == 0 {
+		return args, nil
+	}
+	ev, err := s.eventArgs(events)
+	if err != nil {
+		return nil, err
+	}
+	return append(args, ev...), nil
+}
+
 func (s *Store) eventArgs(events []storage.AuditEvent) ([]string, error) {
 	now := s.now()
 	oldest := micros(now.Add(-s.retention))
@@ -141,6 +164,9 @@ func (s *Store) eventArgs(events []storage.AuditEvent) ([]string, error) {
 		n++
 		args = append(args, s.auditKey(e.Workspace), oldest, strconv.Itoa(trimPerAppend), micros(now),
 			member, micros(e.Time), pxString(keep), s.contactAuditKey(e.Workspace, ""), e.ContactID)
+	}
+	if n == 0 {
+		return nil, nil
 	}
 	args[0] = strconv.Itoa(n)
 	return args, nil

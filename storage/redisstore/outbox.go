@@ -117,12 +117,8 @@ func (s *Store) messageArgs(m storage.OutboxMessage, f *storage.SignInFlow, even
 		keys = append(keys, s.flowKey(f.IDHash))
 		args = append(args, flow, pxString(ttl))
 	}
-	if len(events) > 0 {
-		ev, err := s.eventArgs(events)
-		if err != nil {
-			return nil, nil, err
-		}
-		args = append(args, ev...)
+	if args, err = s.withEvents(args, events); err != nil {
+		return nil, nil, err
 	}
 	return keys, args, nil
 }
@@ -218,13 +214,12 @@ var ackOutbox = rueidis.NewLuaScript(auditLua + ackOutboxLua)
 func (s *Store) AckOutbox(ctx context.Context, id string, events ...storage.AuditEvent) error {
 	args := []string{id}
 	clustered := s.clustered()
-	if !clustered && len(events) > 0 {
+	if !clustered {
 		// The acknowledgement and its events in one script.
-		ev, err := s.eventArgs(events)
-		if err != nil {
+		var err error
+		if args, err = s.withEvents(args, events); err != nil {
 			return err
 		}
-		args = append(args, ev...)
 	}
 	if _, err := s.run(ctx, ackOutbox, []string{s.outboxDue(), s.outboxMsgPrefix() + id}, args...); err != nil {
 		return err

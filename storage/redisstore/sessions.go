@@ -56,12 +56,8 @@ func (s *Store) putSession(ctx context.Context, sess storage.Session, flowKey st
 	args := []string{strconv.FormatInt(sess.ExpiresAt.UnixMilli(), 10), sess.IDHash,
 		strconv.FormatInt(now.UnixMilli(), 10), pxString(sess.ExpiresAt.Sub(now) + time.Second),
 		string(doc), pxString(ttl)}
-	if len(events) > 0 {
-		ev, err := s.eventArgs(events)
-		if err != nil {
-			return err
-		}
-		args = append(args, ev...)
+	if args, err = s.withEvents(args, events); err != nil {
+		return err
 	}
 	_, err = s.run(ctx, putSession, keys, args...)
 	s.written.mark(key)

@@ -1,0 +1,2 @@
+append_events(1)
+return 1
