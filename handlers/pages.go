@@ -5,12 +5,14 @@ import (
 	"embed"
 	"fmt"
 	htmltemplate "html/template"
+	"io"
 	"io/fs"
 	"net/http"
 	"os"
 	"strconv"
 	"sync"
 	texttemplate "text/template"
+	"text/template/parse"
 )
 
 //go:embed templates/*
@@ -30,6 +32,10 @@ type Pages struct {
 	html map[string]*htmltemplate.Template
 	mail *htmltemplate.Template
 	text *texttemplate.Template
+
+	// The templates' skeletons (skeleton.go), by page.
+	pageSkeletons              map[string]*skeletons[pageData]
+	mailSkeleton, textSkeleton *skeletons[mailData]
 }
 
 // LoadPages parses the embedded templates; a file of the same name in dir,
@@ -51,7 +57,7 @@ func LoadPages(dir string) (*Pages, error) {
 	if err != nil {
 		return nil, fmt.Errorf("template layout.html: %w", err)
 	}
-	p := &Pages{html: map[string]*htmltemplate.Template{}}
+	p := &Pages{html: map[string]*htmltemplate.Template{}, pageSkeletons: map[string]*skeletons[pageData]{}}
 	for _, name := range []string{pageSignIn, pageCode, pageMessage, pageSignOut} {
 		body, err := read(name)
 		if err != nil {
@@ -65,6 +71,9 @@ func LoadPages(dir string) (*Pages, error) {
 			return nil, fmt.Errorf("template %s: %w", name, err)
 		}
 		p.html[name] = t
+		p.pageSkeletons[name] = newSkeletons(pageSlots, htmlTrees(t), func(w io.Writer, d pageData) error {
+			return t.ExecuteTemplate(w, "layout", d)
+		}, pageTranslator, pageKey)
 	}
 	b, err := read("code_email.html")
 	if err != nil {
@@ -79,7 +88,28 @@ func LoadPages(dir string) (*Pages, error) {
 	if p.text, err = texttemplate.New("code_email.txt").Parse(string(b)); err != nil {
 		return nil, fmt.Errorf("template code_email.txt: %w", err)
 	}
+	p.mailSkeleton = newSkeletons(mailSlots, htmlTrees(p.mail), func(w io.Writer, d mailData) error { return p.mail.Execute(w, d) }, mailTranslator, mailKey)
+	textTrees := func() []*parse.Tree {
+		var trees []*parse.Tree
+		for _, t := range p.text.Templates() {
+			trees = append(trees, t.Tree)
+		}
+		return trees
+	}
+	p.textSkeleton = newSkeletons(mailSlots, textTrees, func(w io.Writer, d mailData) error { return p.text.Execute(w, d) }, mailTranslator, mailKey)
 	return p, nil
+}
+
+// htmlTrees are the parse trees of t and the templates it defines, as
+// they are when called.
+func htmlTrees(t *htmltemplate.Template) func() []*parse.Tree {
+	return func() []*parse.Tree {
+		var trees []*parse.Tree
+		for _, x := range t.Templates() {
+			trees = append(trees, x.Tree)
+		}
+		return trees
+	}
 }
 
 // pageData is what every page template sees.
@@ -153,7 +183,7 @@ func (p *Pages) render(w http.ResponseWriter, status int, name string, d pageDat
 	d.look = lookOf(d.tr, d.Brand)
 	buf := renderBuffer()
 	defer putRenderBuffer(buf)
-	if err := p.html[name].ExecuteTemplate(buf, "layout", d); err != nil {
+	if err := p.pageSkeletons[name].execute(buf, d); err != nil {
 		return fmt.Errorf("rendering %s: %w", name, err)
 	}
 	h := w.Header()
@@ -191,10 +221,10 @@ func (p *Pages) codeMail(d mailData) (text, html string, err error) {
 	tb, hb := renderBuffer(), renderBuffer()
 	defer putRenderBuffer(tb)
 	defer putRenderBuffer(hb)
-	if err := p.text.Execute(tb, d); err != nil {
+	if err := p.textSkeleton.execute(tb, d); err != nil {
 		return "", "", fmt.Errorf("rendering code email: %w", err)
 	}
-	if err := p.mail.Execute(hb, d); err != nil {
+	if err := p.mailSkeleton.execute(hb, d); err != nil {
 		return "", "", fmt.Errorf("rendering code email: %w", err)
 	}
 	return tb.String(), hb.String(), nil

@@ -33,6 +33,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -55,6 +56,7 @@ func main() {
 	flag.IntVar(&sessions, "sessions", 0, "Badger only: put this many more live sessions in the store before Caddy starts, read each once through the gate after the rounds, and report Caddy's RSS")
 	flag.StringVar(&badgerCompression, "compression", "", "with -scale or -rush on Badger: the store's compression (none, snappy or zstd; default: the store's, zstd)")
 	flag.StringVar(&profileOut, "cpuprofile", "", "write a CPU profile of Caddy to this file: after the rounds, under gated load; with -rush, 5 s from 2 s into the rush (the first instance)")
+	flag.StringVar(&selfProfileOut, "selfprofile", "", "write a CPU profile of this process (the load generator and its SMTP server) to this file, for the whole run")
 	rushN := flag.Int("rush", 0, "instead of the rounds: a sign-in rush of this many distinct contacts (email, code from a real SMTP server, session); on Badger, or with -storage redis on two Caddy instances sharing one Redis")
 	rushClients := flag.Int("clients", 64, "with -rush: concurrent clients")
 	rushRate := flag.Float64("rate", 0, "with -rush: start this many sign-ins per second (open loop) instead of as many as the clients can")
@@ -71,6 +73,17 @@ func main() {
 	flag.Float64Var(&so.getRate, "soak-gets", 400, "with -soak: signed-in GETs per second, all clients together")
 	scaleN := flag.Int("scale", 0, "instead of the rounds: this many contacts and as many live sessions seeded into the store, then start to serving, RSS, throughput and the admin API's contacts page against a store of 1,000 (-rounds, -duration, -conns apply)")
 	flag.Parse()
+	if selfProfileOut != "" {
+		f, err := os.Create(selfProfileOut)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "portalbench:", err)
+			os.Exit(1)
+		}
+		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+	}
 	var err error
 	switch {
 	case *scaleN != 0:
@@ -87,13 +100,15 @@ func main() {
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "portalbench:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
 
 var (
-	profileOut string
-	sessions   int
+	profileOut     string
+	selfProfileOut string
+	sessions       int
 )
 
 func run(caddyBin, backend string, rounds int, d time.Duration, conns int) error {
