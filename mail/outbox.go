@@ -122,7 +122,8 @@ func (o *Outbox) claimLoop(ctx context.Context, jobs chan<- storage.OutboxMessag
 		o.settleAgain(ctx)
 		msgs, err := o.Store.ClaimOutbox(ctx, o.Lease, o.Workers)
 		switch {
-		case err != nil && !failing:
+		case err != nil && !failing && ctx.Err() == nil:
+			// A claim cut short by Stop is no outage.
 			o.Logger.Error("claiming outbox messages", zap.Error(err))
 			failing = true
 		case err == nil && failing:

@@ -3,6 +3,7 @@ package mail_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -67,6 +68,45 @@ func TestOutboxLogsAnOutageOnce(t *testing.T) {
 	}
 	if n, _ := ends[0].ContextMap()["failed_attempts"].(int64); n < 5 {
 		t.Fatalf("recovery counted %d failed attempts, want at least 5", n)
+	}
+}
+
+// stalledClaims is a store whose claims wait until they are cancelled, as
+// a Redis call does when the outbox stops in the middle of it.
+type stalledClaims struct {
+	storage.Outbox
+	claiming chan struct{}
+}
+
+func (s stalledClaims) ClaimOutbox(ctx context.Context, _ time.Duration, _ int) ([]storage.OutboxMessage, error) {
+	select {
+	case s.claiming <- struct{}{}:
+	default:
+	}
+	<-ctx.Done()
+	return nil, fmt.Errorf("redis: %w: %w", storage.ErrUnavailable, ctx.Err())
+}
+
+// TestOutboxStopIsNoOutage: a claim cut short by Stop logs nothing.
+func TestOutboxStopIsNoOutage(t *testing.T) {
+	store, err := badgerstore.Open(t.TempDir(), badgerstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	core, logs := observer.New(zap.InfoLevel)
+	claims := stalledClaims{Outbox: store, claiming: make(chan struct{}, 1)}
+	o := &mail.Outbox{Store: claims, Workers: 2, Poll: 10 * time.Millisecond, Logger: zap.New(core),
+		Deliver: func(context.Context, storage.OutboxMessage) ([]storage.AuditEvent, error) { return nil, nil }}
+	o.Start(context.Background())
+	select {
+	case <-claims.claiming:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the outbox did not claim")
+	}
+	o.Stop()
+	if logs.Len() != 0 {
+		t.Errorf("stopping mid-claim logged %v", logs.All())
 	}
 }
 

@@ -280,6 +280,11 @@ func (s *Store) check(err error) error {
 		s.up()
 		return err
 	}
+	if errors.Is(err, context.Canceled) {
+		// The caller went away (a browser closed, Caddy stopping): the
+		// call fails closed, but Redis has not been seen to fail.
+		return fmt.Errorf("redis: %w: %w", storage.ErrUnavailable, err)
+	}
 	if re, ok := rueidis.IsRedisErr(err); ok {
 		msg := re.Error()
 		if re.IsLoading() || re.IsClusterDown() || re.IsTryAgain() ||

@@ -2,6 +2,7 @@ package redisstore_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -681,6 +682,31 @@ func TestTwoInstancesRedeemOnce(t *testing.T) {
 func observed() (*zap.Logger, *observer.ObservedLogs) {
 	core, logs := observer.New(zap.InfoLevel)
 	return zap.New(core), logs
+}
+
+// TestCanceledCallIsNoOutage: a call whose caller has gone away fails
+// closed, and logs no outage: a browser closing mid-request, or Caddy
+// stopping, is not Redis failing.
+func TestCanceledCallIsNoOutage(t *testing.T) {
+	srv := startRedis(t, false)
+	logger, logs := observed()
+	s := open(t, srv, redisstore.Options{Logger: logger})
+	if _, err := s.Flow(t.Context(), "f"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("Flow: %v, want storage.ErrNotFound", err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	for range 3 {
+		if _, err := s.Flow(ctx, "f"); !errors.Is(err, storage.ErrUnavailable) || !errors.Is(err, context.Canceled) {
+			t.Fatalf("Flow with its context canceled: err = %v, want storage.ErrUnavailable and context.Canceled", err)
+		}
+	}
+	if _, err := s.Flow(t.Context(), "f"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("Flow after: %v, want storage.ErrNotFound", err)
+	}
+	if n := logs.FilterMessageSnippet("unavailable").Len() + logs.FilterMessageSnippet("available again").Len(); n != 0 {
+		t.Errorf("%d outage lines logged for canceled calls, want none: %v", n, logs.All())
+	}
 }
 
 // TestOutage stops Redis under a working store: calls fail with
