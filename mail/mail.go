@@ -65,6 +65,8 @@ type SMTP struct {
 	poolMu sync.Mutex
 	pool   *connPool
 	closed bool
+	// oneCommandAtATime leaves PIPELINING unused (tests).
+	oneCommandAtATime bool
 }
 
 // Send implements Sender.
@@ -93,8 +95,7 @@ func (s *SMTP) Send(ctx context.Context, m Message) error {
 		return err
 	}
 	err = p.send(ctx, msg)
-	var se *gomail.SendError
-	if errors.As(err, &se) && !se.IsTemp() && se.ErrorCode() >= 500 {
+	if permanent(err) {
 		return fmt.Errorf("%w: %v", ErrPermanent, err)
 	}
 	return err
@@ -124,7 +125,8 @@ func (s *SMTP) connections() (*connPool, error) {
 		if idle <= 0 {
 			idle = 30 * time.Second
 		}
-		s.pool = newConnPool(c, n, idle)
+		s.pool = newConnPool(c, n, idle, s.timeout())
+		s.pool.noPipelining = s.oneCommandAtATime
 	}
 	return s.pool, nil
 }

@@ -28,7 +28,13 @@ type connPool struct {
 	// connections and sends on them.
 	dialer      *gomail.Client
 	idleTimeout time.Duration
-	now         func() time.Time
+	// timeout bounds a pipelined message's transaction, as the dialer's
+	// timeout bounds each of go-mail's commands.
+	timeout time.Duration
+	// noPipelining sends one command at a time even where the server
+	// offers PIPELINING (tests).
+	noPipelining bool
+	now          func() time.Time
 
 	// slots has one token per connection that may be open: a sender
 	// holds one from before it takes a connection until it gives it back,
@@ -52,8 +58,8 @@ type pooledConn struct {
 	lastUsed time.Time
 }
 
-func newConnPool(dialer *gomail.Client, size int, idleTimeout time.Duration) *connPool {
-	return &connPool{dialer: dialer, idleTimeout: idleTimeout, now: time.Now, slots: make(chan struct{}, size)}
+func newConnPool(dialer *gomail.Client, size int, idleTimeout, timeout time.Duration) *connPool {
+	return &connPool{dialer: dialer, idleTimeout: idleTimeout, timeout: timeout, now: time.Now, slots: make(chan struct{}, size)}
 }
 
 // send delivers msg over a pooled connection. ctx bounds the wait for a
@@ -76,7 +82,7 @@ func (p *connPool) send(ctx context.Context, msg *gomail.Msg) error {
 		p.put(pc)
 		return err
 	}
-	err = p.dialer.SendWithSMTPClient(pc.c, msg)
+	err = p.transact(pc, msg)
 	if err != nil && pc.reused && notStarted(err) && ctx.Err() == nil {
 		// The server dropped the connection while it waited (an idle
 		// timeout, a restart) before this message began: nothing was
@@ -85,7 +91,7 @@ func (p *connPool) send(ctx context.Context, msg *gomail.Msg) error {
 		if pc, err = p.dial(ctx); err != nil {
 			return err
 		}
-		err = p.dialer.SendWithSMTPClient(pc.c, msg)
+		err = p.transact(pc, msg)
 	}
 	switch {
 	case err == nil:
@@ -211,11 +217,24 @@ func quit(pc *pooledConn) {
 // session is in an unknown state.
 func discard(pc *pooledConn) { _ = pc.c.Close() }
 
+// transact sends msg on pc: in one pipelined transaction where the
+// server offers it, else command by command through go-mail.
+func (p *connPool) transact(pc *pooledConn, msg *gomail.Msg) error {
+	if ok, _ := pc.c.Extension("PIPELINING"); ok && !p.noPipelining {
+		return sendPipelined(pc.c, msg, p.timeout)
+	}
+	return p.dialer.SendWithSMTPClient(pc.c, msg)
+}
+
 // notStarted reports whether err stopped a message before its content
 // went out, on a connection the server had closed: the check before the
 // envelope failed, or MAIL, RCPT or DATA got no answer or 421 (the server
 // closing the channel). Retrying it cannot send the message twice.
 func notStarted(err error) bool {
+	var re *replyError
+	if errors.As(err, &re) {
+		return (re.step == "MAIL" || re.step == "RCPT" || re.step == "DATA") && (re.code == 0 || re.code == 421)
+	}
 	var se *gomail.SendError
 	if !errors.As(err, &se) {
 		return false
@@ -229,10 +248,25 @@ func notStarted(err error) bool {
 	return false
 }
 
+// permanent reports whether err is the server's final refusal of the
+// message (a 5xx reply): sending it again cannot help.
+func permanent(err error) bool {
+	var re *replyError
+	if errors.As(err, &re) {
+		return re.code >= 500
+	}
+	var se *gomail.SendError
+	return errors.As(err, &se) && !se.IsTemp() && se.ErrorCode() >= 500
+}
+
 // rejected reports whether the server answered MAIL or RCPT with a
 // refusal (other than 421, which closes the connection): the session
 // itself is fine.
 func rejected(err error) bool {
+	var re *replyError
+	if errors.As(err, &re) {
+		return (re.step == "MAIL" || re.step == "RCPT") && re.code >= 400 && re.code != 421
+	}
 	var se *gomail.SendError
 	if !errors.As(err, &se) {
 		return false

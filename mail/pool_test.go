@@ -34,8 +34,131 @@ func smtpTo(t *testing.T, mb *e2e.Mailbox, connections int) *mail.SMTP {
 	host, port, _ := net.SplitHostPort(mb.Addr)
 	p, _ := strconv.Atoi(port)
 	s := &mail.SMTP{Host: host, Port: p, From: "support@acme.example", TLS: "none", Connections: connections, Timeout: 5 * time.Second}
+	if commandByCommand {
+		mail.OneCommandAtATime(s)
+	}
 	t.Cleanup(s.Close)
 	return s
+}
+
+// commandByCommand makes smtpTo's senders leave PIPELINING unused, which
+// the e2e mailbox offers.
+var commandByCommand bool
+
+// TestSMTPPoolCommandByCommand runs the pool's tests again against a
+// sender that sends one command at a time, as to a server without
+// PIPELINING: go-mail's way.
+func TestSMTPPoolCommandByCommand(t *testing.T) {
+	commandByCommand = true
+	defer func() { commandByCommand = false }()
+	for name, test := range map[string]func(*testing.T){
+		"ReusesConnections":         TestSMTPPoolReusesConnections,
+		"ReconnectsWhenServerHangs": TestSMTPPoolReconnectsWhenTheServerHangsUp,
+		"RejectedRecipient":         TestSMTPPoolRejectedRecipient,
+		"NeverSendsTwice":           TestSMTPPoolNeverSendsTwice,
+		"RoundTrips":                TestSMTPPoolPipelines,
+	} {
+		t.Run(name, test)
+	}
+}
+
+// turnCounter is a TCP proxy in front of addr that counts the client's
+// turns: each time the client sends after the server did, the client
+// waited for a reply, a round trip.
+type turnCounter struct {
+	addr  string
+	mu    sync.Mutex
+	turns int
+	// serverLast: the last bytes went from the server to the client.
+	serverLast bool
+}
+
+func startTurnCounter(t *testing.T, to string) *turnCounter {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	tc := &turnCounter{addr: l.Addr().String()}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", to)
+			if err != nil {
+				_ = c.Close()
+				return
+			}
+			pipe := func(dst, src net.Conn, fromServer bool) {
+				defer dst.Close()
+				buf := make([]byte, 32<<10)
+				for {
+					n, err := src.Read(buf)
+					if n > 0 {
+						// Counted before it is passed on, so that the
+						// answer to it comes after.
+						tc.mu.Lock()
+						if !fromServer && tc.serverLast {
+							tc.turns++
+						}
+						tc.serverLast = fromServer
+						tc.mu.Unlock()
+						if _, err := dst.Write(buf[:n]); err != nil {
+							return
+						}
+					}
+					if err != nil {
+						return
+					}
+				}
+			}
+			go pipe(s, c, false)
+			go pipe(c, s, true)
+		}
+	}()
+	return tc
+}
+
+func (tc *turnCounter) count() int {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	return tc.turns
+}
+
+// TestSMTPPoolPipelines: a message on an open connection takes 2 round
+// trips where the server offers PIPELINING (MAIL, RCPT and DATA; then the
+// content), and 4 one command at a time.
+func TestSMTPPoolPipelines(t *testing.T) {
+	mb := startMailbox(t)
+	tc := startTurnCounter(t, mb.Addr)
+	host, port, _ := net.SplitHostPort(tc.addr)
+	p, _ := strconv.Atoi(port)
+	s := &mail.SMTP{Host: host, Port: p, From: "support@acme.example", TLS: "none", Connections: 1, Timeout: 5 * time.Second}
+	want := 2
+	if commandByCommand {
+		mail.OneCommandAtATime(s)
+		want = 4
+	}
+	t.Cleanup(s.Close)
+	ctx := context.Background()
+	if err := s.Send(ctx, message(1)); err != nil {
+		t.Fatal(err)
+	}
+	before := tc.count()
+	for i := 2; i <= 4; i++ {
+		if err := s.Send(ctx, message(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := (tc.count() - before) / 3; got != want {
+		t.Fatalf("%d round trips a message, want %d", got, want)
+	}
+	if n := mb.Count(); n != 4 {
+		t.Fatalf("the mailbox holds %d messages, want 4", n)
+	}
 }
 
 func message(i int) mail.Message {
