@@ -126,11 +126,15 @@ func (c *Client) Do(method, path string, form url.Values, hdr ...string) (Respon
 		return Response{}, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
+	// Read into the string itself: one copy of a page, not two.
+	var b strings.Builder
+	if resp.ContentLength > 0 {
+		b.Grow(int(resp.ContentLength))
+	}
+	if _, err := io.Copy(&b, resp.Body); err != nil {
 		return Response{}, fmt.Errorf("%s %s: reading the body: %w", method, path, err)
 	}
-	return Response{Status: resp.StatusCode, Location: resp.Header.Get("Location"), Body: string(b), Header: resp.Header}, nil
+	return Response{Status: resp.StatusCode, Location: resp.Header.Get("Location"), Body: b.String(), Header: resp.Header}, nil
 }
 
 // Get requests path; hdr are header name and value pairs.

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"net/smtp"
+	"strings"
 	"testing"
 	"time"
 )
@@ -54,5 +55,20 @@ func TestCSRF(t *testing.T) {
 	}
 	if _, err := CSRF("<p>no form</p>"); err == nil {
 		t.Fatal("a page without a form gave a token")
+	}
+}
+
+// TestMailCodeIsThePatternsFirstMatch: Code, which runs CodePattern only
+// around dashes, finds what the pattern finds in the whole message.
+func TestMailCodeIsThePatternsFirstMatch(t *testing.T) {
+	for _, data := range []string{
+		"", "-", "ABC-DEFG", "Content-Type: text/plain\r\n\r\n    ABC-DEFG\r\n", "x-ABC-DEFG", "XABC-DEFG", "ABC-DEFGX",
+		"ABC-DEF", "AB-CDEFG", "ABC--DEFG", "MIME-Version: 1.0\r\nMessage-ID: <a-b@c>\r\n\r\nK7M-QR42 and Z9Z-Z9Z9",
+		"abc-defg ABC-DEFG", "ABO-DEFG ABC-D2FG", "--ABC-DEFG--", "é-ABC-DEFG-é", "ABC-DEFG",
+	} {
+		want := strings.ReplaceAll(CodePattern.FindString(data), "-", "")
+		if got := (Mail{Data: data}).Code(); got != want {
+			t.Errorf("Code(%q) = %q, the pattern finds %q", data, got, want)
+		}
 	}
 }
