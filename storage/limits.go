@@ -68,17 +68,22 @@ func (r CodeRequest) Queued() bool { return r.Wait <= 0 && r.Hits.Over < 0 }
 
 // codeRequester is what RequestCodeEach calls.
 type codeRequester interface {
+	// CooldownLeft is how long the cooldown of key still runs (0: none),
+	// starting none.
+	CooldownLeft(ctx context.Context, key string) (time.Duration, error)
 	Cooldown(ctx context.Context, key string, d time.Duration) (bool, time.Duration, error)
 	HitAll(ctx context.Context, hits ...Hit) (HitResult, error)
 	EnqueueForFlow(ctx context.Context, m OutboxMessage, f SignInFlow, events ...AuditEvent) error
 }
 
-// RequestCodeEach is RequestCode by its three calls in turn, for a backend
-// that cannot make them one transaction.
+// RequestCodeEach is RequestCode by calls in turn, for a backend that
+// cannot make them one transaction: the cooldown is looked at, the hits
+// counted, and only then started (a concurrent request that started it
+// in between wins, and this one waits, its counts spent).
 func RequestCodeEach(ctx context.Context, s codeRequester, cooldownKey string, cooldown time.Duration, hits []Hit, m OutboxMessage, f SignInFlow, events ...AuditEvent) (CodeRequest, error) {
 	none := CodeRequest{Hits: HitResult{Over: -1}}
-	ok, wait, err := s.Cooldown(ctx, cooldownKey, cooldown)
-	if err != nil || !ok {
+	wait, err := s.CooldownLeft(ctx, cooldownKey)
+	if err != nil || wait > 0 {
 		none.Wait = wait
 		return none, err
 	}
@@ -87,6 +92,11 @@ func RequestCodeEach(ctx context.Context, s codeRequester, cooldownKey string, c
 		if res.Hits, err = s.HitAll(ctx, hits...); err != nil || res.Hits.Over >= 0 {
 			return res, err
 		}
+	}
+	ok, wait, err := s.Cooldown(ctx, cooldownKey, cooldown)
+	if err != nil || !ok {
+		none.Wait = wait
+		return none, err
 	}
 	return res, s.EnqueueForFlow(ctx, m, f, events...)
 }

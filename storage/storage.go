@@ -179,12 +179,12 @@ type Outbox interface {
 	// last, a failure to append them logged, not returned.
 	EnqueueForFlow(ctx context.Context, m OutboxMessage, f SignInFlow, events ...AuditEvent) error
 	// RequestCode is a code request's store work: first the resend
-	// cooldown of cooldownKey, as Cooldown does (while one runs nothing
-	// else is done, and Wait says how long is left); then hits, as HitAll
-	// does (past a limit nothing is queued, and Hits.Over says which); then
-	// m, f and events, as EnqueueForFlow does. A backend that can does it
-	// in one transaction; where it cannot, by those three calls in turn
-	// (RequestCodeEach).
+	// cooldown of cooldownKey (while one runs nothing else is done, and
+	// Wait says how long is left); then hits, as HitAll does (past a limit
+	// nothing is queued, no cooldown starts, and Hits.Over says which);
+	// then the cooldown starts, as Cooldown does, and m, f and events are
+	// stored, as EnqueueForFlow does. A backend that can does it in one
+	// transaction; where it cannot, by calls in turn (RequestCodeEach).
 	RequestCode(ctx context.Context, cooldownKey string, cooldown time.Duration, hits []Hit, m OutboxMessage, f SignInFlow, events ...AuditEvent) (CodeRequest, error)
 	// ClaimOutbox leases up to max due messages for lease; a message is
 	// handed to one claimer at a time and comes back when its lease lapses.

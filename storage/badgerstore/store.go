@@ -1058,8 +1058,15 @@ func (s *Store) Cooldown(_ context.Context, key string, d time.Duration) (bool, 
 // cooldownIn starts, in txn, a cooldown of length d on key unless one is
 // running, and returns what is left of that one (0 when it started one).
 func cooldownIn(txn *badger.Txn, key string, d time.Duration, now time.Time) (time.Duration, error) {
-	k := []byte(kCooldown + key)
-	item, err := txn.Get(k)
+	if left, err := cooldownLeftIn(txn, key, now); err != nil || left > 0 {
+		return left, err
+	}
+	return 0, startCooldownIn(txn, key, d, now)
+}
+
+// cooldownLeftIn is how long the cooldown of key still runs (0: none).
+func cooldownLeftIn(txn *badger.Txn, key string, now time.Time) (time.Duration, error) {
+	item, err := txn.Get([]byte(kCooldown + key))
 	if err == nil {
 		var until int64
 		if err := item.Value(func(b []byte) error {
@@ -1076,9 +1083,14 @@ func cooldownIn(txn *badger.Txn, key string, d time.Duration, now time.Time) (ti
 	} else if !errors.Is(err, badger.ErrKeyNotFound) {
 		return 0, err
 	}
+	return 0, nil
+}
+
+// startCooldownIn starts the cooldown of key, for d from now.
+func startCooldownIn(txn *badger.Txn, key string, d time.Duration, now time.Time) error {
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], uint64(now.Add(d).UnixNano()))
-	return 0, txn.SetEntry(badger.NewEntry(k, b[:]).WithTTL(d + time.Second))
+	return txn.SetEntry(badger.NewEntry([]byte(kCooldown+key), b[:]).WithTTL(d + time.Second))
 }
 
 type onceValue struct {
@@ -1170,12 +1182,16 @@ func (s *Store) RequestCode(_ context.Context, cooldownKey string, cooldown time
 	var writes []counted
 	err = s.update(func(txn *badger.Txn) error {
 		res, writes = none, nil
-		wait, err := cooldownIn(txn, cooldownKey, cooldown, now)
+		wait, err := cooldownLeftIn(txn, cooldownKey, now)
 		if err != nil || wait > 0 {
 			res.Wait = wait
 			return err
 		}
+		// A request over a limit counts, and starts no cooldown.
 		if res.Hits, writes, err = s.countHits(txn, now, hits); err != nil || res.Hits.Over >= 0 {
+			return err
+		}
+		if err := startCooldownIn(txn, cooldownKey, cooldown, now); err != nil {
 			return err
 		}
 		return enqueueIn(txn, m, f, ttl, audit)

@@ -79,6 +79,20 @@ func (s *Store) Cooldown(ctx context.Context, key string, d time.Duration) (bool
 	return true, 0, nil
 }
 
+// CooldownLeft is how long the cooldown of key still runs (0: none); it
+// starts none (RequestCodeEach, on a Cluster).
+func (s *Store) CooldownLeft(ctx context.Context, key string) (time.Duration, error) {
+	u, ok, err := s.getString(ctx, s.p+"cool:"+key)
+	if err != nil || !ok {
+		return 0, err
+	}
+	until, err := strconv.ParseInt(u, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("redis: cooldown %s: %w", key, err)
+	}
+	return max(0, time.Duration(until-s.now().UnixMicro())*time.Microsecond), nil
+}
+
 // hitAll counts one event against each counter in order, stopping after
 // the first past its limit. KEYS: counters. ARGV: each counter's limit and
 // TTL in ms, in turn. Returns the counts, up to the one past its limit.

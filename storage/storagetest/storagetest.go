@@ -1671,8 +1671,9 @@ func testOutbox(t *testing.T, open Opener) {
 			t.Fatalf("a counter after a request in the cooldown: %d, want 2 (the first request and this count)", n)
 		}
 		// Past the cooldown but over the first counter's limit: the
-		// cooldown starts again, the first counter counts, the second
-		// is not touched, and nothing is queued.
+		// first counter counts, the second is not touched, nothing is
+		// queued, and no cooldown starts: a client over its limit
+		// cannot hold back another's code.
 		clock.Advance(cooldown)
 		count("req/ip/192.0.2.0/24")
 		res, err = s.RequestCode(ctx, cool, cooldown, hits, msg("m3"), f, event("code_resent"))
@@ -1684,17 +1685,20 @@ func testOutbox(t *testing.T, open Opener) {
 		if n := count("req/other"); n != 3 {
 			t.Fatalf("the counter after the one over its limit: %d, want 3 (untouched, then this count)", n)
 		}
-		if res, err := s.RequestCode(ctx, cool, cooldown, nil, msg("m4"), f); err != nil || res.Wait <= 0 {
-			t.Fatalf("RequestCode right after one over a limit = %+v, %v; want the cooldown it started", res, err)
+		if res, err := s.RequestCode(ctx, cool, cooldown, nil, msg("m4"), f, event("code_resent")); err != nil || !res.Queued() {
+			t.Fatalf("RequestCode right after one over a limit = %+v, %v; want it queued, no cooldown running", res, err)
 		}
-		// Only the queued request's event is in the trail.
+		if res, err := s.RequestCode(ctx, cool, cooldown, nil, msg("m5"), f); err != nil || res.Wait <= 0 {
+			t.Fatalf("RequestCode right after a queued one = %+v, %v; want the cooldown it started", res, err)
+		}
+		// Only the queued requests' events are in the trail.
 		events, _, err := s.Audit(ctx, storage.AuditQuery{Workspace: "acme"})
 		must(t, "Audit", err)
-		if len(events) != 1 || events[0].Event != "code_requested" {
-			t.Fatalf("the audit trail after RequestCode = %+v, want the one code_requested", events)
+		if len(events) != 2 || events[0].Event == events[1].Event {
+			t.Fatalf("the audit trail after RequestCode = %+v, want code_requested and one code_resent", events)
 		}
-		if c := claim(t, ctx, s, time.Minute, 10); len(c) != 1 || c["m1"].ID != "m1" {
-			t.Fatalf("claim after RequestCode: %v, want m1 alone", c)
+		if c := claim(t, ctx, s, time.Minute, 10); len(c) != 2 || c["m1"].ID != "m1" || c["m4"].ID != "m4" {
+			t.Fatalf("claim after RequestCode: %v, want m1 and m4", c)
 		}
 	})
 

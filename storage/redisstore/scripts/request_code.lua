@@ -1,11 +1,10 @@
 -- The resend cooldown, as cooldown.lua: while one runs, only its
--- microseconds left.
+-- microseconds left. It starts once the counters pass.
 local u = redis.call('GET', KEYS[1])
 if u then
 	local left = tonumber(u) - tonumber(ARGV[1])
 	if left > 0 then return {left} end
 end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 -- The counters, as hit_all.lua: stop after the first past its limit.
 local counts = {0}
 local n = #KEYS - 4
@@ -15,6 +14,7 @@ for i = 1, n do
 	counts[i + 1] = c
 	if c > tonumber(ARGV[2 + 2 * i]) then return counts end
 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 -- The message with its flow, and the events.
 local a = 4 + 2 * n
 put_message(KEYS[2], KEYS[3], KEYS[4], a)
