@@ -261,3 +261,29 @@ func TestAuditLogMasksEmails(t *testing.T) {
 		}
 	}
 }
+
+// TestNewFlowsCountedWithinTheCooldown: email forms for an address whose
+// resend cooldown runs queue nothing but store a flow each, and each still
+// counts against the client's new-flow limit: one client cannot store
+// flows without bound by asking for the same address.
+func TestNewFlowsCountedWithinTheCooldown(t *testing.T) {
+	tp := newTestPortal(t, func(p *Portal) { p.Limits = Limits{RequestsPerIP: 3} })
+	tp.alignToWindow(DefaultLimits.Window)
+	for range 3 {
+		// The first queues jane's code; the next two are held by the cooldown.
+		tp.browser(t, tp.acme).requestCode("/", jane.Email)
+	}
+	b := tp.browser(t, tp.acme)
+	wantRedirect(t, "GET", b.get("/"), "/_portal/signin")
+	token := csrf(t, b.get("/_portal/signin"))
+	res := b.post("/_portal/signin", url.Values{"csrf": {token}, "email": {jane.Email}})
+	wantStatus(t, "a fourth new flow from one client within the cooldown", res, http.StatusTooManyRequests)
+	tp.settle(t)
+	if n := tp.mail.count(); n != 1 {
+		t.Fatalf("%d codes sent, want 1", n)
+	}
+	refused := tp.auditEvents(t, EventRateLimited)
+	if len(refused) != 1 || !strings.Contains(refused[0].Reason, newFlows) {
+		t.Fatalf("refusals audited: %+v, want one of %q", refused, newFlows)
+	}
+}

@@ -149,7 +149,7 @@ func (q *request) renderSignIn(status int, flowID, email, errMsg, notice string)
 // same whether or not the email belongs to an eligible contact: the contact
 // is looked up and the code made by the outbox worker, never here.
 func (q *request) submitEmail() error {
-	f, id, ok, err := q.formFlow(true)
+	f, id, fresh, ok, err := q.formFlow(true)
 	if !ok {
 		return err
 	}
@@ -158,7 +158,7 @@ func (q *request) submitEmail() error {
 		return q.redirectWith("/signin", carried{key: "signin_invalid_email", input: q.r.PostFormValue("email")})
 	}
 	f.Email, f.ContactID, f.Method = email, "", "code"
-	return q.sendCode(f, id, false)
+	return q.sendCode(f, id, false, fresh)
 }
 
 // flowEvent is an audit event about f's sign-in.
@@ -170,16 +170,22 @@ func (q *request) flowEvent(f storage.SignInFlow) storage.AuditEvent {
 
 // sendCode queues a code for f's contact, keeps the flow and shows the
 // code page. The resend cooldown comes first, so a refused resend or a
-// re-opened link costs nothing; then the client's request limit. The send
+// re-opened link costs nothing; then the client's request limit, and for
+// a fresh flow (not stored yet) the new-flow limit before it. The send
 // limits are the outbox worker's: they count only codes that go out.
-func (q *request) sendCode(f storage.SignInFlow, flowID string, resend bool) error {
+func (q *request) sendCode(f storage.SignInFlow, flowID string, resend, fresh bool) error {
 	ctx := q.r.Context()
 	ws := q.ws
 	ev := q.flowEvent(f)
 
 	now := q.now()
 	f.ExpiresAt = now.Add(flowTTL)
-	limit := rateLimit{key: "req/ip/" + q.net, limit: q.g.portal.Limits.RequestsPerIP}
+	limits := []rateLimit{{key: "req/ip/" + q.net, limit: q.g.portal.Limits.RequestsPerIP}}
+	if fresh {
+		// Counted in the same call: one round trip, where flowAllowed
+		// would be another.
+		limits = append([]rateLimit{q.flowLimit()}, limits...)
+	}
 	job, _ := json.Marshal(codeJob{Workspace: ws.Name, Email: f.Email, ContactID: f.ContactID, FlowHash: f.CodeFlow(), Method: f.Method, ClientIP: q.ip, Lang: q.tr.Lang(), Browser: browserName(q.ua)})
 	queued := f
 	queued.ResendAt = now.Add(ws.ResendCooldown)
@@ -191,7 +197,7 @@ func (q *request) sendCode(f storage.SignInFlow, flowID string, resend bool) err
 	// The cooldown, the client's request limit, and the message with the
 	// flow that now counts it and the audit event: one store call.
 	res, err := q.store.RequestCode(context.WithoutCancel(ctx), "resend/"+ws.Name+"/"+f.Email, ws.ResendCooldown,
-		hitsOf(q.g.portal.Limits.Window, []rateLimit{limit}),
+		hitsOf(q.g.portal.Limits.Window, limits),
 		storage.OutboxMessage{Kind: kindCode, Payload: job, NotAfter: now.Add(ws.CodeTTL)}, queued, requested)
 	if err != nil {
 		return q.failed("queueing code email", err)
@@ -199,12 +205,23 @@ func (q *request) sendCode(f storage.SignInFlow, flowID string, resend bool) err
 	ok, wait := res.Wait <= 0, res.Wait
 	switch {
 	case res.Hits.Over >= 0:
-		return q.refuse(ev, "sign-in requests", limit, res.Hits.RetryAfter)
+		what := "sign-in requests"
+		if fresh && res.Hits.Over == 0 {
+			what = newFlows
+		}
+		return q.refuse(ev, what, limits[res.Hits.Over], res.Hits.RetryAfter)
 	case ok:
 		f = queued
 		q.g.portal.outbox.Wake()
 		q.g.portal.announce(ctx, q.rt, requested)
 	default:
+		// Within the cooldown nothing was counted; a fresh flow is stored
+		// all the same, so it counts against the new-flow limit first.
+		if fresh {
+			if answered, err := q.flowAllowed(); answered {
+				return err
+			}
+		}
 		f.ResendAt = now.Add(wait)
 		f.Held = true
 		if err := q.store.PutFlow(ctx, f); err != nil {
@@ -295,14 +312,14 @@ func (q *request) renderCode(status int, f storage.SignInFlow, flowID, errMsg, n
 }
 
 func (q *request) resend() error {
-	f, id, ok, err := q.formFlow(false)
+	f, id, _, ok, err := q.formFlow(false)
 	if !ok {
 		return err
 	}
 	if f.Email == "" {
 		return q.redirect("/signin")
 	}
-	return q.sendCode(f, id, true)
+	return q.sendCode(f, id, true, false)
 }
 
 // The answers to a code (catalog keys). They are the same for an active
@@ -316,7 +333,7 @@ const (
 // Every answer but success takes the same store work and reads the same
 // whether or not the flow's email belongs to an eligible contact.
 func (q *request) submitCode() error {
-	f, _, ok, err := q.formFlow(false)
+	f, _, _, ok, err := q.formFlow(false)
 	if !ok {
 		return err
 	}

@@ -165,7 +165,15 @@ func (q *request) storeFlow() (f storage.SignInFlow, ok bool, err error) {
 // flowAllowed counts a new stored flow against the client's request
 // limit, so that one client cannot grow storage without bound.
 func (q *request) flowAllowed() (answered bool, err error) {
-	return q.overLimit(q.event(""), "new sign-in flows", rateLimit{key: "flow/ip/" + q.net, limit: q.g.portal.Limits.RequestsPerIP})
+	return q.overLimit(q.event(""), newFlows, q.flowLimit())
+}
+
+// newFlows names the new-flow limit in refusals.
+const newFlows = "new sign-in flows"
+
+// flowLimit is the limit a new stored flow counts against.
+func (q *request) flowLimit() rateLimit {
+	return rateLimit{key: "flow/ip/" + q.net, limit: q.g.portal.Limits.RequestsPerIP}
 }
 
 // newFlow stores a new flow with that id for returnTo, and sets its
@@ -217,40 +225,39 @@ func (q *request) parseForm() error {
 // a sealed flow, not past its email yet, is sent back to the sign-in page,
 // and a request with no flow at all is told its sign-in expired. ok is
 // false when an answer has already been written.
-func (q *request) formFlow(store bool) (f storage.SignInFlow, id string, ok bool, err error) {
+// With store, a form without a stored flow gets a new one, fresh, which
+// is not counted or stored yet: sendCode does both in its one store call.
+func (q *request) formFlow(store bool) (f storage.SignInFlow, id string, fresh, ok bool, err error) {
 	if err := q.parseForm(); err != nil {
-		return f, "", false, q.refuseForm("form_unreadable")
+		return f, "", false, false, q.refuseForm("form_unreadable")
 	}
 	notOurs := func() error { return q.refuseForm("form_not_ours") }
 	if said, same := browserOrigin(q.r); said && !same {
-		return f, "", false, notOurs()
+		return f, "", false, false, notOurs()
 	}
 	expired := func() error { return q.refuseForm("flow_expired") }
 	f, id, err = q.flow()
 	switch {
 	case err == nil:
 		if !q.checkCSRF(id) {
-			return f, "", false, notOurs()
+			return f, "", false, false, notOurs()
 		}
-		return f, id, true, nil
+		return f, id, false, true, nil
 	case !errors.Is(err, storage.ErrNotFound):
-		return f, "", false, q.failed("reading sign-in flow", err)
+		return f, "", false, false, q.failed("reading sign-in flow", err)
 	}
 	p, sealed := q.openPending(q.cookie(cookieFlow))
 	if !sealed {
-		return f, "", false, expired()
+		return f, "", false, false, expired()
 	}
 	if !q.checkCSRF(p.id) {
-		return f, "", false, notOurs()
+		return f, "", false, false, notOurs()
 	}
 	if !store {
 		// A sign-in not past its email yet: back to that step.
-		return f, "", false, q.redirect("/signin")
+		return f, "", false, false, q.redirect("/signin")
 	}
-	if answered, err := q.flowAllowed(); answered {
-		return f, "", false, err
-	}
-	// Stored by sendCode, with the email; a form refused before that
-	// keeps the sealed cookie and stores nothing.
-	return q.startFlow(p.id, p.returnTo), p.id, true, nil
+	// Counted and stored by sendCode, with the email; a form refused
+	// before that keeps the sealed cookie and stores nothing.
+	return q.startFlow(p.id, p.returnTo), p.id, true, true, nil
 }

@@ -233,5 +233,5 @@ func (q *request) openLink() error {
 	f := q.startFlow(flowID, returnTo)
 	f.Email, f.ContactID, f.Method = contact.Email, contact.ID, "link"
 	f.LinkHash = HashID(q.r.PathValue("token"))
-	return q.sendCode(f, flowID, false)
+	return q.sendCode(f, flowID, false, false)
 }
