@@ -377,7 +377,16 @@ func (q *request) submitCode() error {
 	// whatever is typed, and the last wrong try says so. (A day-long
 	// window: the flow lives much less.)
 	limits := append(tryLimits, rateLimit{key: "try/flow/" + f.IDHash + "/" + strconv.Itoa(f.CodesSent), limit: MaxCodeTries, window: 24 * time.Hour})
-	counted, res, err := q.store.CountAndRedeemCode(ctx, hitsOf(lim.Window, limits), ws.Name, redeemID, f.CodeFlow(), q.keys.codeHash(redeemID, code), MaxCodeTries)
+	// And when the code is accepted, the session starts in the same call.
+	var start *storage.SessionStart
+	var sessionID string
+	if eligible {
+		accepted := ev
+		accepted.ContactID, accepted.Event = contact.ID, EventCodeAccepted
+		s, id := q.sessionStart(f, contact, f.Method, accepted)
+		start, sessionID = &s, id
+	}
+	counted, res, err := q.store.CountAndRedeemCode(context.WithoutCancel(ctx), hitsOf(lim.Window, limits), ws.Name, redeemID, f.CodeFlow(), q.keys.codeHash(redeemID, code), MaxCodeTries, start)
 	if err != nil {
 		return q.failed("redeeming code", err)
 	}
@@ -394,9 +403,7 @@ func (q *request) submitCode() error {
 	case !eligible:
 		ev.Event, ev.Reason = EventCodeRejected, "no eligible contact"
 	case res == storage.CodeAccepted:
-		ev.ContactID = contact.ID
-		ev.Event = EventCodeAccepted
-		return q.signIn(f, contact, f.Method, ev)
+		return q.finishSignIn(f, sessionID, start.Events[0])
 	case res == storage.CodeDead:
 		ev.ContactID = contact.ID
 		ev.Event, ev.Reason = EventCodeRejected, "too many wrong tries"

@@ -32,37 +32,51 @@ func activeContact(ctx context.Context, store storage.Store, workspace, email, c
 // session for contact, ends the flow and sends the browser to the path it
 // first asked for.
 func (q *request) signIn(f storage.SignInFlow, contact storage.Contact, method string, ev storage.AuditEvent) error {
-	ctx := q.r.Context()
-	now := q.now()
-	id := NewID()
-	sess := storage.Session{
-		IDHash:    HashID(id),
-		Workspace: q.ws.Name,
-		ContactID: contact.ID,
-		Method:    method,
-		ClientIP:  q.ip,
-		UserAgent: q.ua,
-		CreatedAt: now,
-		LastSeen:  now,
-		ExpiresAt: now.Add(q.ws.SessionTTL),
-		Idle:      q.ws.SessionIdle,
-	}
-	// The flow ends with the sign-in, and so does the browser's old
-	// session (if any): a new id at every sign-in. One store call, which
-	// also records ev (the accepted code or SSO identity): a sign-in
-	// commits once.
-	var old string
-	if id := q.cookie(cookieSession); validID(id) {
-		old = HashID(id)
-	}
-	portal := q.g.portal
-	ev = portal.stamp(ev)
-	if err := q.store.StartSession(context.WithoutCancel(ctx), sess, f.IDHash, old, ev); err != nil {
+	start, id := q.sessionStart(f, contact, method, ev)
+	// One store call, which also records ev (the accepted code or SSO
+	// identity): a sign-in commits once.
+	if err := q.store.StartSession(context.WithoutCancel(q.r.Context()), start.Session, start.EndFlow, start.EndSession, start.Events...); err != nil {
 		// No session: the accepted code or identity is still recorded.
-		q.audit(ev)
+		q.audit(start.Events[0])
 		return q.failed("creating session", err)
 	}
-	portal.announce(ctx, q.rt, ev)
+	return q.finishSignIn(f, id, start.Events[0])
+}
+
+// sessionStart is the store work of a sign-in of contact by method, and
+// the new session's id for its cookie: a new session (a new id at every
+// sign-in), the end of the flow and of the browser's old session (if
+// any), and ev stamped.
+func (q *request) sessionStart(f storage.SignInFlow, contact storage.Contact, method string, ev storage.AuditEvent) (storage.SessionStart, string) {
+	now := q.now()
+	id := NewID()
+	start := storage.SessionStart{
+		Session: storage.Session{
+			IDHash:    HashID(id),
+			Workspace: q.ws.Name,
+			ContactID: contact.ID,
+			Method:    method,
+			ClientIP:  q.ip,
+			UserAgent: q.ua,
+			CreatedAt: now,
+			LastSeen:  now,
+			ExpiresAt: now.Add(q.ws.SessionTTL),
+			Idle:      q.ws.SessionIdle,
+		},
+		EndFlow: f.IDHash,
+		Events:  []storage.AuditEvent{q.g.portal.stamp(ev)},
+	}
+	if old := q.cookie(cookieSession); validID(old) {
+		start.EndSession = HashID(old)
+	}
+	return start, id
+}
+
+// finishSignIn answers a sign-in whose session is stored: ev announced, the
+// session's cookie set, and the browser sent to the path it first asked
+// for.
+func (q *request) finishSignIn(f storage.SignInFlow, id string, ev storage.AuditEvent) error {
+	q.g.portal.announce(q.r.Context(), q.rt, ev)
 	q.setCookie(cookieFlow, "", -1)
 	q.setCookie(cookieSession, id, q.ws.SessionTTL)
 	to := "/"

@@ -105,11 +105,12 @@ func RequestCodeEach(ctx context.Context, s codeRequester, cooldownKey string, c
 type codeRedeemer interface {
 	HitAll(ctx context.Context, hits ...Hit) (HitResult, error)
 	RedeemCode(ctx context.Context, workspace, contactID, flowHash string, hash []byte, maxTries int) (CodeResult, error)
+	StartSession(ctx context.Context, sess Session, endFlow, endSession string, events ...AuditEvent) error
 }
 
-// CountAndRedeemEach is CountAndRedeemCode by its two calls in turn, for a
+// CountAndRedeemEach is CountAndRedeemCode by its calls in turn, for a
 // backend that cannot make them one transaction.
-func CountAndRedeemEach(ctx context.Context, s codeRedeemer, hits []Hit, workspace, contactID, flowHash string, hash []byte, maxTries int) (HitResult, CodeResult, error) {
+func CountAndRedeemEach(ctx context.Context, s codeRedeemer, hits []Hit, workspace, contactID, flowHash string, hash []byte, maxTries int, start *SessionStart) (HitResult, CodeResult, error) {
 	res := HitResult{Over: -1}
 	if len(hits) > 0 {
 		var err error
@@ -118,5 +119,8 @@ func CountAndRedeemEach(ctx context.Context, s codeRedeemer, hits []Hit, workspa
 		}
 	}
 	r, err := s.RedeemCode(ctx, workspace, contactID, flowHash, hash, maxTries)
+	if err == nil && r == CodeAccepted && start != nil {
+		err = s.StartSession(ctx, start.Session, start.EndFlow, start.EndSession, start.Events...)
+	}
 	return res, r, err
 }

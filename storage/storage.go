@@ -97,11 +97,23 @@ type Codes interface {
 	// a try and kills the code once maxTries wrong tries are reached.
 	RedeemCode(ctx context.Context, workspace, contactID, flowHash string, hash []byte, maxTries int) (CodeResult, error)
 	// CountAndRedeemCode is a code try's store work: hits, as HitAll
-	// does, then, when none is past its limit, RedeemCode. Past a limit
-	// the code is not touched (the CodeResult is CodeMissing). A backend
-	// that can does it in one transaction; where it cannot, by the two
-	// calls in turn (CountAndRedeemEach).
-	CountAndRedeemCode(ctx context.Context, hits []Hit, workspace, contactID, flowHash string, hash []byte, maxTries int) (HitResult, CodeResult, error)
+	// does, then, when none is past its limit, RedeemCode; and when the
+	// code is accepted and start is not nil, the session start, as
+	// StartSession does. Past a limit the code is not touched (the
+	// CodeResult is CodeMissing). A backend that can does it in one
+	// transaction; where it cannot, by the calls in turn
+	// (CountAndRedeemEach).
+	CountAndRedeemCode(ctx context.Context, hits []Hit, workspace, contactID, flowHash string, hash []byte, maxTries int, start *SessionStart) (HitResult, CodeResult, error)
+}
+
+// SessionStart is what StartSession takes: the new session, the flow it
+// ends and the session it replaces (each "" for none), and the sign-in's
+// audit events.
+type SessionStart struct {
+	Session    Session
+	EndFlow    string
+	EndSession string
+	Events     []AuditEvent
 }
 
 // Sessions keeps signed-in contacts, read on every request to the portal.

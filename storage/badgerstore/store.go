@@ -687,8 +687,16 @@ func (s *Store) redeemIn(txn *badger.Txn, ws, contactID, flowHash string, hash [
 
 // CountAndRedeemCode implements storage.Store: one transaction, under
 // the counters' stripes.
-func (s *Store) CountAndRedeemCode(_ context.Context, hits []storage.Hit, ws, contactID, flowHash string, hash []byte, maxTries int) (storage.HitResult, storage.CodeResult, error) {
+func (s *Store) CountAndRedeemCode(_ context.Context, hits []storage.Hit, ws, contactID, flowHash string, hash []byte, maxTries int, start *storage.SessionStart) (storage.HitResult, storage.CodeResult, error) {
 	now := s.now()
+	var begin *sessionStart
+	if start != nil {
+		var err error
+		if begin, err = s.prepareStart(start.Session, start.EndFlow, start.EndSession, start.Events, now); err != nil {
+			return storage.HitResult{Over: -1}, storage.CodeMissing, err
+		}
+		defer begin.dropCached(s)
+	}
 	defer s.lockHitsOf(hits)()
 	var res storage.HitResult
 	var code storage.CodeResult
@@ -699,8 +707,10 @@ func (s *Store) CountAndRedeemCode(_ context.Context, hits []storage.Hit, ws, co
 		if res, writes, err = s.countHits(txn, now, hits); err != nil || res.Over >= 0 {
 			return err
 		}
-		code, err = s.redeemIn(txn, ws, contactID, flowHash, hash, maxTries)
-		return err
+		if code, err = s.redeemIn(txn, ws, contactID, flowHash, hash, maxTries); err != nil || code != storage.CodeAccepted || begin == nil {
+			return err
+		}
+		return begin.in(txn, now)
 	})
 	if err != nil {
 		return storage.HitResult{Over: -1}, storage.CodeMissing, err
@@ -717,42 +727,70 @@ func (s *Store) PutSession(ctx context.Context, sess storage.Session) error {
 // StartSession implements storage.Store: one transaction.
 func (s *Store) StartSession(_ context.Context, sess storage.Session, endFlow, endSession string, events ...storage.AuditEvent) error {
 	now := s.now()
-	ttl := sess.Expiry().Sub(now)
-	if ttl <= 0 {
-		return errors.New("session already expired")
-	}
-	audit, err := s.auditEntriesOf(events)
+	begin, err := s.prepareStart(sess, endFlow, endSession, events, now)
 	if err != nil {
 		return err
 	}
-	if endSession != "" {
-		defer s.sessions.Drop(endSession)
+	defer begin.dropCached(s)
+	return s.update(func(txn *badger.Txn) error { return begin.in(txn, now) })
+}
+
+// sessionStart is a session start ready to write: StartSession's, or
+// CountAndRedeemCode's once the code is accepted.
+type sessionStart struct {
+	sess                storage.Session
+	ttl                 time.Duration
+	endFlow, endSession string
+	audit               []*badger.Entry
+}
+
+func (s *Store) prepareStart(sess storage.Session, endFlow, endSession string, events []storage.AuditEvent, now time.Time) (*sessionStart, error) {
+	ttl := sess.Expiry().Sub(now)
+	if ttl <= 0 {
+		return nil, errors.New("session already expired")
 	}
-	if endFlow != "" {
-		defer s.flows.Drop(endFlow)
+	audit, err := s.auditEntriesOf(events)
+	if err != nil {
+		return nil, err
 	}
-	return s.update(func(txn *badger.Txn) error {
-		if err := setSession(txn, sess, ttl); err != nil {
+	return &sessionStart{sess: sess, ttl: ttl, endFlow: endFlow, endSession: endSession, audit: audit}, nil
+}
+
+// in writes the session, its index and events, and ends the flow and the
+// replaced session.
+func (b *sessionStart) in(txn *badger.Txn, now time.Time) error {
+	sess := b.sess
+	if err := setSession(txn, sess, b.ttl); err != nil {
+		return err
+	}
+	if err := setEntries(txn, b.audit); err != nil {
+		return err
+	}
+	idx := badger.NewEntry([]byte(kSessIdx+sess.Workspace+"/"+sess.ContactID+"/"+sess.IDHash), nil).
+		WithTTL(sess.ExpiresAt.Sub(now) + time.Second)
+	if err := txn.SetEntry(idx); err != nil {
+		return err
+	}
+	if b.endFlow != "" {
+		if err := txn.Delete([]byte(kFlow + b.endFlow)); err != nil {
 			return err
 		}
-		if err := setEntries(txn, audit); err != nil {
-			return err
-		}
-		idx := badger.NewEntry([]byte(kSessIdx+sess.Workspace+"/"+sess.ContactID+"/"+sess.IDHash), nil).
-			WithTTL(sess.ExpiresAt.Sub(now) + time.Second)
-		if err := txn.SetEntry(idx); err != nil {
-			return err
-		}
-		if endFlow != "" {
-			if err := txn.Delete([]byte(kFlow + endFlow)); err != nil {
-				return err
-			}
-		}
-		if endSession != "" && endSession != sess.IDHash {
-			return endSessionIn(txn, sess.Workspace, endSession)
-		}
-		return nil
-	})
+	}
+	if b.endSession != "" && b.endSession != sess.IDHash {
+		return endSessionIn(txn, sess.Workspace, b.endSession)
+	}
+	return nil
+}
+
+// dropCached forgets the replaced session and the ended flow in the hot
+// caches, after the write (deferred).
+func (b *sessionStart) dropCached(s *Store) {
+	if b.endSession != "" {
+		s.sessions.Drop(b.endSession)
+	}
+	if b.endFlow != "" {
+		s.flows.Drop(b.endFlow)
+	}
 }
 
 // Session implements storage.Store.

@@ -112,28 +112,40 @@ var redeemLua string
 var redeemCode = rueidis.NewLuaScript(redeemLua + redeemCodeLua)
 
 // countRedeem is CountAndRedeemCode on a single server or Sentinel. KEYS:
-// code, the contact's code set, then the counters. ARGV: redeemCode's,
-// then each counter's limit and TTL in ms in turn. Returns {the
-// storage.CodeResult, or 0 when a counter is past its limit, then the
-// counts, up to that one}.
+// code, the contact's code set, the counters, then put_session's for a
+// session to start. ARGV: redeemCode's, the number of counters, each
+// counter's limit and TTL in ms in turn, then put_session's with the
+// events. Returns {the storage.CodeResult, or 0 when a counter is past
+// its limit, then the counts, up to that one}.
 //
 //go:embed scripts/count_redeem.lua
 var countRedeemLua string
 
-var countRedeem = rueidis.NewLuaScript(redeemLua + countRedeemLua)
+var countRedeem = rueidis.NewLuaScript(auditLua + sessionLua + redeemLua + countRedeemLua)
 
 // CountAndRedeemCode implements storage.Store: one script on a single
 // server or Sentinel; on a Cluster, whose slots keep the counters apart,
 // HitAll and RedeemCode in turn.
-func (s *Store) CountAndRedeemCode(ctx context.Context, hits []storage.Hit, ws, contactID, flowHash string, hash []byte, maxTries int) (storage.HitResult, storage.CodeResult, error) {
+func (s *Store) CountAndRedeemCode(ctx context.Context, hits []storage.Hit, ws, contactID, flowHash string, hash []byte, maxTries int, start *storage.SessionStart) (storage.HitResult, storage.CodeResult, error) {
 	if s.clustered() {
-		return storage.CountAndRedeemEach(ctx, s, hits, ws, contactID, flowHash, hash, maxTries)
+		return storage.CountAndRedeemEach(ctx, s, hits, ws, contactID, flowHash, hash, maxTries, start)
 	}
 	now := s.now()
+	none := storage.HitResult{Over: -1}
 	counters, limits, resets := s.counterArgs(hits, now)
 	keys := append([]string{s.codeKey(ws, contactID, flowHash), s.codeSet(ws, contactID)}, counters...)
-	args := append([]string{rueidis.BinaryString(hash), micros(now), strconv.Itoa(maxTries), flowHash}, limits...)
-	none := storage.HitResult{Over: -1}
+	args := append([]string{rueidis.BinaryString(hash), micros(now), strconv.Itoa(maxTries), flowHash, strconv.Itoa(len(counters))}, limits...)
+	if start != nil {
+		flowKey := ""
+		if start.EndFlow != "" {
+			flowKey = s.flowKey(start.EndFlow)
+		}
+		sk, sa, err := s.sessionArgs(start.Session, flowKey, start.Events)
+		if err != nil {
+			return none, storage.CodeMissing, err
+		}
+		keys, args = append(keys, sk...), append(args, sa...)
+	}
 	r, err := s.run(ctx, countRedeem, keys, args...)
 	if err != nil {
 		return none, storage.CodeMissing, err
@@ -146,7 +158,12 @@ func (s *Store) CountAndRedeemCode(ctx context.Context, hits []storage.Hit, ws, 
 	if res.Over >= 0 {
 		return res, storage.CodeMissing, nil
 	}
-	return res, codeResult(reply[0]), nil
+	code := codeResult(reply[0])
+	if code == storage.CodeAccepted && start != nil {
+		s.written.mark(s.sessionKey(start.Session.Workspace, start.Session.IDHash))
+		s.afterStart(ctx, start.Session, "", start.EndSession, nil)
+	}
+	return res, code, nil
 }
 
 // RedeemCode implements storage.Store.

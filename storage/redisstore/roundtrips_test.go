@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -181,8 +182,10 @@ func TestSignInStepsInOneCall(t *testing.T) {
 				if es, _, err := s.Audit(ctx, storage.AuditQuery{Workspace: "acme", ContactID: "c-4"}); err != nil || len(es) != 1 {
 					t.Errorf("the code request's event: %+v, %v", es, err)
 				}
-				// A code try: its three counters and the code, in one script.
-				if _, _, err := s.CountAndRedeemCode(ctx, hits, "acme", "c-4", "warm", []byte("x"), 5); err != nil {
+				// A code try: its counters, the code and, once it is
+				// accepted, the session with the flow's end and the
+				// sign-in's event, in one script.
+				if _, _, err := s.CountAndRedeemCode(ctx, hits, "acme", "c-4", "warm", []byte("x"), 5, nil); err != nil {
 					t.Fatal(err)
 				}
 				now := time.Now()
@@ -191,12 +194,24 @@ func TestSignInStepsInOneCall(t *testing.T) {
 				}
 				tries := []storage.Hit{{Key: "try/ip/198.51.100.0/24", Limit: 10, Window: time.Hour}, {Key: "try/flow/" + reqFlow.IDHash, Limit: 5, Window: time.Hour}}
 				_ = mon.calls()
-				counted, code, err := s.CountAndRedeemCode(ctx, tries, "acme", "c-4", reqFlow.IDHash, []byte("right"), 5)
+				sess := storage.Session{IDHash: hash(), Workspace: "acme", ContactID: "c-4", CreatedAt: now, LastSeen: now, ExpiresAt: now.Add(time.Hour)}
+				start := &storage.SessionStart{Session: sess, EndFlow: reqFlow.IDHash,
+					Events: []storage.AuditEvent{{Workspace: "acme", Event: "sign_in", ContactID: "c-4"}}}
+				counted, code, err := s.CountAndRedeemCode(ctx, tries, "acme", "c-4", reqFlow.IDHash, []byte("right"), 5, start)
 				if err != nil || code != storage.CodeAccepted || counted.Over != -1 || len(counted.Counts) != 2 {
 					t.Fatalf("CountAndRedeemCode: %+v %v %v", counted, code, err)
 				}
 				if got := mon.calls(); len(got) != 1 {
-					t.Errorf("CountAndRedeemCode: round trips %q, want 1", got)
+					t.Errorf("CountAndRedeemCode with a session to start: round trips %q, want 1", got)
+				}
+				if got, err := s.Session(ctx, "acme", sess.IDHash); err != nil || got.ContactID != "c-4" {
+					t.Errorf("the session the accepted code started: %+v, %v", got, err)
+				}
+				if _, err := s.Flow(ctx, reqFlow.IDHash); !errors.Is(err, storage.ErrNotFound) {
+					t.Errorf("the flow after the sign-in: %v, want storage.ErrNotFound", err)
+				}
+				if es, _, err := s.Audit(ctx, storage.AuditQuery{Workspace: "acme", Event: "sign_in"}); err != nil || len(es) != 1 || es[0].ContactID != "c-4" {
+					t.Errorf("the sign-in's event: %+v, %v", es, err)
 				}
 			}
 			ms, err := s.ClaimOutbox(ctx, time.Minute, 10)

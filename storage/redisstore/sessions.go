@@ -28,7 +28,13 @@ import (
 //go:embed scripts/put_session.lua
 var putSessionLua string
 
-var putSession = rueidis.NewLuaScript(auditLua + putSessionLua)
+// sessionLua defines put_session, which the scripts that store a new
+// session share (putSession's, and countRedeem's for an accepted code).
+//
+//go:embed scripts/session_lib.lua
+var sessionLua string
+
+var putSession = rueidis.NewLuaScript(auditLua + sessionLua + putSessionLua)
 
 // PutSession implements storage.Store.
 func (s *Store) PutSession(ctx context.Context, sess storage.Session) error {
@@ -38,30 +44,39 @@ func (s *Store) PutSession(ctx context.Context, sess storage.Session) error {
 // putSession stores sess and, when flowKey is set, deletes that key in
 // the same script.
 func (s *Store) putSession(ctx context.Context, sess storage.Session, flowKey string, events ...storage.AuditEvent) error {
-	now := s.now()
-	ttl := sess.Expiry().Sub(now)
-	if ttl <= 0 {
-		return errors.New("session already expired")
-	}
-	doc, err := json.Marshal(sess)
+	keys, args, err := s.sessionArgs(sess, flowKey, events)
 	if err != nil {
 		return err
 	}
+	_, err = s.run(ctx, putSession, keys, args...)
+	s.written.mark(keys[2])
+	return err
+}
+
+// sessionArgs are put_session's keys (the session's is the third) and
+// arguments (session_lib.lua), with the events after them.
+func (s *Store) sessionArgs(sess storage.Session, flowKey string, events []storage.AuditEvent) (keys, args []string, err error) {
+	now := s.now()
+	ttl := sess.Expiry().Sub(now)
+	if ttl <= 0 {
+		return nil, nil, errors.New("session already expired")
+	}
+	doc, err := json.Marshal(sess)
+	if err != nil {
+		return nil, nil, err
+	}
 	pre := s.ws(sess.Workspace)
-	key := s.sessionKey(sess.Workspace, sess.IDHash)
-	keys := []string{pre + "sessions", pre + "si:" + sess.ContactID, key}
+	keys = []string{pre + "sessions", pre + "si:" + sess.ContactID, s.sessionKey(sess.Workspace, sess.IDHash)}
 	if flowKey != "" {
 		keys = append(keys, flowKey)
 	}
-	args := []string{strconv.FormatInt(sess.ExpiresAt.UnixMilli(), 10), sess.IDHash,
+	args = []string{strconv.FormatInt(sess.ExpiresAt.UnixMilli(), 10), sess.IDHash,
 		strconv.FormatInt(now.UnixMilli(), 10), pxString(sess.ExpiresAt.Sub(now) + time.Second),
 		string(doc), pxString(ttl)}
 	if args, err = s.withEvents(args, events); err != nil {
-		return err
+		return nil, nil, err
 	}
-	_, err = s.run(ctx, putSession, keys, args...)
-	s.written.mark(key)
-	return err
+	return keys, args, nil
 }
 
 // StartSession implements storage.Store. On a single server or Sentinel
@@ -88,6 +103,14 @@ func (s *Store) StartSession(ctx context.Context, sess storage.Session, endFlow,
 	if err := s.putSession(ctx, sess, flowKey, with...); err != nil {
 		return err
 	}
+	s.afterStart(ctx, sess, endFlow, endSession, events)
+	return nil
+}
+
+// afterStart ends what a stored session replaces and appends the events
+// its script did not hold: calls of their own, whose failure is logged
+// (StartSession).
+func (s *Store) afterStart(ctx context.Context, sess storage.Session, endFlow, endSession string, events []storage.AuditEvent) {
 	if endSession != "" && endSession != sess.IDHash {
 		if err := s.DeleteSession(ctx, sess.Workspace, endSession); err != nil {
 			s.log.Warn("ending the previous session at sign-in", zap.Error(err))
@@ -99,7 +122,6 @@ func (s *Store) StartSession(ctx context.Context, sess storage.Session, endFlow,
 		}
 	}
 	s.appendAll(ctx, events)
-	return nil
 }
 
 // appendAll appends audit events that follow a write which stands

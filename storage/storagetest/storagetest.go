@@ -526,6 +526,63 @@ func testCodes(t *testing.T, open Opener) {
 		redeemIn(t, ctx, s, ws, id, flow, hash, want)
 	}
 
+	t.Run("CountAndRedeemStartsSession", func(t *testing.T) {
+		// With a session to start: only an accepted code starts it, in the
+		// same step, ending the flow and the session it replaces and
+		// storing the sign-in's event.
+		ctx, s, clock := setup(t, open)
+		now := clock.Now()
+		f := storage.SignInFlow{IDHash: newHash(t), Workspace: ws, ReturnTo: "/tickets", Email: "jane@acme.example", Method: "code",
+			CodesSent: 1, CreatedAt: now, ExpiresAt: now.Add(15 * time.Minute)}
+		must(t, "PutFlow", s.PutFlow(ctx, f))
+		c := newCode(t, now)
+		must(t, "PutCode", s.PutCode(ctx, ws, id, f.IDHash, c))
+		session := func() storage.Session {
+			return storage.Session{IDHash: newHash(t), Workspace: ws, ContactID: id, Method: "code", CreatedAt: now, LastSeen: now,
+				ExpiresAt: now.Add(12 * time.Hour), Idle: time.Hour}
+		}
+		old := session()
+		must(t, "PutSession", s.PutSession(ctx, old))
+		sess := session()
+		start := &storage.SessionStart{Session: sess, EndFlow: f.IDHash, EndSession: old.IDHash,
+			Events: []storage.AuditEvent{{Time: now, Workspace: ws, Event: "code_accepted", ContactID: id, Method: "code"}}}
+		hits := []storage.Hit{{Key: "try/ip/y", Limit: 2, Window: time.Hour}}
+		notStarted := func(what string) {
+			t.Helper()
+			if _, err := s.Session(ctx, ws, sess.IDHash); !errors.Is(err, storage.ErrNotFound) {
+				t.Fatalf("%s: the session exists (%v)", what, err)
+			}
+			if _, err := s.Flow(ctx, f.IDHash); err != nil {
+				t.Fatalf("%s: the flow: %v", what, err)
+			}
+		}
+		if _, got, err := s.CountAndRedeemCode(ctx, hits, ws, id, f.IDHash, []byte("wrong"), maxTries, start); err != nil || got != storage.CodeWrong {
+			t.Fatalf("a wrong code: %v %v, want CodeWrong", got, err)
+		}
+		notStarted("after a wrong code")
+		over := []storage.Hit{{Key: "try/ip/z", Limit: 0, Window: time.Hour}}
+		if count, got, err := s.CountAndRedeemCode(ctx, over, ws, id, f.IDHash, c.Hash, maxTries, start); err != nil || count.Over != 0 || got != storage.CodeMissing {
+			t.Fatalf("the right code over a limit: %+v %v %v, want over 0 and CodeMissing", count, got, err)
+		}
+		notStarted("after the right code over a limit")
+		if _, got, err := s.CountAndRedeemCode(ctx, hits, ws, id, f.IDHash, c.Hash, maxTries, start); err != nil || got != storage.CodeAccepted {
+			t.Fatalf("the right code: %v %v, want CodeAccepted", got, err)
+		}
+		if got, err := s.Session(ctx, ws, sess.IDHash); err != nil || got.ContactID != id {
+			t.Fatalf("the session the accepted code started: %+v %v", got, err)
+		}
+		if _, err := s.Flow(ctx, f.IDHash); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("the flow after the sign-in: %v, want storage.ErrNotFound", err)
+		}
+		if _, err := s.Session(ctx, ws, old.IDHash); !errors.Is(err, storage.ErrNotFound) {
+			t.Fatalf("the replaced session: %v, want storage.ErrNotFound", err)
+		}
+		events, _, err := s.Audit(ctx, storage.AuditQuery{Workspace: ws, Event: "code_accepted"})
+		if err != nil || len(events) != 1 || events[0].ContactID != id {
+			t.Fatalf("the sign-in's event: %+v %v", events, err)
+		}
+	})
+
 	t.Run("CountAndRedeem", func(t *testing.T) {
 		ctx, s, clock := setup(t, open)
 		c := newCode(t, clock.Now())
@@ -533,7 +590,7 @@ func testCodes(t *testing.T, open Opener) {
 		hits := []storage.Hit{{Key: "try/ip/x", Limit: 3, Window: time.Hour}, {Key: "try/flow/x", Limit: 9, Window: time.Hour}}
 		try := func(hash []byte, wantCode storage.CodeResult, wantOver int, wantCounts ...int) {
 			t.Helper()
-			res, got, err := s.CountAndRedeemCode(ctx, hits, ws, id, flow, hash, maxTries)
+			res, got, err := s.CountAndRedeemCode(ctx, hits, ws, id, flow, hash, maxTries, nil)
 			must(t, "CountAndRedeemCode", err)
 			if got != wantCode || res.Over != wantOver || fmt.Sprint(res.Counts) != fmt.Sprint(wantCounts) {
 				t.Fatalf("CountAndRedeemCode = %+v %v, want over %d, counts %v, %v", res, got, wantOver, wantCounts, wantCode)
