@@ -278,13 +278,19 @@ func slotsPrintedOnly(n parse.Node, names []string) bool {
 	case *parse.IfNode:
 		return testedPipe(n.Pipe, names) && slotsPrintedOnly(n.List, names) && slotsPrintedOnly(n.ElseList, names)
 	case *parse.WithNode:
-		return !usesSlot(n.Pipe, names) && slotsPrintedOnly(n.List, names) && slotsPrintedOnly(n.ElseList, names)
+		return scopedPrintedOnly(&n.BranchNode, names)
 	case *parse.RangeNode:
-		return !usesSlot(n.Pipe, names) && slotsPrintedOnly(n.List, names) && slotsPrintedOnly(n.ElseList, names)
+		return scopedPrintedOnly(&n.BranchNode, names)
 	case *parse.TemplateNode:
 		return !usesSlot(n.Pipe, names)
 	}
 	return true
+}
+
+// scopedPrintedOnly: a with or range takes no slot for its dot, and its
+// branches use the slots as slotsPrintedOnly allows.
+func scopedPrintedOnly(b *parse.BranchNode, names []string) bool {
+	return !usesSlot(b.Pipe, names) && slotsPrintedOnly(b.List, names) && slotsPrintedOnly(b.ElseList, names)
 }
 
 // printedPipe: an action's pipeline prints a slot as it is, or passes it
