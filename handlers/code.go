@@ -377,16 +377,15 @@ func (q *request) submitCode() error {
 	// whatever is typed, and the last wrong try says so. (A day-long
 	// window: the flow lives much less.)
 	limits := append(tryLimits, rateLimit{key: "try/flow/" + f.IDHash + "/" + strconv.Itoa(f.CodesSent), limit: MaxCodeTries, window: 24 * time.Hour})
-	// And when the code is accepted, the session starts in the same call.
-	var start *storage.SessionStart
-	var sessionID string
-	if eligible {
-		accepted := ev
-		accepted.ContactID, accepted.Event = contact.ID, EventCodeAccepted
-		s, id := q.sessionStart(f, contact, f.Method, accepted)
-		start, sessionID = &s, id
-	}
-	counted, res, err := q.store.CountAndRedeemCode(context.WithoutCancel(ctx), hitsOf(lim.Window, limits), ws.Name, redeemID, f.CodeFlow(), q.keys.codeHash(redeemID, code), MaxCodeTries, start)
+	// And when the code is accepted, the session starts in the same call;
+	// it is built either way (for nobody: never accepted), for the same
+	// work.
+	who := contact
+	who.ID = redeemID
+	accepted := ev
+	accepted.ContactID, accepted.Event = contact.ID, EventCodeAccepted
+	start, sessionID := q.sessionStart(f, who, f.Method, accepted)
+	counted, res, err := q.store.CountAndRedeemCode(context.WithoutCancel(ctx), hitsOf(lim.Window, limits), ws.Name, redeemID, f.CodeFlow(), q.keys.codeHash(redeemID, code), MaxCodeTries, &start)
 	if err != nil {
 		return q.failed("redeeming code", err)
 	}
