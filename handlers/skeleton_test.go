@@ -359,3 +359,31 @@ func TestSkeletonLeavesMessagesThatDoMore(t *testing.T) {
 		}
 	}
 }
+
+// FuzzSkeletonMatchesTemplate: whatever a contact types or a token
+// holds, a page from a skeleton is the page the template renders.
+func FuzzSkeletonMatchesTemplate(f *testing.F) {
+	for _, v := range slotValues {
+		f.Add(v, "j***@acme.example", uint8(0))
+	}
+	f.Add("jane@acme.example", "<script>", uint8(1))
+	f.Add("a\u2028b", "x\x00y", uint8(2))
+	p, err := LoadPages("")
+	if err != nil {
+		f.Fatal(err)
+	}
+	pages := []string{pageSignIn, pageCode, pageMessage, pageSignOut}
+	f.Fuzz(func(t *testing.T, a, b string, which uint8) {
+		name := pages[int(which)%len(pages)]
+		variants := pageVariants()[name]
+		d := variants[int(which/4)%len(variants)]
+		d.tr = translator(Languages[int(which)%len(Languages)])
+		d.CSRF, d.EmailInput, d.MaskedEmail, d.SignedInAs = a, b, a, b
+		// Twice: the first may build the skeleton, the second uses it.
+		for range 2 {
+			if got, want := rendered(t, p, name, d), direct(t, p, name, d); got != want {
+				t.Fatalf("%s with %q, %q: skeleton\n%s\ntemplate\n%s", name, a, b, got, want)
+			}
+		}
+	})
+}
