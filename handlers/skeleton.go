@@ -31,8 +31,11 @@ import (
 //     the marker, rendered with a probe of every such character, comes out
 //     unchanged wherever the page prints it;
 //   - two renders with markers of different lengths cut the same, and the
-//     cuts joined with the first page's values give what the template
-//     gives for them.
+//     cuts joined with the first page's values, and with values that the
+//     filters of whole values refuse, give what the template gives for
+//     them;
+//   - no template is called in a context html/template derives a copy
+//     for (the copies are not listed, so their escapers go unchecked).
 // Any other page or value is rendered by the template as before.
 
 // A slot is a per-request string of a page or mail that a skeleton leaves
@@ -153,13 +156,8 @@ func (s *skeletons[D]) execute(w *bytes.Buffer, d D) error {
 	s.mu.RUnlock()
 	if !ok {
 		sk = s.build(d)
-		if sk != nil {
-			// The first page of a shape is rendered both ways.
-			var a, b bytes.Buffer
-			sk.write(&a, &vals)
-			if err := s.exec(&b, d); err != nil || a.String() != b.String() {
-				sk = nil
-			}
+		if sk != nil && (!s.same(sk, d, &vals) || !s.same(sk, d, s.baits(&d))) {
+			sk = nil
 		}
 		s.mu.Lock()
 		if s.m == nil {
@@ -175,6 +173,41 @@ func (s *skeletons[D]) execute(w *bytes.Buffer, d D) error {
 	}
 	sk.write(w, &vals)
 	return nil
+}
+
+// same reports whether sk with vals in the slots is what the template
+// renders for d with them: the first page of a shape, and the baits.
+func (s *skeletons[D]) same(sk *skeleton, d D, vals *[maxSlots]string) bool {
+	for i, sl := range s.slots {
+		*sl.field(&d) = vals[i]
+	}
+	var a, b bytes.Buffer
+	sk.write(&a, vals)
+	return s.exec(&b, d) == nil && a.String() == b.String()
+}
+
+// filterBait is a value that html/template's filters of whole values
+// refuse (a URL's scheme, an event attribute's name, CSS's "expression"
+// and "--"): a skeleton that gives it back unfiltered is refused, should
+// a filter escape the check on the trees (a template html/template
+// derives for another context, which it does not list).
+const filterBait = "javascript:onexpression--x"
+
+// baits are filterBait, in each filled slot, kept to the slot's
+// characters.
+func (s *skeletons[D]) baits(d *D) *[maxSlots]string {
+	var vals [maxSlots]string
+	for i, sl := range s.slots {
+		if *sl.field(d) == "" {
+			continue
+		}
+		for _, r := range filterBait {
+			if inert(string(r), sl.punct) {
+				vals[i] += string(r)
+			}
+		}
+	}
+	return &vals
 }
 
 // write is the page with the slots' values.
@@ -282,7 +315,10 @@ func slotsPrintedOnly(n parse.Node, names []string) bool {
 	case *parse.RangeNode:
 		return scopedPrintedOnly(&n.BranchNode, names)
 	case *parse.TemplateNode:
-		return !usesSlot(n.Pipe, names)
+		// A template html/template derived for another context (a
+		// style, a URL, an attribute) is not among those it lists, so
+		// its escapers cannot be checked.
+		return !usesSlot(n.Pipe, names) && !strings.Contains(n.Name, "$htmltemplate_")
 	}
 	return true
 }

@@ -156,6 +156,10 @@ func TestSkeletonsMatchOperatorTemplates(t *testing.T) {
 		"dollar":   {`{{define "content"}}{{range .SSO}}{{$.CSRF}}{{end}}{{if $.EmailInput}}{{$.EmailInput}}{{end}}{{end}}`, true, true},
 		"message":  {`{{define "content"}}{{.H "signed_in_as" "Workspace" .WorkspaceTitle "Email" .EmailInput}}{{.T "code_sent" "Email" .MaskedEmail "Workspace" .WorkspaceTitle "TTL" .CodeTTL}}{{end}}`, true, true},
 		"marker":   {`{{define "content"}}pgSkelQ0x {{.CSRF}}{{end}}`, true, false},
+		// A template called in a style or a URL: html/template escapes a
+		// copy of it that it does not list.
+		"derived css": {`{{define "content"}}<style>p{color:{{template "v" .}}}</style>{{end}}{{define "v"}}{{.CSRF}}{{end}}`, true, false},
+		"derived url": {`{{define "content"}}<a href="{{template "v" .}}">x</a>{{end}}{{define "v"}}{{.EmailInput}}{{end}}`, true, false},
 	}
 	for name, c := range contents {
 		t.Run(name, func(t *testing.T) {
