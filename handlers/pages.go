@@ -73,7 +73,7 @@ func LoadPages(dir string) (*Pages, error) {
 		p.html[name] = t
 		p.pageSkeletons[name] = newSkeletons(pageSlots, htmlTrees(t), func(w io.Writer, d pageData) error {
 			return t.ExecuteTemplate(w, "layout", d)
-		}, pageTranslator, pageKey)
+		}, pageKey)
 	}
 	b, err := read("code_email.html")
 	if err != nil {
@@ -88,7 +88,7 @@ func LoadPages(dir string) (*Pages, error) {
 	if p.text, err = texttemplate.New("code_email.txt").Parse(string(b)); err != nil {
 		return nil, fmt.Errorf("template code_email.txt: %w", err)
 	}
-	p.mailSkeleton = newSkeletons(mailSlots, htmlTrees(p.mail), func(w io.Writer, d mailData) error { return p.mail.Execute(w, d) }, mailTranslator, mailKey)
+	p.mailSkeleton = newSkeletons(mailSlots, htmlTrees(p.mail), func(w io.Writer, d mailData) error { return p.mail.Execute(w, d) }, mailKey)
 	textTrees := func() []*parse.Tree {
 		var trees []*parse.Tree
 		for _, t := range p.text.Templates() {
@@ -96,7 +96,7 @@ func LoadPages(dir string) (*Pages, error) {
 		}
 		return trees
 	}
-	p.textSkeleton = newSkeletons(mailSlots, textTrees, func(w io.Writer, d mailData) error { return p.text.Execute(w, d) }, mailTranslator, mailKey)
+	p.textSkeleton = newSkeletons(mailSlots, textTrees, func(w io.Writer, d mailData) error { return p.text.Execute(w, d) }, mailKey)
 	return p, nil
 }
 

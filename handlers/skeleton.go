@@ -80,8 +80,8 @@ type skeleton struct {
 	at    []int
 }
 
-// skeletonKey names a shape: the translator, the brand, which slots are
-// filled, and every other field (keyOf).
+// skeletonKey names a shape: the translator, the brand, every other field
+// but the slots (rest), and which slots are filled.
 type skeletonKey struct {
 	tr     *tr
 	brand  *Brand
@@ -95,11 +95,8 @@ type skeletons[D any] struct {
 	// usable: the template uses its slots only as slotsPrintedOnly
 	// allows.
 	usable bool
-	// translator is the data's translator.
-	translator func(*D) *tr
-	// keyOf is the data's fields other than the translator, the brand and
-	// the slots, as a string.
-	keyOf func(*D) (brand *Brand, rest string)
+	// keyOf is the data's key, but for which slots are filled.
+	keyOf func(*D) skeletonKey
 	// exec renders through the template; trees are its parse trees, as
 	// html/template leaves them once it has escaped them.
 	exec  func(io.Writer, D) error
@@ -110,8 +107,8 @@ type skeletons[D any] struct {
 }
 
 // newSkeletons are the kept shapes of a template made of trees.
-func newSkeletons[D any](slots []slot[D], trees func() []*parse.Tree, exec func(io.Writer, D) error, translator func(*D) *tr, keyOf func(*D) (*Brand, string)) *skeletons[D] {
-	s := &skeletons[D]{slots: slots, translator: translator, keyOf: keyOf, exec: exec, trees: trees}
+func newSkeletons[D any](slots []slot[D], trees func() []*parse.Tree, exec func(io.Writer, D) error, keyOf func(*D) skeletonKey) *skeletons[D] {
+	s := &skeletons[D]{slots: slots, keyOf: keyOf, exec: exec, trees: trees}
 	s.usable = s.printedOnly()
 	return s
 }
@@ -149,11 +146,16 @@ func (s *skeletons[D]) execute(w *bytes.Buffer, d D) error {
 			filled |= 1 << i
 		}
 	}
-	brand, rest := s.keyOf(&d)
-	k := skeletonKey{tr: s.translator(&d), brand: brand, filled: filled, rest: rest}
+	k := s.keyOf(&d)
+	k.filled = filled
 	s.mu.RLock()
 	sk, ok := s.m[k]
+	full := len(s.m) >= maxSkeletons
 	s.mu.RUnlock()
+	if !ok && full {
+		// Past the bound a shape is not built, only rendered.
+		return s.exec(w, d)
+	}
 	if !ok {
 		sk = s.build(d)
 		if sk != nil && (!s.same(sk, d, &vals) || !s.same(sk, d, s.baits(&d))) {
@@ -456,8 +458,9 @@ func (k *keyBuilder) flag(v bool) {
 	}
 }
 
-// pageKey is a page's fields other than its translator, look and slots.
-func pageKey(d *pageData) (*Brand, string) {
+// pageKey is a page's key: its translator, brand, and the other fields
+// but the look (which the translator and the brand make) and the slots.
+func pageKey(d *pageData) skeletonKey {
 	k := keyBuilder{b: make([]byte, 0, 256)}
 	k.num(len(d.Languages))
 	for _, l := range d.Languages {
@@ -492,16 +495,13 @@ func pageKey(d *pageData) (*Brand, string) {
 	k.str(d.Next)
 	k.str(d.ActionURL)
 	k.str(d.ActionLabel)
-	return d.Brand, string(k.b)
+	return skeletonKey{tr: d.tr, brand: d.Brand, rest: string(k.b)}
 }
 
-// mailKey is a mail's fields other than its translator, look and slots.
-func mailKey(d *mailData) (*Brand, string) {
+// mailKey is a mail's key, as pageKey is a page's.
+func mailKey(d *mailData) skeletonKey {
 	k := keyBuilder{b: make([]byte, 0, 64)}
 	k.str(d.WorkspaceTitle)
 	k.str(d.CodeTTL)
-	return d.Brand, string(k.b)
+	return skeletonKey{tr: d.tr, brand: d.Brand, rest: string(k.b)}
 }
-
-func pageTranslator(d *pageData) *tr { return d.tr }
-func mailTranslator(d *mailData) *tr { return d.tr }

@@ -2,6 +2,8 @@ package handlers
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -209,15 +211,13 @@ func TestSkeletonKeyCoversEveryField(t *testing.T) {
 	t.Run("page", func(t *testing.T) {
 		keyChanges(t, reflect.TypeFor[pageData](), func(v reflect.Value) string {
 			d := v.Interface().(pageData)
-			_, s := pageKey(&d)
-			return s
+			return pageKey(&d).rest
 		}, pageSlots[0].name, pageSlots[1].name, pageSlots[2].name, pageSlots[3].name)
 	})
 	t.Run("mail", func(t *testing.T) {
 		keyChanges(t, reflect.TypeFor[mailData](), func(v reflect.Value) string {
 			d := v.Interface().(mailData)
-			_, s := mailKey(&d)
-			return s
+			return mailKey(&d).rest
 		}, mailSlots[0].name, mailSlots[1].name, mailSlots[2].name)
 	})
 }
@@ -390,4 +390,36 @@ func FuzzSkeletonMatchesTemplate(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestSkeletonsPastTheBoundRenderOnce: once a template keeps
+// maxSkeletons shapes, a page of a new shape is rendered once, through the
+// template, not built first.
+func TestSkeletonsPastTheBoundRenderOnce(t *testing.T) {
+	p, err := LoadPages("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := p.pageSkeletons[pageSignIn]
+	exec := s.exec
+	calls := 0
+	s.exec = func(w io.Writer, d pageData) error { calls++; return exec(w, d) }
+	base := pageData{tr: translator(DefaultLanguage), WorkspaceTitle: "Acme", AuthPath: "/_portal", CSRF: "tok"}
+	for i := range maxSkeletons {
+		d := base
+		d.Error = fmt.Sprintf("error %d", i)
+		_ = rendered(t, p, pageSignIn, d)
+	}
+	if len(s.m) != maxSkeletons {
+		t.Fatalf("%d shapes kept, want %d", len(s.m), maxSkeletons)
+	}
+	d := base
+	d.Error = "one more"
+	calls = 0
+	if got, want := rendered(t, p, pageSignIn, d), direct(t, p, pageSignIn, d); got != want {
+		t.Fatalf("past the bound: skeleton\n%s\ntemplate\n%s", got, want)
+	}
+	if calls != 1 || len(s.m) != maxSkeletons {
+		t.Fatalf("past the bound: %d renders, %d shapes; want 1 and %d", calls, len(s.m), maxSkeletons)
+	}
 }

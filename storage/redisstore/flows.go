@@ -121,11 +121,11 @@ var redeemCode = rueidis.NewLuaScript(redeemLua + redeemCodeLua)
 //go:embed scripts/count_redeem.lua
 var countRedeemLua string
 
-var countRedeem = rueidis.NewLuaScript(auditLua + sessionLua + redeemLua + countRedeemLua)
+var countRedeem = rueidis.NewLuaScript(auditLua + sessionLua + redeemLua + countersLua + countRedeemLua)
 
 // CountAndRedeemCode implements storage.Store: one script on a single
 // server or Sentinel; on a Cluster, whose slots keep the counters apart,
-// HitAll and RedeemCode in turn.
+// HitAll, RedeemCode and StartSession in turn.
 func (s *Store) CountAndRedeemCode(ctx context.Context, hits []storage.Hit, ws, contactID, flowHash string, hash []byte, maxTries int, start *storage.SessionStart) (storage.HitResult, storage.CodeResult, error) {
 	if s.clustered() {
 		return storage.CountAndRedeemEach(ctx, s, hits, ws, contactID, flowHash, hash, maxTries, start)

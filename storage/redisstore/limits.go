@@ -100,7 +100,13 @@ func (s *Store) CooldownLeft(ctx context.Context, key string) (time.Duration, er
 //go:embed scripts/hit_all.lua
 var hitAllLua string
 
-var hitAll = rueidis.NewLuaScript(hitAllLua)
+// countersLua defines count_hits, which the scripts that count
+// rate-limit counters share.
+//
+//go:embed scripts/counters_lib.lua
+var countersLua string
+
+var hitAll = rueidis.NewLuaScript(countersLua + hitAllLua)
 
 // HitAll implements storage.Store: one script on a single server or
 // Sentinel; one counter after the other on a Cluster, where each counter

@@ -42,7 +42,7 @@ var outboxLua string
 //go:embed scripts/request_code.lua
 var requestCodeLua string
 
-var requestCode = rueidis.NewLuaScript(auditLua + outboxLua + requestCodeLua)
+var requestCode = rueidis.NewLuaScript(auditLua + outboxLua + countersLua + requestCodeLua)
 
 func formatTime(t time.Time) string {
 	if t.IsZero() {
