@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -131,11 +132,17 @@ func (c *Client) Do(method, path string, form url.Values, hdr ...string) (Respon
 	if resp.ContentLength > 0 {
 		b.Grow(int(resp.ContentLength))
 	}
-	if _, err := io.Copy(&b, resp.Body); err != nil {
+	buf := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(buf)
+	if _, err := io.CopyBuffer(&b, resp.Body, *buf); err != nil {
 		return Response{}, fmt.Errorf("%s %s: reading the body: %w", method, path, err)
 	}
 	return Response{Status: resp.StatusCode, Location: resp.Header.Get("Location"), Body: b.String(), Header: resp.Header}, nil
 }
+
+// copyBuffers spare each response a new 32 KB buffer of its own (neither
+// the body nor the builder offers one to io.Copy).
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // Get requests path; hdr are header name and value pairs.
 func (c *Client) Get(path string, hdr ...string) (Response, error) {

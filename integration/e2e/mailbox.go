@@ -148,15 +148,48 @@ func (l countingListener) Accept() (net.Conn, error) {
 	return &countedConn{Conn: c, mb: l.mb}, nil
 }
 
-// countedConn leaves the Mailbox's open connections when closed.
+// countedConn leaves the Mailbox's open connections when closed. It also
+// holds the server's replies until the server reads again (or closes), as
+// a PIPELINING server may (RFC 2920, section 3.2): the replies to a
+// pipelined MAIL, RCPT and DATA leave in one write, not three.
 type countedConn struct {
 	net.Conn
 	mb   *Mailbox
 	once sync.Once
+
+	mu      sync.Mutex
+	replies []byte
+}
+
+func (c *countedConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.replies = append(c.replies, p...)
+	return len(p), nil
+}
+
+// flush sends the replies held back.
+func (c *countedConn) flush() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.replies) == 0 {
+		return nil
+	}
+	_, err := c.Conn.Write(c.replies)
+	c.replies = c.replies[:0]
+	return err
+}
+
+func (c *countedConn) Read(p []byte) (int, error) {
+	if err := c.flush(); err != nil {
+		return 0, err
+	}
+	return c.Conn.Read(p)
 }
 
 func (c *countedConn) Close() error {
 	c.once.Do(func() {
+		_ = c.flush()
 		c.mb.connsMu.Lock()
 		delete(c.mb.open, c.Conn)
 		c.mb.connsMu.Unlock()
