@@ -78,24 +78,6 @@ func (p *Portal) deliver(ctx context.Context, m storage.OutboxMessage) ([]storag
 		return nil, err
 	}
 	ev.ContactID = contact.ID
-	if m.Attempts <= 1 {
-		// The send limits count codes that actually go out, so anonymous
-		// traffic for addresses that are no contact spends none of them.
-		lim := p.Limits
-		_, over, ok, err := hitAll(ctx, rt.store, lim.Window,
-			rateLimit{key: "send/email/" + ws.Name + "/" + contact.Email, limit: lim.SendsPerEmail},
-			rateLimit{key: "send/ip/" + lim.clientNet(job.ClientIP), limit: lim.SendsPerIP},
-			rateLimit{key: "send/ws/" + ws.Name, limit: lim.SendsPerWorkspace},
-		)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			ev.Event, ev.Reason = EventRateLimited, "code sends: "+over.scope()
-			p.auditRefusal(ctx, rt, ev, over.key)
-			return nil, nil
-		}
-	}
 	keys := rt.keys[ws.Name]
 	code := deriveCode(keys.mint, m.ID, contact.ID, job.FlowHash)
 	// The code's life counts from when it was asked for, so a redelivery
@@ -104,10 +86,30 @@ func (p *Portal) deliver(ctx context.Context, m storage.OutboxMessage) ([]storag
 	if issued.IsZero() {
 		issued = p.Now()
 	}
-	if err := rt.store.PutCode(ctx, ws.Name, contact.ID, job.FlowHash, storage.Code{
+	// The send limits count codes that actually go out, so anonymous
+	// traffic for addresses that are no contact spends none of them; a
+	// redelivery is not counted again. One store call counts them and,
+	// within them, stores the code.
+	var limits []rateLimit
+	if m.Attempts <= 1 {
+		lim := p.Limits
+		limits = []rateLimit{
+			{key: "send/email/" + ws.Name + "/" + contact.Email, limit: lim.SendsPerEmail},
+			{key: "send/ip/" + lim.clientNet(job.ClientIP), limit: lim.SendsPerIP},
+			{key: "send/ws/" + ws.Name, limit: lim.SendsPerWorkspace},
+		}
+	}
+	counted, err := rt.store.CountAndPutCode(ctx, hitsOf(p.Limits.Window, limits), ws.Name, contact.ID, job.FlowHash, storage.Code{
 		Hash: keys.codeHash(contact.ID, code), IssuedAt: issued, ExpiresAt: issued.Add(ws.CodeTTL),
-	}); err != nil {
+	})
+	if err != nil {
 		return nil, err
+	}
+	if counted.Over >= 0 {
+		over := limits[counted.Over]
+		ev.Event, ev.Reason = EventRateLimited, "code sends: "+over.scope()
+		p.auditRefusal(ctx, rt, ev, over.key)
+		return nil, nil
 	}
 	t := translator(ws.defaultLanguage())
 	if tag, ok := LanguageSupported(job.Lang); ok {

@@ -101,6 +101,25 @@ func RequestCodeEach(ctx context.Context, s codeRequester, cooldownKey string, c
 	return res, s.EnqueueForFlow(ctx, m, f, events...)
 }
 
+// codePutter is what CountAndPutEach calls.
+type codePutter interface {
+	HitAll(ctx context.Context, hits ...Hit) (HitResult, error)
+	PutCode(ctx context.Context, workspace, contactID, flowHash string, c Code) error
+}
+
+// CountAndPutEach is CountAndPutCode by its calls in turn, for a backend
+// that cannot make them one transaction.
+func CountAndPutEach(ctx context.Context, s codePutter, hits []Hit, workspace, contactID, flowHash string, c Code) (HitResult, error) {
+	res := HitResult{Over: -1}
+	if len(hits) > 0 {
+		var err error
+		if res, err = s.HitAll(ctx, hits...); err != nil || res.Over >= 0 {
+			return res, err
+		}
+	}
+	return res, s.PutCode(ctx, workspace, contactID, flowHash, c)
+}
+
 // codeRedeemer is what CountAndRedeemEach calls.
 type codeRedeemer interface {
 	HitAll(ctx context.Context, hits ...Hit) (HitResult, error)

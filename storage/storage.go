@@ -92,6 +92,11 @@ type Codes interface {
 	// Storing the code the flow already holds (the same hash: an outbox
 	// redelivery) keeps the wrong tries it has had.
 	PutCode(ctx context.Context, workspace, contactID, flowHash string, c Code) error
+	// CountAndPutCode is a code's sending store work: hits, as HitAll
+	// does, then, when none is past its limit, PutCode. Past a limit the
+	// flow's code is left as it was. A backend that can does it in one
+	// transaction; where it cannot, by the calls in turn (CountAndPutEach).
+	CountAndPutCode(ctx context.Context, hits []Hit, workspace, contactID, flowHash string, c Code) (HitResult, error)
 	// RedeemCode compares hash against the live code of the contact's
 	// flow in one atomic step: a match consumes the code; a mismatch counts
 	// a try and kills the code once maxTries wrong tries are reached.

@@ -634,19 +634,46 @@ func (s *Store) PutCode(_ context.Context, ws, contactID, flowHash string, c sto
 	if ttl <= 0 {
 		return errors.New("code already expired")
 	}
+	return s.update(func(txn *badger.Txn) error { return putCodeIn(txn, ws, contactID, flowHash, c, ttl) })
+}
+
+// putCodeIn is PutCode inside txn, for a code that lives ttl more.
+func putCodeIn(txn *badger.Txn, ws, contactID, flowHash string, c storage.Code, ttl time.Duration) error {
 	key := codePrefix(ws, contactID) + flowHash
-	return s.update(func(txn *badger.Txn) error {
-		var old storage.Code
-		switch err := getJSON(txn, key, &old); {
-		case err == nil:
-			if subtle.ConstantTimeCompare(old.Hash, c.Hash) == 1 && old.Tries > c.Tries {
-				c.Tries = old.Tries
-			}
-		case !errors.Is(err, storage.ErrNotFound):
+	var old storage.Code
+	switch err := getJSON(txn, key, &old); {
+	case err == nil:
+		if subtle.ConstantTimeCompare(old.Hash, c.Hash) == 1 && old.Tries > c.Tries {
+			c.Tries = old.Tries
+		}
+	case !errors.Is(err, storage.ErrNotFound):
+		return err
+	}
+	return setJSON(txn, key, c, ttl)
+}
+
+// CountAndPutCode implements storage.Store: one transaction.
+func (s *Store) CountAndPutCode(_ context.Context, hits []storage.Hit, ws, contactID, flowHash string, c storage.Code) (storage.HitResult, error) {
+	now := s.now()
+	ttl := c.ExpiresAt.Sub(now)
+	if ttl <= 0 {
+		return storage.HitResult{Over: -1}, errors.New("code already expired")
+	}
+	defer s.lockHitsOf(hits)()
+	var res storage.HitResult
+	var writes []counted
+	err := s.update(func(txn *badger.Txn) error {
+		var err error
+		if res, writes, err = s.countHits(txn, now, hits); err != nil || res.Over >= 0 {
 			return err
 		}
-		return setJSON(txn, key, c, ttl)
+		return putCodeIn(txn, ws, contactID, flowHash, c, ttl)
 	})
+	if err != nil {
+		return storage.HitResult{Over: -1}, err
+	}
+	s.remember(writes...)
+	return res, nil
 }
 
 // RedeemCode implements storage.Store.

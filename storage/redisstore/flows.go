@@ -72,18 +72,70 @@ func (s *Store) DeleteFlow(ctx context.Context, idHash string) error {
 //go:embed scripts/put_code.lua
 var putCodeLua string
 
-var putCode = rueidis.NewLuaScript(putCodeLua)
+// codeLua defines put_code, which the scripts that store a code share.
+// They start with it.
+//
+//go:embed scripts/code_lib.lua
+var codeLua string
+
+var putCode = rueidis.NewLuaScript(codeLua + putCodeLua)
+
+// countPut is CountAndPutCode on a single server or Sentinel. KEYS:
+// putCode's, then the counters. ARGV: putCode's, the number of counters,
+// each counter's limit and TTL in ms in turn. Returns {1 when the code
+// was stored, 0 when a counter is past its limit, then the counts, up to
+// that one}.
+//
+//go:embed scripts/count_put.lua
+var countPutLua string
+
+var countPut = rueidis.NewLuaScript(countersLua + codeLua + countPutLua)
 
 // PutCode implements storage.Store.
 func (s *Store) PutCode(ctx context.Context, ws, contactID, flowHash string, c storage.Code) error {
+	keys, args, err := s.codeArgs(ws, contactID, flowHash, c)
+	if err != nil {
+		return err
+	}
+	_, err = s.run(ctx, putCode, keys, args...)
+	return err
+}
+
+// codeArgs are putCode's keys and arguments.
+func (s *Store) codeArgs(ws, contactID, flowHash string, c storage.Code) (keys, args []string, err error) {
 	ttl := c.ExpiresAt.Sub(s.now())
 	if ttl <= 0 {
-		return errors.New("code already expired")
+		return nil, nil, errors.New("code already expired")
 	}
-	_, err := s.run(ctx, putCode, []string{s.codeKey(ws, contactID, flowHash), s.codeSet(ws, contactID)},
-		rueidis.BinaryString(c.Hash), micros(c.ExpiresAt), strconv.Itoa(c.Tries),
-		c.IssuedAt.UTC().Format(time.RFC3339Nano), pxString(ttl), flowHash)
-	return err
+	return []string{s.codeKey(ws, contactID, flowHash), s.codeSet(ws, contactID)},
+		[]string{rueidis.BinaryString(c.Hash), micros(c.ExpiresAt), strconv.Itoa(c.Tries),
+			c.IssuedAt.UTC().Format(time.RFC3339Nano), pxString(ttl), flowHash}, nil
+}
+
+// CountAndPutCode implements storage.Store: one script on a single
+// server or Sentinel; on a Cluster, whose slots keep the counters apart,
+// HitAll and PutCode in turn.
+func (s *Store) CountAndPutCode(ctx context.Context, hits []storage.Hit, ws, contactID, flowHash string, c storage.Code) (storage.HitResult, error) {
+	if s.clustered() {
+		return storage.CountAndPutEach(ctx, s, hits, ws, contactID, flowHash, c)
+	}
+	none := storage.HitResult{Over: -1}
+	keys, args, err := s.codeArgs(ws, contactID, flowHash, c)
+	if err != nil {
+		return none, err
+	}
+	counters, limits, resets := s.counterArgs(hits, s.now())
+	keys = append(keys, counters...)
+	args = append(append(args, strconv.Itoa(len(counters))), limits...)
+	r, err := s.run(ctx, countPut, keys, args...)
+	if err != nil {
+		return none, err
+	}
+	reply, err := r.AsIntSlice()
+	if err != nil || len(reply) == 0 || len(reply) > len(hits)+1 {
+		return none, fmt.Errorf("redis: count and put code: unexpected reply (%v)", err)
+	}
+	return hitResult(reply[1:], hits, resets), nil
 }
 
 // codeKey names the code of one contact's sign-in flow; flow hashes are

@@ -182,6 +182,31 @@ func TestSignInStepsInOneCall(t *testing.T) {
 				if es, _, err := s.Audit(ctx, storage.AuditQuery{Workspace: "acme", ContactID: "c-4"}); err != nil || len(es) != 1 {
 					t.Errorf("the code request's event: %+v, %v", es, err)
 				}
+				// A code's mail: the contact by its email, then the send
+				// counters with the code, one script each.
+				if err := s.PutContacts(ctx, "acme", []storage.Contact{{ID: "c-4", Email: "jo@acme.example"}}); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := s.ContactByEmail(ctx, "acme", "warm@acme.example"); !errors.Is(err, storage.ErrNotFound) {
+					t.Fatalf("ContactByEmail of no contact: %v", err)
+				}
+				if _, err := s.CountAndPutCode(ctx, nil, "acme", "c-0", "warm", storage.Code{Hash: []byte("x"), IssuedAt: now, ExpiresAt: now.Add(time.Minute)}); err != nil {
+					t.Fatal(err)
+				}
+				_ = mon.calls()
+				if c, err := s.ContactByEmail(ctx, "acme", "jo@acme.example"); err != nil || c.ID != "c-4" {
+					t.Fatalf("ContactByEmail: %+v %v", c, err)
+				}
+				if got := mon.calls(); len(got) != 1 {
+					t.Errorf("ContactByEmail: round trips %q, want 1", got)
+				}
+				sends := []storage.Hit{{Key: "send/email/acme/jo@acme.example", Limit: 5, Window: time.Hour}, {Key: "send/ws/acme", Limit: 100, Window: time.Hour}}
+				if res, err := s.CountAndPutCode(ctx, sends, "acme", "c-4", reqFlow.IDHash, storage.Code{Hash: []byte("sent"), IssuedAt: now, ExpiresAt: now.Add(time.Minute)}); err != nil || res.Over != -1 || len(res.Counts) != 2 {
+					t.Fatalf("CountAndPutCode: %+v %v", res, err)
+				}
+				if got := mon.calls(); len(got) != 1 {
+					t.Errorf("CountAndPutCode: round trips %q, want 1", got)
+				}
 				// A code try: its counters, the code and, once it is
 				// accepted, the session with the flow's end and the
 				// sign-in's event, in one script.

@@ -615,6 +615,51 @@ func testCodes(t *testing.T, open Opener) {
 		try(c.Hash, storage.CodeMissing, -1, 6, 6)
 	})
 
+	t.Run("CountAndPutCode", func(t *testing.T) {
+		ctx, s, clock := setup(t, open)
+		hits := []storage.Hit{{Key: "send/email/x", Limit: 2, Window: time.Hour}, {Key: "send/ws/x", Limit: 9, Window: time.Hour}}
+		put := func(flow string, c storage.Code, wantOver int, wantCounts ...int) {
+			t.Helper()
+			res, err := s.CountAndPutCode(ctx, hits, ws, id, flow, c)
+			must(t, "CountAndPutCode", err)
+			if res.Over != wantOver || fmt.Sprint(res.Counts) != fmt.Sprint(wantCounts) {
+				t.Fatalf("CountAndPutCode = %+v, want over %d, counts %v", res, wantOver, wantCounts)
+			}
+			if wantOver >= 0 && res.RetryAfter <= 0 {
+				t.Fatalf("over a limit without a wait: %+v", res)
+			}
+		}
+		first, second := newCode(t, clock.Now()), newCode(t, clock.Now())
+		put(flow, first, -1, 1, 1)
+		redeem(t, ctx, s, ws, id, randomBytes(t, 32), storage.CodeWrong)
+		// The same code again (a redelivery) keeps its wrong try: the
+		// code is dead after maxTries wrong tries in all.
+		put(flow, first, -1, 2, 2)
+		for range maxTries - 2 {
+			redeem(t, ctx, s, ws, id, randomBytes(t, 32), storage.CodeWrong)
+		}
+		redeem(t, ctx, s, ws, id, randomBytes(t, 32), storage.CodeDead)
+		// Past the first counter's limit: the other flow keeps the code
+		// it had (the new one is not stored), and the second counter is
+		// not counted.
+		other := newHash(t)
+		must(t, "PutCode", s.PutCode(ctx, ws, id, other, first))
+		put(other, second, 0, 3)
+		if n, _, err := s.Count(ctx, "send/ws/x", time.Hour); err != nil || n != 3 {
+			t.Fatalf("the counter after the one over its limit: %d %v, want 3 (2, then this count)", n, err)
+		}
+		redeemIn(t, ctx, s, ws, id, other, second.Hash, storage.CodeWrong)
+		redeemIn(t, ctx, s, ws, id, other, first.Hash, storage.CodeAccepted)
+		// Without counters, the code is stored.
+		hits = nil
+		put(other, second, -1)
+		redeemIn(t, ctx, s, ws, id, other, second.Hash, storage.CodeAccepted)
+		expired := newCode(t, clock.Now().Add(-time.Hour))
+		if _, err := s.CountAndPutCode(ctx, nil, ws, id, other, expired); err == nil {
+			t.Fatal("CountAndPutCode stored an expired code")
+		}
+	})
+
 	t.Run("RedeemedOnce", func(t *testing.T) {
 		ctx, s, clock := setup(t, open)
 		redeem(t, ctx, s, ws, id, randomBytes(t, 32), storage.CodeMissing)
