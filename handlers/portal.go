@@ -132,6 +132,27 @@ func (p *Portal) Start(ctx context.Context, store storage.Store) error {
 	}
 	p.Limits = p.Limits.WithDefaults()
 	p.ctx, p.stop = context.WithCancel(ctx)
+	// The outbox exists before the runtime does (loadSecret): a request
+	// that finds the runtime wakes it, even one that a reload's new server
+	// answers before Start is done. Its workers start at the end.
+	p.outbox = &mail.Outbox{
+		Store:   store,
+		Deliver: p.deliver,
+		// The delivery's audit events, stored with the ack.
+		Announce: func(events []storage.AuditEvent) {
+			rt := p.state.Load()
+			for _, e := range events {
+				p.announce(context.Background(), rt, e)
+			}
+		},
+		GiveUp: p.giveUp,
+		// metrics.go: the attempt-failure counter, the oldest queued mail
+		OnAttemptFailed: p.attemptFailed,
+		OnDone:          p.mailDone,
+		Workers:         p.OutboxWorkers,
+		Logger:          p.Logger.Named("outbox"),
+		Now:             p.Now,
+	}
 	if err := p.loadSecret(store); err != nil {
 		if !errors.Is(err, storage.ErrUnavailable) {
 			p.stop()
@@ -151,24 +172,6 @@ func (p *Portal) Start(ctx context.Context, store storage.Store) error {
 		for _, sp := range ws.SSO {
 			sp.Warm(p.ctx, p.Logger)
 		}
-	}
-	p.outbox = &mail.Outbox{
-		Store:   store,
-		Deliver: p.deliver,
-		// The delivery's audit events, stored with the ack.
-		Announce: func(events []storage.AuditEvent) {
-			rt := p.state.Load()
-			for _, e := range events {
-				p.announce(context.Background(), rt, e)
-			}
-		},
-		GiveUp: p.giveUp,
-		// metrics.go: the attempt-failure counter, the oldest queued mail
-		OnAttemptFailed: p.attemptFailed,
-		OnDone:          p.mailDone,
-		Workers:         p.OutboxWorkers,
-		Logger:          p.Logger.Named("outbox"),
-		Now:             p.Now,
 	}
 	p.outbox.Start(p.ctx)
 	return nil

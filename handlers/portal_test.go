@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -471,4 +472,72 @@ func TestSignInWithCode(t *testing.T) {
 	if ct := res.header.Get("Content-Type"); ct != "application/json" {
 		t.Errorf("API 401 Content-Type %q", ct)
 	}
+}
+
+// TestRequestsDuringStart: a request can come as soon as the portal has
+// its runtime, before Start has returned (a reload's new server may
+// answer first). Here it comes while Start writes the config_loaded
+// event, and finds the outbox there to wake: before, the outbox was set
+// after the runtime, and such a request panicked on a nil outbox.
+func TestRequestsDuringStart(t *testing.T) {
+	clock := storagetest.NewClock()
+	badger, err := badgerstore.Open(t.TempDir(), badgerstore.Options{Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = badger.Close() })
+	c := jane
+	if err := c.Normalize(); err != nil {
+		t.Fatal(err)
+	}
+	if err := badger.PutContacts(context.Background(), "acme", []storage.Contact{c}); err != nil {
+		t.Fatal(err)
+	}
+	pages, err := LoadPages("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recordingSender{}
+	acme := testWorkspace("acme", "https://support.acme.example")
+	p := &Portal{Workspaces: map[string]*Workspace{"acme": acme}, Sender: rec, Pages: pages, Now: clock.Now}
+	store := &heldConfigEvent{Store: badger, hold: make(chan struct{})}
+	done := make(chan string, 1)
+	go func() {
+		defer close(store.hold)
+		for p.state.Load() == nil {
+			time.Sleep(20 * time.Microsecond)
+		}
+		b := &browser{t: t, gate: NewGate(p, acme), ip: "192.0.2.10", jar: map[string]string{}, clock: clock, expires: map[string]time.Time{}}
+		page := b.get("/_portal/signin")
+		r := b.post("/_portal/signin", url.Values{"csrf": {csrf(t, page)}, "email": {"jane@acme.example"}})
+		done <- fmt.Sprintf("%d %s", r.status, r.location())
+	}()
+	if err := p.Start(context.Background(), store); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Stop)
+	if got := <-done; got != "303 /_portal/code" {
+		t.Fatalf("the email form during Start: %s, want 303 to /_portal/code", got)
+	}
+	waitFor(t, "the code mail", func() bool { return rec.count() == 1 })
+	if m := rec.all()[0]; m.To != "jane@acme.example" {
+		t.Fatalf("the code went to %q", m.To)
+	}
+}
+
+// heldConfigEvent holds the config_loaded event back until hold closes
+// (or 10 s pass): Start is then inside its runtime's first write.
+type heldConfigEvent struct {
+	storage.Store
+	hold chan struct{}
+}
+
+func (s *heldConfigEvent) AppendAudit(ctx context.Context, e storage.AuditEvent) error {
+	if e.Event == EventConfigLoaded {
+		select {
+		case <-s.hold:
+		case <-time.After(10 * time.Second):
+		}
+	}
+	return s.Store.AppendAudit(ctx, e)
 }

@@ -45,9 +45,10 @@ type Outbox struct {
 	Logger *zap.Logger
 	Now    func() time.Time
 
-	wake   chan struct{}
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	wake     chan struct{}
+	wakeOnce sync.Once
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
 
 	// outages are the delivery outages per message kind, logged once
 	// each, with a count when they end.
@@ -79,7 +80,6 @@ func (o *Outbox) Start(ctx context.Context) {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
-	o.wake = make(chan struct{}, 1)
 	ctx, cancel := context.WithCancel(ctx)
 	o.cancel = cancel
 	jobs := make(chan storage.OutboxMessage)
@@ -105,11 +105,18 @@ func (o *Outbox) Stop() {
 }
 
 // Wake asks the workers to look at the outbox now, after an Enqueue.
+// Before Start, the workers look as soon as they start.
 func (o *Outbox) Wake() {
 	select {
-	case o.wake <- struct{}{}:
+	case o.wakeChan() <- struct{}{}:
 	default:
 	}
+}
+
+// wakeChan is where Wake leaves its call for the claim loop.
+func (o *Outbox) wakeChan() chan struct{} {
+	o.wakeOnce.Do(func() { o.wake = make(chan struct{}, 1) })
+	return o.wake
 }
 
 func (o *Outbox) claimLoop(ctx context.Context, jobs chan<- storage.OutboxMessage) {
@@ -144,7 +151,7 @@ func (o *Outbox) claimLoop(ctx context.Context, jobs chan<- storage.OutboxMessag
 		select {
 		case <-ctx.Done():
 			return
-		case <-o.wake:
+		case <-o.wakeChan():
 		case <-t.C:
 		}
 	}
