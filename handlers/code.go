@@ -149,7 +149,7 @@ func (q *request) renderSignIn(status int, flowID, email, errMsg, notice string)
 // same whether or not the email belongs to an eligible contact: the contact
 // is looked up and the code made by the outbox worker, never here.
 func (q *request) submitEmail() error {
-	f, id, fresh, ok, err := q.formFlow(true)
+	f, id, fresh, ok, err := q.formFlow(true, nil)
 	if !ok {
 		return err
 	}
@@ -312,7 +312,7 @@ func (q *request) renderCode(status int, f storage.SignInFlow, flowID, errMsg, n
 }
 
 func (q *request) resend() error {
-	f, id, _, ok, err := q.formFlow(false)
+	f, id, _, ok, err := q.formFlow(false, nil)
 	if !ok {
 		return err
 	}
@@ -333,7 +333,9 @@ const (
 // Every answer but success takes the same store work and reads the same
 // whether or not the flow's email belongs to an eligible contact.
 func (q *request) submitCode() error {
-	f, _, _, ok, err := q.formFlow(false)
+	// The flow comes with its contact, in one store call.
+	var contact storage.Contact
+	f, _, _, ok, err := q.formFlow(false, &contact)
 	if !ok {
 		return err
 	}
@@ -361,10 +363,9 @@ func (q *request) submitCode() error {
 	}
 	// Without an eligible contact the code is redeemed against a key no
 	// contact has, so the store does the same work either way.
-	contact, err := activeContact(ctx, q.store, ws.Name, f.Email, f.ContactID)
-	eligible := err == nil
-	if err != nil && !errors.Is(err, storage.ErrNotFound) {
-		return q.failed("finding contact", err)
+	eligible := contact.ID != "" && contact.Active()
+	if !eligible {
+		contact = storage.Contact{}
 	}
 	redeemID := contact.ID
 	if !eligible {

@@ -86,16 +86,33 @@ func (q *request) openPending(v string) (p pending, ok bool) {
 // flow returns the request's live stored sign-in flow for this workspace
 // and its id (the cookie's value).
 func (q *request) flow() (storage.SignInFlow, string, error) {
+	return q.readFlow(nil)
+}
+
+// readFlow is flow; with contact not nil, it also reads the contact the
+// flow is for into *contact (the zero Contact for none), in the same
+// store call.
+func (q *request) readFlow(contact *storage.Contact) (storage.SignInFlow, string, error) {
 	id := q.cookie(cookieFlow)
 	if !validID(id) {
 		return storage.SignInFlow{}, "", storage.ErrNotFound
 	}
-	f, err := q.store.Flow(q.r.Context(), HashID(id))
+	var f storage.SignInFlow
+	var c storage.Contact
+	var err error
+	if contact != nil {
+		f, c, err = q.store.FlowContact(q.r.Context(), HashID(id))
+	} else {
+		f, err = q.store.Flow(q.r.Context(), HashID(id))
+	}
 	if err != nil {
 		return f, "", err
 	}
 	if f.Workspace != q.ws.Name {
 		return storage.SignInFlow{}, "", storage.ErrNotFound
+	}
+	if contact != nil {
+		*contact = c
 	}
 	return f, id, nil
 }
@@ -227,7 +244,9 @@ func (q *request) parseForm() error {
 // false when an answer has already been written.
 // With store, a form without a stored flow gets a new one, fresh, which
 // is not counted or stored yet: sendCode does both in its one store call.
-func (q *request) formFlow(store bool) (f storage.SignInFlow, id string, fresh, ok bool, err error) {
+// With contact not nil, the stored flow is read with the contact it is
+// for (readFlow).
+func (q *request) formFlow(store bool, contact *storage.Contact) (f storage.SignInFlow, id string, fresh, ok bool, err error) {
 	if err := q.parseForm(); err != nil {
 		return f, "", false, false, q.refuseForm("form_unreadable")
 	}
@@ -236,7 +255,7 @@ func (q *request) formFlow(store bool) (f storage.SignInFlow, id string, fresh, 
 		return f, "", false, false, notOurs()
 	}
 	expired := func() error { return q.refuseForm("flow_expired") }
-	f, id, err = q.flow()
+	f, id, err = q.readFlow(contact)
 	switch {
 	case err == nil:
 		if !q.checkCSRF(id) {

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -99,6 +100,43 @@ func RequestCodeEach(ctx context.Context, s codeRequester, cooldownKey string, c
 		return none, err
 	}
 	return res, s.EnqueueForFlow(ctx, m, f, events...)
+}
+
+// flowContacts is what FlowContactEach calls.
+type flowContacts interface {
+	Flow(ctx context.Context, idHash string) (SignInFlow, error)
+	Contact(ctx context.Context, workspace, id string) (Contact, error)
+	ContactByEmail(ctx context.Context, workspace, email string) (Contact, error)
+}
+
+// FlowContactEach is FlowContact by its calls in turn, for a backend that
+// cannot make them one read.
+func FlowContactEach(ctx context.Context, s flowContacts, idHash string) (SignInFlow, Contact, error) {
+	f, err := s.Flow(ctx, idHash)
+	if err != nil {
+		return f, Contact{}, err
+	}
+	c, err := ContactOfFlow(ctx, s, f)
+	return f, c, err
+}
+
+// ContactOfFlow is the contact f is for, as FlowContact finds it, by the
+// calls in turn.
+func ContactOfFlow(ctx context.Context, s flowContacts, f SignInFlow) (Contact, error) {
+	var c Contact
+	var err error
+	switch {
+	case f.ContactID != "":
+		c, err = s.Contact(ctx, f.Workspace, f.ContactID)
+	case f.Email != "":
+		c, err = s.ContactByEmail(ctx, f.Workspace, f.Email)
+	default:
+		return Contact{}, nil
+	}
+	if errors.Is(err, ErrNotFound) {
+		return Contact{}, nil
+	}
+	return c, err
 }
 
 // codePutter is what CountAndPutEach calls.

@@ -80,6 +80,13 @@ type Flows interface {
 	Flow(ctx context.Context, idHash string) (SignInFlow, error)
 	// DeleteFlow ends a sign-in flow; deleting a missing flow is not an error.
 	DeleteFlow(ctx context.Context, idHash string) error
+	// FlowContact returns a live sign-in flow, as Flow does, with the
+	// contact it is for: the one its ContactID names, or else the one its
+	// Email names in its workspace. The Contact is zero when there is
+	// none (a flow without an email yet, an address that is no contact).
+	// A backend that can reads both in one step; where it cannot, one
+	// after the other (FlowContactEach).
+	FlowContact(ctx context.Context, idHash string) (SignInFlow, Contact, error)
 }
 
 // Codes keeps the live sign-in codes of each contact, one per sign-in

@@ -602,6 +602,12 @@ func (s *Store) Flow(_ context.Context, idHash string) (storage.SignInFlow, erro
 	return f, nil
 }
 
+// FlowContact implements storage.Store: the flow and the contact, each
+// from its cache when it is there.
+func (s *Store) FlowContact(ctx context.Context, idHash string) (storage.SignInFlow, storage.Contact, error) {
+	return storage.FlowContactEach(ctx, s, idHash)
+}
+
 // DeleteFlow implements storage.Store.
 func (s *Store) DeleteFlow(_ context.Context, idHash string) error {
 	defer s.flows.Drop(idHash)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -53,6 +54,61 @@ func (s *Store) Flow(ctx context.Context, idHash string) (storage.SignInFlow, er
 		return storage.SignInFlow{}, storage.ErrNotFound
 	}
 	return f, nil
+}
+
+// flowContact reads a flow and the contact it is for in one step (see
+// storage.Flows.FlowContact). KEYS: the flow. ARGV: the key prefix.
+// Returns {the flow, the contact when there is one}, or nil.
+//
+//go:embed scripts/flow_contact.lua
+var flowContactLua string
+
+var flowContact = rueidis.NewLuaScript(flowContactLua)
+
+// FlowContact implements storage.Store: one script on a single server or
+// Sentinel (a code try's flow and contact in one round trip); on a
+// Cluster, whose slots keep flows and contacts apart, one read after the
+// other.
+func (s *Store) FlowContact(ctx context.Context, idHash string) (storage.SignInFlow, storage.Contact, error) {
+	if s.clustered() {
+		return storage.FlowContactEach(ctx, s, idHash)
+	}
+	r, err := s.run(ctx, flowContact, []string{s.flowKey(idHash)}, s.p)
+	if rueidis.IsRedisNil(err) {
+		return storage.SignInFlow{}, storage.Contact{}, storage.ErrNotFound
+	}
+	if err != nil {
+		return storage.SignInFlow{}, storage.Contact{}, err
+	}
+	reply, err := r.AsStrSlice()
+	if err != nil || len(reply) == 0 || len(reply) > 2 {
+		return storage.SignInFlow{}, storage.Contact{}, fmt.Errorf("redis: flow and contact: unexpected reply (%v)", err)
+	}
+	var f storage.SignInFlow
+	if err := json.Unmarshal([]byte(reply[0]), &f); err != nil {
+		return storage.SignInFlow{}, storage.Contact{}, fmt.Errorf("redis: flow: %w", err)
+	}
+	if !s.now().Before(f.ExpiresAt) {
+		return storage.SignInFlow{}, storage.Contact{}, storage.ErrNotFound
+	}
+	byEmail := f.ContactID == ""
+	if byEmail && f.Email != strings.ToLower(strings.TrimSpace(f.Email)) {
+		// The script looked the email up as it is: one not normalized
+		// is looked up again the way ContactByEmail does.
+		c, err := storage.ContactOfFlow(ctx, s, f)
+		return f, c, err
+	}
+	if len(reply) < 2 {
+		return f, storage.Contact{}, nil
+	}
+	var c storage.Contact
+	if err := json.Unmarshal([]byte(reply[1]), &c); err != nil {
+		return storage.SignInFlow{}, storage.Contact{}, fmt.Errorf("redis: contact of flow: %w", err)
+	}
+	if byEmail && c.Email != f.Email {
+		return f, storage.Contact{}, nil
+	}
+	return f, c, nil
 }
 
 // DeleteFlow implements storage.Store.

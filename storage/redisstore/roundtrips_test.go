@@ -207,6 +207,22 @@ func TestSignInStepsInOneCall(t *testing.T) {
 				if got := mon.calls(); len(got) != 1 {
 					t.Errorf("CountAndPutCode: round trips %q, want 1", got)
 				}
+				// A code try's flow with its contact, in one script.
+				if _, _, err := s.FlowContact(ctx, "warm"); !errors.Is(err, storage.ErrNotFound) {
+					t.Fatalf("FlowContact of no flow: %v", err)
+				}
+				withEmail := reqFlow
+				withEmail.IDHash, withEmail.Email = hash(), "jo@acme.example"
+				if err := s.PutFlow(ctx, withEmail); err != nil {
+					t.Fatal(err)
+				}
+				_ = mon.calls()
+				if f, c, err := s.FlowContact(ctx, withEmail.IDHash); err != nil || f.Email != withEmail.Email || c.ID != "c-4" {
+					t.Fatalf("FlowContact: %+v %+v %v", f, c, err)
+				}
+				if got := mon.calls(); len(got) != 1 {
+					t.Errorf("FlowContact: round trips %q, want 1", got)
+				}
 				// A code try: its counters, the code and, once it is
 				// accepted, the session with the flow's end and the
 				// sign-in's event, in one script.

@@ -474,6 +474,50 @@ func testFlows(t *testing.T, open Opener) {
 		wantNotFound(t, "Flow(unknown)", err)
 	})
 
+	t.Run("FlowContact", func(t *testing.T) {
+		ctx, s, clock := setup(t, open)
+		must(t, "PutContacts", s.PutContacts(ctx, "acme", []storage.Contact{
+			{ID: "c-1", Email: "jane@acme.example", Name: "Jane"},
+			{ID: "c-2", Email: "sam@acme.example", Name: "Sam"},
+		}))
+		must(t, "PutContacts", s.PutContacts(ctx, "globex", []storage.Contact{{ID: "g-1", Email: "jane@acme.example"}}))
+		check := func(what string, f storage.SignInFlow, wantID string) {
+			t.Helper()
+			must(t, "PutFlow", s.PutFlow(ctx, f))
+			got, c, err := s.FlowContact(ctx, f.IDHash)
+			must(t, "FlowContact ("+what+")", err)
+			if !sameFlow(got, f) {
+				t.Fatalf("FlowContact (%s): flow %+v, want %+v", what, got, f)
+			}
+			if c.ID != wantID || (wantID == "c-1" && c.Name != "Jane") {
+				t.Fatalf("FlowContact (%s): contact %+v, want %q", what, c, wantID)
+			}
+		}
+		f := newFlow(t, clock.Now())
+		check("no email yet", f, "")
+		f.Email = "jane@acme.example"
+		check("by email", f, "c-1")
+		f.Email = "Jane@ACME.example "
+		check("an email not normalized", f, "c-1")
+		f.Email = "nobody@acme.example"
+		check("an email of no contact", f, "")
+		f.Email, f.ContactID = "jane@acme.example", "c-2"
+		check("by contact id", f, "c-2")
+		f.ContactID = "c-9"
+		check("a contact id of no contact", f, "")
+		f.ContactID, f.Workspace = "", "globex"
+		check("in its own workspace", f, "g-1")
+		f.Workspace = "acme"
+		// The email changes: the flow for the old one finds nobody.
+		must(t, "PutContacts", s.PutContacts(ctx, "acme", []storage.Contact{{ID: "c-1", Email: "jane.doe@acme.example"}}))
+		check("an email no longer the contact's", f, "")
+		_, _, err := s.FlowContact(ctx, newHash(t))
+		wantNotFound(t, "FlowContact(unknown)", err)
+		clock.Advance(15 * time.Minute)
+		_, _, err = s.FlowContact(ctx, f.IDHash)
+		wantNotFound(t, "FlowContact at its expiry", err)
+	})
+
 	t.Run("Expires", func(t *testing.T) {
 		ctx, s, clock := setup(t, open)
 		f := newFlow(t, clock.Now())
