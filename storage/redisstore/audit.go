@@ -31,7 +31,7 @@ var prepareAuditLua string
 //go:embed scripts/audit_lib.lua
 var auditLua string
 
-var prepareAudit = rueidis.NewLuaScript(auditLua + prepareAuditLua)
+var prepareAudit = newScript(auditLua + prepareAuditLua)
 
 // appendAudit appends the events given as for append_events (audit_lib.lua)
 // on a single server or Sentinel: no KEYS, as it names the trail and the
@@ -40,7 +40,7 @@ var prepareAudit = rueidis.NewLuaScript(auditLua + prepareAuditLua)
 //go:embed scripts/append_audit.lua
 var appendAuditLua string
 
-var appendAudit = rueidis.NewLuaScript(auditLua + appendAuditLua)
+var appendAudit = newScript(auditLua + appendAuditLua)
 
 // indexedMember marks, by its score, since when a trail's events of a
 // contact are also in that contact's index.

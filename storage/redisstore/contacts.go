@@ -34,7 +34,7 @@ var endContactLua string
 //go:embed scripts/put_contacts.lua
 var putContactsLua string
 
-var putContacts = rueidis.NewLuaScript(importGuardLua + endContactLua + putContactsLua)
+var putContacts = newScript(importGuardLua + endContactLua + putContactsLua)
 
 // PutContacts implements storage.Store. A batch larger than one step goes
 // through importContacts; a smaller one is one script, which waits for an
@@ -122,7 +122,7 @@ func (s *Store) contactConflict(contacts []storage.Contact, res []rueidis.RedisM
 //go:embed scripts/replace_contacts.lua
 var replaceContactsLua string
 
-var replaceContacts = rueidis.NewLuaScript(importGuardLua + endContactLua + replaceContactsLua)
+var replaceContacts = newScript(importGuardLua + endContactLua + replaceContactsLua)
 
 // ReplaceContacts implements storage.Store. Over more contacts than one
 // step writes (the new list and the stored ones together) it goes through
@@ -234,7 +234,7 @@ func (s *Store) Contact(ctx context.Context, ws, id string) (storage.Contact, er
 //go:embed scripts/contact_by_index.lua
 var contactByIndexLua string
 
-var contactByIndexScript = rueidis.NewLuaScript(contactByIndexLua)
+var contactByIndexScript = newScript(contactByIndexLua)
 
 // contactByIndex follows an index key to the contact; match says whether
 // the record fits the index. On a single server or Sentinel that is one
@@ -372,7 +372,7 @@ const listBatch = 1000
 //go:embed scripts/delete_contact.lua
 var deleteContactLua string
 
-var deleteContact = rueidis.NewLuaScript(importGuardLua + endContactLua + deleteContactLua)
+var deleteContact = newScript(importGuardLua + endContactLua + deleteContactLua)
 
 // DeleteContact implements storage.Store. It waits for an import running
 // meanwhile.

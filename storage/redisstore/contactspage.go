@@ -30,7 +30,7 @@ import (
 //go:embed scripts/contacts_page.lua
 var contactsPageLua string
 
-var contactsPage = rueidis.NewLuaScript(contactsPageLua)
+var contactsPage = newScript(contactsPageLua)
 
 // indexIDs brings idz in step with ids for a batch of ids. KEYS: ids,
 // idz. ARGV: ids.
@@ -38,7 +38,7 @@ var contactsPage = rueidis.NewLuaScript(contactsPageLua)
 //go:embed scripts/index_ids.lua
 var indexIDsLua string
 
-var indexIDs = rueidis.NewLuaScript(indexIDsLua)
+var indexIDs = newScript(indexIDsLua)
 
 // ContactsAfter implements storage.ContactPager.
 func (s *Store) ContactsAfter(ctx context.Context, ws, after string, limit int) ([]storage.Contact, error) {

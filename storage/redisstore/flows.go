@@ -63,7 +63,7 @@ func (s *Store) Flow(ctx context.Context, idHash string) (storage.SignInFlow, er
 //go:embed scripts/flow_contact.lua
 var flowContactLua string
 
-var flowContact = rueidis.NewLuaScript(flowContactLua)
+var flowContact = newScript(flowContactLua)
 
 // FlowContact implements storage.Store: one script on a single server or
 // Sentinel (a code try's flow and contact in one round trip); on a
@@ -134,7 +134,7 @@ var putCodeLua string
 //go:embed scripts/code_lib.lua
 var codeLua string
 
-var putCode = rueidis.NewLuaScript(codeLua + putCodeLua)
+var putCode = newScript(codeLua + putCodeLua)
 
 // countPut is CountAndPutCode on a single server or Sentinel. KEYS:
 // putCode's, then the counters. ARGV: putCode's, the number of counters,
@@ -145,7 +145,7 @@ var putCode = rueidis.NewLuaScript(codeLua + putCodeLua)
 //go:embed scripts/count_put.lua
 var countPutLua string
 
-var countPut = rueidis.NewLuaScript(countersLua + codeLua + countPutLua)
+var countPut = newScript(countersLua + codeLua + countPutLua)
 
 // PutCode implements storage.Store.
 func (s *Store) PutCode(ctx context.Context, ws, contactID, flowHash string, c storage.Code) error {
@@ -217,7 +217,7 @@ var redeemCodeLua string
 //go:embed scripts/redeem_lib.lua
 var redeemLua string
 
-var redeemCode = rueidis.NewLuaScript(redeemLua + redeemCodeLua)
+var redeemCode = newScript(redeemLua + redeemCodeLua)
 
 // countRedeem is CountAndRedeemCode on a single server or Sentinel. KEYS:
 // code, the contact's code set, the counters, then put_session's for a
@@ -229,7 +229,7 @@ var redeemCode = rueidis.NewLuaScript(redeemLua + redeemCodeLua)
 //go:embed scripts/count_redeem.lua
 var countRedeemLua string
 
-var countRedeem = rueidis.NewLuaScript(auditLua + sessionLua + redeemLua + countersLua + countRedeemLua)
+var countRedeem = newScript(auditLua + sessionLua + redeemLua + countersLua + countRedeemLua)
 
 // CountAndRedeemCode implements storage.Store: one script on a single
 // server or Sentinel; on a Cluster, whose slots keep the counters apart,

@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/redis/rueidis"
-
 	"github.com/kdesk/portalgate/storage"
 )
 
@@ -20,7 +18,7 @@ import (
 //go:embed scripts/put_group.lua
 var putGroupLua string
 
-var putGroup = rueidis.NewLuaScript(putGroupLua)
+var putGroup = newScript(putGroupLua)
 
 // deleteGroup removes a group and its id. KEYS: group, id set. ARGV: id.
 // Returns 1, or 0 when there was no such group.
@@ -28,7 +26,7 @@ var putGroup = rueidis.NewLuaScript(putGroupLua)
 //go:embed scripts/delete_group.lua
 var deleteGroupLua string
 
-var deleteGroup = rueidis.NewLuaScript(deleteGroupLua)
+var deleteGroup = newScript(deleteGroupLua)
 
 func (s *Store) groupKey(ws, id string) string { return s.ws(ws) + "g:" + id }
 

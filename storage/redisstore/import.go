@@ -60,9 +60,9 @@ var (
 	//go:embed scripts/import_end.lua
 	importEndLua string
 
-	importStage = rueidis.NewLuaScript(importStageLua)
-	importStep  = rueidis.NewLuaScript(endContactLua + importStepLua)
-	importEnd   = rueidis.NewLuaScript(importEndLua)
+	importStage = newScript(importStageLua)
+	importStep  = newScript(endContactLua + importStepLua)
+	importEnd   = newScript(importEndLua)
 )
 
 // errImporting is a one-step script's answer while an import holds the

@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/redis/rueidis"
-
 	"github.com/kdesk/portalgate/storage"
 )
 
@@ -18,7 +16,7 @@ import (
 //go:embed scripts/hit.lua
 var hitLua string
 
-var hit = rueidis.NewLuaScript(hitLua)
+var hit = newScript(hitLua)
 
 // Hit implements storage.Store.
 func (s *Store) Hit(ctx context.Context, key string, limit int, window time.Duration) (bool, time.Duration, error) {
@@ -60,7 +58,7 @@ func (s *Store) counter(key string, window time.Duration, now time.Time) (string
 //go:embed scripts/cooldown.lua
 var cooldownLua string
 
-var cooldown = rueidis.NewLuaScript(cooldownLua)
+var cooldown = newScript(cooldownLua)
 
 // Cooldown implements storage.Store.
 func (s *Store) Cooldown(ctx context.Context, key string, d time.Duration) (bool, time.Duration, error) {
@@ -106,7 +104,7 @@ var hitAllLua string
 //go:embed scripts/counters_lib.lua
 var countersLua string
 
-var hitAll = rueidis.NewLuaScript(countersLua + hitAllLua)
+var hitAll = newScript(countersLua + hitAllLua)
 
 // HitAll implements storage.Store: one script on a single server or
 // Sentinel; one counter after the other on a Cluster, where each counter

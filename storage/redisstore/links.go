@@ -25,28 +25,28 @@ func (s *Store) linkKey(ws, id string) string { return s.ws(ws) + "l:" + id }
 //go:embed scripts/put_link.lua
 var putLinkLua string
 
-var putLink = rueidis.NewLuaScript(putLinkLua)
+var putLink = newScript(putLinkLua)
 
 // openLink counts an open of a live link.
 //
 //go:embed scripts/open_link.lua
 var openLinkLua string
 
-var openLink = rueidis.NewLuaScript(openLinkLua)
+var openLink = newScript(openLinkLua)
 
 // deleteLink revokes one link.
 //
 //go:embed scripts/delete_link.lua
 var deleteLinkLua string
 
-var deleteLink = rueidis.NewLuaScript(deleteLinkLua)
+var deleteLink = newScript(deleteLinkLua)
 
 // deleteContactLinks revokes every link of a contact.
 //
 //go:embed scripts/delete_contact_links.lua
 var deleteContactLinksLua string
 
-var deleteContactLinks = rueidis.NewLuaScript(deleteContactLinksLua)
+var deleteContactLinks = newScript(deleteContactLinksLua)
 
 // PutLink implements storage.Store.
 func (s *Store) PutLink(ctx context.Context, l storage.PortalLink) error {

@@ -23,7 +23,7 @@ import (
 //go:embed scripts/enqueue.lua
 var enqueueLua string
 
-var enqueue = rueidis.NewLuaScript(auditLua + outboxLua + enqueueLua)
+var enqueue = newScript(auditLua + outboxLua + enqueueLua)
 
 // outboxLua defines put_message, which the scripts that queue a message
 // share. They start with it.
@@ -42,7 +42,7 @@ var outboxLua string
 //go:embed scripts/request_code.lua
 var requestCodeLua string
 
-var requestCode = rueidis.NewLuaScript(auditLua + outboxLua + countersLua + requestCodeLua)
+var requestCode = newScript(auditLua + outboxLua + countersLua + requestCodeLua)
 
 func formatTime(t time.Time) string {
 	if t.IsZero() {
@@ -163,7 +163,7 @@ func (s *Store) RequestCode(ctx context.Context, cooldownKey string, cooldown ti
 //go:embed scripts/claim_outbox.lua
 var claimOutboxLua string
 
-var claimOutbox = rueidis.NewLuaScript(claimOutboxLua)
+var claimOutbox = newScript(claimOutboxLua)
 
 // ClaimOutbox implements storage.Store.
 func (s *Store) ClaimOutbox(ctx context.Context, lease time.Duration, max int) ([]storage.OutboxMessage, error) {
@@ -207,7 +207,7 @@ func (s *Store) ClaimOutbox(ctx context.Context, lease time.Duration, max int) (
 //go:embed scripts/ack_outbox.lua
 var ackOutboxLua string
 
-var ackOutbox = rueidis.NewLuaScript(auditLua + ackOutboxLua)
+var ackOutbox = newScript(auditLua + ackOutboxLua)
 
 // AckOutbox implements storage.Store: the audit events follow the ack
 // (the trail has its own slot).
@@ -237,7 +237,7 @@ func (s *Store) AckOutbox(ctx context.Context, id string, events ...storage.Audi
 //go:embed scripts/retry_outbox.lua
 var retryOutboxLua string
 
-var retryOutbox = rueidis.NewLuaScript(retryOutboxLua)
+var retryOutbox = newScript(retryOutboxLua)
 
 // RetryOutbox implements storage.Store.
 func (s *Store) RetryOutbox(ctx context.Context, id string, due time.Time, lastErr string) error {
@@ -258,7 +258,7 @@ func (s *Store) RetryOutbox(ctx context.Context, id string, due time.Time, lastE
 //go:embed scripts/release_leases.lua
 var releaseLeasesLua string
 
-var releaseLeases = rueidis.NewLuaScript(releaseLeasesLua)
+var releaseLeases = newScript(releaseLeasesLua)
 
 // ReleaseLeases implements storage.Store. Nothing calls it on Redis,
 // which several instances share: another instance may still be

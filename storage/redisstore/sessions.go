@@ -34,7 +34,7 @@ var putSessionLua string
 //go:embed scripts/session_lib.lua
 var sessionLua string
 
-var putSession = rueidis.NewLuaScript(auditLua + sessionLua + putSessionLua)
+var putSession = newScript(auditLua + sessionLua + putSessionLua)
 
 // PutSession implements storage.Store.
 func (s *Store) PutSession(ctx context.Context, sess storage.Session) error {
@@ -165,7 +165,7 @@ func (s *Store) Session(ctx context.Context, ws, idHash string) (storage.Session
 //go:embed scripts/swap.lua
 var swapLua string
 
-var swap = rueidis.NewLuaScript(swapLua)
+var swap = newScript(swapLua)
 
 // TouchSession implements storage.Store.
 func (s *Store) TouchSession(ctx context.Context, ws, idHash string, seen time.Time) error {
@@ -307,7 +307,7 @@ func (s *Store) Sessions(ctx context.Context, ws, contactID string) ([]storage.S
 //go:embed scripts/delete_contact_sessions.lua
 var deleteContactSessionsLua string
 
-var deleteContactSessions = rueidis.NewLuaScript(endContactLua + deleteContactSessionsLua)
+var deleteContactSessions = newScript(endContactLua + deleteContactSessionsLua)
 
 // DeleteContactSessions implements storage.Store.
 func (s *Store) DeleteContactSessions(ctx context.Context, ws, contactID string) (int, error) {

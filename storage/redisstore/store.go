@@ -48,6 +48,7 @@ package redisstore
 import (
 	"context"
 	"crypto/tls"
+	_ "embed"
 	"errors"
 	"fmt"
 	"slices"
@@ -124,6 +125,14 @@ type Store struct {
 	// healthy drops on the first unavailable error and rises on the next
 	// success, so an outage is logged once, not per call.
 	healthy atomic.Bool
+
+	// clockOffset is how far Redis's clock is ahead of this one, in ms,
+	// once clockKnown; clockAt is when it was last measured (unix ns),
+	// and clockMu is held while it is measured.
+	clockOffset atomic.Int64
+	clockKnown  atomic.Bool
+	clockAt     atomic.Int64
+	clockMu     sync.Mutex
 
 	written ownWrites
 	// sessions and contacts hold decoded records in front of rueidis's
@@ -289,7 +298,8 @@ func (s *Store) check(err error) error {
 		msg := re.Error()
 		if re.IsLoading() || re.IsClusterDown() || re.IsTryAgain() ||
 			strings.HasPrefix(msg, "MASTERDOWN") || strings.HasPrefix(msg, "READONLY") ||
-			strings.HasPrefix(msg, "BUSY") || strings.HasPrefix(msg, "NOREPLICAS") {
+			strings.HasPrefix(msg, "BUSY") || strings.HasPrefix(msg, "NOREPLICAS") ||
+			strings.HasPrefix(msg, "PGLATE") {
 			return s.unavailable(err)
 		}
 		s.up()
@@ -349,6 +359,64 @@ func (s *Store) doMulti(ctx context.Context, build func(rueidis.Builder) []rueid
 	return rs, nil
 }
 
+// lateGuardLua starts every script: it takes the caller's deadline, which
+// runFor appends to the arguments, and refuses to run past it.
+//
+//go:embed scripts/late_guard.lua
+var lateGuardLua string
+
+// newScript is a script of this store, guarded against running after its
+// caller gave up.
+func newScript(src string) *rueidis.Lua { return rueidis.NewLuaScript(lateGuardLua + src) }
+
+// lateSlack is how long past its caller's deadline a script may still
+// run: more than the error of the clock offset measured (half a round
+// trip of at most clockRTT), so that a skewed clock never refuses a call
+// its caller still waits for.
+const lateSlack = 500 * time.Millisecond
+
+// clockRTT is the longest round trip of a TIME that measures the offset
+// between the clocks; clockEvery is how often it is measured again.
+const (
+	clockRTT   = 250 * time.Millisecond
+	clockEvery = 30 * time.Second
+)
+
+// deadlineArg is the last argument of every script: ctx's deadline by
+// Redis's clock, with lateSlack, or "" while the clocks' offset is not
+// known (then the script runs whenever Redis gets to it).
+func (s *Store) deadlineArg(ctx context.Context, c rueidis.Client) string {
+	if at := s.clockAt.Load(); time.Since(time.Unix(0, at)) > clockEvery && s.clockMu.TryLock() {
+		go func() {
+			defer s.clockMu.Unlock()
+			s.measureClock(c)
+		}()
+	}
+	d, ok := ctx.Deadline()
+	if !ok || !s.clockKnown.Load() {
+		return ""
+	}
+	return strconv.FormatInt(d.Add(lateSlack).UnixMilli()+s.clockOffset.Load(), 10)
+}
+
+// measureClock measures how far Redis's clock is ahead of this one (TIME),
+// in milliseconds. A slow answer is no measure, and keeps the last one.
+func (s *Store) measureClock(c rueidis.Client) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.callLimit)
+	defer cancel()
+	t0 := time.Now()
+	r := c.Do(ctx, c.B().Time().Build())
+	rtt := time.Since(t0)
+	s.clockAt.Store(time.Now().UnixNano())
+	v, err := r.AsIntSlice()
+	if err != nil || len(v) != 2 || rtt > clockRTT {
+		return
+	}
+	redis := time.Unix(v[0], v[1]*1000)
+	s.clockOffset.Store(redis.Sub(t0.Add(rtt / 2)).Milliseconds())
+	s.clockKnown.Store(true)
+}
+
 // run executes a Lua script.
 func (s *Store) run(ctx context.Context, script *rueidis.Lua, keys []string, args ...string) (rueidis.RedisResult, error) {
 	return s.runFor(ctx, 0, script, keys, args...)
@@ -373,7 +441,7 @@ func (s *Store) runFor(ctx context.Context, extra time.Duration, script *rueidis
 		ctx, cancel = s.bounded(ctx)
 	}
 	defer cancel()
-	r := script.Exec(ctx, c, keys, args)
+	r := script.Exec(ctx, c, keys, append(args[:len(args):len(args)], s.deadlineArg(ctx, c)))
 	return r, s.check(r.Error())
 }
 

@@ -1,0 +1,79 @@
+package redisstore_test
+
+import (
+	"errors"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kdesk/portalgate/storage"
+	"github.com/kdesk/portalgate/storage/redisstore"
+)
+
+// TestLateScriptsTakeNoEffect: a script that Redis gets to only after its
+// caller gave up does nothing. Redis is frozen (SIGSTOP) while a request
+// counts a counter; the caller is told "unavailable" at its deadline, and
+// when Redis resumes and runs the script, the script refuses: the counter
+// was never counted. Without the guard it would be (a code request
+// answered 503 would still send its code). The clocks' offset is measured,
+// and a store that believes Redis's clock far behind its own is refused
+// every script rather than served late.
+func TestLateScriptsTakeNoEffect(t *testing.T) {
+	srv := startRedis(t, false)
+	s := open(t, srv, redisstore.Options{CallTimeout: 300 * time.Millisecond})
+	ctx := t.Context()
+	hit := storage.Hit{Key: "late/1", Limit: 10, Window: time.Hour}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := s.HitAll(ctx, storage.Hit{Key: "warm", Limit: 10, Window: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		if d, ok := s.ClockOffset(); ok {
+			if d < -100*time.Millisecond || d > 100*time.Millisecond {
+				t.Fatalf("clock offset to a Redis on this machine: %s", d)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the clocks' offset was never measured")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	if err := srv.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			_ = srv.cmd.Process.Signal(syscall.SIGCONT)
+		}
+	}
+	t.Cleanup(resume)
+	if _, err := s.HitAll(ctx, hit); !errors.Is(err, storage.ErrUnavailable) {
+		t.Fatalf("HitAll with Redis frozen: %v, want storage.ErrUnavailable", err)
+	}
+	// Past the deadline and its slack, Redis resumes and runs the call.
+	time.Sleep(time.Second)
+	resume()
+	var n int
+	var err error
+	for end := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if n, _, err = s.Count(ctx, hit.Key, hit.Window); err == nil || time.Now().After(end) {
+			break
+		}
+	}
+	if err != nil || n != 1 {
+		t.Fatalf("the counter after the late call and this count: %d %v, want 1 (the late call refused)", n, err)
+	}
+
+	s.SetClockOffset(-time.Hour)
+	if _, err := s.HitAll(ctx, hit); !errors.Is(err, storage.ErrUnavailable) {
+		t.Fatalf("HitAll with Redis's clock believed an hour behind: %v, want storage.ErrUnavailable", err)
+	}
+	s.SetClockOffset(0)
+	if n, _, err := s.Count(ctx, hit.Key, hit.Window); err != nil || n != 2 {
+		t.Fatalf("the counter after the refused call and this count: %d %v, want 2", n, err)
+	}
+}
