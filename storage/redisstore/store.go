@@ -442,6 +442,13 @@ func (s *Store) runFor(ctx context.Context, extra time.Duration, script *rueidis
 	}
 	defer cancel()
 	r := script.Exec(ctx, c, keys, append(args[:len(args):len(args)], s.deadlineArg(ctx, c)))
+	if re, ok := rueidis.IsRedisErr(r.Error()); ok && strings.HasPrefix(re.Error(), "PGLATE") {
+		// Refused while the caller still waits: the clocks moved apart
+		// (a new master after a failover, a clock stepped). Measure again
+		// at the next call.
+		s.clockAt.Store(0)
+		s.log.Warn("redis refused a call as late by its clock: measuring the clocks' offset again", zap.Error(re))
+	}
 	return r, s.check(r.Error())
 }
 
