@@ -86,3 +86,33 @@ func TestLateScriptsTakeNoEffect(t *testing.T) {
 		t.Fatalf("the counter after the refused call and this count: %d %v, want 2", n, err)
 	}
 }
+
+// TestClockMeasuredAgainAfterAFailure: a measure of the clocks that fails
+// (Redis frozen while TIME waits) is tried again a second later, not at
+// the next 30 s: until then every script runs unguarded.
+func TestClockMeasuredAgainAfterAFailure(t *testing.T) {
+	srv := startRedis(t, false)
+	s := open(t, srv, redisstore.Options{CallTimeout: 300 * time.Millisecond})
+	ctx := t.Context()
+	if err := srv.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	// The first call starts the first measure; both wait in Redis.
+	_, _ = s.HitAll(ctx, storage.Hit{Key: "first", Limit: 10, Window: time.Hour})
+	time.Sleep(400 * time.Millisecond)
+	if err := srv.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.ClockOffset(); ok {
+		t.Fatal("the clocks' offset was known from a measure Redis never answered in time")
+	}
+	for end := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, ok := s.ClockOffset(); ok {
+			return
+		}
+		if time.Now().After(end) {
+			t.Fatal("the clocks' offset was not measured again within 5 s of a failed measure")
+		}
+		_, _ = s.HitAll(ctx, storage.Hit{Key: "again", Limit: 1000, Window: time.Hour})
+	}
+}

@@ -400,18 +400,20 @@ func (s *Store) deadlineArg(ctx context.Context, c rueidis.Client) string {
 }
 
 // measureClock measures how far Redis's clock is ahead of this one (TIME),
-// in milliseconds. A slow answer is no measure, and keeps the last one.
+// in milliseconds. A failed or slow answer is no measure: it keeps the
+// last one, and is tried again a second later.
 func (s *Store) measureClock(c rueidis.Client) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.callLimit)
 	defer cancel()
 	t0 := time.Now()
 	r := c.Do(ctx, c.B().Time().Build())
 	rtt := time.Since(t0)
-	s.clockAt.Store(time.Now().UnixNano())
 	v, err := r.AsIntSlice()
 	if err != nil || len(v) != 2 || rtt > clockRTT {
+		s.clockAt.Store(time.Now().Add(time.Second - clockEvery).UnixNano())
 		return
 	}
+	s.clockAt.Store(time.Now().UnixNano())
 	redis := time.Unix(v[0], v[1]*1000)
 	s.clockOffset.Store(redis.Sub(t0.Add(rtt / 2)).Milliseconds())
 	s.clockKnown.Store(true)
