@@ -21,10 +21,7 @@ func (s *Store) PutFlow(ctx context.Context, f storage.SignInFlow) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.do(ctx, func(b rueidis.Builder) rueidis.Completed {
-		return b.Set().Key(s.flowKey(f.IDHash)).Value(doc).PxMilliseconds(px(ttl)).Build()
-	})
-	return err
+	return s.setPX(ctx, s.flowKey(f.IDHash), doc, ttl)
 }
 
 // flowRecord is f as stored, and how long it lives.
@@ -113,8 +110,7 @@ func (s *Store) FlowContact(ctx context.Context, idHash string) (storage.SignInF
 
 // DeleteFlow implements storage.Store.
 func (s *Store) DeleteFlow(ctx context.Context, idHash string) error {
-	_, err := s.do(ctx, func(b rueidis.Builder) rueidis.Completed { return b.Del().Key(s.flowKey(idHash)).Build() })
-	return err
+	return s.del(ctx, s.flowKey(idHash))
 }
 
 // ---------------------------------------------------------------- codes
@@ -312,22 +308,18 @@ func (s *Store) PutOnce(ctx context.Context, key string, value []byte, ttl time.
 	k := s.p + "once:" + key
 	if ttl <= 0 {
 		// Already expired: what was there is no longer takeable either.
-		_, err := s.do(ctx, func(b rueidis.Builder) rueidis.Completed { return b.Del().Key(k).Build() })
-		return err
+		return s.del(ctx, k)
 	}
 	doc, err := json.Marshal(onceValue{Value: value, ExpiresAt: s.now().Add(ttl)})
 	if err != nil {
 		return err
 	}
-	_, err = s.do(ctx, func(b rueidis.Builder) rueidis.Completed {
-		return b.Set().Key(k).Value(string(doc)).PxMilliseconds(px(ttl)).Build()
-	})
-	return err
+	return s.setPX(ctx, k, string(doc), ttl)
 }
 
 // TakeOnce implements storage.Store.
 func (s *Store) TakeOnce(ctx context.Context, key string) ([]byte, error) {
-	r, err := s.do(ctx, func(b rueidis.Builder) rueidis.Completed { return b.Getdel().Key(s.p + "once:" + key).Build() })
+	r, err := s.getDel(ctx, s.p+"once:"+key)
 	if rueidis.IsRedisNil(err) {
 		return nil, storage.ErrNotFound
 	}

@@ -40,6 +40,11 @@ func TestLateScriptsTakeNoEffect(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 
+	if err := s.PutOnce(ctx, "late/state", []byte("v"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	flow := storage.SignInFlow{IDHash: hash(), Workspace: "acme", ReturnTo: "/", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
 	if err := srv.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +59,14 @@ func TestLateScriptsTakeNoEffect(t *testing.T) {
 	if _, err := s.HitAll(ctx, hit); !errors.Is(err, storage.ErrUnavailable) {
 		t.Fatalf("HitAll with Redis frozen: %v, want storage.ErrUnavailable", err)
 	}
-	// Past the deadline and its slack, Redis resumes and runs the call.
+	// Single commands too: a flow stored, a one-time value taken.
+	if err := s.PutFlow(ctx, flow); !errors.Is(err, storage.ErrUnavailable) {
+		t.Fatalf("PutFlow with Redis frozen: %v, want storage.ErrUnavailable", err)
+	}
+	if _, err := s.TakeOnce(ctx, "late/state"); !errors.Is(err, storage.ErrUnavailable) {
+		t.Fatalf("TakeOnce with Redis frozen: %v, want storage.ErrUnavailable", err)
+	}
+	// Past the deadlines and their slack, Redis resumes and runs the calls.
 	time.Sleep(time.Second)
 	resume()
 	var n int
@@ -66,6 +78,12 @@ func TestLateScriptsTakeNoEffect(t *testing.T) {
 	}
 	if err != nil || n != 1 {
 		t.Fatalf("the counter after the late call and this count: %d %v, want 1 (the late call refused)", n, err)
+	}
+	if _, err := s.Flow(ctx, flow.IDHash); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("the flow stored late: %v, want storage.ErrNotFound", err)
+	}
+	if v, err := s.TakeOnce(ctx, "late/state"); err != nil || string(v) != "v" {
+		t.Fatalf("the one-time value after a late take: %q %v, want it still there", v, err)
 	}
 
 	s.SetClockOffset(-time.Hour)

@@ -231,7 +231,7 @@ func (s *Store) unindexSessions(ctx context.Context, ws, contactID string, hashe
 // DeleteSession implements storage.Store.
 func (s *Store) DeleteSession(ctx context.Context, ws, idHash string) error {
 	key := s.sessionKey(ws, idHash)
-	r, err := s.do(ctx, func(b rueidis.Builder) rueidis.Completed { return b.Getdel().Key(key).Build() })
+	r, err := s.getDel(ctx, key)
 	s.written.mark(key)
 	if rueidis.IsRedisNil(err) {
 		return nil

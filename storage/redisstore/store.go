@@ -419,6 +419,33 @@ func (s *Store) measureClock(c rueidis.Client) {
 	s.clockKnown.Store(true)
 }
 
+// oneCommandLua runs a single write command as a guarded script: a call
+// that waited in a frozen Redis must not take effect later, whatever its
+// size.
+//
+//go:embed scripts/one_command.lua
+var oneCommandLua string
+
+var oneCommand = newScript(oneCommandLua)
+
+// setPX stores value at key for ttl, guarded (SET … PX).
+func (s *Store) setPX(ctx context.Context, key, value string, ttl time.Duration) error {
+	_, err := s.run(ctx, oneCommand, []string{key}, "SET", value, strconv.FormatInt(px(ttl), 10))
+	return err
+}
+
+// getDel takes the value at key, guarded (GETDEL); a Redis nil error
+// when there is none.
+func (s *Store) getDel(ctx context.Context, key string) (rueidis.RedisResult, error) {
+	return s.run(ctx, oneCommand, []string{key}, "GETDEL")
+}
+
+// del deletes key, guarded.
+func (s *Store) del(ctx context.Context, key string) error {
+	_, err := s.run(ctx, oneCommand, []string{key}, "DEL")
+	return err
+}
+
 // run executes a Lua script.
 func (s *Store) run(ctx context.Context, script *rueidis.Lua, keys []string, args ...string) (rueidis.RedisResult, error) {
 	return s.runFor(ctx, 0, script, keys, args...)
