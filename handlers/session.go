@@ -15,13 +15,7 @@ import (
 // flow names one (a personalized link), else by email. ErrNotFound when
 // there is none, or it is disabled.
 func activeContact(ctx context.Context, store storage.Store, workspace, email, contactID string) (storage.Contact, error) {
-	var c storage.Contact
-	var err error
-	if contactID != "" {
-		c, err = store.Contact(ctx, workspace, contactID)
-	} else {
-		c, err = store.ContactByEmail(ctx, workspace, email)
-	}
+	c, err := storage.ContactOf(ctx, store, workspace, contactID, email)
 	if err == nil && !c.Active() {
 		err = storage.ErrNotFound
 	}

@@ -105,8 +105,7 @@ func RequestCodeEach(ctx context.Context, s codeRequester, cooldownKey string, c
 // flowContacts is what FlowContactEach calls.
 type flowContacts interface {
 	Flow(ctx context.Context, idHash string) (SignInFlow, error)
-	Contact(ctx context.Context, workspace, id string) (Contact, error)
-	ContactByEmail(ctx context.Context, workspace, email string) (Contact, error)
+	contactFinder
 }
 
 // FlowContactEach is FlowContact by its calls in turn, for a backend that
@@ -123,20 +122,29 @@ func FlowContactEach(ctx context.Context, s flowContacts, idHash string) (SignIn
 // ContactOfFlow is the contact f is for, as FlowContact finds it, by the
 // calls in turn.
 func ContactOfFlow(ctx context.Context, s flowContacts, f SignInFlow) (Contact, error) {
-	var c Contact
-	var err error
-	switch {
-	case f.ContactID != "":
-		c, err = s.Contact(ctx, f.Workspace, f.ContactID)
-	case f.Email != "":
-		c, err = s.ContactByEmail(ctx, f.Workspace, f.Email)
-	default:
+	if f.ContactID == "" && f.Email == "" {
 		return Contact{}, nil
 	}
+	c, err := ContactOf(ctx, s, f.Workspace, f.ContactID, f.Email)
 	if errors.Is(err, ErrNotFound) {
 		return Contact{}, nil
 	}
 	return c, err
+}
+
+// contactFinder is what ContactOf calls.
+type contactFinder interface {
+	Contact(ctx context.Context, workspace, id string) (Contact, error)
+	ContactByEmail(ctx context.Context, workspace, email string) (Contact, error)
+}
+
+// ContactOf is the contact of workspace that id names, or, without an id,
+// the one whose email is email; ErrNotFound when there is none.
+func ContactOf(ctx context.Context, s contactFinder, workspace, id, email string) (Contact, error) {
+	if id != "" {
+		return s.Contact(ctx, workspace, id)
+	}
+	return s.ContactByEmail(ctx, workspace, email)
 }
 
 // codePutter is what CountAndPutEach calls.

@@ -665,21 +665,7 @@ func (s *Store) CountAndPutCode(_ context.Context, hits []storage.Hit, ws, conta
 	if ttl <= 0 {
 		return storage.HitResult{Over: -1}, errors.New("code already expired")
 	}
-	defer s.lockHitsOf(hits)()
-	var res storage.HitResult
-	var writes []counted
-	err := s.update(func(txn *badger.Txn) error {
-		var err error
-		if res, writes, err = s.countHits(txn, now, hits); err != nil || res.Over >= 0 {
-			return err
-		}
-		return putCodeIn(txn, ws, contactID, flowHash, c, ttl)
-	})
-	if err != nil {
-		return storage.HitResult{Over: -1}, err
-	}
-	s.remember(writes...)
-	return res, nil
+	return s.countThen(now, hits, func(txn *badger.Txn) error { return putCodeIn(txn, ws, contactID, flowHash, c, ttl) })
 }
 
 // RedeemCode implements storage.Store.
@@ -730,25 +716,19 @@ func (s *Store) CountAndRedeemCode(_ context.Context, hits []storage.Hit, ws, co
 		}
 		defer begin.dropCached(s)
 	}
-	defer s.lockHitsOf(hits)()
-	var res storage.HitResult
 	var code storage.CodeResult
-	var writes []counted
-	err := s.update(func(txn *badger.Txn) error {
+	res, err := s.countThen(now, hits, func(txn *badger.Txn) error {
 		var err error
-		code = storage.CodeMissing
-		if res, writes, err = s.countHits(txn, now, hits); err != nil || res.Over >= 0 {
-			return err
-		}
 		if code, err = s.redeemIn(txn, ws, contactID, flowHash, hash, maxTries); err != nil || code != storage.CodeAccepted || begin == nil {
 			return err
 		}
 		return begin.in(txn, now)
 	})
-	if err != nil {
-		return storage.HitResult{Over: -1}, storage.CodeMissing, err
+	if err != nil || res.Over >= 0 {
+		// Past a limit the code was not tried (nor in an attempt the
+		// transaction retried).
+		return res, storage.CodeMissing, err
 	}
-	s.remember(writes...)
 	return res, code, nil
 }
 
@@ -986,14 +966,22 @@ func (s *Store) Count(_ context.Context, key string, window time.Duration) (int,
 
 // HitAll implements storage.Store: every counter in one transaction.
 func (s *Store) HitAll(_ context.Context, hits ...storage.Hit) (storage.HitResult, error) {
-	now := s.now()
+	return s.countThen(s.now(), hits, nil)
+}
+
+// countThen counts hits in one transaction and, when none is past its
+// limit, does then in the same transaction (nil: nothing more); the
+// counts are remembered once it commits.
+func (s *Store) countThen(now time.Time, hits []storage.Hit, then func(txn *badger.Txn) error) (storage.HitResult, error) {
 	defer s.lockHitsOf(hits)()
 	var res storage.HitResult
 	var writes []counted
 	err := s.update(func(txn *badger.Txn) error {
 		var err error
-		res, writes, err = s.countHits(txn, now, hits)
-		return err
+		if res, writes, err = s.countHits(txn, now, hits); err != nil || res.Over >= 0 || then == nil {
+			return err
+		}
+		return then(txn)
 	})
 	if err != nil {
 		return storage.HitResult{Over: -1}, err

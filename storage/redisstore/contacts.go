@@ -210,16 +210,19 @@ func (s *Store) replaceContacts(ctx context.Context, ws string, set storage.Cont
 	return out, err
 }
 
+// decodeContact is a contact's record as Redis holds it.
+func decodeContact(raw string) (storage.Contact, error) {
+	var c storage.Contact
+	if err := json.Unmarshal([]byte(raw), &c); err != nil {
+		return storage.Contact{}, fmt.Errorf("redis: contact: %w", err)
+	}
+	return c, nil
+}
+
 // Contact implements storage.Store. It is on the hot path: served from the
 // client-side cache, which Redis invalidates on every change.
 func (s *Store) Contact(ctx context.Context, ws, id string) (storage.Contact, error) {
-	c, ok, err := record(ctx, s, s.contacts, s.contactKey(ws, id), func(raw string) (storage.Contact, error) {
-		var c storage.Contact
-		if err := json.Unmarshal([]byte(raw), &c); err != nil {
-			return storage.Contact{}, fmt.Errorf("redis: contact %s: %w", id, err)
-		}
-		return c, nil
-	})
+	c, ok, err := record(ctx, s, s.contacts, s.contactKey(ws, id), decodeContact)
 	if err != nil {
 		return storage.Contact{}, err
 	}
@@ -254,9 +257,9 @@ func (s *Store) contactByIndex(ctx context.Context, ws, key string, match func(s
 		if err != nil {
 			return storage.Contact{}, fmt.Errorf("redis: contact by index: %w", err)
 		}
-		var c storage.Contact
-		if err := json.Unmarshal([]byte(raw), &c); err != nil {
-			return storage.Contact{}, fmt.Errorf("redis: contact at %s: %w", key, err)
+		c, err := decodeContact(raw)
+		if err != nil {
+			return storage.Contact{}, err
 		}
 		if !match(c) {
 			return storage.Contact{}, storage.ErrNotFound

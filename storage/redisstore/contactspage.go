@@ -3,7 +3,6 @@ package redisstore
 import (
 	"context"
 	_ "embed"
-	"encoding/json"
 	"fmt"
 
 	"github.com/redis/rueidis"
@@ -63,9 +62,9 @@ func (s *Store) ContactsAfter(ctx context.Context, ws, after string, limit int) 
 				if err != nil {
 					return nil, err
 				}
-				var c storage.Contact
-				if err := json.Unmarshal([]byte(raw), &c); err != nil {
-					return nil, fmt.Errorf("redis: contact: %w", err)
+				c, err := decodeContact(raw)
+				if err != nil {
+					return nil, err
 				}
 				out = append(out, c)
 			}

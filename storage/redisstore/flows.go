@@ -98,9 +98,9 @@ func (s *Store) FlowContact(ctx context.Context, idHash string) (storage.SignInF
 	if len(reply) < 2 {
 		return f, storage.Contact{}, nil
 	}
-	var c storage.Contact
-	if err := json.Unmarshal([]byte(reply[1]), &c); err != nil {
-		return storage.SignInFlow{}, storage.Contact{}, fmt.Errorf("redis: contact of flow: %w", err)
+	c, err := decodeContact(reply[1])
+	if err != nil {
+		return storage.SignInFlow{}, storage.Contact{}, err
 	}
 	if byEmail && c.Email != f.Email {
 		return f, storage.Contact{}, nil
