@@ -67,6 +67,8 @@ type SMTP struct {
 	closed bool
 	// oneCommandAtATime leaves PIPELINING unused (tests).
 	oneCommandAtATime bool
+	// dataNotChunks leaves CHUNKING unused (tests).
+	dataNotChunks bool
 }
 
 // Send implements Sender.
@@ -127,6 +129,7 @@ func (s *SMTP) connections() (*connPool, error) {
 		}
 		s.pool = newConnPool(c, n, idle, s.timeout())
 		s.pool.noPipelining = s.oneCommandAtATime
+		s.pool.noChunking = s.dataNotChunks
 	}
 	return s.pool, nil
 }

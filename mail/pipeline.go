@@ -1,10 +1,14 @@
 package mail
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/textproto"
 	"strings"
+	"sync"
 	"time"
 
 	gomail "github.com/wneessen/go-mail"
@@ -39,25 +43,40 @@ func replyCode(err error) int {
 	return 0
 }
 
-// sendPipelined sends msg on c in one pipelined transaction, within
-// timeout. The envelope's replies are all read, so that after a refusal
-// of the sender or the recipient the session can go on (rejected).
-func sendPipelined(c *smtp.Client, msg *gomail.Msg, timeout time.Duration) error {
+// A chunked transaction (RFC 3030): where the server offers CHUNKING
+// too, the message goes as one BDAT LAST chunk in the same write as MAIL
+// FROM and RCPT TO, and the three replies are read after it: one round
+// trip a message. The chunk is the message as rendered, without the dot
+// stuffing DATA needs, so it is rendered first, to know its size.
+//
+// The content then leaves before the server has answered MAIL. A
+// reused connection the server had dropped answers nothing, or 421, and
+// the message is sent again once on a fresh connection (notStarted), as
+// with DATA: a server that took the message and vanished before any
+// reply would get it twice, the same code twice, which at-least-once
+// delivery allows. No reply in time is not that: the server may still
+// be taking the message, so the outbox tries it again later.
+
+// envelope is a transaction's MAIL FROM and RCPT TO, checked.
+type envelope struct {
+	from   string
+	rcpts  []string
+	params string
+}
+
+func envelopeOf(c *smtp.Client, msg *gomail.Msg) (envelope, error) {
 	from, err := msg.GetSender(false)
 	if err != nil {
-		return &replyError{step: "MAIL", code: 550, err: err}
+		return envelope{}, &replyError{step: "MAIL", code: 550, err: err}
 	}
 	rcpts, err := msg.GetRecipients()
 	if err != nil {
-		return &replyError{step: "RCPT", code: 550, err: err}
+		return envelope{}, &replyError{step: "RCPT", code: 550, err: err}
 	}
 	for _, a := range append([]string{from}, rcpts...) {
 		if strings.ContainsAny(a, "\r\n") {
-			return &replyError{step: "MAIL", code: 550, err: errors.New("address holds a line break")}
+			return envelope{}, &replyError{step: "MAIL", code: 550, err: errors.New("address holds a line break")}
 		}
-	}
-	if err := c.UpdateDeadline(timeout); err != nil {
-		return &replyError{step: "MAIL", err: err}
 	}
 	// The parameters go-mail's MAIL FROM adds.
 	params := ""
@@ -67,20 +86,25 @@ func sendPipelined(c *smtp.Client, msg *gomail.Msg, timeout time.Duration) error
 	if ok, _ := c.Extension("SMTPUTF8"); ok {
 		params += " SMTPUTF8"
 	}
-	w := c.Text.W
-	fmt.Fprintf(w, "MAIL FROM:%s%s\r\n", from, params)
-	for _, r := range rcpts {
+	return envelope{from: from, rcpts: rcpts, params: params}, nil
+}
+
+// write puts MAIL FROM and RCPT TO into w, for one write with what
+// follows them.
+func (e envelope) write(w io.Writer) {
+	fmt.Fprintf(w, "MAIL FROM:%s%s\r\n", e.from, e.params)
+	for _, r := range e.rcpts {
 		fmt.Fprintf(w, "RCPT TO:%s\r\n", r)
 	}
-	w.WriteString("DATA\r\n")
-	if err := w.Flush(); err != nil {
-		return &replyError{step: "MAIL", err: err}
-	}
-	// Every reply is read, even after a refusal, so that the session
-	// stays in step; a network error ends the reading, as the session is
-	// gone. envelope is the first refusal of the sender or a recipient.
-	var envelope *replyError
-	for i := range 1 + len(rcpts) {
+}
+
+// readReplies reads the replies to MAIL FROM and every RCPT TO, even
+// after a refusal, so that the session stays in step; a network error
+// ends the reading, as the session is gone. It returns that network
+// error, else the first refusal of the sender or a recipient, else nil.
+func (e envelope) readReplies(c *smtp.Client) *replyError {
+	var refused *replyError
+	for i := range 1 + len(e.rcpts) {
 		step, want := "MAIL", 250
 		if i > 0 {
 			step, want = "RCPT", 25
@@ -89,21 +113,45 @@ func sendPipelined(c *smtp.Client, msg *gomail.Msg, timeout time.Duration) error
 			if replyCode(err) == 0 {
 				return &replyError{step: step, err: err}
 			}
-			if envelope == nil {
-				envelope = &replyError{step: step, code: replyCode(err), err: err}
+			if refused == nil {
+				refused = &replyError{step: step, code: replyCode(err), err: err}
 			}
 		}
+	}
+	return refused
+}
+
+// sendPipelined sends msg on c in one pipelined transaction, within
+// timeout. The envelope's replies are all read, so that after a refusal
+// of the sender or the recipient the session can go on (rejected).
+func sendPipelined(c *smtp.Client, msg *gomail.Msg, timeout time.Duration) error {
+	env, err := envelopeOf(c, msg)
+	if err != nil {
+		return err
+	}
+	if err := c.UpdateDeadline(timeout); err != nil {
+		return &replyError{step: "MAIL", err: err}
+	}
+	w := c.Text.W
+	env.write(w)
+	w.WriteString("DATA\r\n")
+	if err := w.Flush(); err != nil {
+		return &replyError{step: "MAIL", err: err}
+	}
+	refused := env.readReplies(c)
+	if refused != nil && refused.code == 0 {
+		return refused
 	}
 	_, _, err = c.Text.ReadResponse(354)
 	switch {
 	case err != nil && replyCode(err) == 0:
 		return &replyError{step: "DATA", err: err}
-	case envelope != nil && err == nil:
+	case refused != nil && err == nil:
 		// DATA taken after a refusal: the session is in no state to go
 		// on, and send discards it.
-		return &replyError{step: "DATA", code: 354, err: fmt.Errorf("server took DATA after %w", envelope)}
-	case envelope != nil:
-		return envelope
+		return &replyError{step: "DATA", code: 354, err: fmt.Errorf("server took DATA after %w", refused)}
+	case refused != nil:
+		return refused
 	case err != nil:
 		return &replyError{step: "DATA", code: replyCode(err), err: err}
 	}
@@ -116,6 +164,78 @@ func sendPipelined(c *smtp.Client, msg *gomail.Msg, timeout time.Duration) error
 		return &replyError{step: "content", code: replyCode(err), err: err}
 	}
 	if _, _, err := c.Text.ReadResponse(250); err != nil {
+		return &replyError{step: "end", code: replyCode(err), err: err}
+	}
+	return nil
+}
+
+// chunks holds the buffers a chunked transaction is written into.
+var chunks = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// sendChunked sends msg on c in one chunked transaction (MAIL, RCPT and
+// BDAT LAST with the message, in one write), within timeout. As in
+// sendPipelined, every reply is read.
+func sendChunked(c *smtp.Client, msg *gomail.Msg, timeout time.Duration) error {
+	env, err := envelopeOf(c, msg)
+	if err != nil {
+		return err
+	}
+	content, out := chunks.Get().(*bytes.Buffer), chunks.Get().(*bytes.Buffer)
+	defer func() {
+		for _, b := range []*bytes.Buffer{content, out} {
+			if b.Cap() <= 256<<10 {
+				b.Reset()
+				chunks.Put(b)
+			}
+		}
+	}()
+	if _, err := msg.WriteTo(content); err != nil {
+		return &replyError{step: "content", err: err}
+	}
+	// As DATA's end would: the message ends with a line break.
+	if !bytes.HasSuffix(content.Bytes(), []byte("\r\n")) {
+		content.WriteString("\r\n")
+	}
+	if err := c.UpdateDeadline(timeout); err != nil {
+		return &replyError{step: "MAIL", err: err}
+	}
+	// The whole transaction in one buffer, for one write: the
+	// connection's buffer is empty between transactions, and bufio
+	// passes a write larger than itself straight on.
+	env.write(out)
+	fmt.Fprintf(out, "BDAT %d LAST\r\n", content.Len())
+	out.Write(content.Bytes())
+	w := c.Text.W
+	if _, err := w.Write(out.Bytes()); err != nil {
+		return &replyError{step: "MAIL", err: err}
+	}
+	if err := w.Flush(); err != nil {
+		return &replyError{step: "MAIL", err: err}
+	}
+	refused := env.readReplies(c)
+	if refused != nil && refused.code == 0 {
+		var ne net.Error
+		if errors.As(refused.err, &ne) && ne.Timeout() {
+			// A pipelining server may hold its replies until it has
+			// read all it was sent (RFC 2920, 3.2): a slow one may be
+			// taking this message, which must not go again at once.
+			refused.step = "end"
+		}
+		return refused
+	}
+	// The server reads the chunk even after a refusal (RFC 3030, 2), and
+	// answers it.
+	_, _, err = c.Text.ReadResponse(250)
+	switch {
+	case err != nil && replyCode(err) == 0:
+		return &replyError{step: "end", err: err}
+	case refused != nil && err == nil:
+		// The message taken after a refusal: as with DATA, the session
+		// is discarded and the message tried again later.
+		return &replyError{step: "end", code: 250, err: fmt.Errorf("server took the message after %w", refused)}
+	case refused != nil:
+		return refused
+	case err != nil:
 		return &replyError{step: "end", code: replyCode(err), err: err}
 	}
 	return nil

@@ -34,7 +34,10 @@ type connPool struct {
 	// noPipelining sends one command at a time even where the server
 	// offers PIPELINING (tests).
 	noPipelining bool
-	now          func() time.Time
+	// noChunking sends the content with DATA even where the server offers
+	// CHUNKING (tests).
+	noChunking bool
+	now        func() time.Time
 
 	// slots has one token per connection that may be open: a sender
 	// holds one from before it takes a connection until it gives it back,
@@ -217,10 +220,14 @@ func quit(pc *pooledConn) {
 // session is in an unknown state.
 func discard(pc *pooledConn) { _ = pc.c.Close() }
 
-// transact sends msg on pc: in one pipelined transaction where the
-// server offers it, else command by command through go-mail.
+// transact sends msg on pc: in one chunked transaction where the server
+// offers PIPELINING and CHUNKING, in one pipelined transaction where it
+// offers PIPELINING, else command by command through go-mail.
 func (p *connPool) transact(pc *pooledConn, msg *gomail.Msg) error {
 	if ok, _ := pc.c.Extension("PIPELINING"); ok && !p.noPipelining {
+		if ok, _ := pc.c.Extension("CHUNKING"); ok && !p.noChunking {
+			return sendChunked(pc.c, msg, p.timeout)
+		}
 		return sendPipelined(pc.c, msg, p.timeout)
 	}
 	return p.dialer.SendWithSMTPClient(pc.c, msg)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -34,16 +35,42 @@ func smtpTo(t *testing.T, mb *e2e.Mailbox, connections int) *mail.SMTP {
 	host, port, _ := net.SplitHostPort(mb.Addr)
 	p, _ := strconv.Atoi(port)
 	s := &mail.SMTP{Host: host, Port: p, From: "support@acme.example", TLS: "none", Connections: connections, Timeout: 5 * time.Second}
-	if commandByCommand {
-		mail.OneCommandAtATime(s)
-	}
+	sendAs(s)
 	t.Cleanup(s.Close)
 	return s
 }
 
-// commandByCommand makes smtpTo's senders leave PIPELINING unused, which
-// the e2e mailbox offers.
-var commandByCommand bool
+// The e2e mailbox offers PIPELINING and CHUNKING: by default the pool's
+// tests send chunked transactions, one round trip a message.
+var (
+	// commandByCommand makes smtpTo's senders leave PIPELINING unused.
+	commandByCommand bool
+	// dataNotChunks makes them send the content with DATA.
+	dataNotChunks bool
+)
+
+// sendAs sets s to send the way the test runs, and returns the round
+// trips a message then takes on an open connection.
+func sendAs(s *mail.SMTP) int {
+	switch {
+	case commandByCommand:
+		mail.OneCommandAtATime(s)
+		return 4
+	case dataNotChunks:
+		mail.DataNotChunks(s)
+		return 2
+	}
+	return 1
+}
+
+// poolTests are the tests run again for each way of sending.
+var poolTests = map[string]func(*testing.T){
+	"ReusesConnections":         TestSMTPPoolReusesConnections,
+	"ReconnectsWhenServerHangs": TestSMTPPoolReconnectsWhenTheServerHangsUp,
+	"RejectedRecipient":         TestSMTPPoolRejectedRecipient,
+	"NeverSendsTwice":           TestSMTPPoolNeverSendsTwice,
+	"RoundTrips":                TestSMTPPoolPipelines,
+}
 
 // TestSMTPPoolCommandByCommand runs the pool's tests again against a
 // sender that sends one command at a time, as to a server without
@@ -51,13 +78,18 @@ var commandByCommand bool
 func TestSMTPPoolCommandByCommand(t *testing.T) {
 	commandByCommand = true
 	defer func() { commandByCommand = false }()
-	for name, test := range map[string]func(*testing.T){
-		"ReusesConnections":         TestSMTPPoolReusesConnections,
-		"ReconnectsWhenServerHangs": TestSMTPPoolReconnectsWhenTheServerHangsUp,
-		"RejectedRecipient":         TestSMTPPoolRejectedRecipient,
-		"NeverSendsTwice":           TestSMTPPoolNeverSendsTwice,
-		"RoundTrips":                TestSMTPPoolPipelines,
-	} {
+	for name, test := range poolTests {
+		t.Run(name, test)
+	}
+}
+
+// TestSMTPPoolPipelinedData runs them again against a sender that sends
+// the content with DATA after a pipelined MAIL, RCPT and DATA, as to a
+// server with PIPELINING but without CHUNKING.
+func TestSMTPPoolPipelinedData(t *testing.T) {
+	dataNotChunks = true
+	defer func() { dataNotChunks = false }()
+	for name, test := range poolTests {
 		t.Run(name, test)
 	}
 }
@@ -128,20 +160,18 @@ func (tc *turnCounter) count() int {
 	return tc.turns
 }
 
-// TestSMTPPoolPipelines: a message on an open connection takes 2 round
-// trips where the server offers PIPELINING (MAIL, RCPT and DATA; then the
-// content), and 4 one command at a time.
+// TestSMTPPoolPipelines: a message on an open connection takes 1 round
+// trip where the server offers PIPELINING and CHUNKING (MAIL, RCPT and
+// BDAT LAST with the content), 2 with PIPELINING alone (MAIL, RCPT and
+// DATA; then the content), and 4 one command at a time. The messages
+// arrive as sent, whichever way.
 func TestSMTPPoolPipelines(t *testing.T) {
 	mb := startMailbox(t)
 	tc := startTurnCounter(t, mb.Addr)
 	host, port, _ := net.SplitHostPort(tc.addr)
 	p, _ := strconv.Atoi(port)
 	s := &mail.SMTP{Host: host, Port: p, From: "support@acme.example", TLS: "none", Connections: 1, Timeout: 5 * time.Second}
-	want := 2
-	if commandByCommand {
-		mail.OneCommandAtATime(s)
-		want = 4
-	}
+	want := sendAs(s)
 	t.Cleanup(s.Close)
 	ctx := context.Background()
 	if err := s.Send(ctx, message(1)); err != nil {
@@ -149,7 +179,11 @@ func TestSMTPPoolPipelines(t *testing.T) {
 	}
 	before := tc.count()
 	for i := 2; i <= 4; i++ {
-		if err := s.Send(ctx, message(i)); err != nil {
+		m := message(i)
+		// A line that DATA must stuff with a second dot, and the server
+		// unstuff; a chunk carries it as it is.
+		m.Text += "\n.a line that starts with a dot\nübrigens"
+		if err := s.Send(ctx, m); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -158,6 +192,18 @@ func TestSMTPPoolPipelines(t *testing.T) {
 	}
 	if n := mb.Count(); n != 4 {
 		t.Fatalf("the mailbox holds %d messages, want 4", n)
+	}
+	for i := 1; i <= 4; i++ {
+		m, err := mb.Wait(time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 {
+			continue
+		}
+		if !strings.Contains(m.Data, "\r\n.a line that starts with a dot\r\n") || strings.Contains(m.Data, "..a line") || !strings.HasSuffix(m.Data, "\r\n") {
+			t.Fatalf("message %d arrived as:\n%s", i, m.Data)
+		}
 	}
 }
 
