@@ -207,6 +207,45 @@ func TestSMTPPoolPipelines(t *testing.T) {
 	}
 }
 
+// TestSMTPPoolFarRelay: against a relay 100 ms away, a message on an
+// open connection waits a round trip for each of its turns, no less.
+func TestSMTPPoolFarRelay(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		setup func(*mail.SMTP)
+		turns int
+	}{
+		{"chunked", func(*mail.SMTP) {}, 1},
+		{"data", mail.DataNotChunks, 2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			mb := startMailbox(t)
+			host, port, _ := net.SplitHostPort(mb.Addr)
+			p, _ := strconv.Atoi(port)
+			s := &mail.SMTP{Host: host, Port: p, From: "support@acme.example", TLS: "none", Connections: 1, Timeout: 5 * time.Second}
+			c.setup(s)
+			t.Cleanup(s.Close)
+			if err := s.Send(context.Background(), message(1)); err != nil {
+				t.Fatal(err)
+			}
+			const rtt = 100 * time.Millisecond
+			mb.Delay(rtt)
+			start := time.Now()
+			if err := s.Send(context.Background(), message(2)); err != nil {
+				t.Fatal(err)
+			}
+			d := time.Since(start)
+			if d < time.Duration(c.turns)*rtt {
+				t.Fatalf("a message took %s against a relay %s away, want at least %d round trips", d, rtt, c.turns)
+			}
+			t.Logf("a message took %s", d)
+			if n := mb.Count(); n != 2 {
+				t.Fatalf("the mailbox holds %d messages, want 2", n)
+			}
+		})
+	}
+}
+
 func message(i int) mail.Message {
 	return mail.Message{To: fmt.Sprintf("p%d@acme.example", i), Subject: "Your sign-in code", Text: fmt.Sprintf("message %d", i)}
 }

@@ -62,6 +62,7 @@ func main() {
 	rushRate := flag.Float64("rate", 0, "with -rush: start this many sign-ins per second (open loop) instead of as many as the clients can")
 	flag.IntVar(&smtpConnections, "smtp-connections", 0, "with -rush: mail smtp { connections } (0: the default, 4)")
 	flag.IntVar(&outboxWorkers, "outbox-workers", 0, "with -rush: the portal's outbox_workers (0: the default, 4)")
+	flag.DurationVar(&smtpDelay, "smtp-delay", 0, "with -rush: the SMTP server's replies reach Caddy this much later, as from a relay a round trip of this length away")
 	flag.BoolVar(&rushTimeline, "timeline", false, "with -rush: also print, for every second of the rush, the mail latency of the codes asked for in it (p50, p99, max): where the tail comes from")
 	var so soakOptions
 	flag.DurationVar(&so.duration, "soak", 0, "instead of the rounds: a soak of this length (continuous sign-ins and signed-in GETs, on Badger), sampling Caddy's RSS, goroutines and store size")
@@ -488,6 +489,9 @@ func procStatus(pid int, field string) string {
 	return "?"
 }
 
+// smtpDelay is the rush's SMTP round-trip time (-smtp-delay).
+var smtpDelay time.Duration
+
 // smtpConnections is the rush's SMTP connection pool (-smtp-connections);
 // 0 leaves the default.
 var smtpConnections int
@@ -527,6 +531,29 @@ func cpuTime(pid int) time.Duration {
 	fmt.Sscan(f[11], &utime)
 	fmt.Sscan(f[12], &stime)
 	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// machineCPU is the CPU time of the whole machine so far, from
+// /proc/stat: busy (every process's, user and system) and stolen (time
+// the hypervisor gave the virtual cores to another guest while they had
+// work: on a shared host, the share of its speed this machine lost).
+func machineCPU() (busy, stolen time.Duration) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	// cpu user nice system idle iowait irq softirq steal ...
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, 0
+	}
+	tick := func(i int) time.Duration {
+		var v int64
+		fmt.Sscan(f[i], &v)
+		return time.Duration(v) * 10 * time.Millisecond
+	}
+	return tick(1) + tick(2) + tick(3) + tick(6) + tick(7), tick(8)
 }
 
 // quantile of sorted values, interpolated.

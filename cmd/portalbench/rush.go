@@ -74,6 +74,10 @@ func rush(caddyBin, backend string, n, clients int, rate float64) error {
 	default:
 		return fmt.Errorf("unknown -storage %q", backend)
 	}
+	if smtpDelay > 0 {
+		mail.Delay(smtpDelay)
+		label += fmt.Sprintf(", a relay %s away", smtpDelay)
+	}
 	pool := ""
 	if smtpConnections > 0 {
 		pool = fmt.Sprintf("\n\t\t\tconnections %d", smtpConnections)
@@ -293,6 +297,7 @@ http://127.0.0.1:%d {
 		return sum
 	}
 	caddyBefore, ownBefore := caddyCPU(), cpuTime(os.Getpid())
+	busyBefore, stolenBefore := machineCPU()
 	var redisBefore time.Duration
 	var callsBefore map[string]int
 	if redisAddr != "" {
@@ -314,6 +319,8 @@ http://127.0.0.1:%d {
 	wg.Wait()
 	elapsed := time.Since(start)
 	caddySpent, ownSpent := caddyCPU()-caddyBefore, cpuTime(os.Getpid())-ownBefore
+	busy, stolen := machineCPU()
+	busy, stolen = busy-busyBefore, stolen-stolenBefore
 	redisSpent, calls := time.Duration(0), map[string]int{}
 	if redisAddr != "" {
 		redisSpent = cpuTime(redisPID) - redisBefore
@@ -347,6 +354,12 @@ http://127.0.0.1:%d {
 	fmt.Printf("  CPU budget: %d cores / %.2f ms of CPU per sign-in (all processes) = at most %.0f full sign-ins per second; the rush used %.0f%% of it\n",
 		runtime.NumCPU(), float64(perSignIn)/float64(time.Millisecond)/float64(n),
 		float64(runtime.NumCPU())*float64(n)/perSignIn.Seconds(), 100*perSignIn.Seconds()/(float64(runtime.NumCPU())*elapsed.Seconds()))
+	// The rest of the cores' time: other processes, and what the host
+	// took (steal). A run whose cores were partly taken is slower, and its
+	// tails longer, for reasons outside what it measures.
+	cores := float64(runtime.NumCPU()) * elapsed.Seconds()
+	fmt.Printf("  the machine: other processes %.0f%% of the cores, taken by the host (steal) %.0f%%\n",
+		100*max(0, (busy-perSignIn).Seconds())/cores, 100*stolen.Seconds()/cores)
 	// What the gateway alone costs (Caddy, and redis-server when there is
 	// one), as if the clients and the SMTP server ran elsewhere: computed
 	// from the CPU measured, not a throughput measured.

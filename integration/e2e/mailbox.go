@@ -55,6 +55,7 @@ type Mailbox struct {
 	srv    *smtp.Server
 	reject atomic.Int32
 	hold   atomic.Int64
+	delay  atomic.Int64
 	got    chan Mail
 
 	mu   sync.Mutex
@@ -145,13 +146,18 @@ func (l countingListener) Accept() (net.Conn, error) {
 	defer l.mb.connsMu.Unlock()
 	l.mb.accepted++
 	l.mb.open[c] = true
-	return &countedConn{Conn: c, mb: l.mb}, nil
+	return &countedConn{Conn: c, mb: l.mb, lineDone: make(chan struct{})}, nil
 }
 
 // countedConn leaves the Mailbox's open connections when closed. It also
 // holds the server's replies until the server reads again (or closes), as
 // a PIPELINING server may (RFC 2920, section 3.2): the replies to a
 // pipelined MAIL, RCPT and DATA leave in one write, not three.
+//
+// With a delay (Delay), each batch of replies reaches the client that
+// much after it was sent, as from a relay one round trip of that length
+// away: the batches queue on a delay line, so that a batch sent while
+// another is on its way is not held up behind it.
 type countedConn struct {
 	net.Conn
 	mb   *Mailbox
@@ -159,6 +165,16 @@ type countedConn struct {
 
 	mu      sync.Mutex
 	replies []byte
+	// line carries delayed batches to the goroutine that sends them;
+	// lineDone is closed when it has sent the last.
+	line     chan delayed
+	lineDone chan struct{}
+}
+
+// delayed is a batch of replies and when it is due at the client.
+type delayed struct {
+	b   []byte
+	due time.Time
 }
 
 func (c *countedConn) Write(p []byte) (int, error) {
@@ -175,9 +191,29 @@ func (c *countedConn) flush() error {
 	if len(c.replies) == 0 {
 		return nil
 	}
+	if d := time.Duration(c.mb.delay.Load()); d > 0 || c.line != nil {
+		if c.line == nil {
+			c.line = make(chan delayed, 64)
+			go c.sendDelayed()
+		}
+		c.line <- delayed{b: append([]byte(nil), c.replies...), due: time.Now().Add(d)}
+		c.replies = c.replies[:0]
+		return nil
+	}
 	_, err := c.Conn.Write(c.replies)
 	c.replies = c.replies[:0]
 	return err
+}
+
+// sendDelayed sends each delayed batch when it is due, in order.
+func (c *countedConn) sendDelayed() {
+	defer close(c.lineDone)
+	for r := range c.line {
+		time.Sleep(time.Until(r.due))
+		if _, err := c.Conn.Write(r.b); err != nil {
+			return
+		}
+	}
 }
 
 func (c *countedConn) Read(p []byte) (int, error) {
@@ -190,6 +226,15 @@ func (c *countedConn) Read(p []byte) (int, error) {
 func (c *countedConn) Close() error {
 	c.once.Do(func() {
 		_ = c.flush()
+		c.mu.Lock()
+		if c.line != nil {
+			// What is on its way arrives before the end.
+			close(c.line)
+			c.mu.Unlock()
+			<-c.lineDone
+		} else {
+			c.mu.Unlock()
+		}
 		c.mb.connsMu.Lock()
 		delete(c.mb.open, c.Conn)
 		c.mb.connsMu.Unlock()
@@ -205,6 +250,11 @@ func (mb *Mailbox) Reject(code int) { mb.reject.Store(int32(code)) }
 // it answers the end of DATA: a slow SMTP server, with the message already
 // in the mailbox while the sender still waits. 0 answers at once again.
 func (mb *Mailbox) Hold(d time.Duration) { mb.hold.Store(int64(d)) }
+
+// Delay makes every reply reach the client d after the server sent it: a
+// relay a round trip of d away (a pipelined transaction then waits d
+// once for each of its turns). 0 answers at once again.
+func (mb *Mailbox) Delay(d time.Duration) { mb.delay.Store(int64(d)) }
 
 // Close stops the server; what it received stays readable.
 func (mb *Mailbox) Close() error { return mb.srv.Close() }
