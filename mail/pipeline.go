@@ -143,17 +143,8 @@ func sendPipelined(c *smtp.Client, msg *gomail.Msg, timeout time.Duration) error
 		return refused
 	}
 	_, _, err = c.Text.ReadResponse(354)
-	switch {
-	case err != nil && replyCode(err) == 0:
-		return &replyError{step: "DATA", err: err}
-	case refused != nil && err == nil:
-		// DATA taken after a refusal: the session is in no state to go
-		// on, and send discards it.
-		return &replyError{step: "DATA", code: 354, err: fmt.Errorf("server took DATA after %w", refused)}
-	case refused != nil:
-		return refused
-	case err != nil:
-		return &replyError{step: "DATA", code: replyCode(err), err: err}
+	if re := afterEnvelope(refused, err, "DATA", 354, "DATA"); re != nil {
+		return re
 	}
 	dw := c.Text.DotWriter()
 	if _, err := msg.WriteTo(dw); err != nil {
@@ -226,17 +217,28 @@ func sendChunked(c *smtp.Client, msg *gomail.Msg, timeout time.Duration) error {
 	// The server reads the chunk even after a refusal (RFC 3030, 2), and
 	// answers it.
 	_, _, err = c.Text.ReadResponse(250)
+	if re := afterEnvelope(refused, err, "end", 250, "the message"); re != nil {
+		return re
+	}
+	return nil
+}
+
+// afterEnvelope is the outcome of the reply (err) to the command after
+// the envelope, DATA or BDAT, given the envelope's refusal (nil for
+// none): nil when the transaction goes on. step names that command's
+// failures, took is its success code and what it carried. Taken after a refusal, the session
+// is in no state to go on: the caller discards it, and the message is
+// tried again later.
+func afterEnvelope(refused *replyError, err error, step string, took int, what string) error {
 	switch {
 	case err != nil && replyCode(err) == 0:
-		return &replyError{step: "end", err: err}
+		return &replyError{step: step, err: err}
 	case refused != nil && err == nil:
-		// The message taken after a refusal: as with DATA, the session
-		// is discarded and the message tried again later.
-		return &replyError{step: "end", code: 250, err: fmt.Errorf("server took the message after %w", refused)}
+		return &replyError{step: step, code: took, err: fmt.Errorf("server took %s after %w", what, refused)}
 	case refused != nil:
 		return refused
 	case err != nil:
-		return &replyError{step: "end", code: replyCode(err), err: err}
+		return &replyError{step: step, code: replyCode(err), err: err}
 	}
 	return nil
 }
