@@ -864,3 +864,77 @@ func usedMemory(t *testing.T, srv *redisServer) int {
 	}
 	return 0
 }
+
+// TestCallsBeyondThePool: more calls at once than the pool has
+// connections all succeed, the rest waiting for a connection, and the
+// instance never holds more than the pool's bound (64) and its shared
+// connection open. Redis is kept busy (a script that spins for half a
+// second) while the calls start, so that they are all under way at once.
+func TestCallsBeyondThePool(t *testing.T) {
+	srv := startRedis(t, false)
+	s := open(t, srv, redisstore.Options{})
+	ctx := t.Context()
+	if err := s.PutOnce(ctx, "warm", []byte("x"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := net.DialTimeout("tcp", srv.addr(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	r := bufio.NewReader(raw)
+	command := func(cmd string) string {
+		t.Helper()
+		if _, err := fmt.Fprint(raw, cmd+"\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(line, "$") { // a bulk string: its body
+			n, _ := strconv.Atoi(strings.TrimSpace(line[1:]))
+			buf := make([]byte, n+2)
+			if _, err := io.ReadFull(r, buf); err != nil {
+				t.Fatal(err)
+			}
+			return string(buf)
+		}
+		return line
+	}
+	const calls = 300
+	const spin = `local t0 = redis.call('TIME') repeat local t = redis.call('TIME') until (t[1] - t0[1]) * 1000000 + t[2] - t0[2] > 500000 return 1`
+	if _, err := fmt.Fprintf(raw, "EVAL \"%s\" 0\r\n", spin); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, calls)
+	for i := range calls {
+		wg.Go(func() {
+			if err := s.PutOnce(ctx, fmt.Sprintf("burst-%d", i), []byte("x"), time.Minute); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("a call beyond the pool: %v", err)
+	}
+	if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, ":1") {
+		t.Fatalf("the spinning script: %q %v", line, err)
+	}
+	info := command("INFO clients")
+	var connected int
+	for _, l := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(l, "connected_clients:"); ok {
+			connected, _ = strconv.Atoi(v)
+		}
+	}
+	// 64 pooled, the shared connection, this one, and the store's own
+	// (its clock's measure).
+	if connected == 0 || connected > 64+4 {
+		t.Fatalf("%d clients connected to Redis after %d calls at once; want at most the pool's 64 and a few", connected, calls)
+	}
+	t.Logf("%d clients connected after %d calls at once", connected, calls)
+}
