@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	gomail "github.com/wneessen/go-mail"
@@ -37,7 +39,12 @@ type connPool struct {
 	// noChunking sends the content with DATA even where the server offers
 	// CHUNKING (tests).
 	noChunking bool
-	now        func() time.Time
+	// chunkingUnanswered is set when a chunked message got no answer in
+	// time: from then on the pool sends with DATA. A middlebox that
+	// passes CHUNKING in the server's EHLO but not BDAT itself would
+	// otherwise hold every code until it failed.
+	chunkingUnanswered atomic.Bool
+	now                func() time.Time
 
 	// slots has one token per connection that may be open: a sender
 	// holds one from before it takes a connection until it gives it back,
@@ -225,12 +232,24 @@ func discard(pc *pooledConn) { _ = pc.c.Close() }
 // offers PIPELINING, else command by command through go-mail.
 func (p *connPool) transact(pc *pooledConn, msg *gomail.Msg) error {
 	if ok, _ := pc.c.Extension("PIPELINING"); ok && !p.noPipelining {
-		if ok, _ := pc.c.Extension("CHUNKING"); ok && !p.noChunking {
-			return sendChunked(pc.c, msg, p.timeout)
+		if ok, _ := pc.c.Extension("CHUNKING"); ok && !p.noChunking && !p.chunkingUnanswered.Load() {
+			err := sendChunked(pc.c, msg, p.timeout)
+			if unanswered(err) {
+				p.chunkingUnanswered.Store(true)
+			}
+			return err
 		}
 		return sendPipelined(pc.c, msg, p.timeout)
 	}
 	return p.dialer.SendWithSMTPClient(pc.c, msg)
+}
+
+// unanswered reports whether err is a chunked message's wait for the
+// server's answer running out of time.
+func unanswered(err error) bool {
+	var re *replyError
+	var ne net.Error
+	return errors.As(err, &re) && re.step == "end" && re.code == 0 && errors.As(err, &ne) && ne.Timeout()
 }
 
 // notStarted reports whether err stopped a message before its content

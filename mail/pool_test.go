@@ -395,6 +395,44 @@ func TestSMTPPoolNeverSendsTwice(t *testing.T) {
 	}
 }
 
+// TestSMTPPoolChunkingUnanswered: a chunked message the server leaves
+// unanswered past the timeout (as behind a middlebox that lets CHUNKING
+// through in EHLO but not BDAT) fails once, temporarily; the pool then
+// sends with DATA, two round trips a message, and the messages arrive.
+func TestSMTPPoolChunkingUnanswered(t *testing.T) {
+	mb := startMailbox(t)
+	tc := startTurnCounter(t, mb.Addr)
+	host, port, _ := net.SplitHostPort(tc.addr)
+	p, _ := strconv.Atoi(port)
+	s := &mail.SMTP{Host: host, Port: p, From: "support@acme.example", TLS: "none", Connections: 1, Timeout: 500 * time.Millisecond}
+	t.Cleanup(s.Close)
+	ctx := context.Background()
+	if err := s.Send(ctx, message(1)); err != nil {
+		t.Fatal(err)
+	}
+	mb.Hold(1500 * time.Millisecond)
+	if err := s.Send(ctx, message(2)); err == nil || errors.Is(err, mail.ErrPermanent) {
+		t.Fatalf("a chunked message left unanswered: %v, want a temporary error", err)
+	}
+	mb.Hold(0)
+	waitFor(t, "the held message", func() bool { return mb.Count() == 2 })
+	if err := s.Send(ctx, message(3)); err != nil { // a new connection
+		t.Fatal(err)
+	}
+	before := tc.count()
+	for i := 4; i <= 5; i++ {
+		if err := s.Send(ctx, message(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := (tc.count() - before) / 2; got != 2 {
+		t.Fatalf("%d round trips a message after the unanswered one, want 2 (DATA)", got)
+	}
+	if n := mb.Count(); n != 5 {
+		t.Fatalf("the mailbox holds %d messages, want 5", n)
+	}
+}
+
 // TestSMTPPoolWaitRespectsTheContext: with every connection busy, a send
 // waits for one no longer than its context allows.
 func TestSMTPPoolWaitRespectsTheContext(t *testing.T) {
