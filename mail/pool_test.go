@@ -30,13 +30,22 @@ func startMailbox(t *testing.T) *e2e.Mailbox {
 	return mb
 }
 
+// smtpAt is a sender to the SMTP server at addr, closed when the test
+// ends.
+func smtpAt(t *testing.T, addr string, connections int, timeout time.Duration) *mail.SMTP {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(addr)
+	p, _ := strconv.Atoi(port)
+	s := &mail.SMTP{Host: host, Port: p, From: "support@acme.example", TLS: "none", Connections: connections, Timeout: timeout}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// smtpTo is a sender to mb that sends the way the test runs.
 func smtpTo(t *testing.T, mb *e2e.Mailbox, connections int) *mail.SMTP {
 	t.Helper()
-	host, port, _ := net.SplitHostPort(mb.Addr)
-	p, _ := strconv.Atoi(port)
-	s := &mail.SMTP{Host: host, Port: p, From: "support@acme.example", TLS: "none", Connections: connections, Timeout: 5 * time.Second}
+	s := smtpAt(t, mb.Addr, connections, 5*time.Second)
 	sendAs(s)
-	t.Cleanup(s.Close)
 	return s
 }
 
@@ -168,11 +177,8 @@ func (tc *turnCounter) count() int {
 func TestSMTPPoolPipelines(t *testing.T) {
 	mb := startMailbox(t)
 	tc := startTurnCounter(t, mb.Addr)
-	host, port, _ := net.SplitHostPort(tc.addr)
-	p, _ := strconv.Atoi(port)
-	s := &mail.SMTP{Host: host, Port: p, From: "support@acme.example", TLS: "none", Connections: 1, Timeout: 5 * time.Second}
+	s := smtpAt(t, tc.addr, 1, 5*time.Second)
 	want := sendAs(s)
-	t.Cleanup(s.Close)
 	ctx := context.Background()
 	if err := s.Send(ctx, message(1)); err != nil {
 		t.Fatal(err)
@@ -220,11 +226,8 @@ func TestSMTPPoolFarRelay(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			mb := startMailbox(t)
-			host, port, _ := net.SplitHostPort(mb.Addr)
-			p, _ := strconv.Atoi(port)
-			s := &mail.SMTP{Host: host, Port: p, From: "support@acme.example", TLS: "none", Connections: 1, Timeout: 5 * time.Second}
+			s := smtpAt(t, mb.Addr, 1, 5*time.Second)
 			c.setup(s)
-			t.Cleanup(s.Close)
 			if err := s.Send(context.Background(), message(1)); err != nil {
 				t.Fatal(err)
 			}
@@ -402,10 +405,7 @@ func TestSMTPPoolNeverSendsTwice(t *testing.T) {
 func TestSMTPPoolChunkingUnanswered(t *testing.T) {
 	mb := startMailbox(t)
 	tc := startTurnCounter(t, mb.Addr)
-	host, port, _ := net.SplitHostPort(tc.addr)
-	p, _ := strconv.Atoi(port)
-	s := &mail.SMTP{Host: host, Port: p, From: "support@acme.example", TLS: "none", Connections: 1, Timeout: 500 * time.Millisecond}
-	t.Cleanup(s.Close)
+	s := smtpAt(t, tc.addr, 1, 500*time.Millisecond)
 	ctx := context.Background()
 	if err := s.Send(ctx, message(1)); err != nil {
 		t.Fatal(err)
