@@ -226,9 +226,9 @@ func sendChunked(c *smtp.Client, msg *gomail.Msg, timeout time.Duration) error {
 // afterEnvelope is the outcome of the reply (err) to the command after
 // the envelope, DATA or BDAT, given the envelope's refusal (nil for
 // none): nil when the transaction goes on. step names that command's
-// failures, took is its success code and what it carried. Taken after a refusal, the session
-// is in no state to go on: the caller discards it, and the message is
-// tried again later.
+// failures, took is its success code and what it carried. Taken after a
+// refusal, the session is in no state to go on: the caller discards it,
+// and the message is tried again later.
 func afterEnvelope(refused *replyError, err error, step string, took int, what string) error {
 	switch {
 	case err != nil && replyCode(err) == 0:

@@ -146,7 +146,7 @@ func (l countingListener) Accept() (net.Conn, error) {
 	defer l.mb.connsMu.Unlock()
 	l.mb.accepted++
 	l.mb.open[c] = true
-	return &countedConn{Conn: c, mb: l.mb, lineDone: make(chan struct{})}, nil
+	return &countedConn{Conn: c, mb: l.mb}, nil
 }
 
 // countedConn leaves the Mailbox's open connections when closed. It also
@@ -193,7 +193,7 @@ func (c *countedConn) flush() error {
 	}
 	if d := time.Duration(c.mb.delay.Load()); d > 0 || c.line != nil {
 		if c.line == nil {
-			c.line = make(chan delayed, 64)
+			c.line, c.lineDone = make(chan delayed, 64), make(chan struct{})
 			go c.sendDelayed()
 		}
 		c.line <- delayed{b: append([]byte(nil), c.replies...), due: time.Now().Add(d)}
@@ -226,14 +226,15 @@ func (c *countedConn) Read(p []byte) (int, error) {
 func (c *countedConn) Close() error {
 	c.once.Do(func() {
 		_ = c.flush()
+		// What is on its way arrives before the end.
 		c.mu.Lock()
-		if c.line != nil {
-			// What is on its way arrives before the end.
-			close(c.line)
-			c.mu.Unlock()
-			<-c.lineDone
-		} else {
-			c.mu.Unlock()
+		line, done := c.line, c.lineDone
+		if line != nil {
+			close(line)
+		}
+		c.mu.Unlock()
+		if done != nil {
+			<-done
 		}
 		c.mb.connsMu.Lock()
 		delete(c.mb.open, c.Conn)
