@@ -42,7 +42,8 @@ type Portal struct {
 	Now func() time.Time
 	// ConfiguredSecret, when set, is used instead of the stored one.
 	ConfiguredSecret []byte
-	// OutboxWorkers is the number of concurrent mail deliveries.
+	// OutboxWorkers fixes the number of concurrent mail deliveries; 0
+	// adapts it to their latency.
 	OutboxWorkers int
 	// Metrics, when set, count sign-ins, mail and gate decisions.
 	Metrics *Metrics

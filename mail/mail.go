@@ -56,7 +56,9 @@ type SMTP struct {
 	// TLSConfig overrides the TLS client configuration (tests: a private CA).
 	TLSConfig *tls.Config
 	// Connections is how many connections may be open at once; a send
-	// waits for one when all are busy. Default 4.
+	// waits for one when all are busy. Default 32, the most deliveries an
+	// adaptive outbox has under way: the pool opens them as the outbox's
+	// concurrency grows, and closes the idle ones.
 	Connections int
 	// IdleTimeout is how long a connection may wait for the next message
 	// before it is closed. Default 30 seconds.
@@ -122,7 +124,7 @@ func (s *SMTP) connections() (*connPool, error) {
 		}
 		n, idle := s.Connections, s.IdleTimeout
 		if n <= 0 {
-			n = 4
+			n = adaptiveMax
 		}
 		if idle <= 0 {
 			idle = 30 * time.Second

@@ -34,7 +34,9 @@ type Outbox struct {
 	// OnDone, when set, is told about a message that left the outbox:
 	// delivered, or given up.
 	OnDone func(m storage.OutboxMessage)
-	// Workers is the number of concurrent deliveries. Default 4.
+	// Workers fixes the number of concurrent deliveries of each kind.
+	// Default 0: adapted to the deliveries' latency, from 1 to 32
+	// (concurrency.go), starting at 4.
 	Workers int
 	// Lease is how long a claimed message is hidden from other workers.
 	// Default 2 minutes.
@@ -49,6 +51,13 @@ type Outbox struct {
 	wakeOnce sync.Once
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
+
+	// workers is how many messages may be claimed and not yet done:
+	// Workers, or adaptiveMax. Each kind's deliveries then wait for a
+	// slot of their kind's limit.
+	workers  int
+	limitsMu sync.Mutex
+	limits   map[string]*deliveryLimit
 
 	// outages are the delivery outages per message kind, logged once
 	// each, with a count when they end.
@@ -65,8 +74,9 @@ type Outbox struct {
 
 // Start launches the workers; they run until Stop, or until ctx ends.
 func (o *Outbox) Start(ctx context.Context) {
-	if o.Workers <= 0 {
-		o.Workers = 4
+	o.workers = o.Workers
+	if o.workers <= 0 {
+		o.workers = adaptiveMax
 	}
 	if o.Lease <= 0 {
 		o.Lease = 2 * time.Minute
@@ -85,7 +95,7 @@ func (o *Outbox) Start(ctx context.Context) {
 	jobs := make(chan storage.OutboxMessage)
 	o.wg.Add(1)
 	go o.claimLoop(ctx, jobs)
-	for range o.Workers {
+	for range o.workers {
 		o.wg.Add(1)
 		go func() {
 			defer o.wg.Done()
@@ -127,7 +137,7 @@ func (o *Outbox) claimLoop(ctx context.Context, jobs chan<- storage.OutboxMessag
 	failing := false
 	for {
 		o.settleAgain(ctx)
-		msgs, err := o.Store.ClaimOutbox(ctx, o.Lease, o.Workers)
+		msgs, err := o.Store.ClaimOutbox(ctx, o.Lease, o.workers)
 		switch {
 		case err != nil && !failing && ctx.Err() == nil:
 			// A claim cut short by Stop is no outage.
@@ -145,7 +155,7 @@ func (o *Outbox) claimLoop(ctx context.Context, jobs chan<- storage.OutboxMessag
 				return
 			}
 		}
-		if len(msgs) == o.Workers {
+		if len(msgs) == o.workers {
 			continue // there may be more
 		}
 		select {
@@ -169,10 +179,49 @@ func (o *Outbox) release(msgs []storage.OutboxMessage) {
 	}
 }
 
+// limit is the delivery limit of a kind of message.
+func (o *Outbox) limit(kind string) *deliveryLimit {
+	o.limitsMu.Lock()
+	defer o.limitsMu.Unlock()
+	l := o.limits[kind]
+	if l == nil {
+		if o.limits == nil {
+			o.limits = map[string]*deliveryLimit{}
+		}
+		l = newDeliveryLimit(o.Workers)
+		o.limits[kind] = l
+	}
+	return l
+}
+
+// Concurrency is how many deliveries of a kind may be under way at once
+// now: Workers, or what the outbox adapted to.
+func (o *Outbox) Concurrency(kind string) int {
+	return o.limit(kind).current()
+}
+
 func (o *Outbox) deliver(ctx context.Context, m storage.OutboxMessage) {
+	l := o.limit(m.Kind)
+	s, err := l.acquire(ctx)
+	if err != nil {
+		// Stopping while it waited for its turn: the next process (or
+		// config) sends it at once.
+		o.release([]storage.OutboxMessage{m})
+		return
+	}
 	dctx, cancel := context.WithTimeout(ctx, o.Lease/2)
+	start := time.Now()
 	events, err := o.Deliver(dctx, m)
+	took := time.Since(start)
 	cancel()
+	switch {
+	case err == nil:
+		l.release(s, took, delivered)
+	case errors.Is(err, ErrPermanent), errors.Is(err, ErrDeferred), ctx.Err() != nil:
+		l.release(s, took, noSample)
+	default:
+		l.release(s, took, failedTemporarily)
+	}
 	// Finish the bookkeeping even when stopping, so the message is not
 	// sent twice after a restart.
 	bg := context.WithoutCancel(ctx)

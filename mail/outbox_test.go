@@ -158,3 +158,83 @@ func TestOutboxStoresDeliveryEvents(t *testing.T) {
 		t.Fatalf("audit trail %+v, want the one code_sent of the delivery", events)
 	}
 }
+
+// deliverCounting is an outbox's Deliver that sends each message through
+// s and keeps the most deliveries it saw under way at once.
+func deliverCounting(s *mail.SMTP, most *atomic.Int32) func(context.Context, storage.OutboxMessage) ([]storage.AuditEvent, error) {
+	var under atomic.Int32
+	return func(ctx context.Context, m storage.OutboxMessage) ([]storage.AuditEvent, error) {
+		n := under.Add(1)
+		defer under.Add(-1)
+		for {
+			seen := most.Load()
+			if n <= seen || most.CompareAndSwap(seen, n) {
+				break
+			}
+		}
+		return nil, s.Send(ctx, mail.Message{To: "p@acme.example", Subject: "Your sign-in code", Text: m.ID})
+	}
+}
+
+// fillOutbox opens a Badger store with n code messages waiting.
+func fillOutbox(t *testing.T, n int) storage.Store {
+	t.Helper()
+	store, err := badgerstore.Open(t.TempDir(), badgerstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	for range n {
+		if err := store.Enqueue(context.Background(), storage.OutboxMessage{Kind: "code", Payload: []byte("{}"), NotAfter: time.Now().Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return store
+}
+
+// TestOutboxAdaptsToAFarRelay: against a real SMTP server whose replies
+// take 20 ms (a relay across a network), the outbox at its defaults has
+// more deliveries under way than the 4 it starts with, and the pool opens
+// connections for them: 600 codes do not wait 600 × 20 ms / 4.
+func TestOutboxAdaptsToAFarRelay(t *testing.T) {
+	const n = 600
+	mb := startMailbox(t)
+	s := smtpAt(t, mb.Addr, 0, 5*time.Second)
+	mb.Delay(20 * time.Millisecond)
+	store := fillOutbox(t, n)
+	var most atomic.Int32
+	o := &mail.Outbox{Store: store, Poll: 10 * time.Millisecond, Logger: zap.NewNop(), Deliver: deliverCounting(s, &most),
+		OnAttemptFailed: func(m storage.OutboxMessage, err error) { t.Errorf("attempt failed: %v", err) }}
+	start := time.Now()
+	o.Start(context.Background())
+	defer o.Stop()
+	for mb.Count() < n && time.Since(start) < 60*time.Second {
+		time.Sleep(10 * time.Millisecond)
+	}
+	took := time.Since(start)
+	if mb.Count() != n {
+		t.Fatalf("%d of %d messages delivered in %s", mb.Count(), n, took)
+	}
+	t.Logf("%d messages in %s; at most %d under way, the limit now %d", n, took, most.Load(), o.Concurrency("code"))
+	if most.Load() <= 8 {
+		t.Fatalf("at most %d deliveries under way against a relay 20 ms away, want more than 8", most.Load())
+	}
+}
+
+// TestOutboxWorkersFixTheConcurrency: with Workers set, no more than that
+// many deliveries are under way, however far the relay.
+func TestOutboxWorkersFixTheConcurrency(t *testing.T) {
+	const n = 60
+	mb := startMailbox(t)
+	s := smtpAt(t, mb.Addr, 0, 5*time.Second)
+	mb.Delay(5 * time.Millisecond)
+	store := fillOutbox(t, n)
+	var most atomic.Int32
+	o := &mail.Outbox{Store: store, Workers: 3, Poll: 10 * time.Millisecond, Logger: zap.NewNop(), Deliver: deliverCounting(s, &most)}
+	o.Start(context.Background())
+	defer o.Stop()
+	waitFor(t, "every message delivered", func() bool { return mb.Count() == n })
+	if most.Load() != 3 || o.Concurrency("code") != 3 {
+		t.Fatalf("at most %d under way, the limit %d; want 3 and 3", most.Load(), o.Concurrency("code"))
+	}
+}

@@ -57,7 +57,10 @@ type App struct {
 	// handlers.DefaultLimits.
 	Limits *LimitsConfig `json:"limits,omitempty"`
 
-	// OutboxWorkers is the number of concurrent mail deliveries. Default 4.
+	// OutboxWorkers fixes the number of concurrent mail deliveries, from
+	// 1 to 64. Default: adapted to how long deliveries take, from 1 to 32
+	// (more at once against a relay far away, fewer when the machine's
+	// cores are busy), starting at 4.
 	OutboxWorkers int `json:"outbox_workers,omitempty"`
 
 	// LogEmails is how contact emails appear in the portal.audit log:
@@ -101,7 +104,9 @@ type MailConfig struct {
 	// Connections is how many connections to the SMTP server may be open
 	// at once, from 1 to 64. They stay open between messages, so that a
 	// rush of sign-ins does not open one per code; a message waits for a
-	// free one when all are busy. Default: 4.
+	// free one when all are busy. Default: as many as the outbox has
+	// deliveries under way (at most 32); set it where the provider limits
+	// the connections of one account.
 	Connections int `json:"connections,omitempty"`
 	// IdleTimeout is how long an open connection may wait for the next
 	// message before it is closed; keep it below the server's own idle

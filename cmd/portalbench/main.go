@@ -60,8 +60,8 @@ func main() {
 	rushN := flag.Int("rush", 0, "instead of the rounds: a sign-in rush of this many distinct contacts (email, code from a real SMTP server, session); on Badger, or with -storage redis on two Caddy instances sharing one Redis")
 	rushClients := flag.Int("clients", 64, "with -rush: concurrent clients")
 	rushRate := flag.Float64("rate", 0, "with -rush: start this many sign-ins per second (open loop) instead of as many as the clients can")
-	flag.IntVar(&smtpConnections, "smtp-connections", 0, "with -rush: mail smtp { connections } (0: the default, 4)")
-	flag.IntVar(&outboxWorkers, "outbox-workers", 0, "with -rush: the portal's outbox_workers (0: the default, 4)")
+	flag.IntVar(&smtpConnections, "smtp-connections", 0, "with -rush: mail smtp { connections } (0: the default, following the outbox)")
+	flag.IntVar(&outboxWorkers, "outbox-workers", 0, "with -rush: the portal's outbox_workers (0: the default, adapted to the deliveries' latency)")
 	flag.DurationVar(&smtpDelay, "smtp-delay", 0, "with -rush: the SMTP server's replies reach Caddy this much later, as from a relay a round trip of this length away")
 	flag.BoolVar(&rushTimeline, "timeline", false, "with -rush: also print, for every second of the rush, the mail latency of the codes asked for in it (p50, p99, max): where the tail comes from")
 	var so soakOptions

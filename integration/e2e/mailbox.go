@@ -56,10 +56,15 @@ type Mailbox struct {
 	reject atomic.Int32
 	hold   atomic.Int64
 	delay  atomic.Int64
-	got    chan Mail
 
 	mu   sync.Mutex
 	msgs []Mail
+	// waited is how many of msgs Wait has returned; arrived is closed
+	// (and replaced) when one more arrives. A session never waits for
+	// a reader: the server takes any number of messages nobody waits
+	// for.
+	waited  int
+	arrived chan struct{}
 
 	// connsMu guards the connections: how many were accepted, and those
 	// still open.
@@ -78,7 +83,7 @@ func StartMailbox(addr string) (*Mailbox, error) {
 		}
 		addr = fmt.Sprintf("127.0.0.1:%d", port)
 	}
-	mb := &Mailbox{Addr: addr, got: make(chan Mail, 100), open: map[net.Conn]bool{}}
+	mb := &Mailbox{Addr: addr, arrived: make(chan struct{}), open: map[net.Conn]bool{}}
 	mb.srv = smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &session{mb: mb}, nil }))
 	mb.srv.Domain = "localhost"
 	mb.srv.AllowInsecureAuth = true
@@ -263,11 +268,23 @@ func (mb *Mailbox) Close() error { return mb.srv.Close() }
 // Wait returns the next message not yet waited for, or an error when none
 // arrives within timeout.
 func (mb *Mailbox) Wait(timeout time.Duration) (Mail, error) {
-	select {
-	case m := <-mb.got:
-		return m, nil
-	case <-time.After(timeout):
-		return Mail{}, fmt.Errorf("no mail arrived within %s", timeout)
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		mb.mu.Lock()
+		if mb.waited < len(mb.msgs) {
+			m := mb.msgs[mb.waited]
+			mb.waited++
+			mb.mu.Unlock()
+			return m, nil
+		}
+		arrived := mb.arrived
+		mb.mu.Unlock()
+		select {
+		case <-arrived:
+		case <-deadline.C:
+			return Mail{}, fmt.Errorf("no mail arrived within %s", timeout)
+		}
 	}
 }
 
@@ -307,8 +324,9 @@ func (s *session) Data(r io.Reader) error {
 	s.cur.Data = string(b)
 	s.mb.mu.Lock()
 	s.mb.msgs = append(s.mb.msgs, s.cur)
+	close(s.mb.arrived)
+	s.mb.arrived = make(chan struct{})
 	s.mb.mu.Unlock()
-	s.mb.got <- s.cur
 	time.Sleep(time.Duration(s.mb.hold.Load()))
 	return nil
 }

@@ -1,0 +1,192 @@
+package mail
+
+import (
+	"context"
+	"math"
+	"sync"
+	"time"
+)
+
+// Adaptive delivery concurrency. How many deliveries should be under way
+// at once depends on where the time of one goes: against a relay 20 ms
+// away a delivery mostly waits, and 600 codes a second need about 13 at
+// once (Little's law); against a relay on the same machine, or on a
+// machine whose cores are busy, a delivery mostly computes, and more at
+// once only take cores from the sign-in pages without sending more. So
+// the outbox measures it the way TCP Vegas does (Brakmo and Peterson,
+// 1995; Netflix's concurrency-limits library uses the same rule for
+// servers): the shortest delivery seen lately is what one costs without
+// queueing, and limit × (1 − shortest/latest) is how many of those under
+// way are only waiting their turn somewhere (in the relay, for a
+// connection, for a core). Few waiting and every slot used: one more
+// slot; many waiting: one fewer; a failed attempt (the relay refusing,
+// a connection lost): half.
+const (
+	// adaptiveStart is the limit an adaptive outbox starts at: the
+	// fixed default before, right for a relay on the same network.
+	adaptiveStart = 4
+	// adaptiveMax bounds the deliveries under way at once, and is the
+	// default size of the SMTP connection pool that follows them: 32 at
+	// once carry about 1,500 codes a second against a relay 20 ms away.
+	adaptiveMax = 32
+	// noLoadSamples is how many deliveries a shortest latency stands
+	// for before the next one replaces it, so that a relay that got
+	// farther (a new route, a failover) is learned, and one early lucky
+	// sample is forgotten.
+	noLoadSamples = 500
+)
+
+// deliveryLimit is how many deliveries of one kind may be under way at
+// once: fixed, or adapted to their latency.
+type deliveryLimit struct {
+	mu sync.Mutex
+	// limit is the current bound; its integer part is what acquire lets
+	// through (but while probing).
+	limit    float64
+	min, max float64
+	fixed    bool
+	inflight int
+	// noLoad is the shortest delivery seen since the last probe.
+	noLoad  time.Duration
+	samples int
+	// A probe measures noLoad again with half the deliveries under way:
+	// under a backlog that never ends, the shortest delivery of the
+	// past is all there is to compare with, and one that was lucky, or
+	// a relay that has moved farther away, would hold the limit down
+	// for good. probeLimit is the bound while probing (0: not), gen
+	// tells the deliveries that started inside it, probeMin and
+	// probeLeft collect their latencies.
+	probeLimit int
+	gen        uint64
+	probeMin   time.Duration
+	probeLeft  int
+	// freed is closed (and replaced) when a slot frees or the limit
+	// grows, waking the deliveries waiting in acquire.
+	freed chan struct{}
+}
+
+// newDeliveryLimit returns a limit fixed at n, or, for n <= 0, an adaptive
+// one from 1 to adaptiveMax that starts at adaptiveStart.
+func newDeliveryLimit(n int) *deliveryLimit {
+	if n > 0 {
+		return &deliveryLimit{limit: float64(n), min: float64(n), max: float64(n), fixed: true, freed: make(chan struct{})}
+	}
+	return &deliveryLimit{limit: adaptiveStart, min: 1, max: adaptiveMax, freed: make(chan struct{})}
+}
+
+// slot is a delivery's place under the limit, from acquire to release.
+type slot struct {
+	// busy is how many deliveries were under way when it began.
+	busy int
+	gen  uint64
+}
+
+// acquire waits for a free slot.
+func (l *deliveryLimit) acquire(ctx context.Context) (slot, error) {
+	for {
+		l.mu.Lock()
+		if l.inflight < l.bound() {
+			s := slot{busy: l.inflight, gen: l.gen}
+			l.inflight++
+			l.mu.Unlock()
+			return s, nil
+		}
+		freed := l.freed
+		l.mu.Unlock()
+		select {
+		case <-freed:
+		case <-ctx.Done():
+			return slot{}, ctx.Err()
+		}
+	}
+}
+
+// bound is what acquire lets through now; l.mu is held.
+func (l *deliveryLimit) bound() int {
+	if l.probeLimit > 0 {
+		return l.probeLimit
+	}
+	return int(l.limit)
+}
+
+// outcome is what one delivery tells the limit.
+type outcome int
+
+const (
+	// delivered: the delivery finished, latency is a sample.
+	delivered outcome = iota
+	// failedTemporarily: the relay refused or the connection failed;
+	// the limit halves.
+	failedTemporarily
+	// noSample: the delivery says nothing about the relay (a message
+	// dropped for its own reasons, deferred, cut short by a stop).
+	noSample
+)
+
+// release frees the slot taken by acquire and adapts the limit to the
+// delivery's latency.
+func (l *deliveryLimit) release(s slot, latency time.Duration, o outcome) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.inflight--
+	before := l.bound()
+	if !l.fixed {
+		l.adapt(s, latency, o)
+	}
+	if l.inflight < l.bound() || l.bound() > before {
+		close(l.freed)
+		l.freed = make(chan struct{})
+	}
+}
+
+// adapt is Vegas's rule; l.mu is held.
+func (l *deliveryLimit) adapt(s slot, latency time.Duration, o outcome) {
+	switch o {
+	case noSample:
+		return
+	case failedTemporarily:
+		l.limit = max(l.min, math.Floor(l.limit/2))
+		l.probeLimit = 0
+		return
+	}
+	latency = max(latency, time.Nanosecond)
+	if l.probeLimit > 0 {
+		if s.gen != l.gen {
+			return // began before the probe, with more under way
+		}
+		if l.probeMin == 0 || latency < l.probeMin {
+			l.probeMin = latency
+		}
+		if l.probeLeft--; l.probeLeft <= 0 {
+			l.noLoad, l.probeLimit, l.samples = l.probeMin, 0, 0
+		}
+		return
+	}
+	if l.noLoad == 0 || latency < l.noLoad {
+		l.noLoad = latency
+	}
+	if l.samples++; l.samples >= noLoadSamples {
+		l.gen++
+		l.probeLimit = max(1, int(l.limit)/2)
+		l.probeLeft, l.probeMin = l.probeLimit, 0
+		return
+	}
+	queued := l.limit * (1 - float64(l.noLoad)/float64(latency))
+	lg := math.Log10(l.limit)
+	alpha, beta := max(2, 3*lg), max(4, 6*lg)
+	switch {
+	case queued > beta:
+		l.limit = max(l.min, l.limit-1)
+	case queued < alpha && 2*(s.busy+1) >= int(l.limit):
+		// Grow only while the deliveries use the slots they have: a
+		// limit that is not reached says nothing about a larger one.
+		l.limit = min(l.max, l.limit+1)
+	}
+}
+
+// current is what acquire lets through now, for metrics and tests.
+func (l *deliveryLimit) current() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.bound()
+}
