@@ -122,3 +122,64 @@ func TestDeliveryLimitFixed(t *testing.T) {
 		t.Fatal("a fourth delivery got a slot of 3")
 	}
 }
+
+// TestDeliveryLimitNearRelay: deliveries that take 1 ms however many are
+// under way (a relay on loopback: the time is the machine's own work) do
+// not get more at once than the start.
+func TestDeliveryLimitNearRelay(t *testing.T) {
+	l := newDeliveryLimit(0)
+	seen := run(l, 200, func(int) time.Duration { return time.Millisecond }, delivered)
+	for _, n := range seen {
+		if n > adaptiveStart {
+			t.Fatalf("limits %v: grew past %d against a relay 1 ms away", seen, adaptiveStart)
+		}
+	}
+}
+
+// TestDeliveryLimitFirstComeFirstServed: waiting deliveries get slots in
+// the order they came; one that gives up leaves the queue.
+func TestDeliveryLimitFirstComeFirstServed(t *testing.T) {
+	l := newDeliveryLimit(1)
+	first, _ := l.acquire(context.Background())
+	got := make(chan int, 3)
+	waiting := func(n int) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+			l.mu.Lock()
+			w := len(l.waiting)
+			l.mu.Unlock()
+			if w == n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d waiting, want %d", w, n)
+			}
+		}
+	}
+	ctx, giveUp := context.WithCancel(context.Background())
+	for i := range 3 {
+		c := context.Background()
+		if i == 1 {
+			c = ctx
+		}
+		go func() {
+			s, err := l.acquire(c)
+			if err != nil {
+				got <- -1
+				return
+			}
+			got <- i
+			l.release(s, time.Millisecond, delivered)
+		}()
+		waiting(i + 1)
+	}
+	giveUp()
+	if n := <-got; n != -1 {
+		t.Fatalf("%d got a slot first, want the one that gave up to leave", n)
+	}
+	waiting(2)
+	l.release(first, time.Millisecond, delivered)
+	if a, b := <-got, <-got; a != 0 || b != 2 {
+		t.Fatalf("slots went to %d then %d, want 0 then 2", a, b)
+	}
+}
