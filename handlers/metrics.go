@@ -74,6 +74,8 @@ func NewMetrics(reg prometheus.Registerer, p *Portal) (*Metrics, error) {
 		m.webhooksSent, m.webhookFailures,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "mail_queue_depth",
 			Help: "Messages waiting in the mail outbox."}, p.QueueDepth),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "mail_concurrency",
+			Help: "Code emails this instance may have under way at once: outbox_workers, or what the outbox adapted to."}, p.MailConcurrency),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "mail_oldest_queued_seconds",
 			Help: "Age of the oldest message this instance has failed to deliver and is still retrying; 0 when none."}, p.OldestQueued),
 	} {
@@ -163,6 +165,15 @@ func (p *Portal) OldestQueued() float64 {
 		return 0
 	}
 	return max(now.Sub(oldest).Seconds(), 0)
+}
+
+// MailConcurrency is how many code emails may be under way at once now,
+// for the mail_concurrency gauge.
+func (p *Portal) MailConcurrency() float64 {
+	if p.state.Load() == nil {
+		return 0 // not started: the outbox may not exist yet
+	}
+	return float64(p.outbox.Concurrency(kindCode))
 }
 
 // QueueDepth reads the outbox length for the mail_queue_depth gauge.

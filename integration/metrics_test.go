@@ -71,6 +71,10 @@ func (g *gateway) metric(series string) (float64, bool) {
 func TestMetricsFromStartAndMailAttemptFailures(t *testing.T) {
 	g := newGateway(t)
 	g.start()
+	// The outbox adapts how many codes go out at once; it starts at 4.
+	if v, ok := g.metric("portalgate_mail_concurrency"); !ok || v != 4 {
+		t.Errorf("at start portalgate_mail_concurrency = %v (present: %v), want 4", v, ok)
+	}
 	for _, series := range []string{
 		`portalgate_signins_total{method="code",outcome="success",workspace="acme"}`,
 		`portalgate_signins_total{method="code",outcome="failure",workspace="acme"}`,
