@@ -30,9 +30,9 @@ const (
 	// once carry about 1,500 codes a second against a relay 20 ms away.
 	adaptiveMax = 32
 	// noLoadSamples is how many deliveries a shortest latency stands
-	// for before the next one replaces it, so that a relay that got
-	// farther (a new route, a failover) is learned, and one early lucky
-	// sample is forgotten.
+	// for before a probe measures it again (deliveryLimit), so that a
+	// relay that got farther (a new route, a failover) is learned, and
+	// one early lucky sample is forgotten.
 	noLoadSamples = 500
 	// farLatency is the unloaded delivery that more than adaptiveStart at
 	// once can help: one shorter is mostly the machine's own work (a relay

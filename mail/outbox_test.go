@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/kdesk/portalgate/integration/e2e"
 	"github.com/kdesk/portalgate/mail"
 	"github.com/kdesk/portalgate/storage"
 	"github.com/kdesk/portalgate/storage/badgerstore"
@@ -192,19 +193,27 @@ func fillOutbox(t *testing.T, n int) storage.Store {
 	return store
 }
 
+// outboxToRelay is an outbox, not started, with n code messages waiting
+// and a Deliver that sends them to a real SMTP server whose replies take
+// delay; most counts the deliveries under way at once.
+func outboxToRelay(t *testing.T, n int, delay time.Duration, workers int) (*e2e.Mailbox, *mail.Outbox, *atomic.Int32) {
+	t.Helper()
+	mb := startMailbox(t)
+	s := smtpAt(t, mb.Addr, 0, 5*time.Second)
+	mb.Delay(delay)
+	most := new(atomic.Int32)
+	o := &mail.Outbox{Store: fillOutbox(t, n), Workers: workers, Poll: 10 * time.Millisecond, Logger: zap.NewNop(), Deliver: deliverCounting(s, most)}
+	return mb, o, most
+}
+
 // TestOutboxAdaptsToAFarRelay: against a real SMTP server whose replies
 // take 20 ms (a relay across a network), the outbox at its defaults has
 // more deliveries under way than the 4 it starts with, and the pool opens
 // connections for them: 600 codes do not wait 600 × 20 ms / 4.
 func TestOutboxAdaptsToAFarRelay(t *testing.T) {
 	const n = 600
-	mb := startMailbox(t)
-	s := smtpAt(t, mb.Addr, 0, 5*time.Second)
-	mb.Delay(20 * time.Millisecond)
-	store := fillOutbox(t, n)
-	var most atomic.Int32
-	o := &mail.Outbox{Store: store, Poll: 10 * time.Millisecond, Logger: zap.NewNop(), Deliver: deliverCounting(s, &most),
-		OnAttemptFailed: func(m storage.OutboxMessage, err error) { t.Errorf("attempt failed: %v", err) }}
+	mb, o, most := outboxToRelay(t, n, 20*time.Millisecond, 0)
+	o.OnAttemptFailed = func(m storage.OutboxMessage, err error) { t.Errorf("attempt failed: %v", err) }
 	start := time.Now()
 	o.Start(context.Background())
 	defer o.Stop()
@@ -225,12 +234,7 @@ func TestOutboxAdaptsToAFarRelay(t *testing.T) {
 // many deliveries are under way, however far the relay.
 func TestOutboxWorkersFixTheConcurrency(t *testing.T) {
 	const n = 60
-	mb := startMailbox(t)
-	s := smtpAt(t, mb.Addr, 0, 5*time.Second)
-	mb.Delay(5 * time.Millisecond)
-	store := fillOutbox(t, n)
-	var most atomic.Int32
-	o := &mail.Outbox{Store: store, Workers: 3, Poll: 10 * time.Millisecond, Logger: zap.NewNop(), Deliver: deliverCounting(s, &most)}
+	mb, o, most := outboxToRelay(t, n, 5*time.Millisecond, 3)
 	o.Start(context.Background())
 	defer o.Stop()
 	waitFor(t, "every message delivered", func() bool { return mb.Count() == n })
