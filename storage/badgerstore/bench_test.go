@@ -13,7 +13,8 @@ import (
 )
 
 // benchContacts is the size of the contact benchmarks' workspace:
-// PORTALGATE_BENCH_CONTACTS, default 1,000.
+// PORTALGATE_BENCH_CONTACTS, default 1,000, in a store compressed as
+// PORTALGATE_BENCH_COMPRESSION says (default: the store's, zstd).
 //
 //	PORTALGATE_BENCH_CONTACTS=1000000 go test -run '^$' -bench 'ContactByEmail|ContactsPage' ./storage/badgerstore/
 func benchContacts(b *testing.B) (*badgerstore.Store, []storage.Contact) {
@@ -21,7 +22,7 @@ func benchContacts(b *testing.B) (*badgerstore.Store, []storage.Contact) {
 	if n <= 0 {
 		n = 1000
 	}
-	s, err := badgerstore.Open(b.TempDir(), badgerstore.Options{})
+	s, err := badgerstore.Open(b.TempDir(), badgerstore.Options{Compression: os.Getenv("PORTALGATE_BENCH_COMPRESSION")})
 	if err != nil {
 		b.Fatal(err)
 	}
