@@ -210,9 +210,10 @@ func (o *Outbox) deliver(ctx context.Context, m storage.OutboxMessage) {
 		return
 	}
 	dctx, cancel := context.WithTimeout(ctx, o.Lease/2)
+	dctx, setup := withSetup(dctx)
 	start := time.Now()
 	events, err := o.Deliver(dctx, m)
-	took := time.Since(start)
+	took := time.Since(start) - time.Duration(setup.Load())
 	cancel()
 	switch {
 	case err == nil:

@@ -242,3 +242,45 @@ func TestOutboxWorkersFixTheConcurrency(t *testing.T) {
 		t.Fatalf("at most %d under way, the limit %d; want 3 and 3", most.Load(), o.Concurrency("code"))
 	}
 }
+
+// TestOutboxLimitSurvivesReconnects: after a quiet spell long enough for
+// the pool to close its idle connections, the next burst's deliveries
+// open new ones (greeting and EHLO: two more round trips each). That is
+// setup, not a queue: the limit the outbox had learned holds, instead of
+// falling by one for every delivery that had to connect first.
+func TestOutboxLimitSurvivesReconnects(t *testing.T) {
+	const n = 600
+	mb := startMailbox(t)
+	s := smtpAt(t, mb.Addr, 0, 5*time.Second)
+	s.IdleTimeout = 200 * time.Millisecond
+	mb.Delay(20 * time.Millisecond)
+	store := fillOutbox(t, n)
+	o := &mail.Outbox{Store: store, Poll: 10 * time.Millisecond, Logger: zap.NewNop(), Deliver: deliverCounting(s, new(atomic.Int32))}
+	o.Start(context.Background())
+	defer o.Stop()
+	waitFor(t, "the first burst delivered", func() bool { return mb.Count() == n })
+	learned := o.Concurrency("code")
+	if learned < 16 {
+		t.Fatalf("the limit is %d after %d codes to a relay 20 ms away, want 16 or more", learned, n)
+	}
+	time.Sleep(400 * time.Millisecond) // every connection idle past its timeout
+	for range 200 {
+		if err := store.Enqueue(context.Background(), storage.OutboxMessage{Kind: "code", Payload: []byte("{}"), NotAfter: time.Now().Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o.Wake()
+	lowest := learned
+	deadline := time.Now().Add(30 * time.Second)
+	for mb.Count() < n+200 && time.Now().Before(deadline) {
+		lowest = min(lowest, o.Concurrency("code"))
+		time.Sleep(time.Millisecond)
+	}
+	if mb.Count() != n+200 {
+		t.Fatalf("%d of %d delivered", mb.Count(), n+200)
+	}
+	t.Logf("limit %d after the first burst, at least %d during the second", learned, lowest)
+	if lowest < learned/2 {
+		t.Fatalf("the limit fell from %d to %d while the pool reconnected", learned, lowest)
+	}
+}

@@ -151,7 +151,9 @@ func (p *connPool) take(ctx context.Context) (*pooledConn, error) {
 
 // dial opens a new connection: EHLO, STARTTLS and AUTH as configured.
 func (p *connPool) dial(ctx context.Context) (*pooledConn, error) {
+	start := time.Now()
 	c, err := p.dialer.DialToSMTPClientWithContext(ctx)
+	addSetup(ctx, time.Since(start))
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the smtp server: %w", err)
 	}
