@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"slices"
 	"strconv"
 	"strings"
@@ -228,7 +229,7 @@ func (p *Portal) deliverWebhook(ctx context.Context, m storage.OutboxMessage) er
 	req.Header.Set("webhook-id", job.ID)
 	req.Header.Set("webhook-timestamp", ts)
 	req.Header.Set("webhook-signature", signWebhook(hook.Key, job.ID, ts, job.Body))
-	resp, err := p.webhookClient().Do(req)
+	resp, err := p.webhookClient().Do(withConnectTime(req))
 	if err == nil {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		resp.Body.Close()
@@ -272,4 +273,29 @@ func (p *Portal) webhookClient() *http.Client {
 	return webhookHTTP
 }
 
-var webhookHTTP = &http.Client{Timeout: 10 * time.Second}
+// webhookHTTP keeps as many idle connections to a receiver as the outbox
+// has webhooks under way (Go's default transport keeps 2: after a burst
+// the rest were closed, and the next burst opened them again).
+var webhookHTTP = &http.Client{Timeout: 10 * time.Second, Transport: webhookTransport()}
+
+func webhookTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = mail.MaxConcurrency
+	return t
+}
+
+// withConnectTime reports the time req spends opening a new connection
+// (DNS, TCP, TLS) to the outbox, which leaves it out of the delivery's
+// latency (mail.WithSetup).
+func withConnectTime(req *http.Request) *http.Request {
+	ctx := req.Context()
+	var asked time.Time
+	return req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GetConn: func(string) { asked = time.Now() },
+		GotConn: func(c httptrace.GotConnInfo) {
+			if !c.Reused {
+				mail.AddSetup(ctx, time.Since(asked))
+			}
+		},
+	}))
+}

@@ -5,13 +5,19 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/kdesk/portalgate/mail"
+	"github.com/kdesk/portalgate/storage"
 )
 
 // receiver is a webhook endpoint that records what it gets; fail makes
@@ -143,5 +149,57 @@ func TestParseWebhookSecret(t *testing.T) {
 		if _, err := ParseWebhookSecret(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// TestWebhookConnectionsKept: deliveries to one receiver reuse their
+// connections, as many as the outbox has under way at once, from one
+// burst of events to the next. Go's default transport keeps 2 idle
+// connections a host: after each burst of 16 it closed 14, and the next
+// burst opened them again (a TCP and TLS handshake each).
+func TestWebhookConnectionsKept(t *testing.T) {
+	const burst, bursts = 16, 10
+	var opened atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		time.Sleep(5 * time.Millisecond) // a receiver doing some work
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			opened.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	tp := newTestPortal(t, func(p *Portal) {
+		p.Workspaces["acme"].Webhooks = []*Webhook{{URL: srv.URL, Key: webhookKey, Events: []string{WebhookSignIn}}}
+	})
+	// setup[b] is what the bursts' deliveries reported as connection
+	// setup to the outbox (mail.WithSetup).
+	var setup [bursts]atomic.Int64
+	for b := range bursts {
+		var wg sync.WaitGroup
+		for i := range burst {
+			wg.Go(func() {
+				ctx, took := mail.WithSetup(t.Context())
+				job, _ := json.Marshal(webhookJob{Workspace: "acme", Hook: srv.URL, ID: fmt.Sprintf("msg_%d_%d", b, i), Body: json.RawMessage(`{}`)})
+				if err := tp.portal.deliverWebhook(ctx, storage.OutboxMessage{Kind: kindWebhook, Payload: job}); err != nil {
+					t.Error(err)
+				}
+				setup[b].Add(int64(took()))
+			})
+		}
+		wg.Wait()
+	}
+	t.Logf("%d bursts of %d webhooks over %d connections; setup reported in the first burst %s, in the last %s",
+		bursts, burst, opened.Load(), time.Duration(setup[0].Load()), time.Duration(setup[bursts-1].Load()))
+	if n := opened.Load(); n > 2*burst {
+		t.Fatalf("%d connections opened for %d bursts of %d webhooks at once", n, bursts, burst)
+	}
+	if setup[0].Load() == 0 {
+		t.Fatal("the first burst opened connections, and reported no setup time to the outbox")
+	}
+	if opened.Load() <= burst && setup[bursts-1].Load() != 0 {
+		t.Fatalf("the last burst reused its connections, and reported %s of setup", time.Duration(setup[bursts-1].Load()))
 	}
 }

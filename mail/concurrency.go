@@ -26,10 +26,12 @@ const (
 	// adaptiveStart is the limit an adaptive outbox starts at: the
 	// fixed default before, right for a relay on the same network.
 	adaptiveStart = 4
-	// adaptiveMax bounds the deliveries under way at once, and is the
-	// default size of the SMTP connection pool that follows them: 32 at
-	// once carry about 1,500 codes a second against a relay 20 ms away.
-	adaptiveMax = 32
+	// MaxConcurrency bounds the deliveries of one kind an adaptive
+	// outbox has under way at once, and so the connections they need:
+	// the SMTP pool's default size, the webhook client's idle
+	// connections to one receiver. 32 at once carry about 1,500 codes a
+	// second against a relay 20 ms away.
+	MaxConcurrency = 32
 	// noLoadSamples is how many deliveries a shortest latency stands
 	// for before a probe measures it again (deliveryLimit), so that a
 	// relay that got farther (a new route, a failover) is learned, and
@@ -43,23 +45,25 @@ const (
 	farLatency = 2 * time.Millisecond
 )
 
-// setupKey is the context key of a delivery's setup time (withSetup).
+// setupKey is the context key of a delivery's setup time (WithSetup).
 type setupKey struct{}
 
-// withSetup returns a context in which the SMTP pool adds the time it
-// spends opening connections (TCP, greeting, EHLO, STARTTLS, AUTH: two to
-// five round trips) to the returned counter. The outbox takes it out of
-// the delivery's latency: a new connection is not a queue, and as the
-// limit grows every delivery on a new connection would otherwise look
-// queued (80 ms against 21 ms for a relay 20 ms away) and hold the limit
-// down while the pool opens the connections the growth needs.
-func withSetup(ctx context.Context) (context.Context, *atomic.Int64) {
+// WithSetup returns a context in which a delivery reports, with AddSetup,
+// the time it spent opening connections (TCP, TLS, the SMTP greeting,
+// EHLO and AUTH: two to five round trips), and a function that sums it.
+// The outbox takes that out of the delivery's latency: a new connection
+// is not a queue. Otherwise, after a quiet spell past the pool's idle
+// timeout, every delivery of the next burst reconnects and looks queued
+// (80 ms against 21 ms for a relay 20 ms away), and the learned limit
+// falls by one with each.
+func WithSetup(ctx context.Context) (context.Context, func() time.Duration) {
 	d := new(atomic.Int64)
-	return context.WithValue(ctx, setupKey{}, d), d
+	return context.WithValue(ctx, setupKey{}, d), func() time.Duration { return time.Duration(d.Load()) }
 }
 
-// addSetup records d of connection setup in ctx's counter, if any.
-func addSetup(ctx context.Context, d time.Duration) {
+// AddSetup records d spent opening a connection for the delivery of ctx
+// (see WithSetup); without WithSetup it does nothing.
+func AddSetup(ctx context.Context, d time.Duration) {
 	if c, ok := ctx.Value(setupKey{}).(*atomic.Int64); ok {
 		c.Add(int64(d))
 	}
@@ -94,12 +98,12 @@ type deliveryLimit struct {
 }
 
 // newDeliveryLimit returns a limit fixed at n, or, for n <= 0, an adaptive
-// one from 1 to adaptiveMax that starts at adaptiveStart.
+// one from 1 to MaxConcurrency that starts at adaptiveStart.
 func newDeliveryLimit(n int) *deliveryLimit {
 	if n > 0 {
 		return &deliveryLimit{limit: float64(n), min: float64(n), max: float64(n), fixed: true}
 	}
-	return &deliveryLimit{limit: adaptiveStart, min: 1, max: adaptiveMax}
+	return &deliveryLimit{limit: adaptiveStart, min: 1, max: MaxConcurrency}
 }
 
 // slot is a delivery's place under the limit, from acquire to release.

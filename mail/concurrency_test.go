@@ -38,8 +38,8 @@ func run(l *deliveryLimit, rounds int, latency func(underWay int) time.Duration,
 func TestDeliveryLimitGrowsAgainstAFarRelay(t *testing.T) {
 	l := newDeliveryLimit(0)
 	seen := run(l, 20, func(int) time.Duration { return 20 * time.Millisecond }, delivered)
-	if got := seen[len(seen)-1]; got != adaptiveMax {
-		t.Fatalf("limits %v, want %d at the end", seen, adaptiveMax)
+	if got := seen[len(seen)-1]; got != MaxConcurrency {
+		t.Fatalf("limits %v, want %d at the end", seen, MaxConcurrency)
 	}
 }
 
@@ -80,8 +80,8 @@ func TestDeliveryLimitHalvesOnFailure(t *testing.T) {
 	run(l, 20, func(int) time.Duration { return 20 * time.Millisecond }, delivered)
 	b, _ := l.acquire(context.Background())
 	l.release(b, time.Millisecond, failedTemporarily)
-	if got := l.current(); got != adaptiveMax/2 {
-		t.Fatalf("after a failure: %d, want %d", got, adaptiveMax/2)
+	if got := l.current(); got != MaxConcurrency/2 {
+		t.Fatalf("after a failure: %d, want %d", got, MaxConcurrency/2)
 	}
 	run(l, 10, func(int) time.Duration { return time.Millisecond }, failedTemporarily)
 	if got := l.current(); got != 1 {

@@ -124,7 +124,7 @@ func (s *SMTP) connections() (*connPool, error) {
 		}
 		n, idle := s.Connections, s.IdleTimeout
 		if n <= 0 {
-			n = adaptiveMax
+			n = MaxConcurrency
 		}
 		if idle <= 0 {
 			idle = 30 * time.Second

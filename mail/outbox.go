@@ -53,7 +53,7 @@ type Outbox struct {
 	wg       sync.WaitGroup
 
 	// workers is how many messages may be claimed and not yet done:
-	// Workers, or adaptiveMax. Each kind's deliveries then wait for a
+	// Workers, or MaxConcurrency. Each kind's deliveries then wait for a
 	// slot of their kind's limit.
 	workers  int
 	limitsMu sync.Mutex
@@ -76,7 +76,7 @@ type Outbox struct {
 func (o *Outbox) Start(ctx context.Context) {
 	o.workers = o.Workers
 	if o.workers <= 0 {
-		o.workers = adaptiveMax
+		o.workers = MaxConcurrency
 	}
 	if o.Lease <= 0 {
 		o.Lease = 2 * time.Minute
@@ -210,10 +210,10 @@ func (o *Outbox) deliver(ctx context.Context, m storage.OutboxMessage) {
 		return
 	}
 	dctx, cancel := context.WithTimeout(ctx, o.Lease/2)
-	dctx, setup := withSetup(dctx)
+	dctx, setup := WithSetup(dctx)
 	start := time.Now()
 	events, err := o.Deliver(dctx, m)
-	took := time.Since(start) - time.Duration(setup.Load())
+	took := time.Since(start) - setup()
 	cancel()
 	switch {
 	case err == nil:

@@ -153,7 +153,7 @@ func (p *connPool) take(ctx context.Context) (*pooledConn, error) {
 func (p *connPool) dial(ctx context.Context) (*pooledConn, error) {
 	start := time.Now()
 	c, err := p.dialer.DialToSMTPClientWithContext(ctx)
-	addSetup(ctx, time.Since(start))
+	AddSetup(ctx, time.Since(start))
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the smtp server: %w", err)
 	}
