@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kdesk/portalgate/mail"
 	"github.com/kdesk/portalgate/storage"
 )
 
@@ -231,5 +232,29 @@ func TestDeriveCode(t *testing.T) {
 	}
 	if chi > 150 {
 		t.Fatalf("chi-square %.1f over %d characters: not uniform", chi, k)
+	}
+}
+
+// TestCodeDeliveryReportsNothingSent: a code job for an address that is
+// no contact sends nothing and says so to the outbox, whose concurrency
+// would otherwise take its microseconds for the relay's unloaded latency
+// (mail.TestOutboxNothingSentIsNoSample); a job for a contact sends.
+func TestCodeDeliveryReportsNothingSent(t *testing.T) {
+	tp := newTestPortal(t, nil)
+	for _, c := range []struct {
+		email   string
+		nothing bool
+	}{
+		{"nobody@acme.example", true},
+		{jane.Email, false},
+	} {
+		job, _ := json.Marshal(codeJob{Workspace: "acme", Email: c.email, FlowHash: HashID(NewID())})
+		ctx, report := mail.WithReport(context.Background())
+		if _, err := tp.portal.deliver(ctx, storage.OutboxMessage{ID: NewID(), Kind: kindCode, Payload: job, Attempts: 1}); err != nil {
+			t.Fatalf("%s: %v", c.email, err)
+		}
+		if report.NothingSent() != c.nothing {
+			t.Fatalf("%s: the delivery reported nothing sent: %v, want %v", c.email, report.NothingSent(), c.nothing)
+		}
 	}
 }

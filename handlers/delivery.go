@@ -72,6 +72,7 @@ func (p *Portal) deliver(ctx context.Context, m storage.OutboxMessage) ([]storag
 	contact, err := activeContact(ctx, rt.store, ws.Name, job.Email, job.ContactID)
 	if errors.Is(err, storage.ErrNotFound) {
 		ev.Event, ev.Reason = EventCodeNotSent, "no eligible contact"
+		mail.MarkNothingSent(ctx)
 		return []storage.AuditEvent{p.stamp(ev)}, nil
 	}
 	if err != nil {
@@ -109,6 +110,7 @@ func (p *Portal) deliver(ctx context.Context, m storage.OutboxMessage) ([]storag
 		over := limits[counted.Over]
 		ev.Event, ev.Reason = EventRateLimited, "code sends: "+over.scope()
 		p.auditRefusal(ctx, rt, ev, over.key)
+		mail.MarkNothingSent(ctx)
 		return nil, nil
 	}
 	t := translator(ws.defaultLanguage())

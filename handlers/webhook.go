@@ -286,16 +286,19 @@ func webhookTransport() *http.Transport {
 
 // withConnectTime reports the time req spends opening a new connection
 // (DNS, TCP, TLS) to the outbox, which leaves it out of the delivery's
-// latency (mail.WithSetup).
+// latency (mail.WithReport). GotConn without a GetConn before it (an
+// HTTP/2 connection already open, handed over directly; HTTP/2's own
+// retry) opened nothing for this request.
 func withConnectTime(req *http.Request) *http.Request {
 	ctx := req.Context()
 	var asked time.Time
 	return req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		GetConn: func(string) { asked = time.Now() },
 		GotConn: func(c httptrace.GotConnInfo) {
-			if !c.Reused {
+			if !c.Reused && !asked.IsZero() {
 				mail.AddSetup(ctx, time.Since(asked))
 			}
+			asked = time.Time{}
 		},
 	}))
 }

@@ -45,27 +45,54 @@ const (
 	farLatency = 2 * time.Millisecond
 )
 
-// setupKey is the context key of a delivery's setup time (WithSetup).
-type setupKey struct{}
+// reportKey is the context key of a delivery's Report.
+type reportKey struct{}
 
-// WithSetup returns a context in which a delivery reports, with AddSetup,
-// the time it spent opening connections (TCP, TLS, the SMTP greeting,
-// EHLO and AUTH: two to five round trips), and a function that sums it.
-// The outbox takes that out of the delivery's latency: a new connection
-// is not a queue. Otherwise, after a quiet spell past the pool's idle
-// timeout, every delivery of the next burst reconnects and looks queued
-// (80 ms against 21 ms for a relay 20 ms away), and the learned limit
-// falls by one with each.
-func WithSetup(ctx context.Context) (context.Context, func() time.Duration) {
-	d := new(atomic.Int64)
-	return context.WithValue(ctx, setupKey{}, d), func() time.Duration { return time.Duration(d.Load()) }
+// Report is what a delivery tells the outbox about its own latency,
+// beyond its outcome, for the sample the limit adapts to (WithReport).
+type Report struct {
+	setup   atomic.Int64
+	nothing atomic.Bool
 }
 
+// WithReport returns a context in which a delivery reports, with AddSetup,
+// the time it spent opening connections (TCP, TLS, the SMTP greeting,
+// EHLO and AUTH: two to five round trips), and, with MarkNothingSent,
+// that it sent nothing; and the Report they fill in.
+//
+// The outbox takes the setup out of the delivery's latency: a new
+// connection is not a queue. Otherwise, after a quiet spell past the
+// pool's idle timeout, every delivery of the next burst reconnects and
+// looks queued (80 ms against 21 ms for a relay 20 ms away), and the
+// learned limit falls by one with each. A delivery that sent nothing (a
+// code asked for an address that is no contact, a send over its limit)
+// takes microseconds and says nothing about the relay: as a sample it
+// would become the unloaded latency, and every real delivery would look
+// queued.
+func WithReport(ctx context.Context) (context.Context, *Report) {
+	r := new(Report)
+	return context.WithValue(ctx, reportKey{}, r), r
+}
+
+// Setup is the time the delivery reported opening connections.
+func (r *Report) Setup() time.Duration { return time.Duration(r.setup.Load()) }
+
+// NothingSent says whether the delivery reported sending nothing.
+func (r *Report) NothingSent() bool { return r.nothing.Load() }
+
 // AddSetup records d spent opening a connection for the delivery of ctx
-// (see WithSetup); without WithSetup it does nothing.
+// (see WithReport); without WithReport it does nothing.
 func AddSetup(ctx context.Context, d time.Duration) {
-	if c, ok := ctx.Value(setupKey{}).(*atomic.Int64); ok {
-		c.Add(int64(d))
+	if r, ok := ctx.Value(reportKey{}).(*Report); ok {
+		r.setup.Add(int64(d))
+	}
+}
+
+// MarkNothingSent records that the delivery of ctx finished without
+// sending anything (see WithReport).
+func MarkNothingSent(ctx context.Context) {
+	if r, ok := ctx.Value(reportKey{}).(*Report); ok {
+		r.nothing.Store(true)
 	}
 }
 

@@ -210,12 +210,14 @@ func (o *Outbox) deliver(ctx context.Context, m storage.OutboxMessage) {
 		return
 	}
 	dctx, cancel := context.WithTimeout(ctx, o.Lease/2)
-	dctx, setup := WithSetup(dctx)
+	dctx, report := WithReport(dctx)
 	start := time.Now()
 	events, err := o.Deliver(dctx, m)
-	took := time.Since(start) - setup()
+	took := time.Since(start) - report.Setup()
 	cancel()
 	switch {
+	case err == nil && report.NothingSent():
+		l.release(s, took, noSample)
 	case err == nil:
 		l.release(s, took, delivered)
 	case errors.Is(err, ErrPermanent), errors.Is(err, ErrDeferred), ctx.Err() != nil:

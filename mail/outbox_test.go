@@ -265,8 +265,9 @@ func TestOutboxLimitSurvivesReconnects(t *testing.T) {
 		}
 		mu.Unlock()
 		if fresh {
+			start := time.Now()
 			time.Sleep(connect)
-			mail.AddSetup(ctx, connect)
+			mail.AddSetup(ctx, time.Since(start))
 		}
 		time.Sleep(transaction)
 		mu.Lock()
@@ -306,5 +307,51 @@ func TestOutboxLimitSurvivesReconnects(t *testing.T) {
 	t.Logf("limit %d after the first burst, at least %d during the second", learned, lowest)
 	if lowest < learned/2 {
 		t.Fatalf("the limit fell from %d to %d while the connections were opened again", learned, lowest)
+	}
+}
+
+// TestOutboxNothingSentIsNoSample: deliveries that send nothing (a code
+// asked for an address that is no contact, a send over its limit) take
+// microseconds. They say nothing about the relay; taken as samples they
+// would become the unloaded latency, and every real delivery would look
+// queued: with half the codes for unknown addresses the limit against a
+// relay 20 ms away stayed at 4 or below.
+func TestOutboxNothingSentIsNoSample(t *testing.T) {
+	const n = 400
+	store, err := badgerstore.Open(t.TempDir(), badgerstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	for i := range n {
+		payload := []byte(`{"to":"contact"}`)
+		if i%2 == 1 {
+			payload = []byte(`{"to":"nobody"}`)
+		}
+		if err := store.Enqueue(context.Background(), storage.OutboxMessage{Kind: "code", Payload: payload, NotAfter: time.Now().Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var done, most, under atomic.Int32
+	deliver := func(ctx context.Context, m storage.OutboxMessage) ([]storage.AuditEvent, error) {
+		if string(m.Payload) == `{"to":"nobody"}` {
+			mail.MarkNothingSent(ctx)
+			return nil, nil
+		}
+		k := under.Add(1)
+		defer under.Add(-1)
+		for seen := most.Load(); k > seen && !most.CompareAndSwap(seen, k); seen = most.Load() {
+		}
+		time.Sleep(20 * time.Millisecond) // a relay 20 ms away
+		return nil, nil
+	}
+	o := &mail.Outbox{Store: store, Poll: 10 * time.Millisecond, Logger: zap.NewNop(), Deliver: deliver,
+		OnDone: func(storage.OutboxMessage) { done.Add(1) }}
+	o.Start(context.Background())
+	defer o.Stop()
+	waitFor(t, "every message done", func() bool { return done.Load() == n })
+	t.Logf("at most %d real deliveries under way, the limit now %d", most.Load(), o.Concurrency("code"))
+	if most.Load() <= 8 {
+		t.Fatalf("at most %d real deliveries under way against a relay 20 ms away, want more than 8", most.Load())
 	}
 }

@@ -92,11 +92,14 @@ func (p *connPool) send(ctx context.Context, msg *gomail.Msg) error {
 		p.put(pc)
 		return err
 	}
+	tried := time.Now()
 	err = p.transact(pc, msg)
 	if err != nil && pc.reused && notStarted(err) && ctx.Err() == nil {
 		// The server dropped the connection while it waited (an idle
 		// timeout, a restart) before this message began: nothing was
-		// sent, so once more on a fresh connection.
+		// sent, so once more on a fresh connection. Finding that out
+		// was part of reconnecting, not a queue (WithReport).
+		AddSetup(ctx, time.Since(tried))
 		discard(pc)
 		if pc, err = p.dial(ctx); err != nil {
 			return err

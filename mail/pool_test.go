@@ -560,25 +560,25 @@ func BenchmarkSMTPSend(b *testing.B) {
 
 // TestSMTPPoolReportsSetup: a send that opens a connection reports the
 // time it took (the greeting and EHLO: two round trips here) to the
-// outbox through mail.WithSetup, and a send on an open connection
+// outbox through mail.WithReport, and a send on an open connection
 // reports none.
 func TestSMTPPoolReportsSetup(t *testing.T) {
 	const rtt = 30 * time.Millisecond
 	mb := startMailbox(t)
 	mb.Delay(rtt)
 	s := smtpAt(t, mb.Addr, 1, 5*time.Second)
-	ctx, setup := mail.WithSetup(context.Background())
+	ctx, report := mail.WithReport(context.Background())
 	if err := s.Send(ctx, message(1)); err != nil {
 		t.Fatal(err)
 	}
-	if d := setup(); d < 2*rtt {
+	if d := report.Setup(); d < 2*rtt {
 		t.Fatalf("the first send reported %s of setup against a relay %s away, want at least 2 round trips", d, rtt)
 	}
-	ctx, setup = mail.WithSetup(context.Background())
+	ctx, report = mail.WithReport(context.Background())
 	if err := s.Send(ctx, message(2)); err != nil {
 		t.Fatal(err)
 	}
-	if d := setup(); d != 0 {
+	if d := report.Setup(); d != 0 {
 		t.Fatalf("a send on the open connection reported %s of setup", d)
 	}
 }
