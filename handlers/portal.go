@@ -150,9 +150,13 @@ func (p *Portal) Start(ctx context.Context, store storage.Store) error {
 		// metrics.go: the attempt-failure counter, the oldest queued mail
 		OnAttemptFailed: p.attemptFailed,
 		OnDone:          p.mailDone,
-		Workers:         p.OutboxWorkers,
-		Logger:          p.Logger.Named("outbox"),
-		Now:             p.Now,
+		// webhook.go: one lane per receiver, and a receiver's backlog
+		// goes back to the store rather than hold every worker.
+		Lane:     outboxLane,
+		Overflow: func(m storage.OutboxMessage) bool { return m.Kind == kindWebhook },
+		Workers:  p.OutboxWorkers,
+		Logger:   p.Logger.Named("outbox"),
+		Now:      p.Now,
 	}
 	if err := p.loadSecret(store); err != nil {
 		if !errors.Is(err, storage.ErrUnavailable) {

@@ -246,6 +246,20 @@ func (p *Portal) deliverWebhook(ctx context.Context, m storage.OutboxMessage) er
 	return err
 }
 
+// outboxLane is the outbox's concurrency lane of a message: its kind, and
+// for a webhook the receiver's URL, so that one slow or dead receiver
+// slows its own deliveries only.
+func outboxLane(m storage.OutboxMessage) string {
+	if m.Kind != kindWebhook {
+		return m.Kind
+	}
+	var job struct {
+		Hook string `json:"hook"`
+	}
+	_ = json.Unmarshal(m.Payload, &job) // a job that does not decode fails in deliverWebhook
+	return kindWebhook + " " + job.Hook
+}
+
 // webhookGivenUp frees the contact's lane of a webhook the outbox stopped
 // retrying.
 func (p *Portal) webhookGivenUp(m storage.OutboxMessage) (job webhookJob) {

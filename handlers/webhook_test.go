@@ -201,3 +201,46 @@ func TestWebhookConnectionsKept(t *testing.T) {
 		t.Fatalf("%d connections opened for %d bursts of %d webhooks at once", n, bursts, burst)
 	}
 }
+
+// TestCodesPassADeadWebhookReceiver: with 60 events queued for a receiver
+// that never answers (each delivery waits out the client's timeout), a
+// contact's code still arrives at once: the receiver's deliveries run in
+// a lane of their own, and its backlog goes back to the store instead of
+// holding every outbox worker (before, all 32 waited on it).
+func TestCodesPassADeadWebhookReceiver(t *testing.T) {
+	hang := make(chan struct{})
+	dead := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-hang }))
+	t.Cleanup(func() { close(hang); dead.Close() })
+	tp := newTestPortal(t, func(p *Portal) {
+		p.Workspaces["acme"].Webhooks = []*Webhook{{URL: dead.URL, Key: webhookKey, Events: []string{WebhookSignIn}}}
+	})
+	for i := range 60 {
+		job, _ := json.Marshal(webhookJob{Workspace: "acme", Hook: dead.URL, ID: fmt.Sprintf("msg_dead_%d", i), Body: json.RawMessage(`{}`)})
+		if err := tp.store.Enqueue(t.Context(), storage.OutboxMessage{Kind: kindWebhook, Payload: job, NotAfter: time.Now().Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tp.portal.outbox.Wake()
+	time.Sleep(200 * time.Millisecond) // the webhooks claimed, and hanging
+	b := tp.browser(t, tp.acme)
+	start := time.Now()
+	wantRedirect(t, "sign-in", tp.signIn(b, "/"), "/")
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("signing in took %s behind a dead webhook receiver", took)
+	}
+}
+
+// TestOutboxLanes: codes share one lane; each webhook receiver has its own.
+func TestOutboxLanes(t *testing.T) {
+	hook := func(url string) storage.OutboxMessage {
+		job, _ := json.Marshal(webhookJob{Workspace: "acme", Hook: url, ID: "msg_1", Body: json.RawMessage(`{}`)})
+		return storage.OutboxMessage{Kind: kindWebhook, Payload: job}
+	}
+	a, b := outboxLane(hook("https://a.example/hook")), outboxLane(hook("https://b.example/hook"))
+	if a == b || a != outboxLane(hook("https://a.example/hook")) {
+		t.Fatalf("lanes %q and %q for two receivers", a, b)
+	}
+	if c := outboxLane(storage.OutboxMessage{Kind: kindCode, Payload: []byte(`{}`)}); c != kindCode || c == a {
+		t.Fatalf("a code's lane is %q", c)
+	}
+}

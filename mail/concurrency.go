@@ -122,6 +122,9 @@ type deliveryLimit struct {
 	probeLeft  int
 	// waiting are the deliveries waiting for a slot, oldest first.
 	waiting []*waiter
+	// last is the latest delivery's latency, delivered or failed: what
+	// a message sent back by overflow waits for, in turn.
+	last time.Duration
 }
 
 // newDeliveryLimit returns a limit fixed at n, or, for n <= 0, an adaptive
@@ -217,12 +220,30 @@ const (
 	noSample
 )
 
+// overflow says whether the limit has twice its bound waiting already,
+// and if so how long a message that joined now would wait: the latest
+// delivery's latency for each round of the bound ahead of it, from a
+// second to a minute.
+func (l *deliveryLimit) overflow() (time.Duration, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := max(1, l.bound())
+	if len(l.waiting) < 2*b {
+		return 0, false
+	}
+	wait := l.last * time.Duration((l.inflight+len(l.waiting))/b)
+	return min(max(wait, time.Second), time.Minute), true
+}
+
 // release frees the slot taken by acquire and adapts the limit to the
 // delivery's latency.
 func (l *deliveryLimit) release(s slot, latency time.Duration, o outcome) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.inflight--
+	if o != noSample {
+		l.last = latency
+	}
 	if !l.fixed {
 		l.adapt(s, latency, o)
 	}

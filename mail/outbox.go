@@ -34,7 +34,22 @@ type Outbox struct {
 	// OnDone, when set, is told about a message that left the outbox:
 	// delivered, or given up.
 	OnDone func(m storage.OutboxMessage)
-	// Workers fixes the number of concurrent deliveries of each kind.
+	// Lane, when set, names the deliveries that share one concurrency
+	// limit; default the message's Kind. Webhooks take one lane per
+	// receiver: a slow or dead receiver then slows its own lane only,
+	// where with one limit for all it halved the limit with each timeout
+	// and held every other receiver's events behind its own.
+	Lane func(m storage.OutboxMessage) string
+	// Overflow, when set, says whether a message may go back to the
+	// store, to be claimed again later, when its lane already has twice
+	// its limit waiting for a slot; otherwise it waits, holding one of
+	// the workers. Webhooks overflow: a receiver that times out then
+	// holds a few workers, not all of them, and sign-in codes never wait
+	// behind it (before, 100 events for a dead receiver held every code
+	// for over 30 s). Codes do not: their send limits count a message's
+	// first claim only.
+	Overflow func(m storage.OutboxMessage) bool
+	// Workers fixes the number of concurrent deliveries of each lane.
 	// Default 0: adapted to the deliveries' latency, from 1 to 32
 	// (concurrency.go), starting at 4.
 	Workers int
@@ -179,29 +194,43 @@ func (o *Outbox) release(msgs []storage.OutboxMessage) {
 	}
 }
 
-// limit is the delivery limit of a kind of message.
-func (o *Outbox) limit(kind string) *deliveryLimit {
+// limit is the delivery limit of a lane.
+func (o *Outbox) limit(lane string) *deliveryLimit {
 	o.limitsMu.Lock()
 	defer o.limitsMu.Unlock()
-	l := o.limits[kind]
+	l := o.limits[lane]
 	if l == nil {
 		if o.limits == nil {
 			o.limits = map[string]*deliveryLimit{}
 		}
 		l = newDeliveryLimit(o.Workers)
-		o.limits[kind] = l
+		o.limits[lane] = l
 	}
 	return l
 }
 
-// Concurrency is how many deliveries of a kind may be under way at once
-// now: Workers, or what the outbox adapted to.
-func (o *Outbox) Concurrency(kind string) int {
-	return o.limit(kind).current()
+// Concurrency is how many deliveries of a lane (a kind, unless Lane
+// says otherwise) may be under way at once now: Workers, or what the
+// outbox adapted to.
+func (o *Outbox) Concurrency(lane string) int {
+	return o.limit(lane).current()
 }
 
 func (o *Outbox) deliver(ctx context.Context, m storage.OutboxMessage) {
-	l := o.limit(m.Kind)
+	lane := m.Kind
+	if o.Lane != nil {
+		lane = o.Lane(m)
+	}
+	l := o.limit(lane)
+	if o.Overflow != nil && o.Overflow(m) {
+		if wait, full := l.overflow(); full {
+			due := o.Now().Add(wait)
+			if err := o.Store.RetryOutbox(context.WithoutCancel(ctx), m.ID, due, m.LastError); err != nil {
+				o.unsettle(settle{id: m.ID, due: due, lastErr: m.LastError}, err)
+			}
+			return
+		}
+	}
 	s, err := l.acquire(ctx)
 	if err != nil {
 		// Stopping while it waited for its turn: the next process (or

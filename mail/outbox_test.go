@@ -355,3 +355,50 @@ func TestOutboxNothingSentIsNoSample(t *testing.T) {
 		t.Fatalf("at most %d real deliveries under way against a relay 20 ms away, want more than 8", most.Load())
 	}
 }
+
+// TestOutboxCodesPassADeadReceiver: 100 webhooks for a receiver that
+// times out, queued before 20 codes. The webhooks' lane overflows back to
+// the store once twice its limit wait for a slot, so they hold a few
+// workers, not all of them, and the codes go out at once. Before, every
+// worker waited on the webhooks' lane and no code left in 30 s.
+func TestOutboxCodesPassADeadReceiver(t *testing.T) {
+	store, err := badgerstore.Open(t.TempDir(), badgerstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	enqueue := func(kind string, n int) {
+		for range n {
+			if err := store.Enqueue(context.Background(), storage.OutboxMessage{Kind: kind, Payload: []byte("{}"), NotAfter: time.Now().Add(time.Hour)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	enqueue("webhook", 100)
+	time.Sleep(5 * time.Millisecond) // the codes are due after every webhook
+	enqueue("code", 20)
+	var codes atomic.Int32
+	deliver := func(ctx context.Context, m storage.OutboxMessage) ([]storage.AuditEvent, error) {
+		if m.Kind == "webhook" {
+			select {
+			case <-time.After(2 * time.Second): // the receiver's timeout
+			case <-ctx.Done():
+			}
+			return nil, errors.New("webhook receiver timed out")
+		}
+		codes.Add(1)
+		return nil, nil
+	}
+	o := &mail.Outbox{Store: store, Poll: 10 * time.Millisecond, Logger: zap.NewNop(), Deliver: deliver,
+		Overflow: func(m storage.OutboxMessage) bool { return m.Kind == "webhook" },
+		GiveUp:   func(m storage.OutboxMessage, err error) { t.Errorf("gave up %s: %v", m.Kind, err) }}
+	start := time.Now()
+	o.Start(context.Background())
+	defer o.Stop()
+	waitFor(t, "the codes delivered", func() bool { return codes.Load() == 20 })
+	took := time.Since(start)
+	t.Logf("20 codes delivered %s after start, behind 100 webhooks to a receiver that times out", took)
+	if took > time.Second {
+		t.Fatalf("the codes took %s behind a dead webhook receiver", took)
+	}
+}
