@@ -318,11 +318,7 @@ func TestOutboxLimitSurvivesReconnects(t *testing.T) {
 // relay 20 ms away stayed at 4 or below.
 func TestOutboxNothingSentIsNoSample(t *testing.T) {
 	const n = 400
-	store, err := badgerstore.Open(t.TempDir(), badgerstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := fillOutbox(t, 0)
 	for i := range n {
 		payload := []byte(`{"to":"contact"}`)
 		if i%2 == 1 {
@@ -362,11 +358,7 @@ func TestOutboxNothingSentIsNoSample(t *testing.T) {
 // workers, not all of them, and the codes go out at once. Before, every
 // worker waited on the webhooks' lane and no code left in 30 s.
 func TestOutboxCodesPassADeadReceiver(t *testing.T) {
-	store, err := badgerstore.Open(t.TempDir(), badgerstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := fillOutbox(t, 0)
 	enqueue := func(kind string, n int) {
 		for range n {
 			if err := store.Enqueue(context.Background(), storage.OutboxMessage{Kind: kind, Payload: []byte("{}"), NotAfter: time.Now().Add(time.Hour)}); err != nil {
