@@ -74,8 +74,11 @@ func (s *SSOProvider) client() *http.Client {
 	if s.HTTPClient != nil {
 		return s.HTTPClient
 	}
-	return &http.Client{Timeout: 10 * time.Second}
+	return ssoHTTP
 }
+
+// ssoHTTP talks to the providers: discovery, keys, the code exchange.
+var ssoHTTP = &http.Client{Timeout: 10 * time.Second, Transport: keepAliveTransport()}
 
 // discover fetches the provider's discovery document once it can; a failure
 // is remembered for a few seconds so an unreachable provider is not hit on

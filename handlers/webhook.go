@@ -288,11 +288,15 @@ func (p *Portal) webhookClient() *http.Client {
 }
 
 // webhookHTTP keeps as many idle connections to a receiver as the outbox
-// has webhooks under way (Go's default transport keeps 2: after a burst
-// the rest were closed, and the next burst opened them again).
-var webhookHTTP = &http.Client{Timeout: 10 * time.Second, Transport: webhookTransport()}
+// has webhooks under way.
+var webhookHTTP = &http.Client{Timeout: 10 * time.Second, Transport: keepAliveTransport()}
 
-func webhookTransport() *http.Transport {
+// keepAliveTransport is Go's default transport keeping up to
+// mail.MaxConcurrency idle connections to a host, where the default keeps
+// 2: after a burst of requests at once (webhooks to a receiver, SSO
+// callbacks exchanging codes at the provider) it closed the rest, and the
+// next burst opened them again, a TCP and TLS handshake each.
+func keepAliveTransport() *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConnsPerHost = mail.MaxConcurrency
 	return t

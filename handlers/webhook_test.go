@@ -159,18 +159,7 @@ func TestParseWebhookSecret(t *testing.T) {
 // burst opened them again (a TCP and TLS handshake each).
 func TestWebhookConnectionsKept(t *testing.T) {
 	const burst, bursts = 16, 10
-	var opened atomic.Int32
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		time.Sleep(5 * time.Millisecond) // a receiver doing some work
-	}))
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			opened.Add(1)
-		}
-	}
-	srv.Start()
-	t.Cleanup(srv.Close)
+	srv, opened := countingServer(t)
 	tp := newTestPortal(t, func(p *Portal) {
 		p.Workspaces["acme"].Webhooks = []*Webhook{{URL: srv.URL, Key: webhookKey, Events: []string{WebhookSignIn}}}
 	})
@@ -243,4 +232,22 @@ func TestOutboxLanes(t *testing.T) {
 	if c := outboxLane(storage.OutboxMessage{Kind: kindCode, Payload: []byte(`{}`)}); c != kindCode || c == a {
 		t.Fatalf("a code's lane is %q", c)
 	}
+}
+
+// countingServer is an HTTP server that takes 5 ms to answer (a receiver
+// doing some work) and counts the connections opened to it.
+func countingServer(t *testing.T) (*httptest.Server, *atomic.Int32) {
+	opened := new(atomic.Int32)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		time.Sleep(5 * time.Millisecond)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			opened.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv, opened
 }
