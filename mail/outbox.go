@@ -224,7 +224,10 @@ func (o *Outbox) deliver(ctx context.Context, m storage.OutboxMessage) {
 	l := o.limit(lane)
 	if o.Overflow != nil && o.Overflow(m) {
 		if wait, full := l.overflow(); full {
-			due := o.Now().Add(wait)
+			// No sooner than a failure's backoff: a dead receiver's
+			// backlog is then written back every few minutes, not every
+			// few seconds.
+			due := o.Now().Add(max(wait, backoff(m.Attempts)))
 			if err := o.Store.RetryOutbox(context.WithoutCancel(ctx), m.ID, due, m.LastError); err != nil {
 				o.unsettle(settle{id: m.ID, due: due, lastErr: m.LastError}, err)
 			}
@@ -272,8 +275,8 @@ func (o *Outbox) deliver(ctx context.Context, m storage.OutboxMessage) {
 		o.OnAttemptFailed(m, err)
 	}
 	now := o.Now()
-	backoff := min(time.Duration(1<<min(m.Attempts, 10))*time.Second, 5*time.Minute)
-	if errors.Is(err, ErrPermanent) || (!m.NotAfter.IsZero() && !now.Add(backoff).Before(m.NotAfter)) {
+	delay := backoff(m.Attempts)
+	if errors.Is(err, ErrPermanent) || (!m.NotAfter.IsZero() && !now.Add(delay).Before(m.NotAfter)) {
 		if ackErr := o.Store.AckOutbox(bg, m.ID); ackErr != nil {
 			o.Logger.Error("dropping outbox message", zap.String("id", m.ID), zap.Error(ackErr))
 		}
@@ -286,9 +289,15 @@ func (o *Outbox) deliver(ctx context.Context, m storage.OutboxMessage) {
 	if !errors.Is(err, ErrDeferred) {
 		o.failed(m.Kind, err)
 	}
-	if rerr := o.Store.RetryOutbox(bg, m.ID, now.Add(backoff), err.Error()); rerr != nil {
-		o.unsettle(settle{id: m.ID, due: now.Add(backoff), lastErr: err.Error()}, rerr)
+	if rerr := o.Store.RetryOutbox(bg, m.ID, now.Add(delay), err.Error()); rerr != nil {
+		o.unsettle(settle{id: m.ID, due: now.Add(delay), lastErr: err.Error()}, rerr)
 	}
+}
+
+// backoff is how long a message waits after its attempts-th failed
+// attempt: 2 s, doubling, up to 5 minutes.
+func backoff(attempts int) time.Duration {
+	return min(time.Duration(1<<min(attempts, 10))*time.Second, 5*time.Minute)
 }
 
 // settle is the bookkeeping a delivery still owes its message: an ack, or a
