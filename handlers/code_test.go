@@ -258,3 +258,28 @@ func TestCodeDeliveryReportsNothingSent(t *testing.T) {
 		}
 	}
 }
+
+// TestReleasedCodeCountsItsSends: a code message handed back at a stop
+// before its delivery began comes back with Attempts 2, as a redelivery
+// after a crash does; unlike that one, it counts against the send limits.
+func TestReleasedCodeCountsItsSends(t *testing.T) {
+	tp := newTestPortal(t, func(p *Portal) { p.Limits = Limits{SendsPerEmail: 1} })
+	deliver := func(attempts int, lastError string) (sent bool) {
+		t.Helper()
+		job, _ := json.Marshal(codeJob{Workspace: "acme", Email: jane.Email, FlowHash: HashID(NewID())})
+		n := tp.mail.count()
+		if _, err := tp.portal.deliver(context.Background(), storage.OutboxMessage{ID: NewID(), Kind: kindCode, Payload: job, Attempts: attempts, LastError: lastError}); err != nil {
+			t.Fatal(err)
+		}
+		return tp.mail.count() > n
+	}
+	if !deliver(1, "") {
+		t.Fatal("the first code was not sent")
+	}
+	if deliver(2, mail.Released) {
+		t.Fatal("a released code went out past SendsPerEmail 1")
+	}
+	if !deliver(2, "") {
+		t.Fatal("a redelivery after a crash was held by the send limit it was counted against already")
+	}
+}

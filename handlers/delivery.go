@@ -89,10 +89,12 @@ func (p *Portal) deliver(ctx context.Context, m storage.OutboxMessage) ([]storag
 	}
 	// The send limits count codes that actually go out, so anonymous
 	// traffic for addresses that are no contact spends none of them; a
-	// redelivery is not counted again. One store call counts them and,
-	// within them, stores the code.
+	// redelivery is not counted again, but a message handed back at a stop
+	// or reload before its delivery began is (if an earlier attempt had
+	// counted it, it counts twice: the safe side). One store call counts
+	// them and, within them, stores the code.
 	var limits []rateLimit
-	if m.Attempts <= 1 {
+	if m.Attempts <= 1 || m.LastError == mail.Released {
 		lim := p.Limits
 		limits = []rateLimit{
 			{key: "send/email/" + ws.Name + "/" + contact.Email, limit: lim.SendsPerEmail},

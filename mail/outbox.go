@@ -182,13 +182,19 @@ func (o *Outbox) claimLoop(ctx context.Context, jobs chan<- storage.OutboxMessag
 	}
 }
 
+// Released is the LastError of a message handed back at a stop before
+// its delivery began: claimed again, it counts as a first attempt for
+// what a first attempt does once (a code's send limits), although its
+// Attempts says otherwise.
+const Released = "released before its delivery began"
+
 // release hands back messages claimed but never given to a worker, so
 // that the next process (or the next config after a reload) sends them at
 // once instead of after their lease.
 func (o *Outbox) release(msgs []storage.OutboxMessage) {
 	now := o.Now()
 	for _, m := range msgs {
-		if err := o.Store.RetryOutbox(context.Background(), m.ID, now, ""); err != nil {
+		if err := o.Store.RetryOutbox(context.Background(), m.ID, now, Released); err != nil {
 			o.Logger.Error("releasing outbox message", zap.String("id", m.ID), zap.Error(err))
 		}
 	}

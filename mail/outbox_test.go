@@ -394,3 +394,47 @@ func TestOutboxCodesPassADeadReceiver(t *testing.T) {
 		t.Fatalf("the codes took %s behind a dead webhook receiver", took)
 	}
 }
+
+// TestOutboxReleasesAtStop: a message claimed but not yet delivered when
+// the outbox stops goes back due at once, marked mail.Released, so that
+// the next process counts it as a first attempt (a code's send limits).
+func TestOutboxReleasesAtStop(t *testing.T) {
+	store := fillOutbox(t, 2)
+	claims := &claimCount{Store: store}
+	started := make(chan struct{}, 2)
+	o := &mail.Outbox{Store: claims, Workers: 1, Poll: 10 * time.Millisecond, Logger: zap.NewNop(),
+		Deliver: func(ctx context.Context, m storage.OutboxMessage) ([]storage.AuditEvent, error) {
+			started <- struct{}{}
+			<-ctx.Done() // a relay that does not answer before the stop
+			return nil, ctx.Err()
+		}}
+	o.Start(context.Background())
+	<-started
+	waitFor(t, "the second message claimed, waiting for the worker", func() bool { return claims.claimed.Load() == 2 })
+	o.Stop()
+	msgs, err := store.ClaimOutbox(context.Background(), time.Minute, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var released int
+	for _, m := range msgs {
+		if m.LastError == mail.Released {
+			released++
+		}
+	}
+	if len(msgs) != 1 || released != 1 {
+		t.Fatalf("claimable after the stop: %d messages, %d of them released; want the waiting one, released", len(msgs), released)
+	}
+}
+
+// claimCount is a store that counts the messages claimed from it.
+type claimCount struct {
+	storage.Store
+	claimed atomic.Int32
+}
+
+func (s *claimCount) ClaimOutbox(ctx context.Context, lease time.Duration, n int) ([]storage.OutboxMessage, error) {
+	msgs, err := s.Store.ClaimOutbox(ctx, lease, n)
+	s.claimed.Add(int32(len(msgs)))
+	return msgs, err
+}
